@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+SDK := backend/seatguard/static/seatguard.js
+
+.PHONY: demo test check sdk system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+$(SDK): node_modules/.installed $(wildcard js-sdk/src/*.js) js-sdk/build.mjs
+	npm run --silent build
+
+sdk: $(SDK)
+
+# Debian's chromium (for Playwright) and redis-server, installed only where missing.
+system-deps:
+	scripts/install-system-deps
+
+demo: $(VENV)/.installed $(SDK)
+	$(VENV)/bin/seatguard demo --host 127.0.0.1 --port $(PORT) --db .seatguard/demo.db
+
+test: $(VENV)/.installed $(SDK) system-deps
+	npm test
+	$(PY) -m pytest
+
+check: $(VENV)/.installed
+	$(VENV)/bin/ruff check backend demo_site tests
+	$(VENV)/bin/ruff format --check backend demo_site tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) node_modules .seatguard $(SDK)

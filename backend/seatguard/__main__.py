@@ -1,0 +1,5 @@
+"""`python -m seatguard` runs the CLI."""
+
+from .cli import main
+
+main()

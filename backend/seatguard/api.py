@@ -1,0 +1,369 @@
+"""REST API v1 for site backends, authenticated with the site's secret key.
+
+Errors are RFC 9457 problem details (`application/problem+json`) with a plain message.
+The OpenAPI document (`/api/v1/openapi.json`) is built in `openapi.py` from the same
+request and response structs used here.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .node import Node
+from .presence import Rules, Session, UserPresence
+from .rules import SCOPES, Override, Scope
+from .sites import Site
+
+__all__ = ["Problem", "problem", "routes"]
+
+S = TypeVar("S")
+Name = msgspec.Meta(min_length=1, max_length=256)
+
+
+class RulesOut(msgspec.Struct):
+    mode: str
+    limit: int
+    policy: str
+    idle_timeout: float | None
+    absolute_timeout: float | None
+
+
+class SessionOut(msgspec.Struct):
+    id: str
+    state: Literal["admitted", "blocked"]
+    reason: str | None
+    device: str
+    device_type: str
+    ip: str
+    user_agent: str
+    org: str | None
+    role: str | None
+    tabs: int
+    started: float
+    last_seen: float
+    last_active: float
+
+
+class DeviceOut(msgspec.Struct):
+    id: str
+    type: str
+    seated: bool
+    sessions: list[str]
+
+
+class SessionsOut(msgspec.Struct):
+    user: str
+    rules: RulesOut
+    sessions: list[SessionOut]
+    devices: list[DeviceOut]
+
+
+class SeatOut(msgspec.Struct):
+    user: str
+    rules: RulesOut
+    seats_used: int
+    admitted: list[str]
+    blocked: list[str]
+
+
+class RevokeUserIn(msgspec.Struct, forbid_unknown_fields=True):
+    keep: str | None = None  # keep this session, revoke the others
+
+
+class RevokeWhereIn(msgspec.Struct, forbid_unknown_fields=True):
+    org: str | None = None
+    role: str | None = None
+    all: bool = False
+
+
+class RevokedOut(msgspec.Struct):
+    revoked: list[str]
+
+
+class RevokedCountOut(msgspec.Struct):
+    revoked: int
+
+
+class OverrideIn(msgspec.Struct, forbid_unknown_fields=True):
+    mode: Literal["concurrence", "device-limit"] | None = None
+    limit: int | None = msgspec.field(default=None)
+    policy: Literal["block-new", "evict-oldest", "evict-idle", "challenge", "monitor"] | None = None
+    idle_timeout: float | None = None
+    absolute_timeout: float | None = None
+
+
+class OverrideOut(msgspec.Struct):
+    scope: str
+    name: str
+    mode: str | None
+    limit: int | None
+    policy: str | None
+    idle_timeout: float | None
+    absolute_timeout: float | None
+
+
+class AuditOut(msgspec.Struct):
+    seq: int
+    at: float
+    user: str
+    session: str | None
+    device: str | None
+    ip: str | None
+    kind: str
+    reason: str | None
+    detail: dict[str, Any]
+    prev: str
+    hash: str
+
+
+class AuditPageOut(msgspec.Struct):
+    records: list[AuditOut]
+    next_after: int | None  # pass as `after` for the next page; null at the end
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    title: str
+    status: int
+    detail: str
+    type: str = "about:blank"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def problem(status: int, title: str, detail: str) -> Response:
+    body = msgspec.json.encode(Problem(title=title, status=status, detail=detail))
+    return Response(body, status_code=status, media_type="application/problem+json")
+
+
+def _json(value: object, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
+
+
+Handler = Callable[[Request, Node, Site], Awaitable[Response]]
+
+
+def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: check the bearer secret key, map ApiError to problem details."""
+
+    async def endpoint(request: Request) -> Response:
+        node: Node = request.app.state.node
+        auth = request.headers.get("authorization", "")
+        scheme, _, secret = auth.partition(" ")
+        if scheme.lower() != "bearer" or not secret:
+            return problem(401, "Unauthorized", "send the site's secret key as a Bearer token")
+        site = await node.db.site_by_secret(secret.strip())
+        if site is None or not hmac.compare_digest(site.secret, secret.strip()):
+            return problem(401, "Unauthorized", "unknown secret key")
+        try:
+            return await handler(request, node, site)
+        except ApiError as exc:
+            return problem(exc.status, exc.title, exc.detail)
+
+    return endpoint
+
+
+async def _body(request: Request, kind: type[S]) -> S:
+    raw = await request.body()
+    if len(raw) > 16384:
+        raise ApiError(413, "Payload too large", "request bodies are limited to 16 KiB")
+    try:
+        return msgspec.json.decode(raw or b"{}", type=kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "Invalid request", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "Malformed JSON", str(exc)) from None
+
+
+def _param(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    if not 1 <= len(value) <= 256:
+        raise ApiError(422, "Invalid request", f"{name} must have 1 to 256 characters")
+    return value
+
+
+def _rules_out(rules: Rules) -> RulesOut:
+    return RulesOut(
+        rules.mode, rules.limit, rules.policy, rules.idle_timeout, rules.absolute_timeout
+    )
+
+
+def _session_out(up: UserPresence, s: Session) -> SessionOut:
+    state = up.state(s.id)
+    return SessionOut(
+        id=s.id,
+        state=state.value,
+        reason=s.reason.value if state.value == "blocked" else None,
+        device=s.device,
+        device_type=s.device_type,
+        ip=s.ip,
+        user_agent=s.user_agent,
+        org=s.org,
+        role=s.role,
+        tabs=len(s.tabs),
+        started=s.created_at,
+        last_seen=s.last_seen,
+        last_active=s.last_active,
+    )
+
+
+async def user_sessions(request: Request, node: Node, site: Site) -> Response:
+    user = _param(request, "user")
+    up = await node.snapshot((site.key, user))
+    devices: dict[str, DeviceOut] = {}
+    for s in up.sessions.values():
+        d = devices.setdefault(s.device, DeviceOut(s.device, s.device_type, False, []))
+        d.sessions.append(s.id)
+        d.seated = d.seated or up.state(s.id).value == "admitted"
+    return _json(
+        SessionsOut(
+            user=user,
+            rules=_rules_out(up.rules if up.sessions else site.rules),
+            sessions=[_session_out(up, s) for s in up.sessions.values()],
+            devices=list(devices.values()),
+        )
+    )
+
+
+async def user_seat(request: Request, node: Node, site: Site) -> Response:
+    user = _param(request, "user")
+    up = await node.snapshot((site.key, user))
+    states = up.states()
+    return _json(
+        SeatOut(
+            user=user,
+            rules=_rules_out(up.rules if up.sessions else site.rules),
+            seats_used=len(up.seats),
+            admitted=[s for s, st in states.items() if st.value == "admitted"],
+            blocked=[s for s, st in states.items() if st.value == "blocked"],
+        )
+    )
+
+
+async def revoke_session(request: Request, node: Node, site: Site) -> Response:
+    user, session = _param(request, "user"), _param(request, "session")
+    revoked = await node.revoke((site.key, user), sessions=[session])
+    if not revoked:
+        raise ApiError(404, "Not found", f"user {user!r} has no live session {session!r}")
+    return _json(RevokedOut(revoked))
+
+
+async def revoke_user(request: Request, node: Node, site: Site) -> Response:
+    user = _param(request, "user")
+    body = await _body(request, RevokeUserIn)
+    return _json(RevokedOut(await node.revoke((site.key, user), keep=body.keep)))
+
+
+async def revoke_where(request: Request, node: Node, site: Site) -> Response:
+    body = await _body(request, RevokeWhereIn)
+    chosen = sum(1 for x in (body.org, body.role) if x is not None) + int(body.all)
+    if chosen != 1:
+        raise ApiError(422, "Invalid request", 'give exactly one of "org", "role" or "all": true')
+    org, role = body.org, body.role
+    count = await node.revoke_where(
+        site.key, lambda s: (org is None or s.org == org) and (role is None or s.role == role)
+    )
+    return _json(RevokedCountOut(count))
+
+
+def _override_out(o: Override) -> OverrideOut:
+    return OverrideOut(
+        o.scope, o.name, o.mode, o.limit, o.policy, o.idle_timeout, o.absolute_timeout
+    )
+
+
+def _scope(request: Request) -> Scope:
+    scope = str(request.path_params["scope"])
+    if scope not in SCOPES:
+        raise ApiError(404, "Not found", f"scope must be one of {', '.join(SCOPES)}")
+    return scope
+
+
+async def list_overrides(request: Request, node: Node, site: Site) -> Response:
+    found = await node.db.overrides(site.key)
+    return _json([_override_out(o) for o in found.values()])
+
+
+async def put_override(request: Request, node: Node, site: Site) -> Response:
+    scope, name = _scope(request), _param(request, "name")
+    body = await _body(request, OverrideIn)
+    override = Override(
+        scope, name, body.mode, body.limit, body.policy, body.idle_timeout, body.absolute_timeout
+    )
+    try:
+        Rules(**{**_defaults(site), **override.fields()})
+    except ValueError as exc:
+        raise ApiError(422, "Invalid request", str(exc)) from None
+    await node.db.set_override(site.key, override)
+    return _json(_override_out(override))
+
+
+async def delete_override(request: Request, node: Node, site: Site) -> Response:
+    scope, name = _scope(request), _param(request, "name")
+    if not await node.db.delete_override(site.key, scope, name):
+        raise ApiError(404, "Not found", f"no override for {scope} {name!r}")
+    return Response(status_code=204)
+
+
+async def audit_records(request: Request, node: Node, site: Site) -> Response:
+    q = request.query_params
+    try:
+        after = int(q.get("after", "0"))
+        limit = int(q.get("limit", "100"))
+    except ValueError:
+        raise ApiError(422, "Invalid request", "after and limit are whole numbers") from None
+    if after < 0 or not 1 <= limit <= 1000:
+        raise ApiError(422, "Invalid request", "after >= 0 and 1 <= limit <= 1000")
+    user = q.get("user") or None
+    found = await node.db.audit.records(site=site.key, user=user, after_seq=after, limit=limit)
+    records = [
+        AuditOut(
+            seq=r.seq,
+            at=r.event.at,
+            user=r.event.user,
+            session=r.event.session,
+            device=r.event.device,
+            ip=r.event.ip,
+            kind=r.event.kind.value,
+            reason=r.event.reason,
+            detail=dict(r.event.detail),
+            prev=r.prev,
+            hash=r.hash,
+        )
+        for r in found
+    ]
+    next_after = records[-1].seq if len(records) == limit else None
+    return _json(AuditPageOut(records, next_after))
+
+
+def _defaults(site: Site) -> dict[str, Any]:
+    r = site.rules
+    return {"mode": r.mode, "limit": r.limit, "policy": r.policy}
+
+
+def routes() -> list[BaseRoute]:
+    """The API's routes, under /api/v1."""
+    a = _authenticated
+    return [
+        Route("/api/v1/users/{user}/sessions", a(user_sessions), methods=["GET"]),
+        Route("/api/v1/users/{user}/seat", a(user_seat), methods=["GET"]),
+        Route("/api/v1/users/{user}/sessions/{session}", a(revoke_session), methods=["DELETE"]),
+        Route("/api/v1/users/{user}/revoke", a(revoke_user), methods=["POST"]),
+        Route("/api/v1/revoke", a(revoke_where), methods=["POST"]),
+        Route("/api/v1/overrides", a(list_overrides), methods=["GET"]),
+        Route("/api/v1/audit", a(audit_records), methods=["GET"]),
+        Route("/api/v1/overrides/{scope}/{name}", a(put_override), methods=["PUT"]),
+        Route("/api/v1/overrides/{scope}/{name}", a(delete_override), methods=["DELETE"]),
+    ]

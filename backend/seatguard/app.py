@@ -1,0 +1,103 @@
+"""The ASGI application: `create_app(settings)` and the lifespan that owns resources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from . import __version__, api
+from . import oidc as oidc_routes
+from . import openapi as openapi_doc
+from .auditkey import audit_key
+from .backchannel import MemoryReplayCache
+from .db import open_database
+from .node import Node
+from .recorder import Recorder
+from .settings import Settings
+from .store import MemoryStore
+from .webhooks import WebhookDispatcher
+from .ws import websocket_endpoint
+
+__all__ = ["SDK_PATH", "create_app"]
+
+log = logging.getLogger("seatguard")
+
+SDK_PATH = Path(str(resources.files("seatguard") / "static" / "seatguard.js"))
+"""The built browser SDK (`npm run build` writes it)."""
+
+
+async def _sweep_forever(node: Node) -> None:
+    while True:
+        await asyncio.sleep(node.settings.sweep_interval)
+        try:
+            await node.sweep()
+        except Exception:
+            log.exception("expiry sweep failed; retrying on the next tick")
+
+
+async def health(request: Request) -> Response:
+    node: Node = request.app.state.node
+    return JSONResponse({"status": "ok", "version": __version__, "tabs": node.tab_count()})
+
+
+async def sdk(request: Request) -> Response:
+    if not await anyio.Path(SDK_PATH).exists():
+        return PlainTextResponse(
+            "The browser SDK is not built: run `npm run build`.", status_code=503
+        )
+    return FileResponse(
+        SDK_PATH,
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """Build the server for `settings`; `clock` is injectable for tests."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        key = audit_key(settings, create=True)
+        db = await open_database(settings.database)
+        store = MemoryStore(clock)
+        webhooks = WebhookDispatcher(clock=clock)
+        await webhooks.start()
+        node = Node(settings, store, db, clock)
+        node.recorder = Recorder(db.audit, key, node.site, webhooks)
+        app.state.node = node
+        app.state.replay_cache = MemoryReplayCache()
+        sweeper = asyncio.create_task(_sweep_forever(node))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await webhooks.aclose()
+            await store.close()
+            await db.close()
+
+    routes: list[BaseRoute] = [
+        WebSocketRoute("/ws/v1", websocket_endpoint),
+        Route("/healthz", health),
+        Route("/sdk/v1/seatguard.js", sdk),
+        Route("/api/v1/openapi.json", openapi_doc.endpoint),
+        *api.routes(),
+        *oidc_routes.routes(),
+    ]
+    if settings.demo:
+        import demo_site
+
+        routes += demo_site.routes()
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,263 @@
+"""The audit trail: lifecycle events as records of an append-only, HMAC-chained log.
+
+Record `seq` (1, 2, 3, ... without gaps) carries `prev`, the hash of record `seq - 1`
+(`GENESIS`, 64 zeros, for the first), and `hash = HMAC-SHA256(key, canonical bytes)`. The
+key lives outside the database, so whoever can write the database can neither forge nor
+re-hash a record; `verify` (in `audit_chain`, re-exported here) finds what was touched.
+
+Canonical bytes: the JSON object of `seq, prev, at, site, user, session, device, ip, kind,
+reason, detail` with sorted keys, no whitespace, ASCII only (`\\uXXXX` escapes) and no NaN or
+infinity. Numbers keep their JSON type: `at` is always a float and, like every float in
+`detail`, is written as Python's `repr`, the shortest text that reads back to the same
+double (`1` and `1.0` differ). A double survives SQLite REAL, PostgreSQL double precision and
+a JSON line unchanged; `detail` is stored as JSON text (in PostgreSQL `text`, never `jsonb`,
+which rewrites numbers), so a stored record re-encodes to exactly the bytes that were signed.
+
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+from .audit_chain import GENESIS, Problem, ProblemKind, VerifyReport, canonical, sign, verify
+from .errors import ConfigError
+
+__all__ = [
+    "DETAIL_BYTES",
+    "GENESIS",
+    "MIN_KEY_BYTES",
+    "AuditEvent",
+    "AuditKind",
+    "AuditRecord",
+    "Detail",
+    "Problem",
+    "ProblemKind",
+    "Scalar",
+    "VerifyReport",
+    "canonical",
+    "chain",
+    "decode",
+    "from_json",
+    "load_audit_key",
+    "to_json",
+    "verify",
+]
+
+MIN_KEY_BYTES = 32
+"""The shortest audit key accepted: as long as the HMAC-SHA256 output."""
+
+DETAIL_BYTES = 2048
+"""The most an event's `detail` may take as canonical JSON."""
+
+
+class AuditKind(StrEnum):
+    """What happened to a browser session."""
+
+    created = "created"
+    admitted = "admitted"
+    blocked = "blocked"
+    unblocked = "unblocked"
+    taken_over = "taken_over"
+    evicted = "evicted"
+    idle_expired = "idle_expired"
+    absolute_expired = "absolute_expired"
+    revoked = "revoked"
+    refused = "refused"
+    ended = "ended"
+
+
+Scalar: TypeAlias = str | int | float | bool | None
+Detail: TypeAlias = Mapping[str, Scalar]
+"""Small, flat extra facts about an event: names to scalars."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One lifecycle event of one user's browser session."""
+
+    at: float  # seconds since the epoch, from the injected clock
+    site: str
+    user: str
+    session: str | None
+    device: str | None
+    ip: str | None
+    kind: AuditKind
+    reason: str | None
+    detail: Detail = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An event in the log: its place `seq`, the previous record's hash, and its own."""
+
+    seq: int
+    prev: str
+    hash: str
+    event: AuditEvent
+
+
+def chain(prev: str, seq: int, event: AuditEvent, key: bytes) -> AuditRecord:
+    """Record `seq` of the log, linked to the record whose hash is `prev` and signed.
+
+    The event is checked and normalised first (`at` a float, `kind` an `AuditKind`, `detail`
+    a private copy); ValueError says what is wrong with it.
+    """
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"the audit key needs at least {MIN_KEY_BYTES} bytes")
+    if type(seq) is not int or seq < 1:
+        raise ValueError(f"seq must be a positive integer, not {seq!r}")
+    if not _HASH.fullmatch(prev) or (seq == 1) != (prev == GENESIS):
+        raise ValueError(f"record {seq} cannot follow {prev!r}")
+    event = _normalized(event)
+    return AuditRecord(seq, prev, sign(key, seq, prev, event), event)
+
+
+def load_audit_key(value: str) -> bytes:
+    """The audit key from text (a key file's content or an environment value).
+
+    `hex:` or `base64:` in front says how it is written; without it, text made only of hex
+    digits is hex, anything else base64 (standard or URL-safe, padding optional). Surrounding
+    whitespace is ignored. ConfigError unless it decodes to at least `MIN_KEY_BYTES` bytes.
+    """
+    text = value.strip()
+    if not text:
+        raise ConfigError("the audit key is empty")
+    scheme, colon, rest = text.partition(":")
+    if colon and scheme.lower() in ("hex", "base64"):
+        scheme, text = scheme.lower(), rest.strip()
+    else:
+        scheme = "hex" if re.fullmatch(r"[0-9a-fA-F]+", text) else "base64"
+    try:
+        if scheme == "hex":
+            key = bytes.fromhex(text)
+        else:
+            padded = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
+            key = base64.b64decode(padded, validate=True)
+    except (ValueError, binascii.Error):
+        raise ConfigError(f"the audit key is not valid {scheme}") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"the audit key has {len(key)} bytes, it needs at least {MIN_KEY_BYTES}"
+            " (make one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return key
+
+
+def to_json(record: AuditRecord) -> str:
+    """One JSON line for export, without the newline; `from_json` reads it back exactly."""
+    e = record.event
+    doc = {
+        "seq": record.seq,
+        "prev": record.prev,
+        "hash": record.hash,
+        "at": e.at,
+        "site": e.site,
+        "user": e.user,
+        "session": e.session,
+        "device": e.device,
+        "ip": e.ip,
+        "kind": e.kind,
+        "reason": e.reason,
+        "detail": dict(e.detail) if isinstance(e.detail, Mapping) else e.detail,
+    }
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def from_json(line: str) -> AuditRecord:
+    """A record from a line written by `to_json`; ValueError if it is not one."""
+    doc = json.loads(line)
+    if not isinstance(doc, dict) or set(doc) != set(_FIELDS):
+        raise ValueError("not an audit record: expected the fields " + ", ".join(_FIELDS))
+    return decode(doc)
+
+
+def decode(fields: Mapping[str, Any]) -> AuditRecord:
+    """A record from stored values, named as in `to_json`'s lines, kept exactly as stored.
+
+    Only what `verify` needs to walk is required (an integer seq, text prev and hash):
+    anything else stored wrong, such as an unknown kind, is kept as it is and fails its hash.
+    """
+    seq, prev, digest = fields["seq"], fields["prev"], fields["hash"]
+    if type(seq) is not int or not isinstance(prev, str) or not isinstance(digest, str):
+        raise ValueError(f"not an audit record: seq {seq!r}, prev {prev!r}, hash {digest!r}")
+    kind = fields["kind"]
+    if isinstance(kind, str) and kind in _KINDS:
+        kind = _KINDS[kind]  # an unknown kind stays as stored, and fails its hash
+    event = AuditEvent(
+        at=fields["at"],
+        site=fields["site"],
+        user=fields["user"],
+        session=fields["session"],
+        device=fields["device"],
+        ip=fields["ip"],
+        kind=kind,
+        reason=fields["reason"],
+        detail=fields["detail"],
+    )
+    return AuditRecord(seq, prev, digest, event)
+
+
+_FIELDS = (
+    "seq",
+    "prev",
+    "hash",
+    "at",
+    "site",
+    "user",
+    "session",
+    "device",
+    "ip",
+    "kind",
+    "reason",
+    "detail",
+)
+_KINDS: dict[str, AuditKind] = {k.value: k for k in AuditKind}
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def _normalized(event: AuditEvent) -> AuditEvent:
+    """The event as it is signed and stored; ValueError if it cannot be."""
+    at = event.at
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        raise ValueError(f"at must be a finite number of seconds, not {at!r}")
+    for name in ("site", "user", "session", "device", "ip", "reason"):
+        value = getattr(event, name)
+        optional = name not in ("site", "user")
+        if not isinstance(value, str) and not (optional and value is None):
+            raise ValueError(f"{name} must be text, not {value!r}")
+        _check_text(name, value)
+    if not isinstance(event.kind, str) or event.kind not in _KINDS:
+        raise ValueError(f"unknown audit kind {event.kind!r}")
+    if not isinstance(event.detail, Mapping):
+        raise ValueError(f"detail must be a mapping, not {event.detail!r}")
+    detail = dict(event.detail)
+    for name, value in detail.items():
+        if not isinstance(name, str) or not isinstance(value, Scalar):
+            raise ValueError(f"detail must map names to scalars, not {name!r}: {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"detail {name!r} must be finite, not {value!r}")
+        _check_text(f"detail {name!r}", name)
+        _check_text(f"detail {name!r}", value)
+    size = len(json.dumps(detail, separators=(",", ":"), ensure_ascii=True))
+    if size > DETAIL_BYTES:
+        raise ValueError(f"detail takes {size} bytes, more than {DETAIL_BYTES}")
+    # `+ 0.0` turns -0.0 into 0.0, which is what SQLite gives back.
+    return replace(event, at=float(at) + 0.0, kind=_KINDS[event.kind], detail=detail)
+
+
+def _check_text(name: str, value: object) -> None:
+    """Refuse text that cannot be stored as UTF-8 (lone surrogates)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} is not valid Unicode text") from None

@@ -1,0 +1,327 @@
+"""One tab's socket as a protocol state machine, independent of the web framework.
+
+The shell feeds it frames (`receive`) and tells it when the socket closed (`closed`);
+it answers through a `Transport`. Every error ends the socket with one `error` frame and
+the close code from `errors.close_code`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Protocol
+
+import msgspec
+
+from .devices import device_type
+from .errors import (
+    BadMessage,
+    IdentityError,
+    IdentityRequired,
+    InvalidIdentity,
+    OriginNotAllowed,
+    OutOfOrder,
+    SeatguardError,
+    SessionExpired,
+    SessionRevoked,
+    TooBig,
+    UnknownSite,
+    UnsupportedData,
+    UnsupportedVersion,
+    close_code,
+)
+from .identity import verify_identity
+from .node import Node
+from .presence import Arrival, Leave, Refusal
+from .protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    Bye,
+    CloseCode,
+    Conflict,
+    Denied,
+    Error,
+    Heartbeat,
+    Hello,
+    Logout,
+    ServerFrame,
+    TakeOver,
+    Welcome,
+    decode_client_frame,
+    encode,
+)
+from .rules import Claims, resolve
+from .rules import who as account
+from .sites import Site, identity_config
+from .types import UserKey
+
+__all__ = ["Channel", "ChannelState", "Transport"]
+
+log = logging.getLogger("seatguard")
+
+
+class Transport(Protocol):
+    """What a channel needs from the socket underneath."""
+
+    async def send(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class ChannelState(enum.Enum):
+    awaiting_hello = "awaiting_hello"
+    joined = "joined"
+    closed = "closed"
+
+
+_NEXT: dict[ChannelState, frozenset[ChannelState]] = {
+    ChannelState.awaiting_hello: frozenset({ChannelState.joined, ChannelState.closed}),
+    ChannelState.joined: frozenset({ChannelState.closed}),
+    ChannelState.closed: frozenset(),
+}
+
+
+class Channel:
+    """The server side of one tab."""
+
+    def __init__(
+        self,
+        node: Node,
+        transport: Transport,
+        *,
+        origin: str | None,
+        own_origin: str,
+        user_agent: str,
+        ip: str = "",
+    ) -> None:
+        self.node = node
+        self.transport = transport
+        self.origin = origin
+        self.own_origin = own_origin
+        self.user_agent = user_agent
+        self.ip = ip
+        self.state = ChannelState.awaiting_hello
+        self.key: UserKey | None = None
+        self.hello: Hello | None = None
+        self._early: list[ServerFrame] = []
+
+    def _move(self, to: ChannelState) -> None:
+        if to not in _NEXT[self.state]:
+            raise RuntimeError(f"illegal channel transition {self.state.name} -> {to.name}")
+        self.state = to
+
+    async def receive(self, data: str | bytes) -> None:
+        """Handle one frame; on any error, tell the tab and close."""
+        if self.state is ChannelState.closed:
+            return
+        try:
+            await self._receive(data)
+        except SeatguardError as exc:
+            await self.end(close_code(exc), str(exc))
+        except Exception:
+            log.exception("unexpected error handling a frame")
+            await self.end(CloseCode.internal_error, "internal error")
+
+    async def _receive(self, data: str | bytes) -> None:
+        if isinstance(data, bytes):
+            raise UnsupportedData("binary frames are not supported; send JSON text")
+        limit = self.node.settings.max_message_bytes
+        if len(data) > limit:
+            raise TooBig(f"frame of {len(data)} bytes is over the limit of {limit}")
+        try:
+            frame = decode_client_frame(data)
+        except msgspec.ValidationError as exc:
+            raise BadMessage(f"invalid frame: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise BadMessage(f"malformed JSON: {exc}") from None
+        if self.state is ChannelState.awaiting_hello:
+            if not isinstance(frame, Hello):
+                raise OutOfOrder(f"expected hello first, got {_kind(frame)}")
+            await self._hello(frame)
+        elif isinstance(frame, Heartbeat):
+            await self._heartbeat(frame)
+        elif isinstance(frame, Bye):
+            await self._bye(frame)
+        elif isinstance(frame, Logout):
+            await self._logout()
+        elif isinstance(frame, TakeOver):
+            await self._take_over()
+        else:
+            raise OutOfOrder("hello was already received")
+
+    async def _hello(self, hello: Hello) -> None:
+        if hello.v != PROTOCOL_VERSION:
+            raise UnsupportedVersion(
+                f"protocol version {hello.v} is not supported; this server speaks "
+                f"{PROTOCOL_VERSION}"
+            )
+        site = await self.node.site(hello.site)
+        if site is None:
+            raise UnknownSite(f"unknown site key {hello.site!r}")
+        if not site.allows_origin(self.origin, self.own_origin):
+            raise OriginNotAllowed(f"origin {self.origin!r} is not allowed for this site")
+        try:
+            token = self._identity(site, hello)
+        except IdentityError as exc:
+            key = (site.key, hello.user or "")
+            await self.node.refused(key, hello.session, self.ip, close_code(exc).name)
+            raise
+        page = site.page_claims(hello)
+        who = account(page, token, hello.user)
+        overrides = await self.node.db.overrides(
+            site.key, {"org": who.org, "role": who.role, "user": who.user}
+        )
+        rules = resolve(site.rules, page=page, token=token, overrides=overrides, user=who.user)
+        self.key = (site.key, who.user)
+        self.hello = hello
+        arrival = Arrival(
+            session=hello.session,
+            tab=hello.tab,
+            device=hello.fp or hello.device,
+            device_type=device_type(self.user_agent),
+            org=who.org,
+            role=who.role,
+            sid=who.sid,
+            ip=self.ip,
+            user_agent=self.user_agent,
+        )
+        joined = await self.node.join(self.key, self, arrival, rules)
+        if joined.refused is not None:
+            await self.node.refused(self.key, hello.session, self.ip, joined.refused.value)
+        if joined.refused is Refusal.revoked:
+            raise SessionRevoked("this browser session was revoked; sign in again")
+        if joined.refused is Refusal.expired:
+            raise SessionExpired("this browser session has expired; sign in again")
+        await self.push(
+            Welcome(
+                v=PROTOCOL_VERSION,
+                session=hello.session,
+                state=joined.state.value,
+                reason=joined.reason.value if joined.reason else None,
+                hb=round(self.node.settings.heartbeat_interval * 1000),
+                mode=joined.rules.mode,
+                limit=joined.rules.limit,
+                policy=joined.rules.policy,
+                takeover=joined.rules.takeover,
+            )
+        )
+        self._move(ChannelState.joined)
+        if joined.conflict:
+            await self.push(Conflict())
+        early, self._early = self._early, []
+        for frame in early:
+            await self.push(frame)
+
+    def _identity(self, site: Site, hello: Hello) -> Claims | None:
+        """The claims of the hello's identity token, or None where none is needed."""
+        if hello.token is None:
+            if site.config.identity_required:
+                raise IdentityRequired("this site requires a signed identity token")
+            if not hello.user:
+                raise BadMessage("hello needs a user id or an identity token")
+            return None
+        identity = verify_identity(hello.token, identity_config(site), now=self.node.clock())
+        if hello.user and hello.user != identity.user:
+            raise InvalidIdentity("the user id does not match the identity token's subject")
+        return Claims(
+            identity.user,
+            org=identity.org,
+            role=identity.role,
+            mode=identity.mode,
+            limit=identity.limit,
+            policy=identity.policy,
+            sid=identity.sid,
+        )
+
+    async def _take_over(self) -> None:
+        assert self.key is not None and self.hello is not None
+        outcome = await self.node.take_over(self.key, session=self.hello.session)
+        if outcome.refused is not None:
+            await self.push(
+                Denied(
+                    action="takeover",
+                    reason=outcome.refused.value,
+                    message="this site's policy does not allow using the account here",
+                )
+            )
+
+    async def _heartbeat(self, hb: Heartbeat) -> None:
+        assert self.key is not None and self.hello is not None
+        known = await self.node.heartbeat(
+            self.key, session=self.hello.session, tab_id=self.hello.tab, active=hb.active
+        )
+        if not known:
+            await self.end(CloseCode.heartbeat_timeout, "this tab was dropped; reconnect")
+            return
+        await self.push(Ack(ref=hb.ref))
+
+    async def _bye(self, bye: Bye) -> None:
+        await self._leave(Leave(bye.next))
+        await self._close(CloseCode.normal, "goodbye")
+
+    async def _logout(self) -> None:
+        assert self.key is not None and self.hello is not None
+        await self.node.logout(self.key, session=self.hello.session)
+
+    async def closed(self) -> None:
+        """The socket closed underneath (or the channel ended itself)."""
+        if self.state is ChannelState.joined:
+            await self._leave(Leave.drop)
+        if self.state is not ChannelState.closed:
+            self._move(ChannelState.closed)
+
+    async def _leave(self, how: Leave) -> None:
+        assert self.key is not None and self.hello is not None
+        if self.state is not ChannelState.joined:
+            return
+        await self.node.leave(
+            self.key, self, session=self.hello.session, tab_id=self.hello.tab, how=how
+        )
+
+    # Tab interface, used by the node.
+
+    async def push(self, frame: ServerFrame) -> None:
+        if self.state is ChannelState.closed:
+            return
+        if self.state is ChannelState.awaiting_hello and not isinstance(frame, Welcome | Error):
+            # A notice raced ahead of this tab's welcome: it is sent right after it.
+            self._early.append(frame)
+            return
+        try:
+            await self.transport.send(encode(frame))
+        except Exception:
+            log.debug("send failed; the socket is closing", exc_info=True)
+
+    async def end(self, code: CloseCode, message: str) -> None:
+        """Send one error frame (for error codes), then close."""
+        if self.state is ChannelState.closed:
+            return
+        if code not in _QUIET_CODES:
+            await self.push(Error(code=int(code), reason=code.name, message=message))
+        if self.state is ChannelState.joined and code is not CloseCode.logged_out:
+            await self._leave(Leave.drop)
+        await self._close(code, message)
+
+    async def _close(self, code: CloseCode, message: str) -> None:
+        if self.state is ChannelState.closed:
+            return
+        self._move(ChannelState.closed)
+        try:
+            await self.transport.close(int(code), _truncate(message))
+        except Exception:
+            log.debug("close failed; the socket is already gone", exc_info=True)
+
+
+_QUIET_CODES = frozenset({CloseCode.normal, CloseCode.going_away, CloseCode.logged_out})
+"""Close codes that end a socket without an `error` frame."""
+
+
+def _kind(frame: object) -> str:
+    tag: str = frame.__struct_config__.tag  # type: ignore[attr-defined]
+    return tag
+
+
+def _truncate(message: str) -> str:
+    """Close reasons are limited to 123 bytes of UTF-8."""
+    encoded = message.encode()
+    return encoded[:123].decode(errors="ignore")

@@ -1,0 +1,167 @@
+"""The `seatguard` command: serve, demo, and site management."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import uvicorn
+
+from .db import Database, open_database
+from .errors import ConfigError
+from .presence import Rules
+from .settings import Settings
+from .sites import SELF_ORIGIN, Site, new_site
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+DEFAULTS = Settings()
+
+
+def db_option(f: F) -> F:
+    """`--db`: a SQLite file or a postgresql:// URL."""
+    return click.option(
+        "--db",
+        envvar=["SEATGUARD_DATABASE_URL", "SEATGUARD_DB"],
+        default=DEFAULTS.db,
+        show_default=True,
+        help="SQLite file or postgresql:// URL [env SEATGUARD_DATABASE_URL, SEATGUARD_DB].",
+    )(f)
+
+
+def _server_options(f: F) -> F:
+    """Flags shared by `serve` and `demo`; each also reads SEATGUARD_<NAME>."""
+    options = [
+        click.option("--host", help=f"Interface to listen on [default {DEFAULTS.host}]."),
+        click.option("--port", type=int, help=f"TCP port [default {DEFAULTS.port}]."),
+        click.option("--db", help=f"SQLite file holding sites [default {DEFAULTS.db}]."),
+        click.option(
+            "--database-url",
+            help="postgresql://... to keep sites, overrides and the audit trail in PostgreSQL.",
+        ),
+        click.option(
+            "--heartbeat-interval",
+            type=float,
+            help=f"Seconds between heartbeats of each tab [default {DEFAULTS.heartbeat_interval}].",
+        ),
+        click.option(
+            "--session-timeout",
+            type=float,
+            help="Seconds of silence after which a tab is dropped and its seat freed "
+            f"[default {DEFAULTS.session_timeout}].",
+        ),
+        click.option(
+            "--reload-grace",
+            type=float,
+            help="Seconds a browser whose tabs all left keeps its seat, so a reload or a "
+            f"network drop re-attaches [default {DEFAULTS.reload_grace}].",
+        ),
+        click.option(
+            "--hello-timeout",
+            type=float,
+            help=f"Seconds a new socket has to say hello [default {DEFAULTS.hello_timeout}].",
+        ),
+        click.option(
+            "--max-message-bytes",
+            type=int,
+            help=f"Largest accepted frame [default {DEFAULTS.max_message_bytes}].",
+        ),
+        click.option("--log-level", help=f"Log level [default {DEFAULTS.log_level}]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _settings(**flags: Any) -> Settings:
+    try:
+        return Settings.from_env(**flags)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def with_db(path: str, fn: Callable[[Database], Awaitable[T]]) -> T:
+    """Open the database (a SQLite path or a postgresql:// URL), run `fn`, close it."""
+
+    async def run() -> T:
+        db = await open_database(path)
+        try:
+            return await fn(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _run(settings: Settings) -> None:
+    from .app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=max(65536, settings.max_message_bytes * 2),
+        ws_per_message_deflate=False,
+        lifespan="on",
+    )
+
+
+@click.group()
+@click.version_option(package_name="seatguard")
+def main() -> None:
+    """Seatguard: stop account sharing and control browser sessions in real time."""
+
+
+@main.command()
+@_server_options
+def serve(**flags: Any) -> None:
+    """Run the presence server."""
+    _run(_settings(**flags))
+
+
+@main.command()
+@_server_options
+def demo(**flags: Any) -> None:
+    """Run the presence server with the Acme Stream demo site next to it."""
+    from demo_site import DEMO_SITE_KEY
+
+    settings = _settings(demo=True, **flags)
+    site = with_db(settings.database, lambda db: _seed_demo(db, DEMO_SITE_KEY))
+    url = f"http://{settings.host}:{settings.port}/"
+    click.echo(f"Demo site key: {site.key}")
+    click.echo(f"Acme Stream demo: {url}  (try {url}watch?user=alice&mode=concurrence&limit=1)")
+    _run(settings)
+
+
+async def _seed_demo(db: Database, key: str) -> Site:
+    site = await db.site(key)
+    if site is None:
+        site = new_site(
+            "Acme Stream (demo)",
+            [SELF_ORIGIN],
+            Rules(),
+            client_settings=True,
+            now=time.time(),
+            key=key,
+        )
+        await db.add_site(site)
+    return site
+
+
+def _register() -> None:
+    from .cli_audit import audit
+    from .cli_site import site
+
+    main.add_command(site)
+    main.add_command(audit)
+
+
+_register()

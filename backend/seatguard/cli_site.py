@@ -1,0 +1,230 @@
+"""`seatguard site`: create, update, list and show sites."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .cli import db_option, with_db
+from .errors import ConfigError
+from .presence import POLICIES, Rules
+from .sites import Site, SiteConfig, new_site, normalize_origin
+from .webhooks import new_webhook_secret
+
+__all__ = ["site"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+MODES = ("concurrence", "device-limit")
+
+
+def _site_options(f: F) -> F:
+    """Options shared by `create` and `update`; on update, only given ones change."""
+    options = [
+        click.option("--name", help="Display name."),
+        click.option(
+            "--origin",
+            "origins",
+            multiple=True,
+            help="Page origin allowed to use the site key, e.g. https://example.com "
+            "(repeatable; 'self' = this server's own origin; '*' = any).",
+        ),
+        click.option("--mode", type=click.Choice(MODES), help="What a seat counts."),
+        click.option("--limit", type=click.IntRange(1, 1000), help="Seats per user."),
+        click.option("--policy", type=click.Choice(sorted(POLICIES)), help="Over the limit."),
+        click.option(
+            "--client-settings/--no-client-settings",
+            default=None,
+            help="Let load() options set mode, limit and policy (demo and testing only).",
+        ),
+        click.option("--idle-timeout", type=float, help="Seconds without user input (0: off)."),
+        click.option("--absolute-timeout", type=float, help="Longest session, seconds (0: off)."),
+        click.option(
+            "--require-identity/--no-require-identity",
+            default=None,
+            help="Refuse a plain userId: require a signed identity token.",
+        ),
+        click.option(
+            "--identity-algorithm",
+            type=click.Choice(["HS256", "RS256", "ES256"]),
+            help="Algorithm of identity tokens (HS256 is signed with the site's secret key).",
+        ),
+        click.option(
+            "--identity-public-key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="PEM file verifying RS256/ES256 identity tokens.",
+        ),
+        click.option(
+            "--identity-jwks",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="JWKS file verifying RS256/ES256 identity tokens.",
+        ),
+        click.option("--identity-issuer", help="Required `iss` of identity tokens."),
+        click.option("--oidc-issuer", help="OpenID provider sending back-channel logouts."),
+        click.option("--oidc-client-id", help="Client id: the `aud` of logout tokens."),
+        click.option(
+            "--oidc-jwks",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="JWKS file of the OpenID provider.",
+        ),
+        click.option(
+            "--webhook-url", help="Where seat events are posted ('' to stop); a secret is made."
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _json_file(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as exc:
+        raise click.BadParameter(f"{path}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter(f"{path}: a JWKS is a JSON object")
+    return value
+
+
+def _apply(site: Site, o: dict[str, Any]) -> Site:
+    """The site with the given options changed."""
+    rules_changes = {k: o[k] for k in ("mode", "limit", "policy") if o[k] is not None}
+    for name in ("idle_timeout", "absolute_timeout"):
+        if o[name] is not None:
+            rules_changes[name] = o[name] or None
+    config: dict[str, Any] = {}
+    names = {
+        "require_identity": "identity_required",
+        "identity_algorithm": "identity_algorithm",
+        "identity_issuer": "identity_issuer",
+        "oidc_issuer": "oidc_issuer",
+        "oidc_client_id": "oidc_client_id",
+    }
+    for option, field in names.items():
+        if o[option] is not None:
+            config[field] = o[option]
+    if o["identity_public_key"] is not None:
+        config["identity_public_key"] = o["identity_public_key"].read_text()
+    for option, field in (("identity_jwks", "identity_jwks"), ("oidc_jwks", "oidc_jwks")):
+        if o[option] is not None:
+            config[field] = _json_file(o[option])
+    if o["webhook_url"] is not None:
+        config["webhook_url"] = o["webhook_url"] or None
+        if o["webhook_url"] and not site.config.webhook_secret:
+            config["webhook_secret"] = new_webhook_secret()
+    changes: dict[str, Any] = {}
+    if o["name"]:
+        changes["name"] = o["name"]
+    if o["origins"]:
+        changes["origins"] = tuple(dict.fromkeys(normalize_origin(x) for x in o["origins"]))
+    if o["client_settings"] is not None:
+        changes["client_settings"] = o["client_settings"]
+    try:
+        rules = dataclasses.replace(site.rules, **rules_changes)
+        merged = SiteConfig(**{**_config_fields(site.config), **config})
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    return dataclasses.replace(site, rules=rules, config=merged, **changes)
+
+
+def _config_fields(config: SiteConfig) -> dict[str, Any]:
+    return {f: getattr(config, f) for f in config.__struct_fields__}
+
+
+def _check(site: Site) -> Site:
+    """Refuse a site whose identity settings cannot verify a token."""
+    from .sites import identity_config
+
+    if site.config.identity_required or site.config.identity_algorithm != "HS256":
+        try:
+            identity_config(site)
+        except ConfigError as exc:
+            raise click.BadParameter(f"identity tokens: {exc}") from None
+    return site
+
+
+@click.group()
+def site() -> None:
+    """Manage sites (tenants)."""
+
+
+@site.command("create")
+@_site_options
+@db_option
+def site_create(db: str, **options: Any) -> None:
+    """Create a site and print its keys."""
+    if not options["name"] or not options["origins"]:
+        raise click.UsageError("a new site needs --name and at least one --origin")
+    try:
+        base = new_site(
+            options["name"], options["origins"], Rules(), client_settings=False, now=time.time()
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+    created = _check(_apply(base, options))
+    with_db(db, lambda database: database.add_site(created))
+    click.echo(json.dumps(describe(created, secret=True), indent=2))
+
+
+@site.command("update")
+@click.argument("key")
+@_site_options
+@db_option
+def site_update(key: str, db: str, **options: Any) -> None:
+    """Change a site's settings (only the options given)."""
+    found = with_db(db, lambda database: database.site(key))
+    if found is None:
+        raise click.ClickException(f"no site with key {key!r}")
+    updated = _check(_apply(found, options))
+    with_db(db, lambda database: database.update_site(updated))
+    click.echo(json.dumps(describe(updated, secret=bool(options["webhook_url"])), indent=2))
+
+
+@site.command("list")
+@db_option
+def site_list(db: str) -> None:
+    """List sites."""
+    for s in with_db(db, lambda database: database.sites()):
+        rules = s.rules
+        click.echo(f"{s.key}\t{s.name}\t{rules.mode} {rules.limit} {rules.policy}")
+
+
+@site.command("show")
+@click.argument("key")
+@click.option("--secret/--no-secret", default=False, help="Also print the secret keys.")
+@db_option
+def site_show(key: str, secret: bool, db: str) -> None:
+    """Show one site."""
+    found = with_db(db, lambda database: database.site(key))
+    if found is None:
+        raise click.ClickException(f"no site with key {key!r}")
+    click.echo(json.dumps(describe(found, secret=secret), indent=2))
+
+
+def describe(s: Site, *, secret: bool) -> dict[str, Any]:
+    """A site as JSON for people; secrets only when asked."""
+    config = _config_fields(s.config)
+    if not secret:
+        config.pop("webhook_secret", None)
+    out: dict[str, Any] = {
+        "key": s.key,
+        "name": s.name,
+        "origins": list(s.origins),
+        "mode": s.rules.mode,
+        "limit": s.rules.limit,
+        "policy": s.rules.policy,
+        "idle_timeout": s.rules.idle_timeout,
+        "absolute_timeout": s.rules.absolute_timeout,
+        "client_settings": s.client_settings,
+        **{k: v for k, v in config.items() if v not in (None, False)},
+    }
+    if secret:
+        out["secret"] = s.secret
+    return out

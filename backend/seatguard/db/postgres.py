@@ -1,0 +1,187 @@
+"""Sites and overrides in PostgreSQL, through an asyncpg pool: the database of a cluster.
+
+The tables mean what they mean in SQLite (`seatguard.db.sqlite`). Migrations are numbered;
+`schema_version` records those that ran, and they run under a transaction-scoped advisory
+lock, so that processes starting at once migrate exactly once.
+
+PostgreSQL `text` cannot hold a NUL character: writing one is a ValueError, and looking one
+up finds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from ..rules import Override, Scope
+from ..sites import Site
+from .audit_postgres import SCHEMA as AUDIT_SCHEMA
+from .audit_postgres import AuditPostgres, refuse_nul
+from .rows import (
+    OVERRIDE_COLUMNS,
+    SITE_COLUMNS,
+    override_from_row,
+    override_row,
+    site_from_row,
+    site_row,
+)
+
+__all__ = ["MIGRATIONS", "PostgresDatabase", "migrate"]
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE sites (
+            key text PRIMARY KEY,
+            secret text NOT NULL UNIQUE,
+            name text NOT NULL,
+            origins text NOT NULL,  -- a JSON array of origins
+            mode text NOT NULL,
+            seat_limit integer NOT NULL,
+            policy text NOT NULL,
+            client_settings boolean NOT NULL,
+            created_at double precision NOT NULL,
+            idle_timeout double precision,
+            absolute_timeout double precision,
+            config text NOT NULL DEFAULT '{}'  -- a SiteConfig as JSON
+        )
+        """,
+        """
+        CREATE TABLE overrides (
+            site text NOT NULL REFERENCES sites(key) ON DELETE CASCADE,
+            scope text NOT NULL CHECK (scope IN ('org', 'role', 'user')),
+            name text NOT NULL,
+            mode text,
+            seat_limit integer,
+            policy text,
+            idle_timeout double precision,
+            absolute_timeout double precision,
+            PRIMARY KEY (site, scope, name)
+        )
+        """,
+    ),
+    AUDIT_SCHEMA,
+)
+"""Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
+
+MIGRATION_LOCK = 0x5EA7_6A2D_0001
+"""The advisory lock key migrations hold (advisory locks are per database)."""
+
+_SCHEMA_VERSION = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+_SITE_PARAMS = ", ".join(f"${i}" for i in range(1, len(SITE_COLUMNS.split(",")) + 1))
+_OVERRIDE_UPSERT = (
+    f"INSERT INTO overrides (site, {OVERRIDE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) "
+    "ON CONFLICT (site, scope, name) DO UPDATE SET mode = EXCLUDED.mode, "
+    "seat_limit = EXCLUDED.seat_limit, policy = EXCLUDED.policy, "
+    "idle_timeout = EXCLUDED.idle_timeout, absolute_timeout = EXCLUDED.absolute_timeout"
+)
+
+
+class PostgresDatabase:
+    """The shared database. Open with `await PostgresDatabase.open(url)`."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool  # an asyncpg.Pool
+        self.audit = AuditPostgres(pool)  # the audit log, on the same pool
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
+        """Connect a pool to `url` (postgresql://user:password@host:port/db) and migrate."""
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        try:
+            await migrate(pool)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def add_site(self, site: Site) -> None:
+        row = site_row(site)
+        refuse_nul(**dict(zip(SITE_COLUMNS.split(", "), row, strict=True)))
+        await self.pool.execute(f"INSERT INTO sites ({SITE_COLUMNS}) VALUES ({_SITE_PARAMS})", *row)
+
+    async def update_site(self, site: Site) -> None:
+        """Replace a site's settings (keys and creation time stay)."""
+        row = site_row(site)
+        refuse_nul(**dict(zip(SITE_COLUMNS.split(", "), row, strict=True)))
+        await self.pool.execute(
+            "UPDATE sites SET name=$1, origins=$2, mode=$3, seat_limit=$4, policy=$5, "
+            "client_settings=$6, idle_timeout=$7, absolute_timeout=$8, config=$9 WHERE key=$10",
+            *row[2:8],
+            *row[9:],
+            site.key,
+        )
+
+    async def site(self, key: str) -> Site | None:
+        return await self._site_where("key", key)
+
+    async def site_by_secret(self, secret: str) -> Site | None:
+        return await self._site_where("secret", secret)
+
+    async def sites(self) -> list[Site]:
+        rows = await self.pool.fetch(f"SELECT {SITE_COLUMNS} FROM sites ORDER BY created_at, key")
+        return [site_from_row(r) for r in rows]
+
+    async def set_override(self, site: str, override: Override) -> None:
+        refuse_nul(site=site, name=override.name, mode=override.mode, policy=override.policy)
+        await self.pool.execute(_OVERRIDE_UPSERT, *override_row(site, override))
+
+    async def delete_override(self, site: str, scope: Scope, name: str) -> bool:
+        if "\x00" in site + scope + name:
+            return False
+        status = await self.pool.execute(
+            "DELETE FROM overrides WHERE site=$1 AND scope=$2 AND name=$3", site, scope, name
+        )
+        return str(status) != "DELETE 0"
+
+    async def overrides(
+        self, site: str, wanted: Mapping[Scope, str | None] | None = None
+    ) -> dict[tuple[Scope, str], Override]:
+        """A site's overrides; with `wanted`, only those for the given org, role and user."""
+        if "\x00" in site:
+            return {}
+        sql = f"SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE site = $1"
+        args: list[object] = [site]
+        if wanted is not None:
+            pairs = [(s, n) for s, n in wanted.items() if n and "\x00" not in s + n]
+            if not pairs:
+                return {}
+            terms = []
+            for scope, name in pairs:
+                args += [scope, name]
+                terms.append(f"(scope=${len(args) - 1} AND name=${len(args)})")
+            sql += " AND (" + " OR ".join(terms) + ")"
+        found = [override_from_row(r) for r in await self.pool.fetch(sql, *args)]
+        return {(o.scope, o.name): o for o in found}
+
+    async def _site_where(self, column: str, value: str) -> Site | None:
+        if "\x00" in value:
+            return None
+        row = await self.pool.fetchrow(
+            f"SELECT {SITE_COLUMNS} FROM sites WHERE {column} = $1", value
+        )
+        return site_from_row(row) if row else None
+
+
+async def migrate(pool: Any) -> int:
+    """Run the migrations not yet recorded, in one transaction; the schema version after."""
+    async with pool.acquire() as conn, conn.transaction():
+        # Taken first, so that a second process waits here and then finds the work done.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(_SCHEMA_VERSION)
+        done = int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+        for version, step in enumerate(MIGRATIONS[done:], start=done + 1):
+            for statement in step:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+        return max(done, len(MIGRATIONS))

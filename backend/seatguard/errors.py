@@ -1,0 +1,142 @@
+"""Seatguard's exceptions, and the one place that maps them to close codes.
+
+SeatguardError
+ ├── ProtocolError            a frame the server cannot accept
+ │    ├── BadMessage          4000 invalid JSON or schema
+ │    ├── OutOfOrder          4001 frame out of order
+ │    ├── UnsupportedVersion  4002 protocol version not spoken
+ │    ├── UnsupportedData     1003 binary frame
+ │    └── TooBig              1009 frame over the size limit
+ ├── SiteRefused              the site does not accept this page
+ │    ├── UnknownSite         4003 no site with this key
+ │    └── OriginNotAllowed    4004 page origin not allowed
+ ├── SessionRefused           the browser session may not re-attach
+ │    ├── SessionRevoked      4010 it was revoked
+ │    └── SessionExpired      4011 it expired (idle or absolute timeout)
+ ├── ConfigError              invalid site or server configuration (CLI exit 2)
+ └── IdentityError            a signed token Seatguard cannot accept
+      ├── IdentityRequired    4012 the site requires an identity token and none came
+      ├── InvalidIdentity     4013 identity token refused (bad signature, expired, bad claim)
+      └── InvalidLogoutToken  back-channel logout token refused (HTTP 400)
+"""
+
+from __future__ import annotations
+
+from .protocol import CloseCode
+
+__all__ = [
+    "BadMessage",
+    "ConfigError",
+    "IdentityError",
+    "IdentityRequired",
+    "InvalidIdentity",
+    "InvalidLogoutToken",
+    "OriginNotAllowed",
+    "OutOfOrder",
+    "ProtocolError",
+    "SeatguardError",
+    "SessionExpired",
+    "SessionRefused",
+    "SessionRevoked",
+    "SiteRefused",
+    "TooBig",
+    "UnknownSite",
+    "UnsupportedData",
+    "UnsupportedVersion",
+    "close_code",
+]
+
+
+class SeatguardError(Exception):
+    """Base of every error Seatguard raises on purpose."""
+
+
+class ProtocolError(SeatguardError):
+    """A frame the server cannot accept."""
+
+
+class BadMessage(ProtocolError):
+    pass
+
+
+class OutOfOrder(ProtocolError):
+    pass
+
+
+class UnsupportedVersion(ProtocolError):
+    pass
+
+
+class UnsupportedData(ProtocolError):
+    pass
+
+
+class TooBig(ProtocolError):
+    pass
+
+
+class SiteRefused(SeatguardError):
+    """The site does not accept this page."""
+
+
+class UnknownSite(SiteRefused):
+    pass
+
+
+class OriginNotAllowed(SiteRefused):
+    pass
+
+
+class SessionRefused(SeatguardError):
+    """The browser session may not re-attach."""
+
+
+class SessionRevoked(SessionRefused):
+    pass
+
+
+class SessionExpired(SessionRefused):
+    pass
+
+
+class ConfigError(SeatguardError):
+    """Invalid site or server configuration."""
+
+
+class IdentityError(SeatguardError):
+    """A signed token Seatguard cannot accept."""
+
+
+class IdentityRequired(IdentityError):
+    pass
+
+
+class InvalidIdentity(IdentityError):
+    pass
+
+
+class InvalidLogoutToken(IdentityError):
+    pass
+
+
+_CLOSE_CODES: dict[type[SeatguardError], CloseCode] = {
+    BadMessage: CloseCode.bad_message,
+    OutOfOrder: CloseCode.protocol_order,
+    UnsupportedVersion: CloseCode.unsupported_version,
+    UnsupportedData: CloseCode.unsupported_data,
+    TooBig: CloseCode.too_big,
+    UnknownSite: CloseCode.unknown_site,
+    OriginNotAllowed: CloseCode.origin_not_allowed,
+    SessionRevoked: CloseCode.revoked,
+    SessionExpired: CloseCode.expired,
+    IdentityRequired: CloseCode.identity_required,
+    InvalidIdentity: CloseCode.identity_invalid,
+}
+
+
+def close_code(exc: BaseException) -> CloseCode:
+    """The close code a socket ends with after `exc`; anything unplanned is 1011."""
+    for cls in type(exc).__mro__:
+        if cls in _CLOSE_CODES:
+            return _CLOSE_CODES[cls]
+    return CloseCode.internal_error

@@ -1,0 +1,166 @@
+"""Signed identity tokens: who the user is, and the rules the site's backend grants them.
+
+A site's backend signs a short-lived JWT for the page, so that the user, org, role and any
+mode, limit or policy come from the site rather than from the browser (the strongest source
+in the order of authority, see PRODUCT.md). Claims:
+
+    sub     required  user id
+    exp     required  expiry (NumericDate)
+    aud     required  the site key
+    iss     checked when the site configures an issuer
+    nbf     optional  not before
+    iat     optional  issued at; not in the future
+    org, role         optional non-empty strings
+    mode              optional "concurrence" | "device-limit"
+    limit             optional integer, 1..1000
+    policy            optional "block-new" | "evict-oldest" | "evict-idle" | "challenge" | "monitor"
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast, get_args
+
+from .errors import ConfigError, InvalidIdentity
+from .jws import KeySet, check_audience, check_issuer, check_times, verify_signed
+from .types import Mode, Policy, UserId
+
+__all__ = ["Identity", "IdentityConfig", "verify_identity"]
+
+_WHAT = "identity token"
+_MODES: tuple[str, ...] = get_args(Mode)
+_POLICIES: tuple[str, ...] = get_args(Policy)
+_MIN_LIMIT, _MAX_LIMIT = 1, 1000  # the bounds of presence.Rules.limit
+_TYPES = ("jwt", "application/jwt")  # `typ`, when present; RFC 7515 §4.1.9 is case-insensitive
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdentityConfig:
+    """How one site signs its identity tokens; validated once, when built."""
+
+    algorithm: Literal["HS256", "RS256", "ES256"]  # pinned: the token's `alg` never chooses
+    secret: str | None = field(default=None, repr=False)  # HS256: the site's secret
+    public_key: str | None = None  # RS256/ES256: the verifying key, in PEM
+    jwks: dict[str, Any] | None = None  # RS256/ES256: a fetched JWKS document; `kid` picks
+    audience: str  # the site key; tokens must name it in `aud`
+    issuer: str | None = None  # when set, tokens must carry exactly this `iss`
+    leeway: float = 30  # seconds of clock skew forgiven on exp, nbf and iat
+    keys: KeySet = field(init=False, repr=False, compare=False)  # built from the above
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ("HS256", "RS256", "ES256"):
+            raise ConfigError(
+                f"identity algorithm must be HS256, RS256 or ES256, not {self.algorithm!r}"
+            )
+        if not isinstance(self.audience, str) or not self.audience:
+            raise ConfigError("identity tokens need an audience (the site key)")
+        if self.issuer is not None and (not isinstance(self.issuer, str) or not self.issuer):
+            raise ConfigError("an identity issuer, when set, must be a non-empty string")
+        if not math.isfinite(self.leeway) or self.leeway < 0:
+            raise ConfigError(f"identity leeway must be zero or more seconds, not {self.leeway}")
+        object.__setattr__(self, "keys", self._keys())
+
+    def _keys(self) -> KeySet:
+        """The verifying keys, from exactly one source that suits the algorithm."""
+        if self.algorithm == "HS256":
+            if self.public_key is not None or self.jwks is not None:
+                raise ConfigError("HS256 identity tokens take a secret, not a public key or jwks")
+            if not self.secret:
+                raise ConfigError("HS256 identity tokens need the site secret")
+            return KeySet.from_secret(self.secret)
+        if self.secret is not None:
+            raise ConfigError(f"{self.algorithm} identity tokens take a public key, not a secret")
+        if (self.public_key is None) == (self.jwks is None):
+            raise ConfigError(f"{self.algorithm} identity tokens need one of public_key or jwks")
+        if self.public_key is not None:
+            return KeySet.from_pem(self.public_key, self.algorithm)
+        return KeySet.from_jwks(cast(dict[str, Any], self.jwks), (self.algorithm,))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a verified identity token says; None where a claim is absent."""
+
+    user: UserId
+    org: str | None = None
+    role: str | None = None
+    mode: Mode | None = None
+    limit: int | None = None
+    policy: Policy | None = None
+    sid: str | None = None  # the identity provider's session id, for back-channel logout
+
+
+def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identity:
+    """The identity an identity token asserts, once its signature and claims check out.
+
+    The algorithm is the site's (`config.algorithm`): a token whose `alg` header differs
+    is refused, whatever it is (`none`, or HS256 presented to an RS256 site, the classic
+    key-confusion attack). With a JWKS, the token's `kid` picks the key. Tokens over
+    8 KiB are refused unparsed. `exp` is required and compared with `now` (seconds since
+    the epoch, from the caller's clock), as are `nbf` and `iat`, forgiving `config.leeway`
+    seconds of skew. `aud` must name `config.audience`; `iss` must equal `config.issuer`
+    when one is set. Optional claims must have the documented types and values.
+
+    Raises InvalidIdentity with a human message ("identity token expired", ...) on any
+    failure. Callers raise IdentityRequired themselves when a site requires a token and
+    the page sent none.
+    """
+    header, claims = verify_signed(
+        token, config.keys, (config.algorithm,), error=InvalidIdentity, what=_WHAT
+    )
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):
+        raise InvalidIdentity(f"{_WHAT} type {typ!r} not accepted (expected JWT)")
+    check_times(claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT)
+    check_audience(claims, config.audience, error=InvalidIdentity, what=_WHAT)
+    if config.issuer is not None:
+        check_issuer(claims, config.issuer, error=InvalidIdentity, what=_WHAT)
+    if "sub" not in claims:
+        raise InvalidIdentity(f"{_WHAT} has no 'sub' claim")
+    return Identity(
+        user=cast(str, _text(claims, "sub")),
+        org=_text(claims, "org"),
+        role=_text(claims, "role"),
+        mode=cast("Mode | None", _choice(claims, "mode", _MODES)),
+        limit=_limit(claims),
+        policy=cast("Policy | None", _choice(claims, "policy", _POLICIES)),
+        sid=_text(claims, "sid"),
+    )
+
+
+def _text(claims: Mapping[str, Any], name: str) -> str | None:
+    """An optional non-empty string claim."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidIdentity(f"{_WHAT} claim {name!r} must be a non-empty string")
+    return value
+
+
+def _choice(claims: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str | None:
+    """An optional claim that must be one of `choices`."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidIdentity(
+            f"{_WHAT} claim {name!r} is {value!r}, not one of {', '.join(choices)}"
+        )
+    return value
+
+
+def _limit(claims: Mapping[str, Any]) -> int | None:
+    """The optional seat limit: an integer (not a string, float or boolean) in range."""
+    if "limit" not in claims:
+        return None
+    value = claims["limit"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidIdentity(f"{_WHAT} claim 'limit' must be an integer, not {value!r}")
+    if not _MIN_LIMIT <= value <= _MAX_LIMIT:
+        raise InvalidIdentity(
+            f"{_WHAT} claim 'limit' must be between {_MIN_LIMIT} and {_MAX_LIMIT}, not {value}"
+        )
+    return value

@@ -1,0 +1,256 @@
+"""Signed-token checks shared by identity and logout tokens: pinned algorithms, keys, claims.
+
+Follows RFC 8725 (JWT Best Current Practices): the verifier, never the token, chooses the
+algorithm; each key is bound to one algorithm, so an HMAC token cannot be checked against a
+public key; `none` is never accepted; tokens are length-capped before parsing; the signature is
+checked before any claim is read; times are compared with the caller's `now`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.types import Options
+
+from .errors import ConfigError, IdentityError
+
+__all__ = [
+    "ASYMMETRIC",
+    "MAX_TOKEN_BYTES",
+    "KeySet",
+    "VerifyKey",
+    "check_audience",
+    "check_issuer",
+    "check_times",
+    "verify_signed",
+]
+
+MAX_TOKEN_BYTES = 8192
+"""Longest token accepted; longer ones are refused before any parsing."""
+
+ASYMMETRIC: frozenset[str] = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+"""Public-key algorithms a JWKS or PEM key may be bound to."""
+
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+_PRIVATE_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)
+_MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+_SIGNATURE_ONLY: Options = {
+    "verify_signature": True,
+    "verify_exp": False,  # times, audience and issuer are checked here, against `now`
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "enforce_minimum_key_length": True,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyKey:
+    """One key a token may be signed with, bound to exactly one algorithm."""
+
+    algorithm: str
+    key: Any  # bytes for HMAC, a `cryptography` public key otherwise
+    kid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """The keys a verifier trusts; with `by_kid`, a token's `kid` header picks one."""
+
+    keys: tuple[VerifyKey, ...]
+    by_kid: bool = False
+
+    @classmethod
+    def from_secret(cls, secret: str) -> KeySet:
+        """An HS256 shared secret of at least 32 bytes."""
+        if len(secret.encode()) < _MIN_SECRET_BYTES:
+            raise ConfigError(f"an HS256 secret must be at least {_MIN_SECRET_BYTES} bytes")
+        try:
+            key = jwt.get_algorithm_by_name("HS256").prepare_key(secret)
+        except jwt.PyJWTError:  # PyJWT refuses secrets that look like PEM or SSH keys
+            raise ConfigError("an HS256 secret must not be a public key") from None
+        return cls((VerifyKey("HS256", key),))
+
+    @classmethod
+    def from_pem(cls, pem: str, algorithm: str) -> KeySet:
+        """One public key in PEM, for an asymmetric `algorithm`."""
+        return cls((VerifyKey(algorithm, _public_key(pem, algorithm, "public_key")),))
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any], algorithms: Collection[str]) -> KeySet:
+        """The signing keys of a JWKS document usable with `algorithms`; others are skipped."""
+        entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
+        if not isinstance(entries, list):
+            raise ConfigError("jwks must be a JSON object with a 'keys' array")
+        keys: list[VerifyKey] = []
+        for jwk in entries:
+            if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig":
+                continue
+            kid = jwk.get("kid")
+            if kid is not None and not isinstance(kid, str):
+                raise ConfigError(f"jwks key id {kid!r} is not a string")
+            for algorithm in _algorithms_for(jwk, algorithms):
+                keys.append(
+                    VerifyKey(algorithm, _public_key(jwk, algorithm, f"jwks key {kid!r}"), kid)
+                )
+        if not keys:
+            raise ConfigError(f"jwks has no signing key for {_either(algorithms)}")
+        ids = [(k.kid, k.algorithm) for k in keys]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("jwks has two keys with the same kid")
+        return cls(tuple(keys), by_kid=True)
+
+    def select(self, kid: object, algorithm: str) -> VerifyKey | None:
+        """The key for a token's `kid` and `alg` headers, if exactly one fits."""
+        fits = [
+            k
+            for k in self.keys
+            if k.algorithm == algorithm and (not self.by_kid or kid is None or k.kid == kid)
+        ]
+        return fits[0] if len(fits) == 1 else None
+
+
+def _algorithms_for(jwk: dict[str, Any], allowed: Collection[str]) -> list[str]:
+    """The allowed algorithms a JWK may verify: its `alg`, else what its type implies."""
+    if "alg" in jwk:
+        return [jwk["alg"]] if jwk["alg"] in allowed else []
+    if jwk.get("kty") == "RSA":
+        return [a for a in sorted(allowed) if a[:2] in ("RS", "PS")]
+    if jwk.get("kty") == "EC":
+        return [a for a in sorted(allowed) if _EC_CURVES.get(a) == jwk.get("crv")]
+    return []
+
+
+def _public_key(material: str | dict[str, Any], algorithm: str, name: str) -> Any:
+    """A public key from PEM or a JWK, checked against `algorithm`; raise ConfigError."""
+    if algorithm not in ASYMMETRIC:
+        raise ConfigError(f"{algorithm!r} is not a public-key signing algorithm")
+    impl = jwt.get_algorithm_by_name(algorithm)
+    try:
+        key = impl.prepare_key(impl.from_jwk(material) if isinstance(material, dict) else material)
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{name} is not a valid {algorithm} key: {exc}") from None
+    if isinstance(key, _PRIVATE_KEYS):
+        raise ConfigError(f"{name} is a private key; give only the public key")
+    if message := impl.check_key_length(key):
+        raise ConfigError(f"{name}: {message}")
+    return key
+
+
+def _either(algorithms: Collection[str]) -> str:
+    return " or ".join(algorithms)
+
+
+def verify_signed(
+    token: str,
+    keys: KeySet,
+    algorithms: Collection[str],
+    *,
+    error: type[IdentityError],
+    what: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of a compact JWS whose signature checks out.
+
+    `algorithms` is the verifier's pinned choice; the token's `alg` header must be one of
+    them and match the key its `kid` selects. Claims are not checked here. Every failure
+    raises `error` with a message starting with `what` (e.g. "identity token").
+    """
+    if not isinstance(token, str) or not token:
+        raise error(f"{what} is empty")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise error(f"{what} is too long ({len(token)} bytes, at most {MAX_TOKEN_BYTES})")
+    if not token.isascii() or token.count(".") != 2:
+        raise error(f"{what} is malformed (expected three base64url parts)")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise error(f"{what} is malformed (unreadable header)") from None
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise error(f"{what} algorithm {alg!r} not allowed (expected {_either(algorithms)})")
+    kid = header.get("kid")
+    key = keys.select(kid, alg)
+    if key is None and kid is None:
+        raise error(f"{what} has no 'kid' header to pick one of several keys")
+    if key is None:
+        raise error(f"{what} signing key {kid!r} is unknown")
+    try:
+        claims = jwt.decode(token, key.key, algorithms=[key.algorithm], options=_SIGNATURE_ONLY)
+    except jwt.InvalidSignatureError:
+        raise error(f"{what} signature is invalid") from None
+    except jwt.PyJWTError as exc:
+        raise error(f"{what} is malformed ({exc})") from None
+    return header, claims
+
+
+def _numeric_date(
+    claims: Mapping[str, Any], name: str, error: type[IdentityError], what: str
+) -> float | None:
+    """A NumericDate claim in seconds, or None when absent."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    try:
+        seconds = float(value) if isinstance(value, int | float) else math.nan
+    except OverflowError:
+        seconds = math.inf
+    if isinstance(value, bool) or not math.isfinite(seconds):
+        raise error(f"{what} claim {name!r} must be a NumericDate (seconds since the epoch)")
+    return seconds
+
+
+def check_times(
+    claims: Mapping[str, Any],
+    *,
+    now: float,
+    leeway: float,
+    error: type[IdentityError],
+    what: str,
+) -> tuple[float, float | None]:
+    """Check `exp` (required), `nbf` and `iat` against `now` with `leeway`; return exp and iat."""
+    exp = _numeric_date(claims, "exp", error, what)
+    nbf = _numeric_date(claims, "nbf", error, what)
+    iat = _numeric_date(claims, "iat", error, what)
+    if exp is None:
+        raise error(f"{what} has no 'exp' claim")
+    if exp <= now - leeway:
+        raise error(f"{what} expired")
+    if nbf is not None and nbf > now + leeway:
+        raise error(f"{what} not yet valid")
+    if iat is not None and iat > now + leeway:
+        raise error(f"{what} issued in the future")
+    return exp, iat
+
+
+def check_audience(
+    claims: Mapping[str, Any], audience: str, *, error: type[IdentityError], what: str
+) -> None:
+    """Check that `aud`, a string or an array of strings, names `audience`."""
+    aud = claims.get("aud")
+    if aud is None:
+        raise error(f"{what} has no 'aud' claim")
+    auds = [aud] if isinstance(aud, str) else aud
+    if not isinstance(auds, list) or not all(isinstance(a, str) for a in auds):
+        raise error(f"{what} claim 'aud' must be a string or an array of strings")
+    if audience not in auds:
+        raise error(f"{what} audience mismatch (expected {audience!r})")
+
+
+def check_issuer(
+    claims: Mapping[str, Any], issuer: str, *, error: type[IdentityError], what: str
+) -> None:
+    """Check that `iss` is exactly `issuer`."""
+    if "iss" not in claims:
+        raise error(f"{what} has no 'iss' claim")
+    if claims["iss"] != issuer:
+        raise error(f"{what} issuer mismatch (expected {issuer!r})")

@@ -1,0 +1,66 @@
+"""OpenID Connect Back-Channel Logout 1.0: the provider revokes sessions server to server.
+
+`POST /oidc/v1/{site}/backchannel-logout` with a form field `logout_token`, from the issuer
+configured for the site. `sub` names the user; `sid` names the provider's session, which
+Seatguard learns from the `sid` claim of identity tokens.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .backchannel import BackchannelConfig, MemoryReplayCache, verify_logout_token
+from .errors import ConfigError, InvalidLogoutToken
+from .node import Node
+from .presence import Session
+
+__all__ = ["routes"]
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _error(status: int, error: str, description: str) -> Response:
+    body = {"error": error, "error_description": description}
+    return JSONResponse(body, status_code=status, headers=_NO_STORE)
+
+
+async def backchannel_logout(request: Request) -> Response:
+    node: Node = request.app.state.node
+    cache: MemoryReplayCache = request.app.state.replay_cache
+    site = await node.site(str(request.path_params["site"]))
+    if site is None:
+        return _error(404, "invalid_request", "unknown site")
+    c = site.config
+    if not (c.oidc_issuer and c.oidc_client_id and c.oidc_jwks):
+        return _error(404, "invalid_request", "back-channel logout is not set up for this site")
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        return _error(400, "invalid_request", "send logout_token as a form field")
+    form = await request.form()
+    token = form.get("logout_token")
+    if not isinstance(token, str) or not token:
+        return _error(400, "invalid_request", "logout_token is missing")
+    now = node.clock()
+    try:
+        config = BackchannelConfig(
+            issuer=c.oidc_issuer, audience=c.oidc_client_id, jwks=c.oidc_jwks
+        )
+    except ConfigError as exc:
+        return _error(500, "server_error", f"back-channel logout is misconfigured: {exc}")
+    cache.prune(now)
+    try:
+        logout = verify_logout_token(token, config, now=now, seen=cache)
+    except InvalidLogoutToken as exc:
+        return _error(400, "invalid_request", str(exc))
+    sid = logout.sid
+
+    def match(s: Session) -> bool:
+        return sid is None or s.sid == sid
+
+    await node.revoke_where(site.key, match, user=logout.sub)
+    return Response(status_code=200, headers=_NO_STORE)
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/oidc/v1/{site}/backchannel-logout", backchannel_logout, methods=["POST"])]

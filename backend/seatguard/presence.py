@@ -1,0 +1,464 @@
+"""The presence core: who holds a seat, as pure functions over one user's snapshot.
+
+Every operation takes a `UserPresence` snapshot and `now` (seconds, from the caller's
+clock), updates the snapshot and returns an `Outcome` naming the browser sessions whose
+seat state changed and the sessions that ended, with why. Nothing here awaits, reads a
+clock or touches a socket, so the same code decides for the in-memory store and, inside an
+atomic compare-and-set, for shared stores.
+
+A *unit* is what a seat counts: the browser session in `concurrence` mode, the device in
+`device-limit` mode. A session is admitted exactly when its unit holds a seat. Units
+waiting for a seat are served first-come by the time they started waiting.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .protocol import BlockReason
+from .types import DeviceKey, DeviceType, Mode, Policy, SessionId, TabId, Timestamp
+
+__all__ = [
+    "POLICIES",
+    "TAKEOVER_POLICIES",
+    "Arrival",
+    "EndReason",
+    "Ending",
+    "Leave",
+    "Outcome",
+    "Refusal",
+    "Rules",
+    "SeatState",
+    "Session",
+    "Timing",
+    "Transition",
+    "UserPresence",
+    "expire",
+    "heartbeat",
+    "join",
+    "leave",
+    "logout",
+    "revoke",
+    "take_over",
+]
+
+
+class SeatState(enum.StrEnum):
+    """Whether a browser session may use the account now."""
+
+    admitted = "admitted"
+    blocked = "blocked"
+
+
+class Leave(enum.Enum):
+    """How a tab went away."""
+
+    close = "close"  # said goodbye and no page of the site follows
+    reload = "reload"  # said goodbye, the same page loads again
+    navigate = "navigate"  # said goodbye, another page of the site loads
+    unload = "unload"  # said goodbye with no hint of what follows (a user reload looks so)
+    drop = "drop"  # the socket closed without goodbye (network drop, crash)
+
+
+class EndReason(enum.StrEnum):
+    """Why a browser session ended."""
+
+    closed = "closed"  # its last tab said goodbye for good
+    gone = "gone"  # its tabs left and did not come back within the reload grace
+    silent = "silent"  # its tabs stopped sending heartbeats
+    logout = "logout"  # the user signed out on this browser
+    idle = "idle"  # no user input within the idle timeout
+    absolute = "absolute"  # older than the absolute timeout
+    revoked = "revoked"  # an operator or the site revoked it
+
+
+class Refusal(enum.StrEnum):
+    """Why an operation was refused."""
+
+    revoked = "revoked"  # the session id was revoked and cannot re-attach
+    expired = "expired"  # the session id expired and cannot re-attach
+    takeover_not_allowed = "takeover_not_allowed"
+    unknown_session = "unknown_session"
+
+
+POLICIES: frozenset[str] = frozenset(
+    {"block-new", "evict-oldest", "evict-idle", "challenge", "monitor"}
+)
+TAKEOVER_POLICIES: frozenset[str] = frozenset({"evict-oldest", "evict-idle", "challenge"})
+"""Policies under which a blocked browser may take a seat ("use here")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What is counted, how many, what happens over the limit, and how long sessions live."""
+
+    mode: Mode = "concurrence"
+    limit: int = 1
+    policy: Policy = "block-new"
+    idle_timeout: float | None = None  # seconds without user input before a session ends
+    absolute_timeout: float | None = None  # seconds a session may live at most
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("concurrence", "device-limit"):
+            raise ValueError(f"unknown mode {self.mode!r}")
+        if not 1 <= self.limit <= 1000:
+            raise ValueError(f"limit must be between 1 and 1000, not {self.limit}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}")
+        for name in ("idle_timeout", "absolute_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name.replace('_', ' ')} must be positive")
+
+    @property
+    def takeover(self) -> bool:
+        """Whether a blocked browser may take a seat under these rules."""
+        return self.policy in TAKEOVER_POLICIES
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """The clock rules of presence, in seconds."""
+
+    session_timeout: float = 60.0  # a tab silent this long is gone
+    reload_grace: float = 5.0  # a browser session with no tab keeps its seat this long
+    tombstone_ttl: float = 86400.0  # a revoked or expired session id stays refused this long
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A tab joining: who it is, as established by the shell."""
+
+    session: SessionId
+    tab: TabId
+    device: DeviceKey
+    device_type: DeviceType = "computer"
+    org: str | None = None
+    role: str | None = None
+    ip: str = ""
+    user_agent: str = ""
+    sid: str | None = None  # identity provider session id, for back-channel logout
+
+
+@dataclass(slots=True)
+class Session:
+    """One browser profile of one user; every tab of it shares this record."""
+
+    id: SessionId
+    device: DeviceKey
+    device_type: DeviceType
+    created_at: Timestamp
+    queued_at: Timestamp  # place in the first-come line while waiting
+    last_seen: Timestamp  # last frame from any tab
+    last_active: Timestamp  # last user input in any tab
+    org: str | None = None
+    role: str | None = None
+    ip: str = ""
+    user_agent: str = ""
+    sid: str | None = None  # identity provider session id
+    tabs: dict[TabId, Timestamp] = field(default_factory=dict)  # tab -> last frame
+    detached_at: Timestamp | None = None  # when the last tab left
+    reason: BlockReason = BlockReason.limit  # why it waits, while it waits
+
+
+@dataclass(slots=True)
+class UserPresence:
+    """Snapshot of one user's browser sessions and seats."""
+
+    rules: Rules = field(default_factory=Rules)
+    sessions: dict[SessionId, Session] = field(default_factory=dict)
+    seats: dict[str, Timestamp] = field(default_factory=dict)  # unit -> seated since
+    tombstones: dict[SessionId, tuple[Refusal, Timestamp]] = field(default_factory=dict)
+
+    def unit(self, session: Session) -> str:
+        """The key a seat counts for this session under the current mode."""
+        return session.device if self.rules.mode == "device-limit" else session.id
+
+    def state(self, session_id: SessionId) -> SeatState:
+        """Seat state of a known session."""
+        unit = self.unit(self.sessions[session_id])
+        return SeatState.admitted if unit in self.seats else SeatState.blocked
+
+    def states(self) -> dict[SessionId, SeatState]:
+        return {sid: self.state(sid) for sid in self.sessions}
+
+    def is_empty(self) -> bool:
+        return not self.sessions and not self.tombstones
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A browser session whose seat state changed (or that was just created)."""
+
+    session: SessionId
+    state: SeatState
+    reason: BlockReason | None
+    device: DeviceKey = ""
+    ip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """A browser session that ended, with why and on which device."""
+
+    session: SessionId
+    reason: EndReason
+    device: DeviceKey
+    ip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an operation changed, for the shell to announce and record."""
+
+    transitions: tuple[Transition, ...] = ()
+    dropped_tabs: tuple[tuple[SessionId, TabId], ...] = ()  # silent tabs to close
+    ended: tuple[Ending, ...] = ()
+    conflicts: tuple[SessionId, ...] = ()  # admitted over the limit (monitor policy)
+    created: SessionId | None = None  # a new browser session
+    refused: Refusal | None = None  # the operation was not carried out
+
+    def state_of(self, session_id: SessionId) -> Transition | None:
+        return next((t for t in self.transitions if t.session == session_id), None)
+
+    def __add__(self, other: Outcome) -> Outcome:
+        return Outcome(
+            self.transitions + other.transitions,
+            self.dropped_tabs + other.dropped_tabs,
+            self.ended + other.ended,
+            self.conflicts + other.conflicts,
+            self.created or other.created,
+            self.refused or other.refused,
+        )
+
+
+def join(up: UserPresence, arrival: Arrival, *, rules: Rules, now: Timestamp) -> Outcome:
+    """Attach a tab to its browser session, creating the session and seating it if it can."""
+    tomb = up.tombstones.get(arrival.session)
+    if tomb is not None and tomb[1] > now:
+        return Outcome(refused=tomb[0])
+    before = up.states()
+    _set_rules(up, rules)
+    s = up.sessions.get(arrival.session)
+    created = None
+    if s is None:
+        s = Session(
+            arrival.session,
+            arrival.device,
+            arrival.device_type,
+            now,
+            now,
+            now,
+            now,
+            arrival.org,
+            arrival.role,
+            sid=arrival.sid,
+        )
+        newcomer = not any(up.unit(o) == up.unit(s) for o in up.sessions.values())
+        up.sessions[s.id] = s
+        created = s.id
+    else:
+        # A known session re-attaching (reload, reconnect, new tab) keeps its place.
+        newcomer = False
+    s.ip, s.user_agent = arrival.ip, arrival.user_agent
+    s.tabs[arrival.tab] = now
+    s.last_seen = now
+    s.detached_at = None
+    _fill(up, now)
+    conflicts: tuple[SessionId, ...] = ()
+    if newcomer and up.unit(s) not in up.seats:
+        conflicts = _over_limit(up, s, now)
+    diff = _diff(up, before)
+    return Outcome(diff.transitions, conflicts=conflicts, created=created)
+
+
+def heartbeat(
+    up: UserPresence, *, session: SessionId, tab: TabId, active: bool, now: Timestamp
+) -> bool:
+    """Record a frame from a tab; False if the tab is no longer known (it was dropped)."""
+    s = up.sessions.get(session)
+    if s is None or tab not in s.tabs:
+        return False
+    s.tabs[tab] = now
+    s.last_seen = now
+    if active:
+        s.last_active = now
+    return True
+
+
+def leave(
+    up: UserPresence, *, session: SessionId, tab: TabId, how: Leave, now: Timestamp
+) -> Outcome:
+    """Detach a tab. The last tab closing frees the seat at once; otherwise a grace runs."""
+    s = up.sessions.get(session)
+    if s is None or s.tabs.pop(tab, None) is None:
+        return Outcome()
+    if s.tabs:
+        return Outcome()
+    if how is Leave.close:
+        return _remove(up, [(session, EndReason.closed)], now)
+    s.detached_at = now
+    return Outcome()
+
+
+def logout(up: UserPresence, *, session: SessionId, now: Timestamp) -> Outcome:
+    """End a browser session and free its seat at once."""
+    if session not in up.sessions:
+        return Outcome(refused=Refusal.unknown_session)
+    return _remove(up, [(session, EndReason.logout)], now)
+
+
+def take_over(up: UserPresence, *, session: SessionId, now: Timestamp) -> Outcome:
+    """A blocked browser takes a seat ("use here"); the policy's victim is blocked instead."""
+    s = up.sessions.get(session)
+    if s is None:
+        return Outcome(refused=Refusal.unknown_session)
+    if not up.rules.takeover:
+        return Outcome(refused=Refusal.takeover_not_allowed)
+    if up.unit(s) in up.seats:
+        return Outcome()
+    before = up.states()
+    if len(up.seats) < up.rules.limit:
+        up.seats[up.unit(s)] = now
+    else:
+        _evict(up, _choose_victim(up, up.rules.policy), BlockReason.taken_over, now)
+        up.seats[up.unit(s)] = now
+    return _diff(up, before)
+
+
+def revoke(
+    up: UserPresence,
+    *,
+    sessions: Iterable[SessionId] | None,
+    timing: Timing,
+    now: Timestamp,
+    keep: SessionId | None = None,
+) -> Outcome:
+    """End the given sessions (all when None, but `keep`) for good: they cannot re-attach."""
+    chosen = list(up.sessions) if sessions is None else [s for s in sessions if s in up.sessions]
+    chosen = [s for s in chosen if s != keep]
+    for sid in chosen:
+        up.tombstones[sid] = (Refusal.revoked, now + timing.tombstone_ttl)
+    return _remove(up, [(sid, EndReason.revoked) for sid in chosen], now)
+
+
+def expire(up: UserPresence, timing: Timing, now: Timestamp) -> Outcome:
+    """Drop silent tabs, end idle, too old or departed sessions; seat whoever waits next."""
+    dropped: list[tuple[SessionId, TabId]] = []
+    ending: list[tuple[SessionId, EndReason]] = []
+    rules = up.rules
+    for s in up.sessions.values():
+        if rules.absolute_timeout is not None and now - s.created_at >= rules.absolute_timeout:
+            ending.append((s.id, EndReason.absolute))
+            continue
+        if rules.idle_timeout is not None and now - s.last_active >= rules.idle_timeout:
+            ending.append((s.id, EndReason.idle))
+            continue
+        for tab, seen in list(s.tabs.items()):
+            if now - seen >= timing.session_timeout:
+                del s.tabs[tab]
+                dropped.append((s.id, tab))
+        if s.tabs:
+            continue
+        if s.detached_at is None:
+            # Every tab fell silent: the browser is gone, and has been for longer than a grace.
+            ending.append((s.id, EndReason.silent))
+        elif now - s.detached_at >= timing.reload_grace:
+            ending.append((s.id, EndReason.gone))
+    for sid, reason in ending:
+        if reason in (EndReason.idle, EndReason.absolute):
+            up.tombstones[sid] = (Refusal.expired, now + timing.tombstone_ttl)
+    up.tombstones = {k: v for k, v in up.tombstones.items() if v[1] > now}
+    outcome = _remove(up, ending, now)
+    return Outcome(outcome.transitions, tuple(dropped), outcome.ended)
+
+
+def _remove(
+    up: UserPresence, ending: Iterable[tuple[SessionId, EndReason]], now: Timestamp
+) -> Outcome:
+    before = up.states()
+    ended: list[Ending] = []
+    for sid, reason in ending:
+        s = up.sessions.pop(sid)
+        ended.append(Ending(sid, reason, s.device, s.ip))
+        unit = up.unit(s)
+        if not any(up.unit(o) == unit for o in up.sessions.values()):
+            up.seats.pop(unit, None)
+    _fill(up, now)
+    diff = _diff(up, {k: v for k, v in before.items() if k in up.sessions})
+    return Outcome(diff.transitions, ended=tuple(ended))
+
+
+def _over_limit(up: UserPresence, s: Session, now: Timestamp) -> tuple[SessionId, ...]:
+    """Apply the policy to a newcomer that found every seat taken; return conflicts."""
+    policy = up.rules.policy
+    if policy == "monitor":
+        up.seats[up.unit(s)] = now
+        return (s.id,)
+    if policy in ("block-new", "challenge") or not up.seats:
+        s.reason = BlockReason.challenge if policy == "challenge" else BlockReason.limit
+        return ()
+    _evict(up, _choose_victim(up, policy), BlockReason.evicted, now)
+    up.seats[up.unit(s)] = now
+    return ()
+
+
+def _evict(up: UserPresence, victim: str, reason: BlockReason, now: Timestamp) -> None:
+    """Take the seat from a unit; its sessions wait at the back of the line."""
+    del up.seats[victim]
+    for other in up.sessions.values():
+        if up.unit(other) == victim:
+            other.reason = reason
+            other.queued_at = now
+
+
+def _choose_victim(up: UserPresence, policy: Policy) -> str:
+    """The seated unit that gives way: least recently active for evict-idle, else longest seated."""
+    if policy == "evict-idle":
+        activity: dict[str, Timestamp] = {}
+        for s in up.sessions.values():
+            unit = up.unit(s)
+            if unit in up.seats:
+                activity[unit] = max(activity.get(unit, s.last_active), s.last_active)
+        return min(activity, key=lambda u: (activity[u], up.seats[u]))
+    return min(up.seats, key=lambda u: up.seats[u])
+
+
+def _fill(up: UserPresence, now: Timestamp) -> None:
+    """Give free seats to attached waiting units, first come first served."""
+    free = up.rules.limit - len(up.seats)
+    if free <= 0:
+        return
+    line: dict[str, Timestamp] = {}
+    for s in up.sessions.values():
+        unit = up.unit(s)
+        if s.tabs and unit not in up.seats:
+            line[unit] = min(line.get(unit, s.queued_at), s.queued_at)
+    for unit in sorted(line, key=lambda u: line[u])[:free]:
+        up.seats[unit] = now
+
+
+def _set_rules(up: UserPresence, rules: Rules) -> None:
+    """Adopt new rules; a change of mode re-keys the seats without evicting anyone."""
+    if rules == up.rules:
+        return
+    if rules.mode != up.rules.mode:
+        seated = [s for s in up.sessions.values() if up.unit(s) in up.seats]
+        since = {s.id: up.seats[up.unit(s)] for s in seated}
+        up.rules = rules
+        up.seats = {}
+        for s in sorted(seated, key=lambda s: since[s.id]):
+            up.seats.setdefault(up.unit(s), since[s.id])
+    up.rules = rules
+
+
+def _diff(up: UserPresence, before: dict[SessionId, SeatState]) -> Outcome:
+    transitions = []
+    for sid, s in up.sessions.items():
+        state = up.state(sid)
+        if before.get(sid) != state:
+            reason = s.reason if state is SeatState.blocked else None
+            transitions.append(Transition(sid, state, reason, s.device, s.ip))
+    return Outcome(tuple(transitions))

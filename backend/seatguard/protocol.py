@@ -1,0 +1,205 @@
+"""The WebSocket wire format: frames, their codec, and the table of close codes.
+
+Version 1 is documented in ``docs/protocol.md``. The close-code table is mirrored in
+``js-sdk/src/constants.js``; ``tests/unit/test_protocol.py`` keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "RETRY",
+    "RETRY_LATER",
+    "Ack",
+    "Block",
+    "BlockReason",
+    "Bye",
+    "ClientFrame",
+    "CloseCode",
+    "Conflict",
+    "Denied",
+    "Ended",
+    "Error",
+    "Expired",
+    "Heartbeat",
+    "Hello",
+    "Logout",
+    "Revoked",
+    "ServerFrame",
+    "TakeOver",
+    "Unblock",
+    "Welcome",
+    "decode_client_frame",
+    "encode",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes used by the server; the name is the wire reason."""
+
+    normal = 1000
+    going_away = 1001
+    unsupported_data = 1003
+    too_big = 1009
+    internal_error = 1011
+    service_restart = 1012
+    try_again_later = 1013
+    bad_message = 4000
+    protocol_order = 4001
+    unsupported_version = 4002
+    unknown_site = 4003
+    origin_not_allowed = 4004
+    heartbeat_timeout = 4008
+    logged_out = 4009
+    revoked = 4010
+    expired = 4011
+    identity_required = 4012
+    identity_invalid = 4013
+
+
+RETRY = frozenset({1001, 1006, 1011, 1012, 1013, 4008})
+"""Close codes after which the SDK reconnects (1006 is the browser's abnormal closure)."""
+RETRY_LATER = frozenset({1012, 1013})
+"""Of those, the ones that ask the SDK to come back later."""
+
+
+class BlockReason(enum.StrEnum):
+    """Why a browser session does not hold a seat."""
+
+    limit = "limit"  # every seat is held by someone else; waiting in line
+    evicted = "evicted"  # a newer browser took this seat (evict-oldest, evict-idle)
+    challenge = "challenge"  # every seat is taken; this browser may confirm to continue here
+    taken_over = "taken_over"  # another browser chose "use here" and took this seat
+
+
+Ident = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+Fingerprint = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{4,64}$")]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class Hello(msgspec.Struct, tag_field="t", tag="hello", forbid_unknown_fields=True):
+    """First frame of a tab: who it is and what it asks for.
+
+    `user` names the account unless a signed identity `token` does; `org`, `role`, `mode`,
+    `limit` and `policy` from the page count only where the site allows client settings.
+    """
+
+    v: int
+    site: Text
+    session: Ident
+    tab: Ident
+    device: Ident
+    user: Text | None = None
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)] | None = None
+    org: Text | None = None
+    role: Text | None = None
+    fp: Fingerprint | None = None
+    mode: Literal["concurrence", "device-limit"] | None = None
+    limit: Limit | None = None
+    policy: Literal["block-new", "evict-oldest", "evict-idle", "challenge", "monitor"] | None = None
+
+
+class Heartbeat(msgspec.Struct, tag_field="t", tag="hb", forbid_unknown_fields=True):
+    """Keep-alive; `active` tells whether the user touched this tab since the last one."""
+
+    ref: Annotated[int, msgspec.Meta(ge=0)]
+    active: bool = False
+
+
+class Bye(msgspec.Struct, tag_field="t", tag="bye", forbid_unknown_fields=True):
+    """The tab is going away; `next` says whether a page of the site follows."""
+
+    next: Literal["close", "reload", "navigate", "unload"] = "unload"
+
+
+class Logout(msgspec.Struct, tag_field="t", tag="logout", forbid_unknown_fields=True):
+    """The user signed out on this browser."""
+
+
+class TakeOver(msgspec.Struct, tag_field="t", tag="takeover", forbid_unknown_fields=True):
+    """A blocked browser asks to use the account here ("use here", "continue here")."""
+
+
+ClientFrame = Hello | Heartbeat | Bye | Logout | TakeOver
+
+
+class Welcome(msgspec.Struct, tag_field="t", tag="welcome"):
+    v: int
+    session: str
+    state: Literal["admitted", "blocked"]
+    reason: str | None
+    hb: int
+    mode: str
+    limit: int
+    policy: str
+    takeover: bool  # whether "use here" is allowed under these rules
+
+
+class Ack(msgspec.Struct, tag_field="t", tag="ack"):
+    ref: int
+
+
+class Block(msgspec.Struct, tag_field="t", tag="block"):
+    reason: str
+    takeover: bool
+
+
+class Conflict(msgspec.Struct, tag_field="t", tag="conflict"):
+    """Monitor policy: this browser is over the limit, recorded but not blocked."""
+
+
+class Denied(msgspec.Struct, tag_field="t", tag="denied"):
+    """A request (e.g. takeover) was refused; the socket stays open."""
+
+    action: str
+    reason: str
+    message: str
+
+
+class Revoked(msgspec.Struct, tag_field="t", tag="revoked"):
+    reason: str
+
+
+class Expired(msgspec.Struct, tag_field="t", tag="expired"):
+    reason: str
+
+
+class Unblock(msgspec.Struct, tag_field="t", tag="unblock"):
+    pass
+
+
+class Ended(msgspec.Struct, tag_field="t", tag="ended"):
+    reason: str
+
+
+class Error(msgspec.Struct, tag_field="t", tag="error"):
+    code: int
+    reason: str
+    message: str
+
+
+ServerFrame = (
+    Welcome | Ack | Block | Unblock | Conflict | Denied | Revoked | Expired | Ended | Error
+)
+
+_decoder = msgspec.json.Decoder(ClientFrame)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_client_frame(data: str | bytes) -> ClientFrame:
+    """Parse one client frame; raise `msgspec.DecodeError` or `ValidationError` if invalid."""
+    frame: ClientFrame = _decoder.decode(data)
+    return frame
+
+
+def encode(frame: ServerFrame) -> str:
+    """Serialise one server frame to JSON text."""
+    return _encoder.encode(frame).decode()

@@ -1,0 +1,132 @@
+"""What happened, written down and told: outcomes become audit rows and webhooks.
+
+`audit_events` and `webhook_events` are pure translations of a presence `Outcome`; the
+`Recorder` appends the rows (durably, before anyone is told) and queues the webhooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .audit import AuditEvent, AuditKind
+from .db import AuditLog
+from .presence import EndReason, Outcome, SeatState
+from .protocol import BlockReason
+from .sites import Site
+from .types import UserKey
+from .webhooks import EventType, WebhookDispatcher
+
+__all__ = ["Recorder", "audit_events", "webhook_events"]
+
+_ENDED_KIND = {
+    EndReason.idle: AuditKind.idle_expired,
+    EndReason.absolute: AuditKind.absolute_expired,
+    EndReason.revoked: AuditKind.revoked,
+}
+_BLOCKED_KIND = {
+    BlockReason.evicted: AuditKind.evicted,
+    BlockReason.taken_over: AuditKind.taken_over,
+}
+
+
+def audit_events(key: UserKey, outcome: Outcome, now: float) -> list[AuditEvent]:
+    """The audit rows of one outcome, in the order things happened: endings free seats
+    before others take them."""
+    site, user = key
+    events: list[AuditEvent] = []
+
+    def add(
+        kind: AuditKind,
+        session: str | None,
+        device: str | None,
+        ip: str | None,
+        reason: str | None,
+        **detail: Any,
+    ) -> None:
+        events.append(
+            AuditEvent(now, site, user, session, device, ip or None, kind, reason, detail)
+        )
+
+    for e in outcome.ended:
+        add(_ENDED_KIND.get(e.reason, AuditKind.ended), e.session, e.device, e.ip, e.reason.value)
+    for t in outcome.transitions:
+        reason = t.reason.value if t.reason else None
+        if t.session == outcome.created:
+            add(AuditKind.created, t.session, t.device, t.ip, None)
+            kind = AuditKind.admitted if t.state is SeatState.admitted else AuditKind.blocked
+        elif t.state is SeatState.admitted:
+            kind = AuditKind.unblocked
+        else:
+            kind = _BLOCKED_KIND.get(t.reason or BlockReason.limit, AuditKind.blocked)
+        add(kind, t.session, t.device, t.ip, reason)
+    for session in outcome.conflicts:
+        seen = outcome.state_of(session)
+        device, ip = (seen.device, seen.ip) if seen else (None, None)
+        add(AuditKind.admitted, session, device, ip, "over_limit", monitor=True)
+    return events
+
+
+def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict[str, Any]]]:
+    """The webhooks of one outcome: blocks, unblocks, takeovers, evictions, ends by force."""
+    site, user = key
+    hooks: list[tuple[EventType, dict[str, Any]]] = []
+    for t in outcome.transitions:
+        data = {"site": site, "user": user, "session": t.session, "device": t.device}
+        if t.state is SeatState.admitted:
+            if t.session != outcome.created:
+                hooks.append((EventType.seat_unblocked, data))
+            continue
+        reason = t.reason or BlockReason.limit
+        kind = {
+            BlockReason.evicted: EventType.seat_evicted,
+            BlockReason.taken_over: EventType.seat_taken_over,
+        }.get(reason, EventType.seat_blocked)
+        hooks.append((kind, {**data, "reason": reason.value}))
+    for e in outcome.ended:
+        data = {"site": site, "user": user, "session": e.session, "device": e.device}
+        if e.reason is EndReason.revoked:
+            hooks.append((EventType.session_revoked, data))
+        elif e.reason in (EndReason.idle, EndReason.absolute):
+            hooks.append((EventType.session_expired, {**data, "reason": e.reason.value}))
+    return hooks
+
+
+class Recorder:
+    """Appends audit rows and queues webhooks for every outcome of the node."""
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        key: bytes,
+        site: Callable[[str], Awaitable[Site | None]],
+        webhooks: WebhookDispatcher | None,
+    ) -> None:
+        self.audit = audit
+        self.key = key
+        self.site = site
+        self.webhooks = webhooks
+
+    async def record(self, key: UserKey, outcome: Outcome, now: float) -> None:
+        events = audit_events(key, outcome, now)
+        if events:
+            await self.audit.append(events, self.key)
+        hooks = webhook_events(key, outcome) if self.webhooks else []
+        if not hooks:
+            return
+        site = await self.site(key[0])
+        if site is None or not site.config.webhook_url or not site.config.webhook_secret:
+            return
+        assert self.webhooks is not None
+        for event_type, data in hooks:
+            self.webhooks.enqueue(
+                site.config.webhook_url, site.config.webhook_secret, event_type, data
+            )
+
+    async def refused(
+        self, key: UserKey, session: str | None, ip: str | None, reason: str, now: float
+    ) -> None:
+        """Record a hello that was turned away (bad identity, revoked or expired session)."""
+        site, user = key
+        event = AuditEvent(now, site, user, session, None, ip or None, AuditKind.refused, reason)
+        await self.audit.append([event], self.key)

@@ -1,0 +1,81 @@
+"""Server configuration, read once from the environment and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ConfigError
+from .presence import Timing
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "SEATGUARD_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of one server process. Environment: SEATGUARD_<FIELD NAME IN CAPS>."""
+
+    host: str = "127.0.0.1"  # interface to listen on
+    port: int = 8000  # TCP port to listen on
+    db: str = "seatguard.db"  # SQLite file holding sites, overrides and the audit trail
+    database_url: str = ""  # postgresql://... to keep them in PostgreSQL instead
+    heartbeat_interval: float = 25.0  # seconds between heartbeats of each tab
+    session_timeout: float = 75.0  # a tab silent this long is dropped and its seat freed
+    reload_grace: float = 5.0  # a browser whose tabs all left keeps its seat this long
+    hello_timeout: float = 10.0  # a new socket must say hello within this many seconds
+    max_message_bytes: int = 4096  # larger frames close the socket with 1009
+    sweep_interval: float = 0.5  # seconds between expiry sweeps
+    audit_key: str = ""  # HMAC key of the audit chain (hex or base64, >= 32 bytes)
+    audit_key_file: str = ""  # file holding the audit key; default: <db>.audit-key
+    site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
+    demo: bool = False  # also serve the Acme Stream demo site
+    log_level: str = "info"  # uvicorn log level
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval <= 0 or self.reload_grace < 0 or self.hello_timeout <= 0:
+            raise ConfigError("timings must be positive")
+        if self.session_timeout <= self.heartbeat_interval:
+            raise ConfigError(
+                f"session timeout ({self.session_timeout}s) must be longer than the "
+                f"heartbeat interval ({self.heartbeat_interval}s)"
+            )
+        if self.max_message_bytes < 256:
+            raise ConfigError("max message bytes must be at least 256")
+        if self.sweep_interval <= 0:
+            raise ConfigError("sweep interval must be positive")
+
+    @property
+    def database(self) -> str:
+        """Where durable records live: the PostgreSQL URL if set, else the SQLite file."""
+        return self.database_url or self.db
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(session_timeout=self.session_timeout, reload_grace=self.reload_grace)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build from SEATGUARD_* variables; `overrides` (CLI flags, not None) win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind: type[Any] = type(f.default)
+    try:
+        if kind is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{f.name.upper()}: cannot read {raw!r}") from None

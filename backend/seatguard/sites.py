@@ -1,0 +1,138 @@
+"""Sites (tenants): keys, allowed origins and default rules."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from .errors import ConfigError
+from .identity import IdentityConfig
+from .presence import Rules
+from .protocol import Hello
+from .rules import Claims
+
+__all__ = [
+    "ANY_ORIGIN",
+    "SELF_ORIGIN",
+    "Site",
+    "SiteConfig",
+    "identity_config",
+    "new_site",
+    "normalize_origin",
+]
+
+
+class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A site's optional settings beyond keys, origins and default rules."""
+
+    identity_required: bool = False  # refuse a plain userId: a signed identity token is needed
+    identity_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"  # pinned JWT algorithm
+    identity_public_key: str | None = None  # PEM for RS256/ES256 identity tokens
+    identity_jwks: dict[str, Any] | None = None  # JWKS for RS256/ES256 identity tokens
+    identity_issuer: str | None = None  # required `iss` of identity tokens
+    oidc_issuer: str | None = None  # OpenID provider sending back-channel logout tokens
+    oidc_client_id: str | None = None  # `aud` of logout tokens
+    oidc_jwks: dict[str, Any] | None = None  # the provider's signing keys
+    webhook_url: str | None = None  # where seat events are posted
+    webhook_secret: str | None = None  # whsec_... signing secret of the webhooks
+
+
+SELF_ORIGIN = "self"
+"""Allowed-origin entry meaning the presence server's own origin (the demo site)."""
+ANY_ORIGIN = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One tenant of the server."""
+
+    key: str  # public site key, in the script tag
+    secret: str  # secret key: server API, signing
+    name: str
+    origins: tuple[str, ...]  # page origins allowed to use the site key
+    rules: Rules  # default mode, limit and policy
+    client_settings: bool  # whether load() options may set mode, limit and policy
+    created_at: float
+    config: SiteConfig = field(default_factory=SiteConfig)
+
+    def allows_origin(self, origin: str | None, own_origin: str) -> bool:
+        """Whether a page from `origin` may use this site key."""
+        if ANY_ORIGIN in self.origins:
+            return True
+        if not origin:
+            return False
+        origin = origin.lower()
+        return origin in self.origins or (SELF_ORIGIN in self.origins and origin == own_origin)
+
+    def page_claims(self, hello: Hello) -> Claims | None:
+        """What the page asks for, where the site lets pages choose their rules."""
+        if not self.client_settings or not hello.user:
+            return None
+        return Claims(
+            hello.user,
+            org=hello.org,
+            role=hello.role,
+            mode=hello.mode,
+            limit=hello.limit,
+            policy=hello.policy,
+        )
+
+
+def identity_config(site: Site) -> IdentityConfig:
+    """How identity tokens of a site are checked: pinned algorithm, key, audience, issuer."""
+    c = site.config
+    return IdentityConfig(
+        algorithm=c.identity_algorithm,
+        secret=site.secret if c.identity_algorithm == "HS256" else None,
+        public_key=c.identity_public_key,
+        jwks=c.identity_jwks,
+        audience=site.key,
+        issuer=c.identity_issuer,
+    )
+
+
+def normalize_origin(value: str) -> str:
+    """`https://Example.com:443/` -> `https://example.com`; raise ConfigError if not an origin."""
+    if value in (SELF_ORIGIN, ANY_ORIGIN):
+        return value
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"not an origin: {value!r} (expected e.g. https://example.com)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"an origin has no path: {value!r}")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = "" if parts.port in (None, default_port) else f":{parts.port}"
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def new_site(
+    name: str,
+    origins: Iterable[str],
+    rules: Rules,
+    *,
+    client_settings: bool,
+    now: float,
+    key: str | None = None,
+    config: SiteConfig | None = None,
+) -> Site:
+    """A new site with fresh random keys."""
+    if not name.strip():
+        raise ConfigError("a site needs a name")
+    normalized = tuple(dict.fromkeys(normalize_origin(o) for o in origins))
+    if not normalized:
+        raise ConfigError("a site needs at least one allowed origin")
+    return Site(
+        key=key or "pk_" + secrets.token_urlsafe(18),
+        secret="sk_" + secrets.token_urlsafe(32),
+        name=name.strip(),
+        origins=normalized,
+        rules=rules,
+        client_settings=client_settings,
+        created_at=now,
+        config=config or SiteConfig(),
+    )

@@ -1,0 +1,142 @@
+// The blocking dialog, after a11y-dialog: role="alertdialog", aria-modal, focus trapped and
+// restored, the page beneath inert, no Escape or backdrop dismissal, idempotent show and hide.
+
+export const OVERLAY_ID = 'seatguard-overlay';
+const STYLE_ID = 'seatguard-style';
+
+// Namespaced styles; colours come from custom properties the site may set.
+const CSS =
+  '.seatguard{position:fixed;inset:0;z-index:2147483647;display:grid;place-items:center;padding:1rem;' +
+  'background:var(--seatguard-backdrop,#111827bf);font:16px/1.5 system-ui,sans-serif}' +
+  '.seatguard-dialog{max-width:30rem;padding:1.5rem;border-radius:.75rem;outline:0;' +
+  'border-top:.3rem solid var(--seatguard-accent,#2563eb);background:var(--seatguard-bg,#fff);' +
+  'color:var(--seatguard-fg,#111827);box-shadow:0 1rem 3rem #0006}' +
+  '.seatguard-dialog>*{margin:0}' +
+  '.seatguard-title{margin-bottom:.5rem;font-size:1.25rem}' +
+  '.seatguard-takeover{margin-top:1rem;padding:.5rem 1rem;border:0;border-radius:.5rem;font:inherit;' +
+  'background:var(--seatguard-accent,#2563eb);color:var(--seatguard-bg,#fff)}';
+
+/**
+ * Creates the overlay for `doc`; nothing is drawn until `show()`. `onAction` runs when the
+ * take-over button is clicked.
+ */
+export function createOverlay(doc, onAction) {
+  let root = null;
+  let dialog = null;
+  let title = null;
+  let text = null;
+  let button = null;
+  let previous = null;
+  let inerted = [];
+  // Texts to show once <body> exists (a block that arrives while the page is still parsing).
+  let waiting = null;
+
+  // Element factory with attributes.
+  const make = (tag, attributes) => {
+    const el = doc.createElement(tag);
+    for (const name in attributes) el.setAttribute(name, attributes[name]);
+    return el;
+  };
+
+  // Injects the stylesheet once per document.
+  const style = () => {
+    if (doc.getElementById(STYLE_ID)) return;
+    const el = make('style', { id: STYLE_ID });
+    el.textContent = CSS;
+    (doc.head || doc.documentElement).appendChild(el);
+  };
+
+  // Moves focus to the dialog's one control, the take-over button, when shown; else to the
+  // dialog itself.
+  const focusInside = () => (dialog.contains(button) ? button : dialog).focus();
+
+  // Tab and Shift+Tab stay inside the dialog (it has one control at most); Escape is ignored.
+  const onKeydown = (event) => {
+    if (event.key !== 'Tab') return;
+    event.preventDefault();
+    focusInside();
+  };
+
+  // Pulls focus back when something outside the dialog gets it.
+  const onFocusin = (event) => {
+    if (root && !dialog.contains(event.target)) focusInside();
+  };
+
+  // Makes every other child of <body> inert, remembering which ones we changed.
+  const makeInert = () => {
+    inerted = Array.from(doc.body.children).filter((el) => el !== root && !el.hasAttribute('inert'));
+    for (const el of inerted) el.setAttribute('inert', '');
+  };
+
+  const build = () => {
+    root = make('div', { class: 'seatguard' });
+    dialog = make('div', {
+      id: OVERLAY_ID,
+      class: 'seatguard-dialog',
+      role: 'alertdialog',
+      'aria-modal': 'true',
+      'aria-labelledby': 'seatguard-title',
+      'aria-describedby': 'seatguard-text',
+      tabindex: '-1',
+    });
+    title = dialog.appendChild(make('h2', { id: 'seatguard-title', class: 'seatguard-title' }));
+    text = dialog.appendChild(make('p', { id: 'seatguard-text', class: 'seatguard-text' }));
+    button = make('button', { type: 'button', class: 'seatguard-takeover' });
+    button.onclick = onAction;
+    root.appendChild(dialog);
+  };
+
+  /**
+   * Shows the dialog with a heading and a text, or updates them when already shown. With a
+   * `label`, the take-over button below the text: the dialog's only control, and focused.
+   */
+  function show(heading, explanation, label) {
+    if (!doc.body) {
+      if (!waiting) doc.addEventListener('DOMContentLoaded', () => waiting && show(...waiting), { once: true });
+      waiting = [heading, explanation, label];
+      return;
+    }
+    waiting = null;
+    if (!root) {
+      style();
+      build();
+      previous = doc.activeElement;
+      doc.body.appendChild(root);
+      makeInert();
+      doc.addEventListener('keydown', onKeydown, true);
+      doc.addEventListener('focusin', onFocusin, true);
+      // A fullscreen element would sit above any z-index, so leave fullscreen.
+      if (doc.fullscreenElement) doc.exitFullscreen?.()?.catch?.(() => {});
+    }
+    title.textContent = heading;
+    text.textContent = explanation;
+    if (label) {
+      button.textContent = label;
+      dialog.appendChild(button);
+    } else button.remove();
+    // Focus on the button when there is one, else on the dialog, unless it is inside already.
+    if (!dialog.contains(doc.activeElement) || doc.activeElement === dialog) focusInside();
+  }
+
+  /** Removes the dialog, restores the page's inert state and the focus as they were. */
+  function hide() {
+    waiting = null;
+    if (!root) return;
+    doc.removeEventListener('keydown', onKeydown, true);
+    doc.removeEventListener('focusin', onFocusin, true);
+    root.remove();
+    root = dialog = title = text = button = null;
+    for (const el of inerted) el.removeAttribute('inert');
+    inerted = [];
+    if (previous && doc.contains(previous)) previous.focus?.();
+    previous = null;
+  }
+
+  return {
+    show,
+    hide,
+    get shown() {
+      return root !== null;
+    },
+  };
+}

@@ -1,0 +1,386 @@
+// The blocking dialog in a real-ish DOM (happy-dom): a11y, focus trap, inert, texts, events.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { Window } from 'happy-dom';
+import { createOverlay, OVERLAY_ID } from '../src/overlay.js';
+import { TEXTS, pickLanguage, textsFor, format } from '../src/texts.js';
+import { Client } from '../src/client.js';
+import { FakeClock, MemoryStorage, fakeWebSocket, seeded } from './fakes.js';
+
+// A page with content, a focused Play button and an element that was already inert.
+function page() {
+  const win = new Window({ url: 'https://shop.test/watch' });
+  const doc = win.document;
+  doc.body.innerHTML =
+    '<header><a href="/">Home</a></header><main><button id="play">Play</button></main><aside id="old" inert>Note</aside>';
+  doc.getElementById('play').focus();
+  return { win, doc };
+}
+
+const tab = (doc, shiftKey = false) => {
+  const event = new doc.defaultView.KeyboardEvent('keydown', { key: 'Tab', shiftKey, bubbles: true, cancelable: true });
+  (doc.activeElement || doc.body).dispatchEvent(event);
+  return event;
+};
+
+test('show draws an alertdialog with a heading and text, over an inert page', () => {
+  const { doc } = page();
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Explanation');
+  const dialog = doc.getElementById(OVERLAY_ID);
+  assert.equal(dialog.getAttribute('role'), 'alertdialog');
+  assert.equal(dialog.getAttribute('aria-modal'), 'true');
+  const title = doc.getElementById(dialog.getAttribute('aria-labelledby'));
+  const text = doc.getElementById(dialog.getAttribute('aria-describedby'));
+  assert.equal(title.textContent, 'Title');
+  assert.ok(title.classList.contains('seatguard-title'));
+  assert.equal(text.textContent, 'Explanation');
+  assert.equal(dialog.getAttribute('tabindex'), '-1');
+  assert.equal(doc.activeElement, dialog, 'focus moved into the dialog');
+  for (const el of doc.body.children) {
+    if (el.contains(dialog)) assert.ok(!el.hasAttribute('inert'));
+    else assert.ok(el.hasAttribute('inert'), el.tagName);
+  }
+  // Styles are injected once, namespaced, with the colour custom properties.
+  const style = doc.getElementById('seatguard-style');
+  for (const prop of ['--seatguard-bg', '--seatguard-fg', '--seatguard-accent', '--seatguard-backdrop']) assert.ok(style.textContent.includes(prop), prop);
+  overlay.hide();
+  overlay.show('Again', 'x');
+  assert.equal(doc.querySelectorAll('#seatguard-style').length, 1);
+});
+
+test('hide restores inert exactly as before and gives focus back', () => {
+  const { doc } = page();
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Text');
+  overlay.hide();
+  assert.equal(doc.getElementById(OVERLAY_ID), null);
+  assert.ok(!doc.querySelector('header').hasAttribute('inert'));
+  assert.ok(!doc.querySelector('main').hasAttribute('inert'));
+  assert.ok(doc.getElementById('old').hasAttribute('inert'), 'what was inert stays inert');
+  assert.equal(doc.activeElement, doc.getElementById('play'));
+});
+
+test('show and hide are idempotent; a second show updates the texts', () => {
+  const { doc } = page();
+  const overlay = createOverlay(doc);
+  overlay.hide();
+  overlay.show('One', 'first');
+  overlay.show('Two', 'second');
+  assert.equal(doc.querySelectorAll('#' + OVERLAY_ID).length, 1);
+  assert.equal(doc.querySelector('.seatguard-title').textContent, 'Two');
+  overlay.hide();
+  overlay.hide();
+  assert.equal(doc.querySelectorAll('.seatguard').length, 0);
+  assert.equal(doc.activeElement, doc.getElementById('play'));
+});
+
+test('Tab and Shift+Tab stay on the dialog when it has no controls', () => {
+  const { doc } = page();
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Text');
+  const dialog = doc.getElementById(OVERLAY_ID);
+  assert.ok(tab(doc).defaultPrevented);
+  assert.equal(doc.activeElement, dialog);
+  assert.ok(tab(doc, true).defaultPrevented);
+  assert.equal(doc.activeElement, dialog);
+});
+
+test('with a take-over button: it is the one control, focused, and Tab and Shift+Tab stay on it', () => {
+  const { doc, win } = page();
+  let clicks = 0;
+  const overlay = createOverlay(doc, () => clicks++);
+  overlay.show('Title', 'Text', 'Use here');
+  const dialog = doc.getElementById(OVERLAY_ID);
+  const button = dialog.querySelector('button.seatguard-takeover');
+  assert.equal(button.textContent, 'Use here');
+  assert.equal(button.getAttribute('type'), 'button');
+  assert.equal(doc.activeElement, button);
+  assert.ok(tab(doc).defaultPrevented);
+  assert.equal(doc.activeElement, button);
+  assert.ok(tab(doc, true).defaultPrevented);
+  assert.equal(doc.activeElement, button);
+  button.dispatchEvent(new win.MouseEvent('click', { bubbles: true }));
+  assert.equal(clicks, 1);
+  // Updated without a label: the button goes, focus falls back on the dialog.
+  overlay.show('Title', 'Text');
+  assert.equal(dialog.querySelector('button'), null);
+  assert.equal(doc.activeElement, dialog);
+  // And back: the new button takes the focus from the dialog.
+  overlay.show('Title', 'Text', 'Continue here');
+  assert.equal(doc.activeElement, dialog.querySelector('button'));
+  overlay.hide();
+  assert.equal(doc.activeElement, doc.getElementById('play'));
+});
+
+test('focus that escapes the dialog is pulled back', () => {
+  const { doc } = page();
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Text');
+  const late = doc.createElement('input');
+  doc.body.appendChild(late); // added after show, so not inert
+  late.focus();
+  assert.equal(doc.activeElement, doc.getElementById(OVERLAY_ID));
+});
+
+test('Escape and clicks on the backdrop do not close the dialog', () => {
+  const { doc, win } = page();
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Text');
+  doc.activeElement.dispatchEvent(new win.KeyboardEvent('keydown', { key: 'Escape', bubbles: true, cancelable: true }));
+  doc.querySelector('.seatguard').dispatchEvent(new win.MouseEvent('click', { bubbles: true }));
+  assert.ok(overlay.shown);
+  assert.ok(doc.getElementById(OVERLAY_ID));
+});
+
+test('hide removes the document listeners', () => {
+  const { doc } = page();
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Text');
+  overlay.hide();
+  const late = doc.createElement('input');
+  doc.body.appendChild(late);
+  late.focus();
+  assert.equal(doc.activeElement, late);
+  assert.ok(!tab(doc).defaultPrevented);
+});
+
+test('languages: option first, then navigator.languages, else English', () => {
+  assert.equal(pickLanguage('fr', ['de-DE']), 'fr');
+  assert.equal(pickLanguage(undefined, ['pt-BR', 'es-MX', 'en']), 'es');
+  assert.equal(pickLanguage('DE-at', []), 'de');
+  assert.equal(pickLanguage('ja', ['zh-CN']), 'en');
+  assert.equal(pickLanguage(undefined, undefined), 'en');
+  for (const lang of ['en', 'fr', 'es', 'de']) assert.deepEqual(Object.keys(TEXTS[lang]), Object.keys(TEXTS.en), lang);
+});
+
+test('texts can be overridden per key and are formatted with the limit and unit', () => {
+  const t = textsFor('en', [], { blockTitle: 'Busy' });
+  assert.equal(t.blockTitle, 'Busy');
+  assert.equal(format(t.blockText, { n: 2, unit: t.browsers }), 'Your plan allows 2 browsers at once. This page will continue when a seat frees up.');
+  assert.equal(format('{n} {missing}', { n: 1 }), '1 {missing}');
+});
+
+// A client on a happy-dom page with fake socket and clock.
+function clientOn(options = {}, languages = ['en-US']) {
+  const { win, doc } = page();
+  Object.defineProperty(win.navigator, 'languages', { value: languages, configurable: true });
+  const WebSocket = fakeWebSocket();
+  const client = new Client(
+    { site: 'pk', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', ...options },
+    { window: win, document: doc, WebSocket, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() } },
+  );
+  return { client, doc, win, ws: WebSocket.sockets[0] };
+}
+
+test('a blocked client shows the overlay with its rules; unblock removes it', () => {
+  const { ws, doc } = clientOn();
+  ws.welcome({ state: 'blocked', reason: 'limit', limit: 2, mode: 'concurrence' });
+  assert.equal(doc.querySelector('.seatguard-title').textContent, 'This account is in use elsewhere');
+  assert.match(doc.getElementById('seatguard-text').textContent, /^Your plan allows 2 browsers at once\./);
+  ws.push({ t: 'unblock' });
+  assert.equal(doc.getElementById(OVERLAY_ID), null);
+  assert.equal(doc.activeElement, doc.getElementById('play'));
+});
+
+test('texts follow the language: fr from navigator, de from the lang option, device-limit wording', () => {
+  const fr = clientOn({}, ['fr-FR', 'en']);
+  fr.ws.welcome({ state: 'blocked', reason: 'limit', limit: 1 });
+  assert.equal(fr.doc.querySelector('.seatguard-title').textContent, 'Ce compte est utilisé ailleurs');
+  assert.match(fr.doc.getElementById('seatguard-text').textContent, /1 navigateur à la fois/);
+  const de = clientOn({ lang: 'de' }, ['fr-FR']);
+  de.ws.welcome({ state: 'blocked', reason: 'limit', limit: 3, mode: 'device-limit' });
+  assert.match(de.doc.getElementById('seatguard-text').textContent, /3 Geräte gleichzeitig/);
+  const es = clientOn({ lang: 'es', texts: { blockTitle: 'Ocupado' } });
+  es.ws.welcome({ state: 'blocked', reason: 'limit' });
+  assert.equal(es.doc.querySelector('.seatguard-title').textContent, 'Ocupado');
+});
+
+test('preventDefault on seatguard:block keeps the overlay away; the block event still fires', () => {
+  const { ws, doc, client } = clientOn();
+  doc.addEventListener('seatguard:block', (e) => e.preventDefault());
+  const seen = [];
+  client.on('block', (e) => seen.push(e.reason));
+  ws.welcome({ state: 'blocked', reason: 'limit' });
+  assert.equal(doc.getElementById(OVERLAY_ID), null);
+  assert.deepEqual(seen, ['limit']);
+});
+
+test('overlay: false draws nothing', () => {
+  const { ws, doc, client } = clientOn({ overlay: false });
+  ws.welcome({ state: 'blocked', reason: 'limit' });
+  assert.equal(client.state, 'blocked');
+  assert.equal(doc.getElementById(OVERLAY_ID), null);
+  assert.equal(doc.getElementById('seatguard-style'), null);
+});
+
+test('ended, revoked and expired show a notice; the tab that logged out itself does not', () => {
+  for (const [kind, title] of [['ended', 'Signed out'], ['revoked', 'You have been signed out'], ['expired', 'Session expired']]) {
+    const { ws, doc } = clientOn();
+    ws.welcome({ state: 'blocked', reason: 'limit' });
+    ws.push({ t: kind, reason: 'x' });
+    assert.equal(doc.querySelector('.seatguard-title').textContent, title, kind);
+  }
+  const { ws, doc, client } = clientOn();
+  ws.welcome();
+  client.logout();
+  ws.push({ t: 'ended', reason: 'logout' });
+  assert.equal(client.state, 'ended');
+  assert.equal(doc.getElementById(OVERLAY_ID), null);
+});
+
+test('destroy removes the overlay and restores the page', () => {
+  const { ws, doc, client } = clientOn();
+  ws.welcome({ state: 'blocked', reason: 'limit' });
+  client.destroy();
+  assert.equal(doc.getElementById(OVERLAY_ID), null);
+  assert.ok(!doc.querySelector('main').hasAttribute('inert'));
+  assert.equal(doc.activeElement, doc.getElementById('play'));
+});
+
+test('a block that arrives before <body> exists is drawn once the document is parsed', () => {
+  const win = new Window({ url: 'https://shop.test/' });
+  const doc = win.document;
+  const body = doc.body;
+  body.remove();
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Text');
+  assert.equal(doc.getElementById(OVERLAY_ID), null);
+  doc.documentElement.appendChild(body);
+  doc.dispatchEvent(new win.Event('DOMContentLoaded'));
+  assert.ok(doc.getElementById(OVERLAY_ID));
+  // Hidden before the document was parsed: nothing is drawn.
+  const late = page();
+  const lateBody = late.doc.body;
+  lateBody.remove();
+  const other = createOverlay(late.doc);
+  other.show('T', 'x');
+  other.hide();
+  late.doc.documentElement.appendChild(lateBody);
+  late.doc.dispatchEvent(new late.win.Event('DOMContentLoaded'));
+  assert.equal(late.doc.getElementById(OVERLAY_ID), null);
+});
+
+// Lets pending promise callbacks run (takeOver awaits the site's check before sending).
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+test('every language has every text, none empty, with the same placeholders as English', () => {
+  // Translations are lists in the order of the English keys: a shifted list shows up here.
+  const placeholders = (text) => [...new Set(text.match(/\{\w+\}/g))].sort().join();
+  for (const lang of ['en', 'fr', 'es', 'de']) {
+    for (const [key, text] of Object.entries(TEXTS[lang])) {
+      assert.ok(typeof text === 'string' && text.length > 0, `${lang}.${key}`);
+      assert.equal(placeholders(text), placeholders(TEXTS.en[key]), `${lang}.${key}`);
+    }
+  }
+  assert.equal(TEXTS.fr.useHere, 'Utiliser ici');
+  assert.equal(TEXTS.de.devices, 'Geräte');
+});
+
+test('a block that allows take-over shows the button, focused; one that does not, none', () => {
+  const off = clientOn();
+  off.ws.welcome({ state: 'blocked', reason: 'limit', takeover: false });
+  assert.equal(off.doc.querySelector('.seatguard-takeover'), null);
+  assert.equal(off.doc.activeElement, off.doc.getElementById(OVERLAY_ID));
+  const on = clientOn();
+  on.ws.welcome({ state: 'blocked', reason: 'evicted', takeover: true, policy: 'evict-oldest' });
+  const button = on.doc.querySelector('#' + OVERLAY_ID + ' .seatguard-takeover');
+  assert.equal(button.textContent, 'Use here');
+  assert.equal(on.doc.activeElement, button);
+  // The rules change while blocked: the button goes.
+  on.ws.push({ t: 'block', reason: 'evicted', takeover: false });
+  assert.equal(on.doc.querySelector('.seatguard-takeover'), null);
+  assert.equal(on.doc.getElementById(OVERLAY_ID).getAttribute('role'), 'alertdialog');
+});
+
+test('clicking the button takes the seat; the unblock removes the overlay and restores focus', async () => {
+  const { ws, doc, win, client } = clientOn();
+  ws.welcome({ state: 'blocked', reason: 'challenge', takeover: true, policy: 'challenge' });
+  const button = doc.querySelector('.seatguard-takeover');
+  assert.equal(button.textContent, 'Continue here');
+  button.dispatchEvent(new win.MouseEvent('click', { bubbles: true }));
+  await flush();
+  assert.deepEqual(ws.last, { t: 'takeover' });
+  ws.push({ t: 'unblock' });
+  assert.equal(client.state, 'admitted');
+  assert.equal(doc.getElementById(OVERLAY_ID), null);
+  assert.equal(doc.activeElement, doc.getElementById('play'));
+});
+
+test('clicking runs the site check first (onChallenge); declined: no frame, the overlay stays', async () => {
+  const { ws, doc, win } = clientOn({ onChallenge: async () => false });
+  ws.welcome({ state: 'blocked', reason: 'challenge', takeover: true, policy: 'challenge' });
+  doc.querySelector('.seatguard-takeover').dispatchEvent(new win.MouseEvent('click', { bubbles: true }));
+  await flush();
+  assert.ok(!ws.sent.some((frame) => frame.t === 'takeover'));
+  assert.ok(doc.getElementById(OVERLAY_ID));
+});
+
+// What a client with `lang` shows for a block with `reason` (take-over allowed).
+function shown(lang, reason, welcome = {}) {
+  const { ws, doc } = clientOn({ lang });
+  ws.welcome({ state: 'blocked', reason, takeover: true, limit: 1, ...welcome });
+  const text = (selector) => doc.querySelector(selector)?.textContent;
+  return { title: text('.seatguard-title'), text: text('.seatguard-text'), button: text('.seatguard-takeover') };
+}
+
+test('English heading, text and button per block reason', () => {
+  assert.deepEqual(shown('en', 'evicted'), {
+    title: 'This account was opened on another browser',
+    text: 'Your plan allows 1 browser at once. Use it here again, or wait until a seat frees up.',
+    button: 'Use here',
+  });
+  assert.deepEqual(shown('en', 'taken_over'), {
+    title: 'This account is now in use on another browser',
+    text: 'Use it here again, or wait until a seat frees up.',
+    button: 'Use here',
+  });
+  assert.deepEqual(shown('en', 'challenge'), {
+    title: 'This account is in use elsewhere',
+    text: 'Continue here to use it on this browser; the other browser will be paused.',
+    button: 'Continue here',
+  });
+  assert.equal(shown('en', 'limit').title, 'This account is in use elsewhere');
+  // Devices, not browsers, where devices hold the seats.
+  const device = shown('en', 'evicted', { mode: 'device-limit', limit: 2 });
+  assert.equal(device.title, 'This account was opened on another device');
+  assert.match(device.text, /^Your plan allows 2 devices at once\./);
+});
+
+test('every language has its own heading, text and button label per block reason', () => {
+  const reasons = ['limit', 'evicted', 'taken_over', 'challenge'];
+  const keys = { limit: 'block', evicted: 'evicted', taken_over: 'takenOver', challenge: 'block' };
+  for (const lang of ['en', 'fr', 'es', 'de']) {
+    const t = TEXTS[lang];
+    const values = { n: 1, unit: t.browser, one: t.browser };
+    for (const reason of reasons) {
+      const got = shown(lang, reason);
+      assert.equal(got.title, format(t[keys[reason] + 'Title'], values), `${lang} ${reason} title`);
+      const text = reason === 'challenge' ? t.challengeText : t[keys[reason] + 'Text'];
+      assert.equal(got.text, format(text, values), `${lang} ${reason} text`);
+      assert.equal(got.button, reason === 'challenge' ? t.continueHere : t.useHere, `${lang} ${reason} button`);
+      assert.ok(!/\{\w+\}/.test(got.title + got.text), `${lang} ${reason}: placeholders filled`);
+      if (lang !== 'en') assert.notEqual(got.text, shown('en', reason).text, `${lang} ${reason} is translated`);
+    }
+  }
+  assert.equal(shown('fr', 'challenge').button, 'Continuer ici');
+  assert.equal(shown('es', 'evicted').button, 'Usar aquí');
+  assert.equal(shown('de', 'taken_over').title, 'Dieses Konto wird jetzt auf einem anderen Browser genutzt');
+});
+
+test('the expired notice depends on the reason: idle, absolute, else the generic one', () => {
+  const notice = (reason, lang = 'en') => {
+    const { ws, doc } = clientOn({ lang });
+    ws.welcome();
+    if (reason) ws.push({ t: 'expired', reason });
+    else ws.drop(4011);
+    return [doc.querySelector('.seatguard-title').textContent, doc.getElementById('seatguard-text').textContent];
+  };
+  assert.deepEqual(notice('idle'), ['Session expired', 'Your session ended after a period of inactivity.']);
+  assert.deepEqual(notice('absolute'), ['Session expired', 'Your session reached its maximum length. Sign in again to continue.']);
+  assert.deepEqual(notice(null), ['Session expired', 'Your session has expired. Sign in again to continue.']);
+  for (const lang of ['fr', 'es', 'de']) {
+    assert.deepEqual(notice('idle', lang), [TEXTS[lang].expiredTitle, TEXTS[lang].idleText], lang);
+    assert.deepEqual(notice('absolute', lang), [TEXTS[lang].expiredTitle, TEXTS[lang].absoluteText], lang);
+  }
+});

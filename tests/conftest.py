@@ -1,0 +1,240 @@
+"""Shared test helpers: one timeout scale, free ports, real server processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+SCALE = float(os.environ.get("SEATGUARD_TEST_SCALE", "1"))
+"""Multiplies every timeout in the tests (slow machines: SEATGUARD_TEST_SCALE=3)."""
+
+ROOT = Path(__file__).resolve().parent.parent
+SEATGUARD = [sys.executable, "-m", "seatguard"]
+
+
+def scaled(seconds: float) -> float:
+    return seconds * SCALE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def seatguard(*args: str, env: Mapping[str, str] | None = None) -> str:
+    """Run the CLI and return its standard output."""
+    done = subprocess.run(
+        [*SEATGUARD, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+        timeout=scaled(30),
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"seatguard {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+@dataclass
+class Server:
+    """A real server process on a free port."""
+
+    port: int
+    db: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/v1"
+
+    def create_site(self, *args: str) -> dict[str, object]:
+        out = seatguard("site", "create", "--db", str(self.db), *args)
+        site: dict[str, object] = json.loads(out)
+        return site
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=scaled(10))
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(
+    tmp: Path, command: str = "serve", env: Mapping[str, str] | None = None, *args: str
+) -> Server:
+    """Start `seatguard <command>` on a free port and wait until it answers."""
+    port = free_port()
+    db = tmp / "seatguard.db"
+    log = tmp / f"server-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*SEATGUARD, command, "--port", str(port), "--db", str(db), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+    server = Server(port, db, process, log)
+    deadline = time.monotonic() + scaled(20)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(server.http + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    raise AssertionError(f"server did not start:\n{log.read_text()}")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def server_env() -> Iterator[dict[str, str]]:
+    yield {
+        "SEATGUARD_HEARTBEAT_INTERVAL": str(scaled(0.5)),
+        "SEATGUARD_SESSION_TIMEOUT": str(scaled(1.5)),
+        "SEATGUARD_RELOAD_GRACE": str(scaled(1.0)),
+        "SEATGUARD_HELLO_TIMEOUT": str(scaled(1.0)),
+        "SEATGUARD_SWEEP_INTERVAL": "0.1",
+        "SEATGUARD_LOG_LEVEL": "warning",
+    }
+
+
+_PG_PROGRAMS = ("initdb", "pg_ctl", "postgres", "createdb")
+
+
+def postgres_bindir() -> Path:
+    """The directory of the installed PostgreSQL server programs; the test fails without."""
+    candidates: list[Path] = []
+    if shutil.which("pg_config"):
+        done = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        if done.returncode == 0:
+            candidates.append(Path(done.stdout.strip()))
+    versions = Path("/usr/lib/postgresql").glob("*/bin")  # Debian keeps them off the PATH
+    candidates += sorted(versions, key=lambda p: _version(p.parent.name), reverse=True)
+    if found := shutil.which("initdb"):
+        candidates.append(Path(found).resolve().parent)
+    for bindir in candidates:
+        if all((bindir / name).is_file() for name in _PG_PROGRAMS):
+            return bindir
+    searched = ", ".join(map(str, candidates)) or "pg_config --bindir, /usr/lib/postgresql/*/bin"
+    pytest.fail(
+        f"the PostgreSQL tests need the server programs {', '.join(_PG_PROGRAMS)}; none of "
+        f"{searched} has them. Install them (Debian: apt-get install postgresql).",
+        pytrace=False,
+    )
+
+
+def _version(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free port, never the machine's own; the URL of
+    its database `seatguard` (superuser `postgres`, no password).
+
+    initdb and postgres refuse to run as root: as root they run as the `postgres` system
+    user, in a directory under /tmp that user owns.
+    """
+    bindir = postgres_bindir()
+    prefix: list[str] = []
+    as_root = os.geteuid() == 0
+    if as_root:
+        prefix = (
+            ["runuser", "-u", "postgres", "--"]
+            if shutil.which("runuser")
+            else ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+        )
+    tmp = Path(tempfile.mkdtemp(prefix="seatguard-pg-", dir="/tmp" if as_root else None))
+    data, log = tmp / "data", tmp / "server.log"
+    if as_root:
+        shutil.chown(tmp, "postgres", "postgres")
+
+    def run(program: str, *args: str, timeout: float = 60) -> None:
+        done = subprocess.run(
+            [*prefix, str(bindir / program), *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp,  # somewhere the postgres user may be
+            env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+            timeout=scaled(timeout),
+        )
+        if done.returncode != 0:
+            server_log = log.read_text(errors="replace") if log.exists() else ""
+            raise AssertionError(
+                f"{program} {' '.join(args)} failed ({done.returncode}):\n"
+                f"{done.stdout}{done.stderr}{server_log}"
+            )
+
+    started = False
+    try:
+        run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+            "--no-locale", "--no-sync")  # fmt: skip
+        for attempt in range(3):  # the free port may be taken before the server binds it
+            port = free_port()
+            options = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
+            try:
+                run("pg_ctl", "start", "-D", str(data), "-l", str(log), "-o", options,
+                    "-w", "-t", str(int(scaled(60))), timeout=90)  # fmt: skip
+            except AssertionError:
+                if attempt == 2:
+                    raise
+            else:
+                started = True
+                break
+        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "seatguard")
+        yield f"postgresql://postgres@127.0.0.1:{port}/seatguard"
+    finally:
+        try:
+            if started:
+                run("pg_ctl", "stop", "-D", str(data), "-m", "immediate", "-w")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the server of `server_url` (its URL), dropped afterwards."""
+    name = "t_" + secrets.token_hex(6)
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield server_url.rsplit("/", 1)[0] + "/" + name
+        finally:
+            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()

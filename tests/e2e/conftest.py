@@ -1,0 +1,89 @@
+"""End-to-end fixtures: the demo site on a free port, Chromium contexts as devices."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.conftest import Server, scaled, start_server
+
+CHROMIUM = os.environ.get("SEATGUARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    if executable is None:
+        raise RuntimeError("Chromium is missing: `make test` installs Debian's chromium")
+    b = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -> Iterator[Server]:
+    env = {**server_env, "SEATGUARD_SESSION_TIMEOUT": str(scaled(3.0))}
+    s = start_server(tmp_path_factory.mktemp("demo"), "demo", env)
+    yield s
+    s.stop()
+
+
+Device = Callable[..., BrowserContext]
+
+
+@pytest.fixture
+def device(browser: Browser, playwright: Playwright) -> Iterator[Device]:
+    """Open a browser context (a separate browser profile); `preset` names a device."""
+    contexts: list[BrowserContext] = []
+
+    def open_device(preset: str | None = None, **options: Any) -> BrowserContext:
+        settings: dict[str, Any] = dict(playwright.devices[preset]) if preset else {}
+        settings.pop("default_browser_type", None)
+        settings.update(options)
+        ctx = browser.new_context(**settings)
+        ctx.set_default_timeout(scaled(10) * 1000)
+        contexts.append(ctx)
+        return ctx
+
+    yield open_device
+    for ctx in contexts:
+        ctx.close()
+
+
+def watch_url(demo: Server, user: str, **plan: object) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"user": user, **plan}.items())
+    return f"{demo.http}/watch?{query}"
+
+
+def seat_state(page: Page) -> str:
+    return str(page.locator("#sg-state").get_attribute("data-state"))
+
+
+def wait_state(page: Page, state: str, within: float = 10) -> None:
+    page.wait_for_function(
+        "s => document.getElementById('sg-state').dataset.state === s",
+        arg=state,
+        timeout=scaled(within) * 1000,
+    )

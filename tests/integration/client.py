@@ -1,0 +1,164 @@
+"""A minimal protocol client for integration tests: one instance is one tab."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import anyio
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import scaled
+
+Frame = dict[str, Any]
+
+
+def ident() -> str:
+    return secrets.token_urlsafe(12)
+
+
+@dataclass
+class Browser:
+    """What one browser profile keeps in storage: its session and device."""
+
+    user: str
+    session: str = field(default_factory=ident)
+    device: str = field(default_factory=ident)
+    fp: str | None = None
+
+
+async def frames_of(tabs: list[Tab], seconds: float) -> list[list[Frame]]:
+    """Keep every tab heartbeating for `seconds`; return each one's non-ack frames."""
+    results: list[list[Frame]] = [[] for _ in tabs]
+
+    async def run(i: int) -> None:
+        results[i] = await tabs[i].frames_for(seconds)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(tabs)):
+            tg.start_soon(run, i)
+    return results
+
+
+class Tab:
+    opened: ClassVar[list[ClientConnection]] = []  # every socket, closed after each test
+
+    def __init__(self, ws: ClientConnection, browser: Browser, tab: str) -> None:
+        self.ws = ws
+        self.browser = browser
+        self.tab = tab
+        self.ref = 0
+
+    @classmethod
+    async def connect(cls, url: str, origin: str | None = None) -> ClientConnection:
+        ws = await connect(
+            url,
+            origin=origin,  # type: ignore[arg-type]
+            open_timeout=scaled(5),
+            close_timeout=scaled(2),
+            compression=None,
+        )
+        cls.opened.append(ws)
+        return ws
+
+    @classmethod
+    async def close_all(cls) -> None:
+        opened, cls.opened = cls.opened, []
+        for ws in opened:
+            await ws.close()
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        site: str,
+        browser: Browser,
+        *,
+        tab: str | None = None,
+        origin: str | None = None,
+        **options: Any,
+    ) -> tuple[Tab, Frame]:
+        """Connect, say hello, and return the tab with its welcome."""
+        ws = await cls.connect(url, origin)
+        t = cls(ws, browser, tab or ident())
+        hello: Frame = {
+            "t": "hello",
+            "v": 1,
+            "site": site,
+            "user": browser.user,
+            "session": browser.session,
+            "tab": t.tab,
+            "device": browser.device,
+            **options,
+        }
+        if browser.fp:
+            hello["fp"] = browser.fp
+        await t.send(hello)
+        welcome = await t.recv()
+        assert welcome["t"] == "welcome", welcome
+        return t, welcome
+
+    async def send(self, frame: Frame) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def recv(self, within: float = 3) -> Frame:
+        with anyio.fail_after(scaled(within)):
+            raw = await self.ws.recv()
+        frame: Frame = json.loads(raw)
+        return frame
+
+    async def heartbeat(self, active: bool = False) -> Frame:
+        self.ref += 1
+        await self.send({"t": "hb", "ref": self.ref, "active": active})
+        return await self.recv()
+
+    async def frames_for(self, seconds: float) -> list[Frame]:
+        """Keep heartbeating for `seconds` and return every frame other than acks.
+
+        Stops early when the server closes the socket (after reading what it sent).
+        """
+        frames: list[Frame] = []
+        with anyio.move_on_after(scaled(seconds)):
+            try:
+                while True:
+                    self.ref += 1
+                    with contextlib.suppress(ConnectionClosed):  # then read what it sent
+                        await self.send({"t": "hb", "ref": self.ref})
+                    with anyio.move_on_after(scaled(0.25)):
+                        while True:
+                            frame = json.loads(await self.ws.recv())
+                            if frame.get("t") != "ack":
+                                frames.append(frame)
+            except ConnectionClosed:
+                pass
+        return frames
+
+    async def expect_nothing(self, seconds: float = 0.3) -> None:
+        """Assert that nothing but acks arrives for a while (heartbeating meanwhile)."""
+        frames = await self.frames_for(seconds)
+        assert frames == [], f"unexpected frames {frames!r}"
+
+    async def closed(self, within: float = 3) -> tuple[int, str, list[Frame]]:
+        """Wait for the server to close; return the code, reason and frames before it."""
+        frames: list[Frame] = []
+        with anyio.fail_after(scaled(within)):
+            try:
+                while True:
+                    frames.append(json.loads(await self.ws.recv()))
+            except ConnectionClosed as exc:
+                assert exc.rcvd is not None, "closed without a close frame"
+                return exc.rcvd.code, exc.rcvd.reason, frames
+
+    async def drop(self) -> None:
+        """Vanish without goodbye, like a lost network or a killed browser."""
+        self.ws.transport.abort()
+        await self.ws.wait_closed()
+
+    async def bye(self, next: str = "close") -> int:
+        await self.send({"t": "bye", "next": next})
+        code, _, _ = await self.closed()
+        return code

@@ -1,0 +1,513 @@
+"""One contract, two databases: SQLite in a file and PostgreSQL on a throwaway server.
+
+Every test here runs against both (`backend` is parametrized); the PostgreSQL one gets a
+fresh database of its own on the session's server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+import asyncpg
+import pytest
+
+from seatguard.audit import AuditEvent, AuditKind, ProblemKind, VerifyReport, verify
+from seatguard.db import Database, PostgresDatabase, SqliteDatabase, open_database
+from seatguard.db import postgres as pg
+from seatguard.db import sqlite as lite
+from seatguard.presence import Rules
+from seatguard.rules import Override
+from seatguard.sites import Site, SiteConfig, new_site
+from tests.conftest import fresh_postgres_database, scaled
+
+pytestmark = pytest.mark.anyio
+
+KEY = bytes(range(32))
+C, D, I, R = (  # noqa: E741
+    ProblemKind.changed,
+    ProblemKind.deleted,
+    ProblemKind.inserted,
+    ProblemKind.reordered,
+)
+COLUMNS = "at, site, user_id, session, device, ip, kind, reason, detail, prev, hash"
+
+
+class Backend:
+    """One kind of database under test: how to open it, and raw SQL from outside the app."""
+
+    name: str
+    target: str  # what `open_database` takes
+    integrity_error: type[Exception]  # what a broken constraint or trigger raises
+    migrations: int  # how many schema steps the backend has
+
+    async def open(self) -> Database:
+        return await open_database(self.target)
+
+    async def sql(self, *statements: str) -> list[tuple[Any, ...]]:
+        """Run statements on a connection of their own; the rows of the last."""
+        raise NotImplementedError
+
+    async def drop_triggers(self) -> None:
+        raise NotImplementedError
+
+    async def schema_versions(self) -> list[int]:
+        """The migrations recorded as done, in order."""
+        raise NotImplementedError
+
+    async def tamper(self, *statements: str) -> None:
+        """Edit rows the way an intruder with database access would: triggers first."""
+        await self.drop_triggers()
+        await self.sql(*statements)
+
+
+class SqliteBackend(Backend):
+    name, integrity_error, migrations = "sqlite", sqlite3.IntegrityError, len(lite.MIGRATIONS)
+
+    def __init__(self, path: Path) -> None:
+        self.target = str(path)
+
+    async def sql(self, *statements: str) -> list[tuple[Any, ...]]:
+        async with aiosqlite.connect(self.target) as conn:
+            await conn.execute(f"PRAGMA busy_timeout={int(scaled(10_000))}")
+            rows: list[tuple[Any, ...]] = []
+            for statement in statements:
+                rows = [tuple(r) for r in await conn.execute_fetchall(statement)]
+            await conn.commit()
+            return rows
+
+    async def drop_triggers(self) -> None:
+        await self.sql("DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete")
+
+    async def schema_versions(self) -> list[int]:
+        [(version,)] = await self.sql("PRAGMA user_version")
+        return list(range(1, version + 1))
+
+
+class PostgresBackend(Backend):
+    name, migrations = "postgres", len(pg.MIGRATIONS)
+    integrity_error = asyncpg.IntegrityConstraintViolationError
+
+    def __init__(self, url: str) -> None:
+        self.target = url
+
+    async def sql(self, *statements: str) -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(self.target)
+        try:
+            rows: list[tuple[Any, ...]] = []
+            for statement in statements:
+                rows = [tuple(r) for r in await conn.fetch(statement)]
+            return rows
+        finally:
+            await conn.close()
+
+    async def drop_triggers(self) -> None:
+        await self.sql(
+            "DROP TRIGGER audit_no_update ON audit", "DROP TRIGGER audit_no_delete ON audit"
+        )
+
+    async def schema_versions(self) -> list[int]:
+        rows = await self.sql("SELECT version FROM schema_version ORDER BY version")
+        return [v for (v,) in rows]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest) -> str | None:
+    """The throwaway PostgreSQL server's URL for the postgres runs (started only for them)."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def backend(server: str | None, tmp_path: Path) -> AsyncIterator[Backend]:
+    """An empty store: a new SQLite file, or a new database on the PostgreSQL server."""
+    if server is None:
+        yield SqliteBackend(tmp_path / "seatguard.db")
+        return
+    async with fresh_postgres_database(server) as url:
+        yield PostgresBackend(url)
+
+
+@pytest.fixture
+async def db(backend: Backend) -> AsyncIterator[Database]:
+    database = await backend.open()
+    yield database
+    await database.close()
+
+
+def event(n: int, *, user: str = "alice", site: str = "site-a", **detail: Any) -> AuditEvent:
+    return AuditEvent(
+        at=1_700_000_000.0 + n / 10,
+        site=site,
+        user=user,
+        session=f"s{n}",
+        device="dev-1",
+        ip="203.0.113.7",
+        kind=AuditKind.blocked,
+        reason="limit",
+        detail={"n": n, **detail},
+    )
+
+
+async def check(db: Database, key: bytes = KEY, **kw: Any) -> VerifyReport:
+    return verify([r async for r in db.audit.all_records()], key, **kw)
+
+
+JWKS = {
+    "keys": [
+        {"kty": "RSA", "kid": "k1", "use": "sig", "n": "0vx7agoebGcQSuuPiLJXZpt", "e": "AQAB"},
+        {"kty": "EC", "kid": "k2", "crv": "P-256", "x": "f83OJ3D2", "y": "x_FEzRu9", "n": 1.5},
+    ]
+}
+
+
+def a_site(name: str, now: float, **config: Any) -> Site:
+    return new_site(
+        name,
+        [f"https://{name.lower()}.example", "self"],
+        Rules("device-limit", 3, "evict-oldest", idle_timeout=900.5, absolute_timeout=86400),
+        client_settings=True,
+        now=now,
+        config=SiteConfig(**config),
+    )
+
+
+# --- sites -------------------------------------------------------------------------------
+
+
+async def test_sites_are_added_found_listed_and_updated(db: Database, backend: Backend) -> None:
+    full = a_site(
+        "Stream",
+        1_700_000_000.25,
+        identity_required=True,
+        identity_algorithm="RS256",
+        identity_jwks=JWKS,
+        identity_issuer="https://id.example",
+        oidc_issuer="https://op.example",
+        oidc_client_id="seatguard",
+        oidc_jwks={"keys": [{"kty": "oct", "k": "c2VjcmV0", "ext": True, "size": 256}]},
+        webhook_url="https://hooks.example/in",
+        webhook_secret="whsec_" + "A" * 32,
+    )
+    plain = new_site("Plain", ["*"], Rules(), client_settings=False, now=1_700_000_100)
+    older = a_site("News", 1_600_000_000.0)
+    assert await db.sites() == []
+    for site in (full, plain, older):
+        await db.add_site(site)
+    assert await db.site(full.key) == full
+    assert await db.site(plain.key) == plain
+    assert await db.site_by_secret(full.secret) == full
+    assert await db.site("pk_missing") is None
+    assert await db.site_by_secret(full.key) is None
+    assert await db.sites() == [older, full, plain]  # oldest first
+    stored = await db.site(full.key)
+    assert stored is not None and stored.config.identity_jwks == JWKS
+
+    updated = dataclasses.replace(
+        full,
+        name="Stream Plus",
+        origins=("https://plus.example",),
+        rules=Rules(limit=2),
+        client_settings=False,
+        config=SiteConfig(identity_jwks={"keys": []}),
+        secret="sk_changed",  # keys and creation time stay as they are
+        created_at=1.0,
+    )
+    await db.update_site(updated)
+    expected = dataclasses.replace(updated, secret=full.secret, created_at=full.created_at)
+    assert await db.site(full.key) == expected
+    assert await db.site_by_secret(full.secret) == expected
+    assert await db.site_by_secret("sk_changed") is None
+    assert await db.site(plain.key) == plain
+
+
+async def test_keys_and_secrets_are_unique(db: Database, backend: Backend) -> None:
+    site = a_site("Shop", 1.0)
+    await db.add_site(site)
+    with pytest.raises(backend.integrity_error):
+        await db.add_site(dataclasses.replace(site, secret="sk_other"))
+    with pytest.raises(backend.integrity_error):
+        await db.add_site(dataclasses.replace(site, key="pk_other"))
+    assert await db.sites() == [site]
+
+
+# --- overrides ---------------------------------------------------------------------------
+
+
+async def test_overrides_are_set_replaced_queried_and_deleted(db: Database) -> None:
+    site, other = a_site("A", 1.0), a_site("B", 2.0)
+    await db.add_site(site)
+    await db.add_site(other)
+    org = Override("org", "acme", mode="device-limit", limit=5, policy="challenge")
+    role = Override("role", "admin", limit=10, idle_timeout=60.5, absolute_timeout=3600)
+    user = Override("user", "alice", policy="monitor")
+    same_name = Override("user", "acme", limit=2)  # a user called like the org
+    for o in (org, role, user, same_name):
+        await db.set_override(site.key, o)
+    await db.set_override(other.key, Override("org", "acme", limit=99))
+    everything = {("org", "acme"): org, ("role", "admin"): role}
+    everything |= {("user", "alice"): user, ("user", "acme"): same_name}
+    assert await db.overrides(site.key) == everything
+
+    replaced = Override("org", "acme", limit=7)  # unset fields become None again
+    await db.set_override(site.key, replaced)
+    assert (await db.overrides(site.key))[("org", "acme")] == replaced
+
+    wanted = await db.overrides(site.key, {"org": "acme", "role": None, "user": "alice"})
+    assert wanted == {("org", "acme"): replaced, ("user", "alice"): user}
+    assert await db.overrides(site.key, {"user": "acme"}) == {("user", "acme"): same_name}
+    assert await db.overrides(site.key, {"org": "nobody", "role": "admin"}) == {
+        ("role", "admin"): role
+    }
+    assert await db.overrides(site.key, {"org": None, "role": None, "user": None}) == {}
+    assert await db.overrides(site.key, {}) == {}
+    assert await db.overrides("pk_missing") == {}
+    assert await db.overrides(other.key) == {("org", "acme"): Override("org", "acme", limit=99)}
+
+    assert await db.delete_override(site.key, "org", "acme") is True
+    assert await db.delete_override(site.key, "org", "acme") is False
+    assert await db.delete_override(site.key, "role", "alice") is False
+    assert ("org", "acme") not in await db.overrides(site.key)
+    assert ("org", "acme") in await db.overrides(other.key)
+
+
+async def test_an_override_needs_its_site(db: Database, backend: Backend) -> None:
+    with pytest.raises(backend.integrity_error):
+        await db.set_override("pk_missing", Override("user", "alice", limit=2))
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+async def test_audit_appends_are_chained_and_verify(db: Database) -> None:
+    audit = db.audit
+    assert await audit.head() is None
+    assert await audit.append([], KEY) == []
+    appended = []
+    for batch in ([event(1), event(2), event(3)], [event(4)], [event(5), event(6)]):
+        appended += await audit.append(batch, KEY)
+    assert [r.seq for r in appended] == [1, 2, 3, 4, 5, 6]
+    assert appended[3].prev == appended[2].hash
+    assert await audit.records() == appended
+    assert [r async for r in audit.all_records()] == appended
+    assert await audit.head() == (6, appended[-1].hash)
+    report = await check(db, expected_head=(6, appended[-1].hash))
+    assert (report.ok, report.count, report.head) == (True, 6, (6, appended[-1].hash))
+
+
+async def test_audit_values_come_back_exactly(db: Database) -> None:
+    """Numbers keep their type and every digit (this is why `detail` is text, not jsonb)."""
+    detail = {
+        "int": 1,
+        "float": 1.0,
+        "tiny": 1e-7,
+        "sum": 0.1 + 0.2,
+        "big": 2**53 + 1,
+        "neg": -0.0,
+        "yes": True,
+        "none": None,
+        "text": 'é ✓ "q" \\ \n\t\x01 😀',
+    }
+    odd = AuditEvent(1_700_000_000.123456789, "s", "ü", None, None, None, AuditKind.ended, None)
+    weird = dataclasses.replace(odd, at=1e-300, detail=detail, session="", reason="ok")
+    appended = await db.audit.append([odd, weird, dataclasses.replace(odd, at=1700000000)], KEY)
+    stored = await db.audit.records()
+    assert stored == appended
+    types = {name: type(value) for name, value in stored[1].event.detail.items()}
+    assert types == {name: type(value) for name, value in detail.items()}
+    assert stored[2].event.at == 1_700_000_000.0 and isinstance(stored[2].event.at, float)
+    assert (await check(db)).ok
+
+
+async def test_audit_records_filter_by_site_user_and_seq(db: Database) -> None:
+    who = [("site-a", "alice"), ("site-a", "bob"), ("site-b", "alice")] * 4
+    await db.audit.append([event(n, site=s, user=u) for n, (s, u) in enumerate(who)], KEY)
+    alice_a = await db.audit.records(site="site-a", user="alice")
+    assert [r.seq for r in alice_a] == [1, 4, 7, 10]
+    assert [r.seq for r in await db.audit.records(user="alice", after_seq=4, limit=2)] == [6, 7]
+    assert [r.seq for r in await db.audit.records(site="site-b")] == [3, 6, 9, 12]
+    assert await db.audit.records(after_seq=12) == []
+    assert await db.audit.records(site="site-c") == []
+    with pytest.raises(ValueError, match="positive"):
+        await db.audit.records(limit=0)
+
+
+async def test_audit_all_records_streams_every_page(db: Database) -> None:
+    await db.audit.append([event(n) for n in range(1203)], KEY)
+    assert [r.seq async for r in db.audit.all_records()] == list(range(1, 1204))
+    assert (await check(db)).ok
+
+
+async def test_a_failed_append_stores_nothing(db: Database) -> None:
+    await db.audit.append([event(1)], KEY)
+    broken = AuditEvent(float("nan"), "site-a", "alice", None, None, None, AuditKind.ended, None)
+    with pytest.raises(ValueError, match="finite"):
+        await db.audit.append([event(2), broken], KEY)
+    with pytest.raises(ValueError, match="key"):
+        await db.audit.append([event(2)], b"short")
+    assert [r.seq for r in await db.audit.records()] == [1]
+    assert [r.seq for r in await db.audit.append([event(3)], KEY)] == [2]
+    assert (await check(db)).ok
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit SET user_id = 'mallory'", "DELETE FROM audit WHERE seq = 1"]
+)
+async def test_the_audit_table_refuses_update_and_delete(
+    db: Database, backend: Backend, statement: str
+) -> None:
+    await db.audit.append([event(1), event(2)], KEY)
+    with pytest.raises(backend.integrity_error, match="append-only"):
+        await backend.sql(statement)
+    assert len(await db.audit.records()) == 2
+    assert (await check(db)).ok
+
+
+SWAP = (  # every column but seq exchanged between rows {a} and {b}
+    "CREATE TEMP TABLE t AS SELECT * FROM audit WHERE seq IN ({a}, {b})",
+    f"UPDATE audit SET ({COLUMNS}) = (SELECT {COLUMNS} FROM t"
+    " WHERE t.seq = CASE audit.seq WHEN {a} THEN {b} ELSE {a} END) WHERE seq IN ({a}, {b})",
+)
+COPY = (
+    f"INSERT INTO audit (seq, {COLUMNS})"
+    f" SELECT (SELECT max(seq) + 1 FROM audit), {COLUMNS} FROM audit WHERE seq = 3"
+)
+TAMPERING: list[tuple[str, tuple[str, ...], list[tuple[int, ProblemKind]]]] = [
+    ("user", ("UPDATE audit SET user_id = 'mallory' WHERE seq = 5",), [(5, C)]),
+    ("time", ("UPDATE audit SET at = at - 3600 WHERE seq = 5",), [(5, C)]),
+    ("kind", ("UPDATE audit SET kind = 'admitted' WHERE seq = 5",), [(5, C)]),
+    ("unknown kind", ("UPDATE audit SET kind = 'teleported' WHERE seq = 5",), [(5, C)]),
+    ("reason", ("UPDATE audit SET reason = NULL WHERE seq = 5",), [(5, C)]),
+    ("detail", ("UPDATE audit SET detail = '{\"n\":5.0}' WHERE seq = 5",), [(5, C)]),
+    ("broken detail", ("UPDATE audit SET detail = '{' WHERE seq = 5",), [(5, C)]),
+    ("hash", ("UPDATE audit SET hash = prev WHERE seq = 5",), [(5, C)]),
+    ("seq", ("UPDATE audit SET seq = 100 WHERE seq = 3",), [(100, C)]),
+    ("delete", ("DELETE FROM audit WHERE seq = 5",), [(5, D)]),
+    ("delete first", ("DELETE FROM audit WHERE seq = 1",), [(1, D)]),
+    ("delete three", ("DELETE FROM audit WHERE seq BETWEEN 4 AND 6",), [(4, D)]),
+    ("copy", (COPY,), [(11, I)]),
+    ("swap 4 and 5", tuple(s.format(a=4, b=5) for s in SWAP), [(4, R), (5, R)]),
+    ("swap 3 and 8", tuple(s.format(a=3, b=8) for s in SWAP), [(3, R), (8, R)]),
+]
+
+
+@pytest.mark.parametrize(
+    ("statements", "expected"), [t[1:] for t in TAMPERING], ids=[t[0] for t in TAMPERING]
+)
+async def test_tampering_by_sql_is_reported(
+    db: Database, backend: Backend, statements: tuple[str, ...], expected: list[Any]
+) -> None:
+    await db.audit.append([event(n) for n in range(1, 11)], KEY)
+    assert (await check(db)).ok
+    await backend.tamper(*statements)
+    report = await check(db)
+    assert [(p.seq, p.kind) for p in report.problems] == expected, report.format()
+
+
+async def test_a_cut_tail_is_found_against_the_anchor(db: Database, backend: Backend) -> None:
+    await db.audit.append([event(n) for n in range(1, 11)], KEY)
+    anchor = await db.audit.head()
+    assert anchor is not None
+    await backend.tamper("DELETE FROM audit WHERE seq > 8")
+    assert (await check(db)).ok  # without the anchor, a cut tail is invisible
+    report = await check(db, expected_head=anchor)
+    assert [(p.seq, p.kind) for p in report.problems] == [(9, ProblemKind.truncated)]
+
+
+async def test_concurrent_appenders_on_two_connections_build_one_chain(
+    db: Database, backend: Backend
+) -> None:
+    """Two databases opened on one store (two pools, as two processes would) append at once."""
+    second = await backend.open()
+
+    async def write(database: Database, writer: str) -> None:
+        n = 0
+        for size in itertools.islice(itertools.cycle((1, 2, 3, 4)), 80):
+            await database.audit.append([event(n + i, writer=writer) for i in range(size)], KEY)
+            n += size
+        assert n == 200
+
+    try:
+        with anyio.fail_after(scaled(120)):
+            await asyncio.gather(write(db, "one"), write(second, "two"))
+    finally:
+        await second.close()
+    records = [r async for r in db.audit.all_records()]
+    assert [r.seq for r in records] == list(range(1, 401))
+    report = verify(records, KEY)
+    assert report.ok, report.format()
+    for writer in ("one", "two"):
+        mine = [r.event.detail["n"] for r in records if r.event.detail["writer"] == writer]
+        assert mine == list(range(200))
+
+
+async def test_many_appends_through_one_database_at_once_stay_gapless(db: Database) -> None:
+    async def write(k: int) -> None:
+        for n in range(10):
+            await db.audit.append([event(n, writer=k), event(n, writer=k, second=True)], KEY)
+
+    with anyio.fail_after(scaled(60)):
+        await asyncio.gather(*(write(k) for k in range(20)))
+    records = [r async for r in db.audit.all_records()]
+    assert [r.seq for r in records] == list(range(1, 401))
+    assert verify(records, KEY).ok
+
+
+# --- migrations --------------------------------------------------------------------------
+
+
+async def test_migrations_run_once_and_keep_the_data(backend: Backend) -> None:
+    first = await backend.open()
+    site = a_site("Keep", 5.0)
+    try:
+        await first.add_site(site)
+        await first.audit.append([event(1)], KEY)
+    finally:
+        await first.close()
+    expected = list(range(1, backend.migrations + 1))
+    assert await backend.schema_versions() == expected
+    for _ in range(2):
+        again = await backend.open()
+        try:
+            assert await again.sites() == [site]
+            assert [r.seq for r in await again.audit.records()] == [1]
+        finally:
+            await again.close()
+    assert await backend.schema_versions() == expected
+
+
+async def test_racing_opens_migrate_exactly_once(backend: Backend) -> None:
+    with anyio.fail_after(scaled(60)):
+        opened = await asyncio.gather(*(backend.open() for _ in range(4)))
+    try:
+        assert await backend.schema_versions() == list(range(1, backend.migrations + 1))
+        site = a_site("Race", 1.0)
+        await opened[0].add_site(site)
+        for database in opened:
+            assert await database.site(site.key) == site
+    finally:
+        for database in opened:
+            await database.close()
+
+
+async def test_open_database_picks_the_backend(backend: Backend) -> None:
+    targets: Sequence[str] = [backend.target]
+    if backend.name == "postgres":
+        targets = [backend.target, backend.target.replace("postgresql://", "postgres://", 1)]
+    for target in targets:
+        database = await open_database(target)
+        try:
+            kind = PostgresDatabase if backend.name == "postgres" else SqliteDatabase
+            assert isinstance(database, kind)
+            assert await database.sites() == []
+        finally:
+            await database.close()

@@ -1,0 +1,258 @@
+"""Audit trail, webhooks and back-channel logout, end to end against server processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import jwt
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from seatguard.webhooks import verify
+from tests.conftest import SEATGUARD, Server, free_port, scaled, start_server
+from tests.integration.api_client import api
+from tests.integration.client import Browser, Tab
+
+pytestmark = pytest.mark.anyio
+
+
+def user() -> str:
+    return "r-" + secrets.token_hex(4)
+
+
+def audit(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SEATGUARD, "audit", *args, "--db", str(server.db)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+        check=False,
+    )
+
+
+def rows(server: Server) -> list[dict[str, Any]]:
+    out = audit(server, "export")
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+async def test_every_lifecycle_event_is_audited_and_the_chain_verifies(
+    server: Server, site: str
+) -> None:
+    u = user()
+    first, _ = await Tab.open(server.ws, site, Browser(u))
+    second, _ = await Tab.open(server.ws, site, Browser(u))
+    await first.bye("close")
+    assert await second.recv() == {"t": "unblock"}
+    kinds = [(r["kind"], r["reason"]) for r in rows(server) if r["user"] == u]
+    assert kinds == [
+        ("created", None),
+        ("admitted", None),
+        ("created", None),
+        ("blocked", "limit"),
+        ("ended", "closed"),
+        ("unblocked", None),
+    ]
+    mine = [r for r in rows(server) if r["user"] == u]
+    assert all(r["ip"] == "127.0.0.1" and r["site"] == site for r in mine)
+    checked = audit(server, "verify")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_the_api_pages_through_the_audit_trail(server: Server) -> None:
+    site = server.create_site("--name", "AuditAPI", "--origin", "*")
+    u = user()
+    for _ in range(3):
+        tab, _ = await Tab.open(server.ws, str(site["key"]), Browser(u))
+        await tab.bye("close")
+    async with api(server, site) as client:
+        first = (await client.get("/audit", params={"user": u, "limit": 4})).json()
+        assert [r["kind"] for r in first["records"]] == ["created", "admitted", "ended", "created"]
+        rest = (await client.get("/audit", params={"user": u, "after": first["next_after"]})).json()
+        assert [r["kind"] for r in rest["records"]] == [
+            "admitted",
+            "ended",
+            "created",
+            "admitted",
+            "ended",
+        ]
+        assert rest["next_after"] is None
+        assert (await client.get("/audit", params={"limit": 0})).status_code == 422
+
+
+def test_tampering_is_reported_with_where(tmp_path: Path, server_env: dict[str, str]) -> None:
+    s = start_server(tmp_path, "serve", server_env)
+    try:
+        site = s.create_site("--name", "T", "--origin", "*")
+
+        async def some_events() -> None:
+            for _ in range(3):
+                tab, _ = await Tab.open(s.ws, str(site["key"]), Browser(user()))
+                await tab.bye("close")
+            await Tab.close_all()
+
+        anyio.run(some_events)
+    finally:
+        s.stop()
+    assert audit(s, "verify").returncode == 0
+    with sqlite3.connect(s.db) as conn:
+        conn.execute("DROP TRIGGER audit_no_update")
+        conn.execute("UPDATE audit SET user_id = 'mallory' WHERE seq = 2")
+    report = audit(s, "verify")
+    assert report.returncode == 1
+    assert "2" in report.stdout and "changed" in report.stdout
+
+
+def test_an_acknowledged_revocation_survives_kill_9(
+    tmp_path: Path, server_env: dict[str, str]
+) -> None:
+    s = start_server(tmp_path, "serve", server_env)
+    site = s.create_site("--name", "K", "--origin", "*")
+    u = user()
+    browser = Browser(u)
+
+    async def revoke() -> None:
+        await Tab.open(s.ws, str(site["key"]), browser)
+        async with api(s, site) as client:
+            r = await client.delete(f"/users/{u}/sessions/{browser.session}")
+            assert r.status_code == 200
+        await Tab.close_all()
+
+    anyio.run(revoke)
+    os.kill(s.process.pid, signal.SIGKILL)
+    s.process.wait()
+    kinds = [r["kind"] for r in rows(s) if r["user"] == u]
+    assert kinds[-1] == "revoked", kinds
+    assert audit(s, "verify").returncode == 0
+
+
+class Receiver:
+    """A real HTTP server on a free port that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        self.port = free_port()
+
+        async def hook(request: Request) -> Response:
+            self.got.append((dict(request.headers), await request.body()))
+            return Response(status_code=204)
+
+        app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+        config = uvicorn.Config(app, port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+
+async def test_webhooks_are_signed_and_sent_for_blocks_and_revocations(server: Server) -> None:
+    receiver = Receiver()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(receiver.server.serve)
+        while not receiver.server.started:  # noqa: ASYNC110 (uvicorn exposes only a flag)
+            await anyio.sleep(0.01)
+        site = server.create_site("--name", "Hooks", "--origin", "*", "--webhook-url", receiver.url)
+        u = user()
+        await Tab.open(server.ws, str(site["key"]), Browser(u))
+        await Tab.open(server.ws, str(site["key"]), Browser(u))
+        async with api(server, site) as client:
+            await client.post(f"/users/{u}/revoke", json={})
+        with anyio.fail_after(scaled(5)):
+            while len(receiver.got) < 3:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        receiver.server.should_exit = True
+    types = []
+    for headers, body in receiver.got:
+        verify(str(site["webhook_secret"]), headers, body, now=time.time())
+        types.append(json.loads(body)["type"])
+    assert types[0] == "seat.blocked"
+    assert sorted(types[1:]) == ["session.revoked", "session.revoked"]
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An OpenID provider's signing key and its JWKS file."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "alg": "RS256", "use": "sig"})
+    path = tmp_path_factory.mktemp("op") / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}))
+    yield {"key": key, "jwks": path, "issuer": "https://op.example", "client": "acme-client"}
+
+
+def logout_token(provider: dict[str, Any], **claims: Any) -> str:
+    now = int(time.time())
+    payload = {
+        "iss": provider["issuer"],
+        "aud": provider["client"],
+        "iat": now,
+        "exp": now + 120,
+        "jti": secrets.token_hex(8),
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        **claims,
+    }
+    return jwt.encode(
+        payload, provider["key"], algorithm="RS256", headers={"kid": "k1", "typ": "logout+jwt"}
+    )
+
+
+async def test_backchannel_logout_revokes_the_named_user(
+    server: Server, provider: dict[str, Any]
+) -> None:
+    site = server.create_site(
+        "--name", "OIDC", "--origin", "*", "--limit", "2",
+        "--oidc-issuer", provider["issuer"], "--oidc-client-id", provider["client"],
+        "--oidc-jwks", str(provider["jwks"]),
+    )  # fmt: skip
+    u = user()
+    a, _ = await Tab.open(server.ws, str(site["key"]), Browser(u))
+    b, _ = await Tab.open(server.ws, str(site["key"]), Browser(u))
+    url = f"{server.http}/oidc/v1/{site['key']}/backchannel-logout"
+    token = logout_token(provider, sub=u)
+    async with httpx.AsyncClient() as client:
+        r = await client.post(url, data={"logout_token": token})
+        assert r.status_code == 200, r.text
+        for tab in (a, b):
+            assert (await tab.closed())[0] == 4010
+        replay = await client.post(url, data={"logout_token": token})
+        assert replay.status_code == 400 and "replayed" in replay.json()["error_description"]
+        bad = await client.post(url, data={"logout_token": "not.a.token"})
+        assert bad.status_code == 400
+        nonce = await client.post(
+            url, data={"logout_token": logout_token(provider, sub=u, nonce="n")}
+        )
+        assert nonce.status_code == 400
+        missing = await client.post(url, data={})
+        assert missing.status_code == 400
+
+
+def test_cli_refuses_a_bad_site_clearly(tmp_path: Path) -> None:
+    db = str(tmp_path / "x.db")
+    cases = [
+        (["site", "create", "--name", "X", "--origin", "example.com"], "not an origin"),
+        (["site", "create", "--name", "X"], "--origin"),
+        (["site", "create", "--name", "X", "--origin", "*", "--limit", "0"], "limit"),
+        (["site", "show", "pk_nope"], "no site"),
+    ]
+    for args, message in cases:
+        done = subprocess.run(
+            [*SEATGUARD, *args, "--db", db], capture_output=True, text=True, check=False
+        )
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr)

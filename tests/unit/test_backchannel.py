@@ -1,0 +1,336 @@
+"""Back-Channel Logout tokens: spec section 2.6, step by step, and the replay cache."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from seatguard.backchannel import (
+    LOGOUT_EVENT,
+    BackchannelConfig,
+    LogoutRequest,
+    MemoryReplayCache,
+    ReplayCache,
+    verify_logout_token,
+)
+from seatguard.errors import ConfigError, IdentityError, InvalidLogoutToken
+
+NOW = 1_700_000_000.0
+ISSUER = "https://idp.example"
+CLIENT = "seatguard-acme"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: dict[str, Any], claims: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
+    """A compact JWS built by hand, for tokens PyJWT refuses to make."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64(sign(signing_input.encode()))}"
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    """A valid logout token's claims for session sess-1; a change of None removes the claim."""
+    base: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": CLIENT,
+        "iat": NOW,
+        "exp": NOW + 120,
+        "jti": "jti-1",
+        "events": {LOGOUT_EVENT: {}},
+        "sid": "sess-1",
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Keys:
+    rsa: rsa.RSAPrivateKey
+    ec: ec.EllipticCurvePrivateKey
+    attacker: rsa.RSAPrivateKey
+
+    def sign(self, body: dict[str, Any], *, typ: str | None = "logout+jwt", kid: str = "r1") -> str:
+        return jwt.encode(body, self.rsa, algorithm="RS256", headers={"typ": typ, "kid": kid})
+
+    def jwks(self) -> dict[str, Any]:
+        return {
+            "keys": [
+                {**RSAAlgorithm.to_jwk(self.rsa.public_key(), as_dict=True), "kid": "r1"},
+                {**ECAlgorithm.to_jwk(self.ec.public_key(), as_dict=True), "kid": "e1"},
+            ]
+        }
+
+
+@dataclass
+class Recorder:
+    """A ReplayCache that remembers every call."""
+
+    calls: list[tuple[str, float]] = field(default_factory=list)
+
+    def seen(self, jti: str, until: float) -> bool:
+        self.calls.append((jti, until))
+        return False
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(
+        rsa=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ec=ec.generate_private_key(ec.SECP256R1()),
+        attacker=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    )
+
+
+@pytest.fixture(scope="module")
+def config(keys: Keys) -> BackchannelConfig:
+    return BackchannelConfig(issuer=ISSUER, audience=CLIENT, jwks=keys.jwks())
+
+
+def verify(
+    token: str, config: BackchannelConfig, cache: ReplayCache | None = None
+) -> LogoutRequest:
+    return verify_logout_token(
+        token, config, now=NOW, seen=MemoryReplayCache() if cache is None else cache
+    )
+
+
+# -- accepted tokens ----------------------------------------------------------------------
+
+
+def test_session_logout(keys: Keys, config: BackchannelConfig) -> None:
+    assert verify(keys.sign(claims()), config) == LogoutRequest(
+        sub=None, sid="sess-1", jti="jti-1", exp=NOW + 120
+    )
+
+
+def test_user_logout(keys: Keys, config: BackchannelConfig) -> None:
+    request = verify(keys.sign(claims(sid=None, sub="u1")), config)
+    assert (request.sub, request.sid) == ("u1", None)
+
+
+def test_user_and_session_logout(keys: Keys, config: BackchannelConfig) -> None:
+    request = verify(keys.sign(claims(sub="u1")), config)
+    assert (request.sub, request.sid) == ("u1", "sess-1")
+
+
+def test_es256_token(keys: Keys, config: BackchannelConfig) -> None:
+    token = jwt.encode(
+        claims(), keys.ec, algorithm="ES256", headers={"typ": "logout+jwt", "kid": "e1"}
+    )
+    assert verify(token, config).sid == "sess-1"
+
+
+@pytest.mark.parametrize(
+    ("typ", "body"),
+    [
+        (None, claims()),  # providers that predate explicit typing
+        ("application/logout+jwt", claims()),
+        ("Logout+JWT", claims()),
+        ("logout+jwt", claims(aud=["other", CLIENT])),
+        ("logout+jwt", claims(events={LOGOUT_EVENT: {}, "https://other.example/event": {}})),
+        ("logout+jwt", claims(iat=NOW - 329)),  # max_age 300 plus leeway 30, less 1 s
+        ("logout+jwt", claims(iat=NOW + 30, exp=NOW + 150)),  # a provider clock 30 s ahead
+        ("logout+jwt", claims(exp=NOW - 29)),
+    ],
+    ids=["no-typ", "typ-media-type", "typ-case", "aud-list", "more-events", "old", "ahead", "exp"],
+)
+def test_accepted_edges(
+    keys: Keys, config: BackchannelConfig, typ: str | None, body: dict[str, Any]
+) -> None:
+    assert verify(keys.sign(body, typ=typ), config).jti == "jti-1"
+
+
+# -- refused tokens -----------------------------------------------------------------------
+
+
+def _confused(k: Keys) -> str:
+    """HS256 keyed with the provider's public key, which anyone can fetch."""
+    secret = k.rsa.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "logout+jwt", "kid": "r1"}
+    return forge(header, claims(), lambda m: hmac.digest(secret, m, "sha256"))
+
+
+REFUSALS: list[tuple[str, Callable[[Keys], str], str]] = [
+    ("events-missing", lambda k: k.sign(claims(events=None)), "no 'events' claim"),
+    (
+        "events-array",
+        lambda k: k.sign(claims(events=[LOGOUT_EVENT])),
+        "'events' must be a JSON object",
+    ),
+    (
+        "wrong-event",
+        lambda k: k.sign(claims(events={"http://schemas.openid.net/event/other": {}})),
+        "lacks the back-channel logout event",
+    ),
+    (
+        "event-not-object",
+        lambda k: k.sign(claims(events={LOGOUT_EVENT: True})),
+        "logout event must be a JSON object",
+    ),
+    ("nonce", lambda k: k.sign(claims(nonce="n-0S6_WzA2Mj")), "must not contain a 'nonce' claim"),
+    ("no-sub-no-sid", lambda k: k.sign(claims(sid=None)), "neither a 'sub' nor a 'sid'"),
+    ("sid-empty", lambda k: k.sign(claims(sid="")), "'sid' must be a non-empty string"),
+    ("sub-number", lambda k: k.sign(claims(sub=7)), "'sub' must be a non-empty string"),
+    ("wrong-issuer", lambda k: k.sign(claims(iss="https://evil.example")), "issuer mismatch"),
+    ("issuer-missing", lambda k: k.sign(claims(iss=None)), "no 'iss' claim"),
+    ("wrong-audience", lambda k: k.sign(claims(aud="another-client")), "audience mismatch"),
+    ("audience-missing", lambda k: k.sign(claims(aud=None)), "no 'aud' claim"),
+    (
+        "too-old",
+        lambda k: k.sign(claims(iat=NOW - 330)),
+        r"too old \(issued 330 s ago, at most 300 s\)",
+    ),
+    ("iat-future", lambda k: k.sign(claims(iat=NOW + 31)), "issued in the future"),
+    ("iat-missing", lambda k: k.sign(claims(iat=None)), "no 'iat' claim"),
+    ("iat-string", lambda k: k.sign(claims(iat="now")), "'iat' must be a NumericDate"),
+    ("exp-missing", lambda k: k.sign(claims(exp=None)), "no 'exp' claim"),
+    ("expired", lambda k: k.sign(claims(exp=NOW - 31)), "logout token expired"),
+    ("jti-missing", lambda k: k.sign(claims(jti=None)), "no 'jti' claim"),
+    ("jti-number", lambda k: k.sign(claims(jti=12)), "'jti' must be a non-empty string"),
+    (
+        "bad-signature",
+        lambda k: jwt.encode(claims(), k.attacker, algorithm="RS256", headers={"kid": "r1"}),
+        "signature is invalid",
+    ),
+    (
+        "ec-signature-for-rsa-kid",
+        lambda k: jwt.encode(claims(), k.ec, algorithm="ES256", headers={"kid": "r1"}),
+        "signing key 'r1' is unknown",
+    ),
+    ("unknown-kid", lambda k: k.sign(claims(), kid="r9"), "signing key 'r9' is unknown"),
+    (
+        "alg-none",
+        lambda k: forge({"alg": "none", "typ": "logout+jwt"}, claims(), lambda m: b""),
+        r"algorithm 'none' not allowed \(expected RS256 or ES256\)",
+    ),
+    ("hs256-keyed-with-public-key", _confused, "algorithm 'HS256' not allowed"),
+    (
+        "rs512",
+        lambda k: jwt.encode(claims(), k.rsa, algorithm="RS512", headers={"kid": "r1"}),
+        "algorithm 'RS512' not allowed",
+    ),
+    (
+        "typ-jwt",
+        lambda k: k.sign(claims(), typ="JWT"),
+        r"type 'JWT' not accepted \(expected logout\+jwt\)",
+    ),
+    ("typ-id-token", lambda k: k.sign(claims(), typ="at+jwt"), "type 'at\\+jwt' not accepted"),
+    ("garbage", lambda k: "garbage", "malformed"),
+    ("oversized", lambda k: k.sign(claims(sub="u" * 9000)), "too long"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+)
+def test_refused(
+    keys: Keys, config: BackchannelConfig, make: Callable[[Keys], str], message: str
+) -> None:
+    with pytest.raises(InvalidLogoutToken, match=message):
+        verify(make(keys), config)
+
+
+def test_logout_errors_belong_to_the_identity_branch() -> None:
+    assert issubclass(InvalidLogoutToken, IdentityError)
+
+
+# -- replay -------------------------------------------------------------------------------
+
+
+def test_a_token_is_accepted_once(keys: Keys, config: BackchannelConfig) -> None:
+    cache = MemoryReplayCache()
+    token = keys.sign(claims())
+    assert verify(token, config, cache).jti == "jti-1"
+    with pytest.raises(InvalidLogoutToken, match="logout token replayed"):
+        verify(token, config, cache)
+    assert verify(keys.sign(claims(jti="jti-2")), config, cache).jti == "jti-2"
+
+
+def test_a_refused_token_does_not_use_up_its_jti(keys: Keys, config: BackchannelConfig) -> None:
+    cache = MemoryReplayCache()
+    with pytest.raises(InvalidLogoutToken, match="nonce"):
+        verify(keys.sign(claims(nonce="n")), config, cache)
+    assert cache.prune(now=float("inf")) == 0  # nothing was recorded
+    assert verify(keys.sign(claims()), config, cache).jti == "jti-1"
+
+
+@pytest.mark.parametrize(
+    ("body", "until"),
+    [
+        (claims(), NOW + 120 + 30),  # exp comes first
+        (claims(exp=NOW + 3600), NOW + 300 + 30),  # max_age comes first
+    ],
+    ids=["exp", "max-age"],
+)
+def test_a_jti_is_kept_until_its_token_would_fail_anyway(
+    keys: Keys, config: BackchannelConfig, body: dict[str, Any], until: float
+) -> None:
+    recorder = Recorder()
+    verify(keys.sign(body), config, recorder)
+    assert recorder.calls == [("jti-1", until)]
+    with pytest.raises(InvalidLogoutToken, match=r"expired|too old"):
+        verify_logout_token(keys.sign(body), config, now=until, seen=Recorder())
+
+
+def test_memory_cache_prunes_by_now() -> None:
+    cache = MemoryReplayCache()
+    assert cache.seen("a", until=100) is False
+    assert cache.seen("b", until=200) is False
+    assert cache.seen("a", until=100) is True
+    assert cache.prune(now=99) == 0
+    assert cache.prune(now=100) == 1  # "a" is gone, "b" stays
+    assert cache.seen("b", until=200) is True
+    assert cache.seen("a", until=300) is False
+
+
+def test_memory_cache_is_a_replay_cache() -> None:
+    cache: ReplayCache = MemoryReplayCache()
+    assert cache.seen("x", 1.0) is False
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"algorithms": ("RS256", "HS256")}, "public-key algorithms"),
+        ({"algorithms": ("none",)}, "public-key algorithms"),
+        ({"algorithms": ()}, "at least one algorithm"),
+        ({"algorithms": ("PS256",), "jwks": {"keys": []}}, "no signing key for PS256"),
+        ({"issuer": ""}, "issuer and an audience"),
+        ({"audience": ""}, "issuer and an audience"),
+        ({"max_age": 0}, "max_age"),
+        ({"leeway": float("nan")}, "leeway"),
+    ],
+    ids=["hs256", "none", "no-algorithms", "no-keys", "issuer", "audience", "max-age", "leeway"],
+)
+def test_bad_config_is_refused(keys: Keys, changes: dict[str, Any], message: str) -> None:
+    settings: dict[str, Any] = {"issuer": ISSUER, "audience": CLIENT, "jwks": keys.jwks()}
+    with pytest.raises(ConfigError, match=message):
+        BackchannelConfig(**{**settings, **changes})
+
+
+def test_rsa_keys_serve_every_allowed_rsa_algorithm(keys: Keys) -> None:
+    config = BackchannelConfig(
+        issuer=ISSUER, audience=CLIENT, jwks=keys.jwks(), algorithms=("RS256", "PS256")
+    )
+    headers = {"typ": "logout+jwt", "kid": "r1"}
+    token = jwt.encode(claims(), keys.rsa, algorithm="PS256", headers=headers)
+    assert verify(token, config).sid == "sess-1"
+    with pytest.raises(InvalidLogoutToken, match="algorithm 'ES256' not allowed"):
+        verify(jwt.encode(claims(), keys.ec, algorithm="ES256", headers=headers), config)

@@ -1,0 +1,461 @@
+"""Signed identity tokens: the keys a site may configure, and every way a token is refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from seatguard.errors import ConfigError, IdentityError, IdentityRequired, InvalidIdentity
+from seatguard.identity import Identity, IdentityConfig, verify_identity
+from seatguard.jws import MAX_TOKEN_BYTES
+
+NOW = 1_700_000_000.0
+SITE = "pk_acme"
+ISSUER = "https://acme.example"
+SECRET = "sk_" + "x" * 43  # the shape of a site secret from sites.new_site
+
+
+def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def private_pem(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: dict[str, Any], claims: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
+    """A compact JWS built by hand, for tokens PyJWT refuses to make."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64(sign(signing_input.encode()))}"
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    """Valid claims for SITE from ISSUER; a change of None removes the claim."""
+    base: dict[str, Any] = {"sub": "u1", "aud": SITE, "iss": ISSUER, "exp": NOW + 300, "iat": NOW}
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Keys:
+    rsa: rsa.RSAPrivateKey
+    rsa2: rsa.RSAPrivateKey  # a second RSA key: rotation, and an attacker's key
+    ec: ec.EllipticCurvePrivateKey
+
+    def rs256(self, body: dict[str, Any], **headers: Any) -> str:
+        return jwt.encode(body, self.rsa, algorithm="RS256", headers=headers or None)
+
+    def jwks(self) -> dict[str, Any]:
+        return {
+            "keys": [
+                {**RSAAlgorithm.to_jwk(self.rsa2.public_key(), as_dict=True), "kid": "old"},
+                {**RSAAlgorithm.to_jwk(self.rsa.public_key(), as_dict=True), "kid": "new"},
+                {**ECAlgorithm.to_jwk(self.ec.public_key(), as_dict=True), "kid": "ec"},
+            ]
+        }
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(
+        rsa=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        rsa2=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ec=ec.generate_private_key(ec.SECP256R1()),
+    )
+
+
+@pytest.fixture(scope="module")
+def rs256(keys: Keys) -> IdentityConfig:
+    return IdentityConfig(algorithm="RS256", public_key=pem(keys.rsa), audience=SITE, issuer=ISSUER)
+
+
+# -- accepted tokens ----------------------------------------------------------------------
+
+
+def test_hs256_token_with_every_claim() -> None:
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    body = claims(org="acme", role="viewer", mode="device-limit", limit=3, policy="evict-oldest")
+    token = jwt.encode(body, SECRET, algorithm="HS256")
+    assert verify_identity(token, config, now=NOW) == Identity(
+        user="u1", org="acme", role="viewer", mode="device-limit", limit=3, policy="evict-oldest"
+    )
+
+
+def test_absent_optional_claims_are_none(keys: Keys, rs256: IdentityConfig) -> None:
+    token = keys.rs256({"sub": "u1", "aud": SITE, "iss": ISSUER, "exp": NOW + 60})
+    assert verify_identity(token, rs256, now=NOW) == Identity(user="u1")
+
+
+def test_rs256_with_a_pem_key(keys: Keys, rs256: IdentityConfig) -> None:
+    identity = verify_identity(keys.rs256(claims(policy="monitor")), rs256, now=NOW)
+    assert (identity.user, identity.policy) == ("u1", "monitor")
+
+
+def test_rs256_with_jwks_picks_the_key_by_kid(keys: Keys) -> None:
+    config = IdentityConfig(algorithm="RS256", jwks=keys.jwks(), audience=SITE)
+    assert verify_identity(keys.rs256(claims(), kid="new"), config, now=NOW).user == "u1"
+    old = jwt.encode(claims(sub="u2"), keys.rsa2, algorithm="RS256", headers={"kid": "old"})
+    assert verify_identity(old, config, now=NOW).user == "u2"
+    with pytest.raises(InvalidIdentity, match="signature is invalid"):
+        verify_identity(keys.rs256(claims(), kid="old"), config, now=NOW)
+    with pytest.raises(InvalidIdentity, match="signing key 'gone' is unknown"):
+        verify_identity(keys.rs256(claims(), kid="gone"), config, now=NOW)
+    with pytest.raises(InvalidIdentity, match="no 'kid' header"):
+        verify_identity(keys.rs256(claims()), config, now=NOW)  # no kid, two RSA keys
+
+
+def test_jwks_with_one_usable_key_needs_no_kid(keys: Keys) -> None:
+    jwks = {"keys": [RSAAlgorithm.to_jwk(keys.rsa.public_key(), as_dict=True)]}
+    config = IdentityConfig(algorithm="RS256", jwks=jwks, audience=SITE)
+    assert verify_identity(keys.rs256(claims()), config, now=NOW).user == "u1"
+
+
+def test_jwks_skips_encryption_keys(keys: Keys) -> None:
+    enc = {**RSAAlgorithm.to_jwk(keys.rsa2.public_key(), as_dict=True), "use": "enc"}
+    sig = RSAAlgorithm.to_jwk(keys.rsa.public_key(), as_dict=True)
+    config = IdentityConfig(algorithm="RS256", jwks={"keys": [enc, sig]}, audience=SITE)
+    assert verify_identity(keys.rs256(claims()), config, now=NOW).user == "u1"
+
+
+def test_es256_with_a_pem_key_and_with_jwks(keys: Keys) -> None:
+    token = jwt.encode(claims(), keys.ec, algorithm="ES256", headers={"kid": "ec"})
+    for config in (
+        IdentityConfig(algorithm="ES256", public_key=pem(keys.ec), audience=SITE),
+        IdentityConfig(algorithm="ES256", jwks=keys.jwks(), audience=SITE),
+    ):
+        assert verify_identity(token, config, now=NOW).user == "u1"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": NOW - 29},  # expired 29 s ago, within the 30 s leeway
+        {"nbf": NOW + 29},
+        {"iat": NOW + 29},
+        {"aud": ["other", SITE]},
+        {"typ_header": "jwt"},
+    ],
+    ids=["exp", "nbf", "iat", "aud-list", "typ"],
+)
+def test_accepted_edges(keys: Keys, rs256: IdentityConfig, changes: dict[str, Any]) -> None:
+    typ = changes.pop("typ_header", "JWT")
+    token = keys.rs256(claims(**changes), typ=typ)
+    assert verify_identity(token, rs256, now=NOW).user == "u1"
+
+
+def test_issuer_is_only_checked_when_configured(keys: Keys) -> None:
+    config = IdentityConfig(algorithm="RS256", public_key=pem(keys.rsa), audience=SITE)
+    assert verify_identity(keys.rs256(claims(iss=None)), config, now=NOW).user == "u1"
+
+
+def test_zero_leeway(keys: Keys) -> None:
+    config = IdentityConfig(algorithm="RS256", public_key=pem(keys.rsa), audience=SITE, leeway=0)
+    assert verify_identity(keys.rs256(claims(exp=NOW + 1)), config, now=NOW).user == "u1"
+    with pytest.raises(InvalidIdentity, match="expired"):
+        verify_identity(keys.rs256(claims(exp=NOW)), config, now=NOW)
+
+
+# -- refused tokens -----------------------------------------------------------------------
+
+
+def _hs256_with_public_pem(k: Keys) -> str:
+    """The key-confusion attack: HMAC keyed with the site's public key, which is public."""
+    secret = pem(k.rsa).encode()
+    return forge(
+        {"alg": "HS256", "typ": "JWT"}, claims(), lambda m: hmac.digest(secret, m, "sha256")
+    )
+
+
+def _tampered(k: Keys) -> str:
+    header, _, signature = k.rs256(claims()).split(".")
+    return f"{header}.{b64(json.dumps(claims(limit=1000)).encode())}.{signature}"
+
+
+REFUSALS: list[tuple[str, Callable[[Keys], str], str]] = [
+    (
+        "alg-none",
+        lambda k: forge({"alg": "none"}, claims(), lambda m: b""),
+        r"algorithm 'none' not allowed \(expected RS256\)",
+    ),
+    (
+        "alg-none-with-signature",
+        lambda k: forge({"alg": "none"}, claims(), lambda m: b"x"),
+        "algorithm 'none' not allowed",
+    ),
+    (
+        "alg-missing",
+        lambda k: forge({"typ": "JWT"}, claims(), lambda m: b"x"),
+        "algorithm None not allowed",
+    ),
+    (
+        "alg-not-a-string",
+        lambda k: forge({"alg": ["RS256"]}, claims(), lambda m: b"x"),
+        r"algorithm \['RS256'\] not allowed",
+    ),
+    ("hs256-keyed-with-public-pem", _hs256_with_public_pem, "algorithm 'HS256' not allowed"),
+    (
+        "es256-to-rs256-site",
+        lambda k: jwt.encode(claims(), k.ec, algorithm="ES256"),
+        "algorithm 'ES256' not allowed",
+    ),
+    (
+        "rs384-to-rs256-site",
+        lambda k: jwt.encode(claims(), k.rsa, algorithm="RS384"),
+        "algorithm 'RS384' not allowed",
+    ),
+    (
+        "bad-signature",
+        lambda k: jwt.encode(claims(), k.rsa2, algorithm="RS256"),
+        "signature is invalid",
+    ),
+    ("tampered-claims", _tampered, "signature is invalid"),
+    (
+        "empty-signature",
+        lambda k: k.rs256(claims()).rsplit(".", 1)[0] + ".",
+        "signature is invalid",
+    ),
+    ("expired", lambda k: k.rs256(claims(exp=NOW - 31)), "identity token expired"),
+    ("expired-at-leeway", lambda k: k.rs256(claims(exp=NOW - 30)), "expired"),
+    ("not-yet-valid", lambda k: k.rs256(claims(nbf=NOW + 31)), "not yet valid"),
+    ("issued-in-future", lambda k: k.rs256(claims(iat=NOW + 31)), "issued in the future"),
+    ("exp-missing", lambda k: k.rs256(claims(exp=None)), "no 'exp' claim"),
+    ("exp-string", lambda k: k.rs256(claims(exp="tomorrow")), "'exp' must be a NumericDate"),
+    ("exp-boolean", lambda k: k.rs256(claims(exp=True)), "'exp' must be a NumericDate"),
+    ("exp-huge", lambda k: k.rs256(claims(exp=10**400)), "'exp' must be a NumericDate"),
+    (
+        "nbf-null",
+        lambda k: forge({"alg": "RS256"}, {**claims(), "nbf": None}, _rs(k)),
+        "'nbf' must be a NumericDate",
+    ),
+    ("wrong-audience", lambda k: k.rs256(claims(aud="pk_other")), "audience mismatch"),
+    ("audience-list-without-site", lambda k: k.rs256(claims(aud=["a", "b"])), "audience mismatch"),
+    ("audience-missing", lambda k: k.rs256(claims(aud=None)), "no 'aud' claim"),
+    ("audience-number", lambda k: k.rs256(claims(aud=7)), "'aud' must be a string or an array"),
+    ("wrong-issuer", lambda k: k.rs256(claims(iss="https://evil.example")), "issuer mismatch"),
+    ("issuer-missing", lambda k: k.rs256(claims(iss=None)), "no 'iss' claim"),
+    ("sub-missing", lambda k: k.rs256(claims(sub=None)), "no 'sub' claim"),
+    ("sub-empty", lambda k: k.rs256(claims(sub=" ")), "'sub' must be a non-empty string"),
+    ("sub-number", lambda k: k.rs256(claims(sub=42)), "'sub' must be a non-empty string"),
+    ("org-number", lambda k: k.rs256(claims(org=7)), "'org' must be a non-empty string"),
+    ("role-empty", lambda k: k.rs256(claims(role="")), "'role' must be a non-empty string"),
+    ("limit-zero", lambda k: k.rs256(claims(limit=0)), "between 1 and 1000, not 0"),
+    ("limit-string", lambda k: k.rs256(claims(limit="3")), "'limit' must be an integer"),
+    ("limit-1001", lambda k: k.rs256(claims(limit=1001)), "between 1 and 1000, not 1001"),
+    ("limit-float", lambda k: k.rs256(claims(limit=2.0)), "'limit' must be an integer"),
+    ("limit-boolean", lambda k: k.rs256(claims(limit=True)), "'limit' must be an integer"),
+    ("mode-unknown", lambda k: k.rs256(claims(mode="sharing")), "'mode' is 'sharing', not one"),
+    ("policy-unknown", lambda k: k.rs256(claims(policy="kick")), "'policy' is 'kick', not one"),
+    ("policy-number", lambda k: k.rs256(claims(policy=1)), "'policy' is 1, not one"),
+    ("typ-logout", lambda k: k.rs256(claims(), typ="logout+jwt"), "type 'logout\\+jwt' not"),
+    ("oversized", lambda k: k.rs256(claims(org="x" * MAX_TOKEN_BYTES)), "too long"),
+    ("garbage", lambda k: "not a token", "malformed"),
+    ("three-garbage-parts", lambda k: "a.b.c", "malformed"),
+    ("non-ascii", lambda k: "é.é.é", "malformed"),
+    ("empty", lambda k: "", "empty"),
+    ("payload-not-json", lambda k: _rs_raw(k, b"not json"), "malformed"),
+    ("payload-array", lambda k: _rs_raw(k, b"[1]"), "malformed"),
+    ("unknown-crit", lambda k: k.rs256(claims(), crit=["exp-v2"], **{"exp-v2": 1}), "malformed"),
+]
+
+
+def _rs(k: Keys) -> Callable[[bytes], bytes]:
+    """An RS256 signer for hand-made tokens."""
+    return lambda m: jwt.get_algorithm_by_name("RS256").sign(m, k.rsa)
+
+
+def _rs_raw(k: Keys, payload: bytes) -> str:
+    """A validly signed token whose payload is arbitrary bytes."""
+    signing_input = f"{b64(json.dumps({'alg': 'RS256'}).encode())}.{b64(payload)}"
+    return f"{signing_input}.{b64(_rs(k)(signing_input.encode()))}"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+)
+def test_refused(
+    keys: Keys, rs256: IdentityConfig, make: Callable[[Keys], str], message: str
+) -> None:
+    with pytest.raises(InvalidIdentity, match=message):
+        verify_identity(make(keys), rs256, now=NOW)
+
+
+def test_rs256_token_refused_by_an_hs256_site(keys: Keys) -> None:
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    with pytest.raises(InvalidIdentity, match=r"algorithm 'RS256' not allowed \(expected HS256\)"):
+        verify_identity(keys.rs256(claims()), config, now=NOW)
+
+
+def test_hs256_token_with_another_secret() -> None:
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    token = jwt.encode(claims(), "sk_" + "y" * 43, algorithm="HS256")
+    with pytest.raises(InvalidIdentity, match="signature is invalid"):
+        verify_identity(token, config, now=NOW)
+
+
+def test_hs256_keyed_with_public_pem_fails_even_to_a_site_allowing_hs256(keys: Keys) -> None:
+    # Even a site that did take HS256 would check the HMAC with its own secret, not the PEM.
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    with pytest.raises(InvalidIdentity, match="signature is invalid"):
+        verify_identity(_hs256_with_public_pem(keys), config, now=NOW)
+
+
+def test_errors_belong_to_the_identity_branch() -> None:
+    assert issubclass(InvalidIdentity, IdentityError)
+    assert issubclass(IdentityRequired, IdentityError)
+
+
+def test_token_just_under_the_cap_is_parsed(keys: Keys, rs256: IdentityConfig) -> None:
+    token = keys.rs256(claims(org="x" * 5000))
+    assert len(token) <= MAX_TOKEN_BYTES
+    assert verify_identity(token, rs256, now=NOW).org == "x" * 5000
+
+
+def test_hmac_digest_matches_pyjwt() -> None:
+    # The forge helper signs like PyJWT does, so a refusal above is the verifier's doing.
+    token = forge(
+        {"alg": "HS256"}, claims(), lambda m: hmac.new(SECRET.encode(), m, hashlib.sha256).digest()
+    )
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE, issuer=ISSUER)
+    assert verify_identity(token, config, now=NOW).user == "u1"
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def _weak_rsa_pem() -> str:
+    return pem(rsa.generate_private_key(public_exponent=65537, key_size=1024))
+
+
+CONFIG_ERRORS: list[tuple[str, Callable[[Keys], dict[str, Any]], str]] = [
+    ("hs256-no-secret", lambda k: {"algorithm": "HS256"}, "need the site secret"),
+    (
+        "hs256-short-secret",
+        lambda k: {"algorithm": "HS256", "secret": "short"},
+        "at least 32 bytes",
+    ),
+    (
+        "hs256-pem-secret",
+        lambda k: {"algorithm": "HS256", "secret": pem(k.rsa)},
+        "not be a public key",
+    ),
+    (
+        "hs256-with-public-key",
+        lambda k: {"algorithm": "HS256", "secret": SECRET, "public_key": pem(k.rsa)},
+        "not a public key or jwks",
+    ),
+    ("rs256-with-secret", lambda k: {"algorithm": "RS256", "secret": SECRET}, "not a secret"),
+    ("rs256-no-key", lambda k: {"algorithm": "RS256"}, "one of public_key or jwks"),
+    (
+        "rs256-both-keys",
+        lambda k: {"algorithm": "RS256", "public_key": pem(k.rsa), "jwks": k.jwks()},
+        "one of public_key or jwks",
+    ),
+    (
+        "rs256-ec-key",
+        lambda k: {"algorithm": "RS256", "public_key": pem(k.ec)},
+        "not a valid RS256 key",
+    ),
+    (
+        "es256-rsa-key",
+        lambda k: {"algorithm": "ES256", "public_key": pem(k.rsa)},
+        "not a valid ES256 key",
+    ),
+    (
+        "es256-p384-key",
+        lambda k: {
+            "algorithm": "ES256",
+            "public_key": pem(ec.generate_private_key(ec.SECP384R1())),
+        },
+        "not a valid ES256 key",
+    ),
+    (
+        "rs256-private-key",
+        lambda k: {"algorithm": "RS256", "public_key": private_pem(k.rsa)},
+        "private key",
+    ),
+    (
+        "rs256-garbage-pem",
+        lambda k: {"algorithm": "RS256", "public_key": "-----BEGIN nonsense"},
+        "not a valid",
+    ),
+    (
+        "rs256-weak-key",
+        lambda k: {"algorithm": "RS256", "public_key": _weak_rsa_pem()},
+        "1024 bits",
+    ),
+    (
+        "jwks-without-keys",
+        lambda k: {"algorithm": "RS256", "jwks": {"keys": []}},
+        "no signing key for RS256",
+    ),
+    ("jwks-not-a-set", lambda k: {"algorithm": "RS256", "jwks": {"kty": "RSA"}}, "'keys' array"),
+    (
+        "jwks-only-ec",
+        lambda k: {"algorithm": "RS256", "jwks": {"keys": k.jwks()["keys"][2:]}},
+        "no signing key for RS256",
+    ),
+    (
+        "jwks-private-key",
+        lambda k: {
+            "algorithm": "RS256",
+            "jwks": {"keys": [RSAAlgorithm.to_jwk(k.rsa, as_dict=True)]},
+        },
+        "private key",
+    ),
+    (
+        "jwks-duplicate-kid",
+        lambda k: {"algorithm": "RS256", "jwks": {"keys": k.jwks()["keys"][:2] * 2}},
+        "same kid",
+    ),
+    ("algorithm-none", lambda k: {"algorithm": "none", "secret": SECRET}, "HS256, RS256 or ES256"),
+    (
+        "algorithm-hs512",
+        lambda k: {"algorithm": "HS512", "secret": SECRET},
+        "HS256, RS256 or ES256",
+    ),
+    ("negative-leeway", lambda k: {"algorithm": "HS256", "secret": SECRET, "leeway": -1}, "leeway"),
+    ("empty-issuer", lambda k: {"algorithm": "HS256", "secret": SECRET, "issuer": ""}, "issuer"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), [c[1:] for c in CONFIG_ERRORS], ids=[c[0] for c in CONFIG_ERRORS]
+)
+def test_bad_config_is_refused(
+    keys: Keys, make: Callable[[Keys], dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        IdentityConfig(**{"audience": SITE, **make(keys)})
+
+
+def test_config_needs_an_audience() -> None:
+    with pytest.raises(ConfigError, match="audience"):
+        IdentityConfig(algorithm="HS256", secret=SECRET, audience="")
+
+
+def test_config_keeps_its_secret_out_of_repr() -> None:
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    assert SECRET not in repr(config)
