@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -70,13 +74,40 @@ class SqliteDatabase:
         self.audit = AuditSqlite(audit_conn)  # the audit log, on a connection of its own
 
     @classmethod
-    async def open(cls, path: str) -> SqliteDatabase:
+    async def open(cls, path: str, *, setup_timeout: float = 30.0) -> SqliteDatabase:
+        """Connect and migrate; processes opening one new file at once take turns.
+
+        Switching a new file to WAL and migrating it need locks that another opener may
+        hold, and SQLite reports some of those conflicts as "database is locked" at once
+        instead of waiting. Setup therefore retries with jittered backoff, with every
+        connection of a failed try closed, for up to `setup_timeout` seconds.
+        """
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await _connect(path)
-        db = cls(conn, conn if path == ":memory:" else await _connect(path))
-        await db._migrate()
-        return db
+        deadline = time.monotonic() + setup_timeout
+        delay = 0.01
+        while True:
+            opened: list[aiosqlite.Connection] = []
+            try:
+                opened.append(await _connect(path, _SETUP_BUSY_MS))
+                if path != ":memory:":
+                    opened.append(await _connect(path, _SETUP_BUSY_MS))
+                db = cls(opened[0], opened[-1])
+                await db._migrate()
+                for conn in opened:
+                    await conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+                return db
+            except sqlite3.OperationalError as exc:
+                for conn in opened:
+                    await conn.close()
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            except BaseException:
+                for conn in opened:
+                    await conn.close()
+                raise
+            await asyncio.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 0.5)
 
     async def close(self) -> None:
         if self._audit_conn is not self.conn:
@@ -161,11 +192,24 @@ class SqliteDatabase:
         return {(o.scope, o.name): o for o in found}
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
+_BUSY_MS = 10_000  # how long a statement waits for another connection's lock
+_SETUP_BUSY_MS = 250  # the same during setup, which retries instead
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc)
+    return "locked" in message or "busy" in message
+
+
+async def _connect(path: str, busy_ms: int) -> aiosqlite.Connection:
     """A connection in autocommit mode; transactions are explicit (BEGIN IMMEDIATE)."""
     conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA busy_timeout=10000")  # first: the next pragma may wait
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA synchronous=NORMAL")
-    await conn.execute("PRAGMA foreign_keys=ON")
+    try:
+        await conn.execute(f"PRAGMA busy_timeout={busy_ms}")  # first: the next pragma may wait
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        await conn.close()
+        raise
     return conn
