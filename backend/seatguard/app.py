@@ -37,13 +37,13 @@ SDK_PATH = Path(str(resources.files("seatguard") / "static" / "seatguard.js"))
 """The built browser SDK (`npm run build` writes it)."""
 
 
-async def _sweep_forever(node: Node) -> None:
+async def _tick_forever(node: Node) -> None:
     while True:
         await asyncio.sleep(node.settings.sweep_interval)
         try:
-            await node.sweep()
+            await node.tick()
         except Exception:
-            log.exception("expiry sweep failed; retrying on the next tick")
+            log.exception("presence tick failed; retrying on the next one")
 
 
 async def health(request: Request) -> Response:
@@ -73,17 +73,19 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         store = MemoryStore(clock)
         webhooks = WebhookDispatcher(clock=clock)
         await webhooks.start()
-        node = Node(settings, store, db, clock)
+        node = Node(settings, store, db)
         node.recorder = Recorder(db.audit, key, node.site, webhooks)
         app.state.node = node
         app.state.replay_cache = MemoryReplayCache()
-        sweeper = asyncio.create_task(_sweep_forever(node))
+        await store.start(node)
+        ticker = asyncio.create_task(_tick_forever(node))
         try:
             yield
         finally:
-            sweeper.cancel()
+            ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await ticker
+            await node.close()
             await webhooks.aclose()
             await store.close()
             await db.close()

@@ -32,10 +32,11 @@ from .errors import (
 )
 from .identity import verify_identity
 from .node import Node
-from .presence import Arrival, Leave, Refusal
+from .presence import Arrival, Leave, Refusal, Rules, SeatState
 from .protocol import (
     PROTOCOL_VERSION,
     Ack,
+    BlockReason,
     Bye,
     CloseCode,
     Conflict,
@@ -101,9 +102,16 @@ class Channel:
         self.user_agent = user_agent
         self.ip = ip
         self.state = ChannelState.awaiting_hello
-        self.key: UserKey | None = None
         self.hello: Hello | None = None
         self._early: list[ServerFrame] = []
+        # What the node keeps of this tab (see `node.Tab`).
+        self.key: UserKey | None = None
+        self.arrival: Arrival | None = None
+        self.rules = Rules()
+        self.seen = 0.0
+        self.active_at: float | None = None
+        self.seq = 0
+        self.told: tuple[SeatState, BlockReason | None] | None = None
 
     def _move(self, to: ChannelState) -> None:
         if to not in _NEXT[self.state]:
@@ -171,10 +179,10 @@ class Channel:
         overrides = await self.node.db.overrides(
             site.key, {"org": who.org, "role": who.role, "user": who.user}
         )
-        rules = resolve(site.rules, page=page, token=token, overrides=overrides, user=who.user)
-        self.key = (site.key, who.user)
+        self.rules = resolve(site.rules, page=page, token=token, overrides=overrides, user=who.user)
         self.hello = hello
-        arrival = Arrival(
+        self.seen = self.node.clock()
+        self.arrival = Arrival(
             session=hello.session,
             tab=hello.tab,
             device=hello.fp or hello.device,
@@ -184,10 +192,12 @@ class Channel:
             sid=who.sid,
             ip=self.ip,
             user_agent=self.user_agent,
+            node=self.node.store.node_id,
         )
-        joined = await self.node.join(self.key, self, arrival, rules)
+        key = (site.key, who.user)
+        joined = await self.node.join(key, self, fail_open=site.config.store_failure == "open")
         if joined.refused is not None:
-            await self.node.refused(self.key, hello.session, self.ip, joined.refused.value)
+            await self.node.refused(key, hello.session, self.ip, joined.refused.value)
         if joined.refused is Refusal.revoked:
             raise SessionRevoked("this browser session was revoked; sign in again")
         if joined.refused is Refusal.expired:
@@ -234,23 +244,18 @@ class Channel:
         )
 
     async def _take_over(self) -> None:
-        assert self.key is not None and self.hello is not None
-        outcome = await self.node.take_over(self.key, session=self.hello.session)
+        outcome = await self.node.take_over(self)
         if outcome.refused is not None:
             await self.push(
                 Denied(
                     action="takeover",
                     reason=outcome.refused.value,
-                    message="this site's policy does not allow using the account here",
+                    message=_DENIED.get(outcome.refused, "using the account here was refused"),
                 )
             )
 
     async def _heartbeat(self, hb: Heartbeat) -> None:
-        assert self.key is not None and self.hello is not None
-        known = await self.node.heartbeat(
-            self.key, session=self.hello.session, tab_id=self.hello.tab, active=hb.active
-        )
-        if not known:
+        if not self.node.heartbeat(self, hb.active):
             await self.end(CloseCode.heartbeat_timeout, "this tab was dropped; reconnect")
             return
         await self.push(Ack(ref=hb.ref))
@@ -260,8 +265,7 @@ class Channel:
         await self._close(CloseCode.normal, "goodbye")
 
     async def _logout(self) -> None:
-        assert self.key is not None and self.hello is not None
-        await self.node.logout(self.key, session=self.hello.session)
+        await self.node.logout(self)
 
     async def closed(self) -> None:
         """The socket closed underneath (or the channel ended itself)."""
@@ -271,12 +275,9 @@ class Channel:
             self._move(ChannelState.closed)
 
     async def _leave(self, how: Leave) -> None:
-        assert self.key is not None and self.hello is not None
         if self.state is not ChannelState.joined:
             return
-        await self.node.leave(
-            self.key, self, session=self.hello.session, tab_id=self.hello.tab, how=how
-        )
+        await self.node.leave(self, how)
 
     # Tab interface, used by the node.
 
@@ -311,6 +312,11 @@ class Channel:
         except Exception:
             log.debug("close failed; the socket is already gone", exc_info=True)
 
+
+_DENIED = {
+    Refusal.takeover_not_allowed: "this site's policy does not allow using the account here",
+    Refusal.unavailable: "the presence service is unavailable; try again in a moment",
+}
 
 _QUIET_CODES = frozenset({CloseCode.normal, CloseCode.going_away, CloseCode.logged_out})
 """Close codes that end a socket without an `error` frame."""

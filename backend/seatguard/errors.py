@@ -13,6 +13,7 @@ SeatguardError
  ├── SessionRefused           the browser session may not re-attach
  │    ├── SessionRevoked      4010 it was revoked
  │    └── SessionExpired      4011 it expired (idle or absolute timeout)
+ ├── StoreUnavailable         1013 the shared presence store cannot be reached (HTTP 503)
  ├── ConfigError              invalid site or server configuration (CLI exit 2)
  └── IdentityError            a signed token Seatguard cannot accept
       ├── IdentityRequired    4012 the site requires an identity token and none came
@@ -39,6 +40,7 @@ __all__ = [
     "SessionRefused",
     "SessionRevoked",
     "SiteRefused",
+    "StoreUnavailable",
     "TooBig",
     "UnknownSite",
     "UnsupportedData",
@@ -99,6 +101,10 @@ class SessionExpired(SessionRefused):
     pass
 
 
+class StoreUnavailable(SeatguardError):
+    """The shared presence store cannot be reached; a site failing closed takes no one."""
+
+
 class ConfigError(SeatguardError):
     """Invalid site or server configuration."""
 
@@ -129,6 +135,7 @@ _CLOSE_CODES: dict[type[SeatguardError], CloseCode] = {
     OriginNotAllowed: CloseCode.origin_not_allowed,
     SessionRevoked: CloseCode.revoked,
     SessionExpired: CloseCode.expired,
+    StoreUnavailable: CloseCode.try_again_later,
     IdentityRequired: CloseCode.identity_required,
     InvalidIdentity: CloseCode.identity_invalid,
 }

@@ -1,46 +1,50 @@
 """One server process: applies presence operations to the store and tells the tabs.
 
-The node is the thin I/O layer around the pure core: it reads the clock, runs an
-operation through the store, records what happened, and pushes the resulting notices to
-the tabs whose sockets it holds.
+The node is the thin I/O layer around the pure core. For each user it runs one operation
+at a time (`_change`): the store applies it atomically to the user's snapshot, the node
+writes down what happened (audit trail, webhooks), tells the tabs whose sockets it holds,
+and sends a notice to the other nodes holding tabs of that user.
+
+Heartbeats stay in the node: a frame only stamps its tab. The node writes its tabs' last
+frames to the store in batches (`sync`), soon enough for the session timeout and the idle
+timeout, and the same step repairs whatever this node missed: tabs the store no longer
+knows are joined again, tabs it still credits to this node but that left are released,
+and every tab is told its session's true state. Expiry checks run per user at the next
+time something can expire (`next_deadline`), not by scanning everyone.
 """
 
 from __future__ import annotations
 
-import copy
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+import msgspec
+
 from . import presence
 from .db import Database
+from .deadlines import Deadlines
+from .errors import StoreUnavailable
+from .notices import ENDINGS, Notice, decode_notice, encode_notice, state_frame
 from .presence import (
     Arrival,
-    EndReason,
     Leave,
     Outcome,
     Refusal,
     Rules,
     SeatState,
+    Seen,
     Session,
-    Transition,
     UserPresence,
+    next_deadline,
 )
-from .protocol import (
-    Block,
-    BlockReason,
-    CloseCode,
-    Conflict,
-    Ended,
-    Expired,
-    Revoked,
-    ServerFrame,
-    Unblock,
-)
+from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
 from .settings import Settings
 from .sites import Site
-from .store import PresenceStore
+from .store import MemoryStore, PresenceStore
 from .types import SessionId, SiteKey, TabId, UserKey
 
 __all__ = ["Joined", "Node", "Recorder", "Tab"]
@@ -48,10 +52,19 @@ __all__ = ["Joined", "Node", "Recorder", "Tab"]
 log = logging.getLogger("seatguard")
 
 T = TypeVar("T")
+Told = tuple[SeatState, BlockReason | None]
 
 
 class Tab(Protocol):
     """A live socket of one tab, as the node sees it."""
+
+    key: UserKey | None  # whose tab it is, once joined
+    arrival: Arrival | None  # who it is, as it joined
+    rules: Rules  # the rules resolved for it at hello
+    seen: float  # its last frame
+    active_at: float | None  # its last frame that reported user input
+    seq: int  # the snapshot seq of the last news it was told
+    told: Told | None  # the seat state it was last told
 
     async def push(self, frame: ServerFrame) -> None: ...
 
@@ -79,17 +92,17 @@ class Joined:
     conflict: bool = False  # admitted over the limit (monitor policy)
 
 
-_ENDINGS: dict[EndReason, tuple[ServerFrame, CloseCode, str]] = {
-    EndReason.logout: (Ended(reason="logout"), CloseCode.logged_out, "signed out"),
-    EndReason.revoked: (Revoked(reason="revoked"), CloseCode.revoked, "session revoked"),
-    EndReason.idle: (Expired(reason="idle"), CloseCode.expired, "session idle too long"),
-    EndReason.absolute: (
-        Expired(reason="absolute"),
-        CloseCode.expired,
-        "session reached its maximum lifetime",
-    ),
-}
-"""What the tabs of a session that ended are told, and how their sockets close."""
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """What `_change` learnt from one operation, besides its own result."""
+
+    outcome: Outcome
+    rules: Rules
+    seq: int
+    now: float
+
+
+Op = Callable[[UserPresence, float], tuple[Outcome, T]]
 
 
 class Node:
@@ -100,16 +113,26 @@ class Node:
         settings: Settings,
         store: PresenceStore,
         db: Database,
-        clock: Callable[[], float],
         recorder: Recorder | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.db = db
-        self.clock = clock
+        self.clock = store.now
         self.recorder = recorder
-        self._tabs: dict[tuple[UserKey, SessionId], dict[TabId, Tab]] = {}
+        self.timing = settings.timing
+        self._tabs: dict[UserKey, dict[SessionId, dict[TabId, Tab]]] = {}
         self._sites: dict[str, tuple[Site | None, float]] = {}
+        self._locks: dict[UserKey, tuple[asyncio.Lock, list[int]]] = {}
+        self._watch: Deadlines[UserKey] = Deadlines()  # next expiry check of each user
+        self._flush: Deadlines[UserKey] = Deadlines()  # when each user's tabs are synced
+        self._fallback = MemoryStore(store.now)  # decides alone while the store is down
+        self._degraded: set[UserKey] = set()  # users decided on the fallback meanwhile
+        # Heartbeats reach the store within this delay: a tab's recorded last frame lags
+        # by at most one heartbeat interval plus the delay, well inside the session timeout.
+        self._touch_delay = (settings.session_timeout - settings.heartbeat_interval) / 2
+
+    # --- sites -------------------------------------------------------------------------
 
     async def site(self, key: str) -> Site | None:
         """A site's settings, cached for `site_cache_ttl` seconds."""
@@ -128,85 +151,166 @@ class Node:
         if self.recorder is not None:
             await self.recorder.refused(key, session, ip, reason, self.clock())
 
-    async def _apply(
-        self, key: UserKey, op: Callable[[UserPresence, float], T]
-    ) -> tuple[T, Rules, float]:
-        """Run a pure operation atomically at the store's `now`; also return the rules."""
-        return await self.store.update(key, lambda up, now: (op(up, now), up.rules, now))
+    # --- the one way presence changes ---------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _serial(self, key: UserKey) -> AsyncIterator[None]:
+        """One operation at a time per user on this node, so notices leave in order."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if not entry[1][0]:
+                del self._locks[key]
 
     async def _change(
         self,
         key: UserKey,
-        op: Callable[[UserPresence, float], Outcome],
+        op: Op[T],
+        *,
         skip: Tab | None = None,
-    ) -> tuple[Outcome, Rules]:
-        """Apply an operation, record what changed, then tell the tabs."""
-        outcome, rules, now = await self._apply(key, op)
-        await self._record(key, outcome, now)
-        await self._announce(key, outcome, rules, skip=skip)
-        return outcome, rules
+        applied: Callable[[T, int], None] | None = None,
+    ) -> tuple[T, _Applied]:
+        """Apply an operation, record what changed, then tell the tabs here and elsewhere.
 
-    async def _record(self, key: UserKey, outcome: Outcome, now: float) -> None:
-        """Write down what an operation changed before anyone is told."""
-        if self.recorder is not None:
-            await self.recorder.record(key, outcome, now)
+        `applied(result, seq)` runs as soon as the store has applied it, before any other
+        news of this user can be handled; `skip` is a tab that learns its state otherwise.
+        """
+        async with self._serial(key):
+            store = self._fallback if key in self._degraded else self.store
+            timing = self.timing
 
-    async def join(self, key: UserKey, tab: Tab, arrival: Arrival, rules: Rules) -> Joined:
-        """Attach a tab; announce what changed for the user's other sessions."""
+            def run(
+                up: UserPresence, now: float
+            ) -> tuple[Outcome, T, Rules, int, float, set[str], float | None]:
+                nodes = up.nodes()
+                outcome, result = op(up, now)
+                nodes |= up.nodes()
+                return outcome, result, up.rules, up.seq, now, nodes, next_deadline(up, timing)
 
-        def op(up: UserPresence, now: float) -> tuple[Outcome, SeatState, BlockReason | None]:
+            outcome, result, rules, seq, now, nodes, deadline = await store.update(key, run)
+            if applied is not None:
+                applied(result, seq)
+            self._watch.set(key, deadline)
+            if self.recorder is not None:
+                await self.recorder.record(key, outcome, now)
+            await self._tell(key, outcome, seq, rules.takeover, skip)
+            nodes.discard(self.store.node_id)
+            if nodes and store is self.store and _is_news(outcome):
+                notice = Notice(key[0], key[1], seq, rules.takeover, outcome)
+                await self.store.publish(nodes, encode_notice(notice))
+            return result, _Applied(outcome, rules, seq, now)
+
+    # --- tabs ---------------------------------------------------------------------------
+
+    async def join(self, key: UserKey, tab: Tab, *, fail_open: bool = True) -> Joined:
+        """Attach a tab; announce what changed for the user's other sessions.
+
+        When the shared store cannot be reached, a site that fails open decides on this
+        node alone until it is back (then every tab is joined there again); one that fails
+        closed raises `StoreUnavailable`.
+        """
+        arrival, rules = tab.arrival, tab.rules
+        assert arrival is not None
+        tab.key = key
+        replaced = self._register(key, arrival, tab)
+
+        def op(up: UserPresence, now: float) -> tuple[Outcome, Told | None]:
             outcome = presence.join(up, arrival, rules=rules, now=now)
             if outcome.refused:
-                return outcome, SeatState.blocked, None
+                return outcome, None
             state = up.state(arrival.session)
             blocked = state is SeatState.blocked
-            return outcome, state, up.sessions[arrival.session].reason if blocked else None
+            return outcome, (state, up.sessions[arrival.session].reason if blocked else None)
 
-        tabs = self._tabs.setdefault((key, arrival.session), {})
-        replaced = tabs.get(arrival.tab)
-        tabs[arrival.tab] = tab  # before the change, so no notice for it can be missed
-        (outcome, state, reason), in_force, now = await self._apply(key, op)
-        await self._record(key, outcome, now)
-        if outcome.refused:
-            self._forget(key, arrival.session, arrival.tab)
-            return Joined(state, None, in_force, outcome.refused)
+        def seated(told: Told | None, seq: int) -> None:
+            tab.seq, tab.told = seq, told
+
+        try:
+            try:
+                told, done = await self._change(key, op, skip=tab, applied=seated)
+            except StoreUnavailable:
+                if not fail_open:
+                    raise
+                log.warning("presence store unavailable: deciding %s on this node", key)
+                self._degraded.add(key)
+                told, done = await self._change(key, op, skip=tab, applied=seated)
+        except BaseException:
+            self._forget(tab)
+            raise
+        if done.outcome.refused or told is None:
+            self._forget(tab)
+            return Joined(SeatState.blocked, None, done.rules, done.outcome.refused)
+        self._flush.set_earlier(key, done.now + self._touch_delay)
         if replaced is not None and replaced is not tab:
             await replaced.end(CloseCode.normal, "replaced by a new socket of the same tab")
-        await self._announce(key, outcome, in_force, skip=tab)
-        return Joined(state, reason, in_force, conflict=arrival.session in outcome.conflicts)
-
-    async def heartbeat(
-        self, key: UserKey, *, session: SessionId, tab_id: TabId, active: bool
-    ) -> bool:
-        known, _, _ = await self._apply(
-            key,
-            lambda up, now: presence.heartbeat(
-                up, session=session, tab=tab_id, active=active, now=now
-            ),
+        return Joined(
+            told[0], told[1], done.rules, conflict=arrival.session in done.outcome.conflicts
         )
-        return known
 
-    async def leave(
-        self, key: UserKey, tab: Tab, *, session: SessionId, tab_id: TabId, how: Leave
-    ) -> None:
+    def heartbeat(self, tab: Tab, active: bool) -> bool:
+        """Stamp a tab's frame; False if the tab is no longer held here (it was dropped)."""
+        if not self._holds(tab):
+            return False
+        assert tab.key is not None
+        now = self.clock()
+        tab.seen = now
+        delay = self._touch_delay
+        if active:
+            tab.active_at = now
+            idle = tab.rules.idle_timeout
+            if idle is not None:
+                delay = min(delay, idle / 4)
+        self._flush.set_earlier(tab.key, now + delay)
+        return True
+
+    async def leave(self, tab: Tab, how: Leave) -> None:
         """A tab went away (goodbye or closed socket)."""
-        if self._tabs.get((key, session), {}).get(tab_id) is not tab:
-            return  # already replaced by a newer socket of the same tab
-        self._forget(key, session, tab_id)
-        await self._change(
-            key, lambda up, now: presence.leave(up, session=session, tab=tab_id, how=how, now=now)
-        )
+        if not self._forget(tab):
+            return  # already replaced by a newer socket of the same tab, or dropped
+        key, a = tab.key, tab.arrival
+        assert key is not None and a is not None
+        with self._unless_unavailable("leave"):
+            await self._change(
+                key,
+                lambda up, now: (
+                    presence.leave(up, session=a.session, tab=a.tab, how=how, now=now),
+                    None,
+                ),
+            )
 
-    async def logout(self, key: UserKey, *, session: SessionId) -> None:
+    async def logout(self, tab: Tab) -> None:
         """End a browser session; every tab of it is told and closed."""
-        await self._change(key, lambda up, now: presence.logout(up, session=session, now=now))
+        key, a = tab.key, tab.arrival
+        assert key is not None and a is not None
+        try:
+            await self._change(
+                key, lambda up, now: (presence.logout(up, session=a.session, now=now), None)
+            )
+        except StoreUnavailable:
+            # Tell this node's tabs now; the store releases them when it is back.
+            ending = presence.Ending(a.session, presence.EndReason.logout, a.device)
+            await self._tell(key, Outcome(ended=(ending,)), tab.seq + 1, False)
 
-    async def take_over(self, key: UserKey, *, session: SessionId) -> Outcome:
+    async def take_over(self, tab: Tab) -> Outcome:
         """A blocked browser takes a seat where the policy allows it."""
-        outcome, _ = await self._change(
-            key, lambda up, now: presence.take_over(up, session=session, now=now)
-        )
+        key, a = tab.key, tab.arrival
+        assert key is not None and a is not None
+        try:
+            outcome, _ = await self._change(
+                key,
+                lambda up, now: (o := presence.take_over(up, session=a.session, now=now), o),
+            )
+        except StoreUnavailable:
+            return Outcome(refused=Refusal.unavailable)
         return outcome
+
+    # --- operators ----------------------------------------------------------------------
 
     async def revoke(
         self,
@@ -217,87 +321,270 @@ class Node:
     ) -> list[SessionId]:
         """Revoke sessions of one user (all when `sessions` is None); return those ended."""
         wanted = None if sessions is None else list(sessions)
-        timing = self.settings.timing
-        outcome, _ = await self._change(
-            key,
-            lambda up, now: presence.revoke(up, sessions=wanted, keep=keep, timing=timing, now=now),
-        )
-        return [e.session for e in outcome.ended]
+        timing = self.timing
+
+        def op(up: UserPresence, now: float) -> tuple[Outcome, None]:
+            return presence.revoke(up, sessions=wanted, keep=keep, timing=timing, now=now), None
+
+        _, done = await self._change(key, op)
+        return [e.session for e in done.outcome.ended]
 
     async def revoke_where(
         self, site: SiteKey, match: Callable[[Session], bool], user: str | None = None
     ) -> int:
         """Revoke the sessions of a site (or of one user) that `match`; return the count."""
-        keys = [(site, user)] if user is not None else await self.store.keys()
-        timing = self.settings.timing
+        if user is not None:
+            keys = [(site, user)]
+        else:
+            keys = sorted(set(await self.store.users(site)) | self._degraded_of(site))
+        timing = self.timing
 
-        def op(up: UserPresence, now: float) -> Outcome:
+        def op(up: UserPresence, now: float) -> tuple[Outcome, None]:
             chosen = [s.id for s in up.sessions.values() if match(s)]
-            return presence.revoke(up, sessions=chosen, timing=timing, now=now)
+            return presence.revoke(up, sessions=chosen, timing=timing, now=now), None
 
         count = 0
         for key in keys:
-            if key[0] == site:
-                outcome, _ = await self._change(key, op)
-                count += len(outcome.ended)
+            _, done = await self._change(key, op)
+            count += len(done.outcome.ended)
         return count
 
     async def snapshot(self, key: UserKey) -> UserPresence:
         """A copy of one user's presence, for the API."""
-        copied, _, _ = await self._apply(key, lambda up, now: copy.deepcopy(up))
-        return copied
+        store = self._fallback if key in self._degraded else self.store
+        return await store.read(key)
 
-    async def sweep(self) -> None:
-        """Expire silent tabs and sessions past their grace or timeouts, everywhere."""
-        timing = self.settings.timing
-        for key in await self.store.keys():
-            outcome, _ = await self._change(key, lambda up, now: presence.expire(up, timing, now))
-            for session, tab_id in outcome.dropped_tabs:
-                tab = self._forget(key, session, tab_id)
-                if tab is not None:
-                    await tab.end(CloseCode.heartbeat_timeout, "no heartbeat within the timeout")
+    # --- keeping the store true ---------------------------------------------------------
+
+    async def sync(self, key: UserKey) -> None:
+        """Write this node's tabs of a user to the store and tell each tab the truth.
+
+        Heartbeats since the last sync are recorded; tabs the store lost (a dropped notice,
+        a restarted store, decisions made here while it was down) join again; tabs it
+        credits to this node that are gone are released; every tab is told its state.
+        """
+        tabs = [t for s in self._tabs.get(key, {}).values() for t in s.values()]
+        me = self.store.node_id
+        # Seated tabs first, so that a store that lost everything seats them again first.
+        tabs.sort(key=lambda t: (t.told is None or t.told[0] is not SeatState.admitted, t.seen))
+        seen = [Seen(a.session, a.tab, t.seen, t.active_at) for t, a in _arrivals(tabs)]
+        arrivals = {(a.session, a.tab): (a, t.rules) for t, a in _arrivals(tabs)}
+
+        def op(
+            up: UserPresence, now: float
+        ) -> tuple[Outcome, tuple[dict[SessionId, Told], dict[SessionId, Refusal]]]:
+            missing = presence.touch(up, seen, now)
+            outcome = Outcome()
+            if me:
+                outcome += presence.release_node(up, me, keep=arrivals, now=now)
+            refused: dict[SessionId, Refusal] = {}
+            for pair in missing:
+                arrival, rules = arrivals[pair]
+                joined = presence.join(up, arrival, rules=rules, now=now)
+                if joined.refused is not None:
+                    refused[arrival.session] = joined.refused
+                outcome += joined
+            states: dict[SessionId, Told] = {}
+            for arrival, _ in arrivals.values():
+                s = up.sessions.get(arrival.session)
+                if s is not None:
+                    state = up.state(s.id)
+                    states[s.id] = (state, s.reason if state is SeatState.blocked else None)
+            return outcome, (states, refused)
+
+        (states, refused), done = await self._change(key, op)
+        await self._reconcile(key, states, refused, done.seq, done.rules.takeover)
+
+    async def _reconcile(
+        self,
+        key: UserKey,
+        states: dict[SessionId, Told],
+        refused: dict[SessionId, Refusal],
+        seq: int,
+        takeover: bool,
+    ) -> None:
+        """Tell this node's tabs of a user what the store says, as of `seq`."""
+        for session, tabs in list(self._tabs.get(key, {}).items()):
+            for tab in list(tabs.values()):
+                if session in refused:
+                    if tab.seq < seq and self._forget(tab):
+                        if refused[session] is Refusal.revoked:
+                            await self._end(tab, presence.EndReason.revoked)
+                        else:
+                            await tab.end(CloseCode.expired, "this browser session has expired")
+                elif session in states:
+                    await self._tell_state(tab, *states[session], takeover, seq)
+
+    async def tick(self) -> None:
+        """Run what is due: syncs of heartbeats, then expiry checks."""
+        now = self.clock()
+        for key in self._flush.pop_due(now):
+            if self._tabs.get(key):
+                await self._guarded(key, self.sync(key), retry=self._flush)
+        for key in self._watch.pop_due(now):
+            await self._guarded(key, self._expire(key), retry=self._watch)
+
+    async def _expire(self, key: UserKey) -> None:
+        timing = self.timing
+        await self._change(key, lambda up, now: (presence.expire(up, timing, now), None))
+
+    async def _guarded(
+        self, key: UserKey, step: Awaitable[None], retry: Deadlines[UserKey]
+    ) -> None:
+        """Run one user's step; on failure, log and retry it a second later."""
+        try:
+            await step
+        except StoreUnavailable:
+            retry.set_earlier(key, self.clock() + 1.0)
+        except Exception:
+            log.exception("presence step for %s failed; retrying", key)
+            retry.set_earlier(key, self.clock() + 1.0)
+
+    # --- what the store tells this node -------------------------------------------------
+
+    async def notice(self, payload: bytes) -> None:
+        """Another node's outcome for a user whose tabs this node may hold."""
+        try:
+            notice = decode_notice(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("ignoring a malformed notice from another node")
+            return
+        await self._tell(notice.key, notice.outcome, notice.seq, notice.takeover)
+
+    async def reap(self, node: str, users: list[UserKey]) -> None:
+        """A node died: release its tabs, so its browsers' seats free after the grace."""
+        log.warning("node %s stopped renewing its lease: releasing its %d users", node, len(users))
+        for key in users:
+
+            def op(up: UserPresence, now: float) -> tuple[Outcome, None]:
+                return presence.release_node(up, node, now=now), None
+
+            with self._unless_unavailable("reap"):
+                await self._change(key, op)
+
+    async def reconnected(self) -> None:
+        """The shared store is reachable again: sync every user held here, now."""
+        now = self.clock()
+        for key in self._degraded:
+            self._fallback.update_now(key, _clear)
+        self._degraded.clear()
+        for key in self._tabs:
+            self._flush.set(key, now)
+
+    async def close(self) -> None:
+        """Release what this node still holds, so seats go into their grace at once."""
+        me = self.store.node_id
+        if not me:
+            return
+        for key in list(self._tabs):
+
+            def op(up: UserPresence, now: float) -> tuple[Outcome, None]:
+                return presence.release_node(up, me, now=now), None
+
+            with self._unless_unavailable("release"):
+                await self._change(key, op)
+
+    # --- local tabs ---------------------------------------------------------------------
 
     def tab_count(self) -> int:
-        return sum(len(t) for t in self._tabs.values())
+        return sum(len(t) for s in self._tabs.values() for t in s.values())
 
-    def _forget(self, key: UserKey, session: SessionId, tab_id: TabId) -> Tab | None:
-        tabs = self._tabs.get((key, session))
-        if tabs is None:
-            return None
-        tab = tabs.pop(tab_id, None)
+    def _register(self, key: UserKey, arrival: Arrival, tab: Tab) -> Tab | None:
+        tabs = self._tabs.setdefault(key, {}).setdefault(arrival.session, {})
+        replaced = tabs.get(arrival.tab)
+        tabs[arrival.tab] = tab  # before the change, so no notice for it can be missed
+        return replaced
+
+    def _holds(self, tab: Tab) -> bool:
+        a = tab.arrival
+        if tab.key is None or a is None:
+            return False
+        return self._tabs.get(tab.key, {}).get(a.session, {}).get(a.tab) is tab
+
+    def _forget(self, tab: Tab) -> bool:
+        """Stop holding a tab; False if it was not held (replaced, dropped or never)."""
+        if not self._holds(tab):
+            return False
+        key, a = tab.key, tab.arrival
+        assert key is not None and a is not None
+        sessions = self._tabs[key]
+        tabs = sessions[a.session]
+        del tabs[a.tab]
         if not tabs:
-            del self._tabs[(key, session)]
-        return tab
+            del sessions[a.session]
+            if not sessions:
+                del self._tabs[key]
+                self._flush.set(key, None)
+        return True
 
-    async def _announce(
-        self, key: UserKey, outcome: Outcome, rules: Rules, skip: Tab | None = None
+    def _degraded_of(self, site: SiteKey) -> set[UserKey]:
+        return {key for key in self._degraded if key[0] == site}
+
+    @contextlib.contextmanager
+    def _unless_unavailable(self, what: str) -> Iterator[None]:
+        """Carry on when the store is down: the next sync repairs what this step missed."""
+        try:
+            yield
+        except StoreUnavailable:
+            log.info("presence store unavailable during %s; the next sync repairs it", what)
+
+    # --- telling tabs -------------------------------------------------------------------
+
+    async def _tell(
+        self, key: UserKey, outcome: Outcome, seq: int, takeover: bool, skip: Tab | None = None
     ) -> None:
+        """Tell this node's tabs of a user what an outcome (as of `seq`) means for them."""
+        sessions = self._tabs.get(key)
+        if not sessions:
+            return
         for session, tab_id in outcome.dropped_tabs:
-            dropped = self._forget(key, session, tab_id)
-            if dropped is not None:
+            dropped = sessions.get(session, {}).get(tab_id)
+            if dropped is not None and dropped.seq < seq and self._forget(dropped):
                 await dropped.end(CloseCode.heartbeat_timeout, "no heartbeat within the timeout")
         for t in outcome.transitions:
-            frame = _frame(t, rules)
-            for tab in list(self._tabs.get((key, t.session), {}).values()):
+            for tab in list(sessions.get(t.session, {}).values()):
                 if tab is not skip:
-                    await tab.push(frame)
+                    await self._tell_state(tab, t.state, t.reason, takeover, seq)
         for session in outcome.conflicts:
-            for tab in list(self._tabs.get((key, session), {}).values()):
+            for tab in list(sessions.get(session, {}).values()):
                 if tab is not skip:
                     await tab.push(Conflict())
         for ending in outcome.ended:
-            tabs = self._tabs.pop((key, ending.session), {})
-            told = _ENDINGS.get(ending.reason)
-            for tab in tabs.values():
-                if told is None:
-                    await tab.end(CloseCode.normal, "session ended")
-                    continue
-                frame, code, message = told
-                await tab.push(frame)
-                await tab.end(code, message)
+            for tab in list(sessions.get(ending.session, {}).values()):
+                if tab.seq < seq and self._forget(tab):
+                    await self._end(tab, ending.reason)
+
+    async def _tell_state(
+        self, tab: Tab, state: SeatState, reason: BlockReason | None, takeover: bool, seq: int
+    ) -> None:
+        if seq <= tab.seq:
+            return  # it already knows something newer
+        tab.seq = seq
+        told = (state, reason if state is SeatState.blocked else None)
+        if tab.told == told:
+            return
+        tab.told = told
+        await tab.push(state_frame(state, reason, takeover))
+
+    async def _end(self, tab: Tab, reason: presence.EndReason) -> None:
+        told = ENDINGS.get(reason)
+        if told is None:
+            await tab.end(CloseCode.normal, "session ended")
+            return
+        frame, code, message = told
+        await tab.push(frame)
+        await tab.end(code, message)
 
 
-def _frame(t: Transition, rules: Rules) -> ServerFrame:
-    if t.state is SeatState.admitted:
-        return Unblock()
-    return Block(reason=(t.reason or BlockReason.limit).value, takeover=rules.takeover)
+def _arrivals(tabs: list[Tab]) -> list[tuple[Tab, Arrival]]:
+    return [(t, t.arrival) for t in tabs if t.arrival is not None]
+
+
+def _is_news(outcome: Outcome) -> bool:
+    return bool(outcome.transitions or outcome.ended or outcome.dropped_tabs or outcome.conflicts)
+
+
+def _clear(up: UserPresence, now: float) -> None:
+    up.sessions.clear()
+    up.seats.clear()
+    up.tombstones.clear()

@@ -31,6 +31,7 @@ __all__ = [
     "Refusal",
     "Rules",
     "SeatState",
+    "Seen",
     "Session",
     "Timing",
     "Transition",
@@ -40,8 +41,11 @@ __all__ = [
     "join",
     "leave",
     "logout",
+    "next_deadline",
+    "release_node",
     "revoke",
     "take_over",
+    "touch",
 ]
 
 
@@ -81,6 +85,7 @@ class Refusal(enum.StrEnum):
     expired = "expired"  # the session id expired and cannot re-attach
     takeover_not_allowed = "takeover_not_allowed"
     unknown_session = "unknown_session"
+    unavailable = "unavailable"  # the shared presence store cannot be reached
 
 
 POLICIES: frozenset[str] = frozenset(
@@ -124,6 +129,7 @@ class Timing:
 
     session_timeout: float = 60.0  # a tab silent this long is gone
     reload_grace: float = 5.0  # a browser session with no tab keeps its seat this long
+    unload_grace: float = 1.5  # the same after a goodbye with no hint of a next page
     tombstone_ttl: float = 86400.0  # a revoked or expired session id stays refused this long
 
 
@@ -140,6 +146,17 @@ class Arrival:
     ip: str = ""
     user_agent: str = ""
     sid: str | None = None  # identity provider session id, for back-channel logout
+    node: str = ""  # the server process holding the tab's socket ("" on a single node)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The latest frame of one tab, as the node holding its socket saw it."""
+
+    session: SessionId
+    tab: TabId
+    at: Timestamp  # last frame
+    active_at: Timestamp | None = None  # last frame that reported user input
 
 
 @dataclass(slots=True)
@@ -159,7 +176,9 @@ class Session:
     user_agent: str = ""
     sid: str | None = None  # identity provider session id
     tabs: dict[TabId, Timestamp] = field(default_factory=dict)  # tab -> last frame
+    homes: dict[TabId, str] = field(default_factory=dict)  # tab -> node holding its socket
     detached_at: Timestamp | None = None  # when the last tab left
+    unloaded: bool = False  # the last tab left with no hint of a next page (unload grace)
     reason: BlockReason = BlockReason.limit  # why it waits, while it waits
 
 
@@ -171,6 +190,7 @@ class UserPresence:
     sessions: dict[SessionId, Session] = field(default_factory=dict)
     seats: dict[str, Timestamp] = field(default_factory=dict)  # unit -> seated since
     tombstones: dict[SessionId, tuple[Refusal, Timestamp]] = field(default_factory=dict)
+    seq: int = 0  # raised by the store on every write; orders notices across nodes
 
     def unit(self, session: Session) -> str:
         """The key a seat counts for this session under the current mode."""
@@ -186,6 +206,10 @@ class UserPresence:
 
     def is_empty(self) -> bool:
         return not self.sessions and not self.tombstones
+
+    def nodes(self) -> set[str]:
+        """The nodes holding a socket of any tab of this user."""
+        return {n for s in self.sessions.values() for n in s.homes.values()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +288,13 @@ def join(up: UserPresence, arrival: Arrival, *, rules: Rules, now: Timestamp) ->
         newcomer = False
     s.ip, s.user_agent = arrival.ip, arrival.user_agent
     s.tabs[arrival.tab] = now
+    if arrival.node:
+        s.homes[arrival.tab] = arrival.node
+    else:
+        s.homes.pop(arrival.tab, None)
     s.last_seen = now
     s.detached_at = None
+    s.unloaded = False
     _fill(up, now)
     conflicts: tuple[SessionId, ...] = ()
     if newcomer and up.unit(s) not in up.seats:
@@ -295,12 +324,74 @@ def leave(
     s = up.sessions.get(session)
     if s is None or s.tabs.pop(tab, None) is None:
         return Outcome()
+    s.homes.pop(tab, None)
     if s.tabs:
         return Outcome()
     if how is Leave.close:
         return _remove(up, [(session, EndReason.closed)], now)
     s.detached_at = now
+    s.unloaded = how is Leave.unload
     return Outcome()
+
+
+def touch(up: UserPresence, seen: Iterable[Seen], now: Timestamp) -> list[tuple[SessionId, TabId]]:
+    """Record the latest frames of tabs (batched by their node); return the tabs not known."""
+    missing: list[tuple[SessionId, TabId]] = []
+    for x in seen:
+        s = up.sessions.get(x.session)
+        if s is None or x.tab not in s.tabs:
+            missing.append((x.session, x.tab))
+            continue
+        s.tabs[x.tab] = max(s.tabs[x.tab], min(x.at, now))
+        s.last_seen = max(s.last_seen, s.tabs[x.tab])
+        if x.active_at is not None:
+            s.last_active = max(s.last_active, min(x.active_at, now))
+    return missing
+
+
+def release_node(
+    up: UserPresence,
+    node: str,
+    *,
+    keep: Iterable[tuple[SessionId, TabId]] = (),
+    now: Timestamp,
+) -> Outcome:
+    """Detach every tab whose socket `node` held, but those in `keep`, as dropped sockets.
+
+    For a node that died (keep nothing) or one that lost its link to the shared store
+    while tabs left (keep the tabs it still holds). Their sessions keep their seats for the
+    reload grace, so browsers that reconnect elsewhere re-attach.
+    """
+    kept = set(keep)
+    gone = [
+        (s.id, tab)
+        for s in up.sessions.values()
+        for tab, home in s.homes.items()
+        if home == node and (s.id, tab) not in kept
+    ]
+    outcome = Outcome()
+    for session, tab in gone:
+        outcome += leave(up, session=session, tab=tab, how=Leave.drop, now=now)
+    return Outcome(outcome.transitions, tuple(gone), outcome.ended)
+
+
+def next_deadline(up: UserPresence, timing: Timing) -> Timestamp | None:
+    """The earliest time at which `expire` may change this snapshot; None if never."""
+    rules = up.rules
+    times: list[Timestamp] = [until for _, until in up.tombstones.values()]
+    for s in up.sessions.values():
+        if rules.absolute_timeout is not None:
+            times.append(s.created_at + rules.absolute_timeout)
+        if rules.idle_timeout is not None:
+            times.append(s.last_active + rules.idle_timeout)
+        if s.tabs:
+            times.append(min(s.tabs.values()) + timing.session_timeout)
+        elif s.detached_at is not None:
+            grace = timing.unload_grace if s.unloaded else timing.reload_grace
+            times.append(s.detached_at + grace)
+        else:
+            times.append(s.last_seen)
+    return min(times, default=None)
 
 
 def logout(up: UserPresence, *, session: SessionId, now: Timestamp) -> Outcome:
@@ -359,13 +450,14 @@ def expire(up: UserPresence, timing: Timing, now: Timestamp) -> Outcome:
         for tab, seen in list(s.tabs.items()):
             if now - seen >= timing.session_timeout:
                 del s.tabs[tab]
+                s.homes.pop(tab, None)
                 dropped.append((s.id, tab))
         if s.tabs:
             continue
         if s.detached_at is None:
             # Every tab fell silent: the browser is gone, and has been for longer than a grace.
             ending.append((s.id, EndReason.silent))
-        elif now - s.detached_at >= timing.reload_grace:
+        elif now - s.detached_at >= (timing.unload_grace if s.unloaded else timing.reload_grace):
             ending.append((s.id, EndReason.gone))
     for sid, reason in ending:
         if reason in (EndReason.idle, EndReason.absolute):

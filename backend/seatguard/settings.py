@@ -27,6 +27,7 @@ class Settings:
     heartbeat_interval: float = 25.0  # seconds between heartbeats of each tab
     session_timeout: float = 75.0  # a tab silent this long is dropped and its seat freed
     reload_grace: float = 5.0  # a browser whose tabs all left keeps its seat this long
+    unload_grace: float = 1.5  # the same after a goodbye with no hint of a next page
     hello_timeout: float = 10.0  # a new socket must say hello within this many seconds
     max_message_bytes: int = 4096  # larger frames close the socket with 1009
     sweep_interval: float = 0.5  # seconds between expiry sweeps
@@ -37,7 +38,12 @@ class Settings:
     log_level: str = "info"  # uvicorn log level
 
     def __post_init__(self) -> None:
-        if self.heartbeat_interval <= 0 or self.reload_grace < 0 or self.hello_timeout <= 0:
+        if (
+            self.heartbeat_interval <= 0
+            or self.reload_grace < 0
+            or self.unload_grace < 0
+            or self.hello_timeout <= 0
+        ):
             raise ConfigError("timings must be positive")
         if self.session_timeout <= self.heartbeat_interval:
             raise ConfigError(
@@ -56,7 +62,11 @@ class Settings:
 
     @property
     def timing(self) -> Timing:
-        return Timing(session_timeout=self.session_timeout, reload_grace=self.reload_grace)
+        return Timing(
+            session_timeout=self.session_timeout,
+            reload_grace=self.reload_grace,
+            unload_grace=self.unload_grace,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

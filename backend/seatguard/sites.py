@@ -40,6 +40,9 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     oidc_jwks: dict[str, Any] | None = None  # the provider's signing keys
     webhook_url: str | None = None  # where seat events are posted
     webhook_secret: str | None = None  # whsec_... signing secret of the webhooks
+    # When the shared presence store (Redis) cannot be reached: "open" admits new browsers
+    # on the node they reach and reconciles when it is back; "closed" refuses them (1013).
+    store_failure: Literal["open", "closed"] = "open"
 
 
 SELF_ORIGIN = "self"

@@ -122,7 +122,7 @@ def test_goodbye_keeps_the_seat_while_another_tab_is_open() -> None:
     assert up.state("s1") is A and up.state("s2") is B
 
 
-@pytest.mark.parametrize("how", [Leave.reload, Leave.navigate, Leave.unload, Leave.drop])
+@pytest.mark.parametrize("how", [Leave.reload, Leave.navigate, Leave.drop])
 def test_reload_within_grace_keeps_the_seat(how: Leave) -> None:
     # Timeline: s1 seated, s2 waiting; s1's only tab goes away at t=10 and comes back at 14.
     up = UserPresence()
@@ -133,6 +133,22 @@ def test_reload_within_grace_keeps_the_seat(how: Leave) -> None:
     assert open_tab(up, "s1", 14) is A
     assert up.state("s2") is B
     assert len(up.sessions) == 2
+
+
+def test_a_goodbye_without_hint_keeps_the_seat_only_for_the_unload_grace() -> None:
+    # Timeline: s1 seated, s2 waiting; s1's only tab says `bye unload` at t=10 (a closed
+    # tab and a reload from the browser's button look alike). A reload is back within the
+    # unload grace (1.5 s); a closed tab is not, and s2 gets the seat at 11.5.
+    up = UserPresence()
+    open_tab(up, "s1", 0)
+    open_tab(up, "s2", 1)
+    leave(up, session="s1", tab="s1-tab", how=Leave.unload, now=10)
+    assert expire(up, TIMING, now=11.4).transitions == ()
+    assert open_tab(up, "s1", 11.4) is A
+    leave(up, session="s1", tab="s1-tab", how=Leave.unload, now=20)
+    outcome = expire(up, TIMING, now=21.5)
+    assert [(e.session, e.reason) for e in outcome.ended] == [("s1", EndReason.gone)]
+    assert [(t.session, t.state) for t in outcome.transitions] == [("s2", A)]
 
 
 def test_seat_frees_when_the_grace_runs_out() -> None:

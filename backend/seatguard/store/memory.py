@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from ..presence import UserPresence
-from ..types import UserKey
+from ..types import SiteKey, UserKey
+from .base import Listener
 
 __all__ = ["MemoryStore"]
 
@@ -16,22 +18,49 @@ T = TypeVar("T")
 class MemoryStore:
     """Snapshots in a dict. `op` runs without an await, so each update is atomic."""
 
+    node_id = ""
+
     def __init__(self, clock: Callable[[], float]) -> None:
         self._users: dict[UserKey, UserPresence] = {}
         self._clock = clock
 
+    def now(self) -> float:
+        return self._clock()
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
     async def update(self, key: UserKey, op: Callable[[UserPresence, float], T]) -> T:
+        return self.update_now(key, op)
+
+    def update_now(self, key: UserKey, op: Callable[[UserPresence, float], T]) -> T:
+        """`update` without the await, for callers on the event loop's thread."""
         up = self._users.get(key)
         if up is None:
             up = self._users[key] = UserPresence()
+        up.seq += 1
         try:
             return op(up, self._clock())
         finally:
             if up.is_empty():
                 del self._users[key]
 
-    async def keys(self) -> list[UserKey]:
+    async def read(self, key: UserKey) -> UserPresence:
+        up = self._users.get(key)
+        return copy.deepcopy(up) if up is not None else UserPresence()
+
+    async def users(self, site: SiteKey) -> list[UserKey]:
+        return [key for key in self._users if key[0] == site]
+
+    def keys(self) -> list[UserKey]:
         return list(self._users)
+
+    async def start(self, listener: Listener) -> None:
+        """Nothing to join: a memory store has one node."""
+
+    async def publish(self, nodes: Iterable[str], payload: bytes) -> None:
+        """No other node can hold a tab of this store's users."""
 
     async def close(self) -> None:
         self._users.clear()
