@@ -86,11 +86,15 @@ class Server:
 
 
 def start_server(
-    tmp: Path, command: str = "serve", env: Mapping[str, str] | None = None, *args: str
+    tmp: Path,
+    command: str = "serve",
+    env: Mapping[str, str] | None = None,
+    *args: str,
+    db: Path | None = None,
 ) -> Server:
     """Start `seatguard <command>` on a free port and wait until it answers."""
     port = free_port()
-    db = tmp / "seatguard.db"
+    db = db or tmp / "seatguard.db"
     log = tmp / f"server-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -223,6 +227,75 @@ def postgres_url() -> Iterator[str]:
                 run("pg_ctl", "stop", "-D", str(data), "-m", "immediate", "-w")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RedisServer:
+    """A throwaway `redis-server` on a free port, never the machine's own; it can be
+    stopped and started again on the same port (it keeps nothing on disk)."""
+
+    def __init__(self, tmp: Path) -> None:
+        program = shutil.which("redis-server")
+        if program is None:
+            pytest.fail(
+                "the Redis tests need redis-server (Debian: apt-get install redis-server)",
+                pytrace=False,
+            )
+        self.program = program
+        self.tmp = tmp
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def options(self) -> list[str]:
+        """Loopback only, nothing written to disk."""
+        return ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.tmp), "--loglevel", "warning"]  # fmt: skip
+
+    def start(self) -> None:
+        for attempt in range(3):  # the free port may be taken before the server binds it
+            log = (self.tmp / f"redis-{self.port}.log").open("ab")
+            self.process = subprocess.Popen(
+                [self.program, *self.options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+            deadline = time.monotonic() + scaled(10)
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                        s.sendall(b"PING\r\n")
+                        if s.recv(16).startswith(b"+PONG"):
+                            return
+                except OSError:
+                    time.sleep(0.02)
+            self.stop()
+            if attempt < 2:
+                self.port = free_port()
+        raise AssertionError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=scaled(10))
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One throwaway Redis for the whole run (tests use fresh prefixes or flush it)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @contextlib.asynccontextmanager

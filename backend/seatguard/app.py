@@ -25,7 +25,8 @@ from .db import open_database
 from .node import Node
 from .recorder import Recorder
 from .settings import Settings
-from .store import MemoryStore
+from .store import MemoryStore, PresenceStore
+from .store.redis import RedisStore
 from .webhooks import WebhookDispatcher
 from .ws import websocket_endpoint
 
@@ -47,8 +48,21 @@ async def _tick_forever(node: Node) -> None:
 
 
 async def health(request: Request) -> Response:
+    """`ok`, or `degraded` while the shared presence store cannot be reached."""
     node: Node = request.app.state.node
-    return JSONResponse({"status": "ok", "version": __version__, "tabs": node.tab_count()})
+    store = node.store
+    return JSONResponse(
+        {
+            "status": "ok" if store.healthy else "degraded",
+            "version": __version__,
+            "node": store.node_id or None,
+            "store": {
+                "kind": "redis" if store.node_id else "memory",
+                "reachable": store.healthy,
+            },
+            "tabs": node.tab_count(),
+        }
+    )
 
 
 async def sdk(request: Request) -> Response:
@@ -70,7 +84,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         key = audit_key(settings, create=True)
         db = await open_database(settings.database)
-        store = MemoryStore(clock)
+        store: PresenceStore = (
+            RedisStore(
+                settings.redis_url,
+                timing=settings.timing,
+                lease=settings.node_lease,
+                timeout=settings.redis_timeout,
+            )
+            if settings.redis_url
+            else MemoryStore(clock)
+        )
         webhooks = WebhookDispatcher(clock=clock)
         await webhooks.start()
         node = Node(settings, store, db)

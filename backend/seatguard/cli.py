@@ -47,6 +47,16 @@ def _server_options(f: F) -> F:
             help="postgresql://... to keep sites, overrides and the audit trail in PostgreSQL.",
         ),
         click.option(
+            "--redis-url",
+            help="redis://host:port to share presence with other nodes [default: in memory].",
+        ),
+        click.option(
+            "--node-lease",
+            type=float,
+            help="Seconds after which a node that stopped renewing its lease is dead and its "
+            f"tabs are released [default {DEFAULTS.node_lease}].",
+        ),
+        click.option(
             "--heartbeat-interval",
             type=float,
             help=f"Seconds between heartbeats of each tab [default {DEFAULTS.heartbeat_interval}].",
@@ -62,6 +72,18 @@ def _server_options(f: F) -> F:
             type=float,
             help="Seconds a browser whose tabs all left keeps its seat, so a reload or a "
             f"network drop re-attaches [default {DEFAULTS.reload_grace}].",
+        ),
+        click.option(
+            "--unload-grace",
+            type=float,
+            help="Seconds a browser keeps its seat after its last tab left with no hint of a "
+            f"next page (a closed tab or a reload) [default {DEFAULTS.unload_grace}].",
+        ),
+        click.option(
+            "--sweep-interval",
+            type=float,
+            help="Seconds between checks for silent tabs and timeouts "
+            f"[default {DEFAULTS.sweep_interval}].",
         ),
         click.option(
             "--hello-timeout",

@@ -15,10 +15,9 @@ time something can expire (`next_deadline`), not by scanning everyone.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -42,6 +41,7 @@ from .presence import (
     next_deadline,
 )
 from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
+from .serial import KeyedLock
 from .settings import Settings
 from .sites import Site
 from .store import MemoryStore, PresenceStore
@@ -123,7 +123,8 @@ class Node:
         self.timing = settings.timing
         self._tabs: dict[UserKey, dict[SessionId, dict[TabId, Tab]]] = {}
         self._sites: dict[str, tuple[Site | None, float]] = {}
-        self._locks: dict[UserKey, tuple[asyncio.Lock, list[int]]] = {}
+        # One operation at a time per user on this node, so notices leave in order.
+        self._serial: KeyedLock[UserKey] = KeyedLock()
         self._watch: Deadlines[UserKey] = Deadlines()  # next expiry check of each user
         self._flush: Deadlines[UserKey] = Deadlines()  # when each user's tabs are synced
         self._fallback = MemoryStore(store.now)  # decides alone while the store is down
@@ -152,21 +153,6 @@ class Node:
             await self.recorder.refused(key, session, ip, reason, self.clock())
 
     # --- the one way presence changes ---------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _serial(self, key: UserKey) -> AsyncIterator[None]:
-        """One operation at a time per user on this node, so notices leave in order."""
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = (asyncio.Lock(), [0])
-        entry[1][0] += 1
-        try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1][0] -= 1
-            if not entry[1][0]:
-                del self._locks[key]
 
     async def _change(
         self,

@@ -24,6 +24,9 @@ class Settings:
     port: int = 8000  # TCP port to listen on
     db: str = "seatguard.db"  # SQLite file holding sites, overrides and the audit trail
     database_url: str = ""  # postgresql://... to keep them in PostgreSQL instead
+    redis_url: str = ""  # redis://... to share presence with other nodes (default: memory)
+    node_lease: float = 10.0  # a node silent this long is dead: its tabs are released
+    redis_timeout: float = 2.0  # seconds before a Redis command counts as failed
     heartbeat_interval: float = 25.0  # seconds between heartbeats of each tab
     session_timeout: float = 75.0  # a tab silent this long is dropped and its seat freed
     reload_grace: float = 5.0  # a browser whose tabs all left keeps its seat this long
@@ -54,6 +57,10 @@ class Settings:
             raise ConfigError("max message bytes must be at least 256")
         if self.sweep_interval <= 0:
             raise ConfigError("sweep interval must be positive")
+        if self.node_lease <= 0 or self.redis_timeout <= 0:
+            raise ConfigError("node lease and Redis timeout must be positive")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"not a Redis URL: {self.redis_url!r} (expected redis://host:port)")
 
     @property
     def database(self) -> str:

@@ -1,0 +1,383 @@
+"""Presence shared by several server processes through Redis.
+
+Keys (prefix `sg`), every one with a time to live:
+
+| key | type | what |
+| --- | --- | --- |
+| `sg:{<site>:<user>}:p` | hash | one user's snapshot: `t` write token, `d` msgpack |
+| `sg:site:<site>:users` | set | users of a site that may have a snapshot (for revoking) |
+| `sg:{nodes}` | sorted set | node id by lease expiry (ms, Redis clock) |
+| `sg:{nodes}:<node>:users` | set | users whose tabs the node held (released if it dies) |
+| `sg:{nodes}:<node>:reap` | string | claim of the node releasing a dead node's users |
+
+Channel `sg:n:<node>` carries notices to one node. Site and user ids are percent-encoded,
+so the hash tag `{<site>:<user>}` puts every key of one user in one Redis Cluster slot.
+
+Each update reads the user's snapshot (a cached copy when this node wrote it last), runs
+the pure operation on it, and writes it back with `lua/apply.lua`, a compare-and-set on a
+random write token: a write that lost to another node's gets the winner's snapshot in
+the same reply and runs the operation again on it. So every decision is made by the same
+pure core as on one node, atomically, on the Redis server's clock (`TIME`), and two
+logins in the same millisecond on two nodes are decided one after the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import StoreUnavailable
+from ..presence import Timing, UserPresence
+from ..serial import KeyedLock
+from ..types import SiteKey, UserKey
+from .base import Listener
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("seatguard")
+
+T = TypeVar("T")
+
+_LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+_MAX_ATTEMPTS = 100  # compare-and-set rounds before giving up (contention of many nodes)
+_CACHE_SIZE = 50_000  # snapshots this node wrote last, kept to skip a read
+_INDEX_TTL_MS = 7 * 86400 * 1000  # a site's user index lives this long after its last join
+
+
+def _script(name: str) -> str:
+    return (resources.files("seatguard.store") / "lua" / name).read_text()
+
+
+class RedisStore:
+    """Snapshots in Redis, shared by every node started with the same `--redis-url`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timing: Timing,
+        lease: float = 10.0,
+        timeout: float = 2.0,
+        node_id: str | None = None,
+        prefix: str = "sg",
+    ) -> None:
+        self.node_id = node_id or secrets.token_hex(6)
+        self._url = url
+        self._timing = timing
+        self._lease = lease
+        self._timeout = timeout
+        self._p = prefix
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=64,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
+        self._apply = self._redis.register_script(_script("apply.lua"))
+        self._lease_script = self._redis.register_script(_script("lease.lua"))
+        self._reaped = self._redis.register_script(_script("reaped.lua"))
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(UserPresence)
+        self._cache: dict[UserKey, tuple[bytes, bytes]] = {}  # key -> (token, snapshot)
+        self._indexed: set[UserKey] = set()  # users already in this node's and site's sets
+        self._serial: KeyedLock[UserKey] = KeyedLock()  # one write per user at a time here
+        self._offset = 0.0  # Redis clock minus this machine's
+        self._healthy = True
+        self._listener: Listener | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._down = asyncio.Event()  # set while Redis cannot be reached
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def _user_key(self, key: UserKey) -> str:
+        return f"{self._p}:{{{quote(key[0], safe='')}:{quote(key[1], safe='')}}}:p"
+
+    def _site_users(self, site: SiteKey) -> str:
+        return f"{self._p}:site:{quote(site, safe='')}:users"
+
+    @property
+    def _nodes(self) -> str:
+        return f"{self._p}:{{nodes}}"
+
+    def _node_users(self, node: str) -> str:
+        return f"{self._p}:{{nodes}}:{node}:users"
+
+    def _channel(self, node: str) -> str:
+        return f"{self._p}:n:{node}"
+
+    # --- clock and health ---------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.time() + self._offset
+
+    def _clock(self, seconds: Any, micros: Any) -> None:
+        """Follow the Redis clock from a reply stamped by `TIME` (within a round trip)."""
+        self._offset = int(seconds) + int(micros) / 1e6 - time.time()
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def _lost(self, exc: BaseException) -> StoreUnavailable:
+        if self._healthy:
+            log.warning("Redis cannot be reached (%s); presence decisions wait for it", exc)
+            self._healthy = False
+            self._down.set()
+        self._cache.clear()
+        return StoreUnavailable(f"the presence store cannot be reached: {exc}")
+
+    # --- snapshots ----------------------------------------------------------------------
+
+    async def update(self, key: UserKey, op: Callable[[UserPresence, float], T]) -> T:
+        if not self._healthy:
+            raise StoreUnavailable("the presence store cannot be reached")
+        async with self._serial(key):
+            return await self._update(key, op)
+
+    async def _update(self, key: UserKey, op: Callable[[UserPresence, float], T]) -> T:
+        hkey = self._user_key(key)
+        try:
+            await self._index(key)
+            cached = self._cache.pop(key, None)
+            if cached is None:
+                token, blob = await self._read(hkey)
+            else:
+                token, blob = cached
+            for _ in range(_MAX_ATTEMPTS):
+                up = self._decoder.decode(blob) if blob else UserPresence()
+                now = self.now()
+                up.seq = max(up.seq + 1, int(now * 1_000_000))
+                result = op(up, now)
+                empty = up.is_empty()
+                new_token = secrets.token_hex(8).encode()
+                new_blob = b"" if empty else self._encoder.encode(up)
+                reply = await self._apply(
+                    keys=[hkey], args=[token, new_token, new_blob, self._ttl_ms(up, now)]
+                )
+                self._clock(reply[1], reply[2])
+                if reply[0] == 1:
+                    if empty:
+                        await self._redis.srem(self._site_users(key[0]), key[1])
+                    else:
+                        self._remember(key, new_token, new_blob)
+                    return result
+                token, blob = reply[3], reply[4]
+        except _LINK_ERRORS as exc:
+            raise self._lost(exc) from exc
+        raise StoreUnavailable(f"too many concurrent writes to {key}; try again")
+
+    async def _read(self, hkey: str) -> tuple[bytes, bytes]:
+        token, blob = await self._redis.hmget(hkey, ["t", "d"])
+        return _raw(token), _raw(blob)
+
+    def _remember(self, key: UserKey, token: bytes, blob: bytes) -> None:
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = (token, blob)
+
+    def _ttl_ms(self, up: UserPresence, now: float) -> int:
+        """Long enough that a user with live tabs (synced often) never expires."""
+        t = self._timing
+        ttl = 2 * t.session_timeout + max(t.reload_grace, t.unload_grace) + 60.0
+        for _, until in up.tombstones.values():
+            ttl = max(ttl, until - now)
+        return int(ttl * 1000)
+
+    async def _index(self, key: UserKey) -> None:
+        """Put a user in its site's set and this node's set, once per node."""
+        if key in self._indexed:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(self._site_users(key[0]), key[1])
+            pipe.pexpire(self._site_users(key[0]), _INDEX_TTL_MS)
+            pipe.sadd(self._node_users(self.node_id), _encode_user(key))
+            pipe.pexpire(self._node_users(self.node_id), self._index_ttl_ms)
+            await pipe.execute()
+        if len(self._indexed) > 4 * _CACHE_SIZE:
+            self._indexed.clear()
+        self._indexed.add(key)
+
+    @property
+    def _index_ttl_ms(self) -> int:
+        return int(max(3600.0, 20 * self._lease) * 1000)
+
+    async def read(self, key: UserKey) -> UserPresence:
+        try:
+            _, blob = await self._read(self._user_key(key))
+        except _LINK_ERRORS as exc:
+            raise self._lost(exc) from exc
+        return copy.deepcopy(self._decoder.decode(blob)) if blob else UserPresence()
+
+    async def users(self, site: SiteKey) -> list[UserKey]:
+        try:
+            found = [
+                (site, raw.decode())
+                async for raw in self._redis.sscan_iter(self._site_users(site), count=500)
+            ]
+        except _LINK_ERRORS as exc:
+            raise self._lost(exc) from exc
+        return found
+
+    # --- nodes --------------------------------------------------------------------------
+
+    async def start(self, listener: Listener) -> None:
+        self._listener = listener
+        try:
+            await self._renew(first=True)
+        except _LINK_ERRORS as exc:
+            self._lost(exc)
+        self._tasks = [
+            asyncio.create_task(self._lease_forever(), name="seatguard-lease"),
+            asyncio.create_task(self._notices_forever(), name="seatguard-notices"),
+            asyncio.create_task(self._watch_link(), name="seatguard-redis-link"),
+        ]
+
+    async def publish(self, nodes: Iterable[str], payload: bytes) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for node in nodes:
+                    pipe.publish(self._channel(node), payload)
+                await pipe.execute()
+        except _LINK_ERRORS as exc:
+            self._lost(exc)  # lost notices are repaired by the receivers' resync
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(*_LINK_ERRORS, RedisError):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(self._nodes, self.node_id)
+                pipe.delete(self._node_users(self.node_id))
+                await pipe.execute()
+        await self._redis.aclose()
+
+    async def _renew(self, *, first: bool = False) -> list[str]:
+        """Renew this node's lease; return the nodes whose lease ran out."""
+        lease_ms = int(self._lease * 1000)
+        reply = await self._lease_script(
+            keys=[self._nodes, self._node_users(self.node_id)],
+            args=[self.node_id, lease_ms, self._index_ttl_ms],
+        )
+        self._clock(reply[0], reply[1])
+        if int(reply[2]) == 1 and not first:
+            # Our lease ran out (a long pause or partition): others may have released our
+            # tabs, so index our users again and tell the store what we hold.
+            log.warning("this node's lease had lapsed; resynchronising its tabs")
+            self._indexed.clear()
+            if self._listener is not None:
+                await self._listener.reconnected()
+        return [n.decode() for n in reply[3:] if n.decode() != self.node_id]
+
+    async def _lease_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            if not self._healthy:
+                continue
+            try:
+                for dead in await self._renew():
+                    await self._reap(dead)
+            except _LINK_ERRORS as exc:
+                self._lost(exc)
+            except Exception:
+                log.exception("lease renewal failed; retrying")
+
+    async def _reap(self, dead: str) -> None:
+        """Release a dead node's users, if no other node is doing it."""
+        claim = f"{self._node_users(dead)[: -len(':users')]}:reap"
+        if not await self._redis.set(claim, self.node_id, nx=True, px=60_000):
+            return
+        users: list[UserKey] = []
+        async for raw in self._redis.sscan_iter(self._node_users(dead), count=500):
+            users.append(_decode_user(raw))
+        if users and self._listener is not None:
+            await self._listener.reap(dead, users)
+        await self._reaped(
+            keys=[self._nodes, self._node_users(dead), claim], args=[dead, self.node_id]
+        )
+
+    async def _watch_link(self) -> None:
+        """While Redis cannot be reached, try it twice a second; when back, resync."""
+        while True:
+            await self._down.wait()
+            await asyncio.sleep(0.5)
+            try:
+                await self._redis.ping()
+                await self._renew(first=True)
+            except _LINK_ERRORS:
+                continue
+            log.warning("Redis is reachable again; resynchronising")
+            self._down.clear()
+            self._indexed.clear()
+            self._healthy = True
+            if self._listener is not None:
+                await self._listener.reconnected()
+
+    async def _notices_forever(self) -> None:
+        """Hand notices for this node to the listener; resync after a lost subscription."""
+        client = aioredis.Redis.from_url(
+            self._url, socket_connect_timeout=self._timeout, socket_timeout=None
+        )
+        lost = False
+        try:
+            while True:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                try:
+                    await pubsub.subscribe(self._channel(self.node_id))
+                    if lost and self._listener is not None and self._healthy:
+                        await self._listener.reconnected()  # notices may have been lost
+                    lost = False
+                    idle = 0.0
+                    while True:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is None:
+                            idle += 1.0
+                            if idle >= self._lease / 3:
+                                await pubsub.ping()  # notice a dead link while quiet
+                                idle = 0.0
+                            continue
+                        idle = 0.0
+                        if message.get("type") == "message" and self._listener is not None:
+                            await self._listener.notice(message["data"])
+                except _LINK_ERRORS as exc:
+                    lost = True
+                    self._lost(exc)
+                    await asyncio.sleep(0.5)
+                finally:
+                    with contextlib.suppress(*_LINK_ERRORS, RedisError):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        finally:
+            await client.aclose()
+
+
+def _raw(value: bytes | str | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else value
+
+
+def _encode_user(key: UserKey) -> str:
+    return f"{quote(key[0], safe='')}:{quote(key[1], safe='')}"
+
+
+def _decode_user(raw: bytes) -> UserKey:
+    site, _, user = raw.decode().partition(":")
+    return (unquote(site), unquote(user))
