@@ -298,16 +298,31 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-@contextlib.asynccontextmanager
-async def fresh_postgres_database(server_url: str) -> AsyncIterator[str]:
-    """A new, empty database on the server of `server_url` (its URL), dropped afterwards."""
+async def create_postgres_database(server_url: str) -> str:
+    """A new, empty database on the server of `server_url`; its URL."""
     name = "t_" + secrets.token_hex(6)
     admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield server_url.rsplit("/", 1)[0] + "/" + name
-        finally:
-            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     finally:
         await admin.close()
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_postgres_database(url: str) -> None:
+    server_url, _, name = url.rpartition("/")
+    admin = await asyncpg.connect(server_url + "/postgres")
+    try:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the server of `server_url` (its URL), dropped afterwards."""
+    url = await create_postgres_database(server_url)
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)

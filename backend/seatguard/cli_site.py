@@ -75,6 +75,12 @@ def _site_options(f: F) -> F:
         click.option(
             "--webhook-url", help="Where seat events are posted ('' to stop); a secret is made."
         ),
+        click.option(
+            "--store-failure",
+            type=click.Choice(["open", "closed"]),
+            help="When Redis cannot be reached: 'open' admits newcomers on the node they reach "
+            "and reconciles later (default); 'closed' refuses them with 1013.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -106,6 +112,7 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
         "identity_issuer": "identity_issuer",
         "oidc_issuer": "oidc_issuer",
         "oidc_client_id": "oidc_client_id",
+        "store_failure": "store_failure",
     }
     for option, field in names.items():
         if o[option] is not None:

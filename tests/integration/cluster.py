@@ -1,0 +1,104 @@
+"""Several `seatguard serve` processes sharing one Redis and one PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import (
+    RedisServer,
+    Server,
+    create_postgres_database,
+    drop_postgres_database,
+    scaled,
+    seatguard,
+    start_server,
+)
+
+
+@dataclass
+class Cluster:
+    """N nodes on one Redis and one database; node i serves `nodes[i]`."""
+
+    tmp: Path
+    redis: RedisServer
+    database_url: str
+    env: dict[str, str]
+    nodes: list[Server] = field(default_factory=list)
+
+    def _start(self, index: int) -> Server:
+        home = self.tmp / f"node{index}"
+        home.mkdir(exist_ok=True)
+        return start_server(home, "serve", self.env, db=self.tmp / "unused.db")
+
+    def start_node(self) -> Server:
+        node = self._start(len(self.nodes))
+        self.nodes.append(node)
+        return node
+
+    def restart_node(self, index: int) -> Server:
+        self.nodes[index].stop()
+        self.nodes[index] = self._start(index)
+        return self.nodes[index]
+
+    def kill_node(self, index: int) -> None:
+        """`kill -9`: the node says nothing to anyone."""
+        process = self.nodes[index].process
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def create_site(self, *args: str) -> dict[str, Any]:
+        """A site in the cluster's database."""
+        created: dict[str, Any] = json.loads(
+            seatguard("site", "create", "--db", self.database_url, *args)
+        )
+        return created
+
+    def health(self, index: int) -> dict[str, Any]:
+        with urllib.request.urlopen(self.nodes[index].http + "/healthz", timeout=5) as r:
+            found: dict[str, Any] = json.loads(r.read())
+            return found
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_cluster(
+    tmp: Path,
+    redis: RedisServer,
+    postgres_url: str,
+    server_env: dict[str, str],
+    size: int,
+    **env: str,
+) -> Iterator[Cluster]:
+    """Start `size` nodes on a fresh database of the PostgreSQL server; stop them after."""
+    url = asyncio.run(create_postgres_database(postgres_url))
+    cluster = Cluster(
+        tmp,
+        redis,
+        url,
+        {
+            **server_env,
+            "SEATGUARD_DATABASE_URL": url,
+            "SEATGUARD_REDIS_URL": redis.url,
+            "SEATGUARD_AUDIT_KEY": secrets.token_hex(32),
+            "SEATGUARD_NODE_LEASE": str(scaled(1.5)),
+            "SEATGUARD_REDIS_TIMEOUT": str(scaled(1.0)),
+            **env,
+        },
+    )
+    try:
+        for _ in range(size):
+            cluster.start_node()
+        yield cluster
+    finally:
+        cluster.stop()
+        asyncio.run(drop_postgres_database(url))

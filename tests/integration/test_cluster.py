@@ -1,0 +1,160 @@
+"""Three server processes on one Redis and one PostgreSQL behave as one server.
+
+Every node is a real `seatguard serve` process; the tests reach each one directly, as a
+load balancer without sticky sessions would send browsers anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.conftest import RedisServer, scaled
+from tests.integration.api_client import api
+from tests.integration.client import Browser, Frame, Tab
+from tests.integration.cluster import Cluster, start_cluster
+
+pytestmark = pytest.mark.anyio
+
+ROUNDS = 200  # the issue asks for at least 200 repetitions of each race
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, server_env: dict[str, str]
+) -> Iterator[Cluster]:
+    redis = RedisServer(tmp_path_factory.mktemp("cluster-redis"))
+    redis.start()
+    try:
+        yield from start_cluster(
+            tmp_path_factory.mktemp("cluster"), redis, postgres_url, server_env, 3
+        )
+    finally:
+        redis.stop()
+
+
+@pytest.fixture(scope="module")
+def site(cluster: Cluster) -> dict[str, Any]:
+    return cluster.create_site("--name", "Cluster", "--origin", "*", "--client-settings")
+
+
+def user() -> str:
+    return "user-" + secrets.token_hex(4)
+
+
+async def hello_all_at_once(
+    cluster: Cluster, site: str, browsers: list[Browser], **options: Any
+) -> list[Frame]:
+    """Open one socket per browser, spread over the nodes, then say every hello at once."""
+    tabs: list[Tab] = []
+    for i, browser in enumerate(browsers):
+        node = cluster.nodes[i % len(cluster.nodes)]
+        tabs.append(Tab(await Tab.connect(node.ws), browser, secrets.token_urlsafe(9)))
+
+    async def hello(tab: Tab) -> Frame:
+        b = tab.browser
+        frame = {"t": "hello", "v": 1, "site": site, "user": b.user, "session": b.session,
+                 "tab": tab.tab, "device": b.device, **options}  # fmt: skip
+        if b.fp:
+            frame["fp"] = b.fp
+        await tab.send(frame)
+        return await tab.recv(within=30)
+
+    with anyio.fail_after(scaled(60)):
+        welcomes = await asyncio.gather(*(hello(tab) for tab in tabs))
+    assert all(w["t"] == "welcome" for w in welcomes), welcomes
+    return welcomes
+
+
+async def test_two_hundred_sessions_at_once_over_three_nodes_admit_exactly_one(
+    cluster: Cluster, site: dict[str, Any]
+) -> None:
+    for _ in range(ROUNDS):
+        u = user()
+        welcomes = await hello_all_at_once(
+            cluster, site["key"], [Browser(u) for _ in range(200)], limit=1
+        )
+        states = [w["state"] for w in welcomes]
+        assert states.count("admitted") == 1, states.count("admitted")
+        async with api(cluster.nodes[2], site) as client:
+            seat = (await client.get(f"/users/{u}/seat")).json()
+        assert seat["seats_used"] == 1 and len(seat["blocked"]) == 199
+        await Tab.close_all()
+
+
+async def test_device_limit_three_over_three_nodes_admits_exactly_three_devices(
+    cluster: Cluster, site: dict[str, Any]
+) -> None:
+    for _ in range(ROUNDS):
+        u = user()
+        # 200 browsers on 20 devices (10 browsers each, sharing a fingerprint).
+        fps = [f"fp{secrets.token_hex(4)}" for _ in range(20)]
+        browsers = [Browser(u, fp=fps[i % 20]) for i in range(200)]
+        welcomes = await hello_all_at_once(
+            cluster, site["key"], browsers, mode="device-limit", limit=3
+        )
+        admitted = {
+            b.fp for b, w in zip(browsers, welcomes, strict=True) if w["state"] == "admitted"
+        }
+        assert len(admitted) == 3, admitted
+        for b, w in zip(browsers, welcomes, strict=True):  # every browser of a seated device
+            assert (w["state"] == "admitted") == (b.fp in admitted)
+        await Tab.close_all()
+
+
+async def test_block_unblock_takeover_and_revocation_cross_nodes(
+    cluster: Cluster, site: dict[str, Any]
+) -> None:
+    u, key = user(), site["key"]
+    n1, n2, n3 = cluster.nodes
+    a, wa = await Tab.open(n1.ws, key, Browser(u), policy="evict-oldest")
+    b, wb = await Tab.open(n2.ws, key, Browser(u), policy="evict-oldest")
+    assert (wa["state"], wb["state"]) == ("admitted", "admitted")
+    # B (node 2) evicted A (node 1): node 1 hears of it through Redis.
+    assert await a.recv() == {"t": "block", "reason": "evicted", "takeover": True}
+    await a.send({"t": "takeover"})
+    assert await a.recv() == {"t": "unblock"}
+    assert await b.recv() == {"t": "block", "reason": "taken_over", "takeover": True}
+    # B says goodbye on node 2... after A is revoked from node 3's API.
+    async with api(n3, site) as client:
+        response = await client.delete(f"/users/{u}/sessions/{a.browser.session}")
+        assert response.status_code == 200, response.text
+    code, _, frames = await a.closed()
+    assert code == 4010 and frames[0] == {"t": "revoked", "reason": "revoked"}
+    assert await b.recv() == {"t": "unblock"}
+    # The revoked session cannot come back on any node.
+    for node in cluster.nodes:
+        again = await Tab.connect(node.ws)
+        tab = Tab(again, a.browser, secrets.token_urlsafe(9))
+        await tab.send({"t": "hello", "v": 1, "site": key, "user": u,
+                        "session": a.browser.session, "tab": tab.tab,
+                        "device": a.browser.device})  # fmt: skip
+        code, _, _ = await tab.closed()
+        assert code == 4010
+
+
+async def test_a_waiting_browser_is_unblocked_when_the_holder_leaves_another_node(
+    cluster: Cluster, site: dict[str, Any]
+) -> None:
+    u, key = user(), site["key"]
+    holder, _ = await Tab.open(cluster.nodes[0].ws, key, Browser(u))
+    waiters = [await Tab.open(node.ws, key, Browser(u)) for node in cluster.nodes[1:]]
+    assert [w["state"] for _, w in waiters] == ["blocked", "blocked"]
+    assert await holder.bye("close") == 1000
+    # First come, first served, across nodes: the waiter on node 2 joined first.
+    assert await waiters[0][0].recv() == {"t": "unblock"}
+    await waiters[1][0].expect_nothing(0.5)
+
+
+async def test_every_node_reports_its_health(cluster: Cluster) -> None:
+    nodes = set()
+    for i in range(3):
+        health = cluster.health(i)
+        assert health["status"] == "ok" and health["store"] == {"kind": "redis", "reachable": True}
+        nodes.add(health["node"])
+    assert len(nodes) == 3
