@@ -1,9 +1,11 @@
 """One server process: applies presence operations to the store and tells the tabs.
 
-The node is the thin I/O layer around the pure core. For each user it runs one operation
-at a time (`_change`): the store applies it atomically to the user's snapshot, the node
-writes down what happened (audit trail, webhooks), tells the tabs whose sockets it holds,
-and sends a notice to the other nodes holding tabs of that user.
+The node is the thin I/O layer around the pure core. Every change goes through `_change`:
+the store applies the operation atomically to the user's snapshot (a shared store batches
+one user's concurrent operations into one write), then, one operation of that user at a
+time and in the store's order, the node writes down what happened (audit trail,
+webhooks), tells the tabs whose sockets it holds, and sends a notice to the other nodes
+holding tabs of that user.
 
 Heartbeats stay in the node: a frame only stamps its tab. The node writes its tabs' last
 frames to the store in batches (`sync`), soon enough for the session timeout and the idle
@@ -123,7 +125,7 @@ class Node:
         self.timing = settings.timing
         self._tabs: dict[UserKey, dict[SessionId, dict[TabId, Tab]]] = {}
         self._sites: dict[str, tuple[Site | None, float]] = {}
-        # One operation at a time per user on this node, so notices leave in order.
+        # What one user's operations changed is recorded and told one at a time, in order.
         self._serial: KeyedLock[UserKey] = KeyedLock()
         self._watch: Deadlines[UserKey] = Deadlines()  # next expiry check of each user
         self._flush: Deadlines[UserKey] = Deadlines()  # when each user's tabs are synced
@@ -167,22 +169,24 @@ class Node:
         `applied(result, seq)` runs as soon as the store has applied it, before any other
         news of this user can be handled; `skip` is a tab that learns its state otherwise.
         """
+        store = self._fallback if key in self._degraded else self.store
+        timing = self.timing
+
+        def run(
+            up: UserPresence, now: float
+        ) -> tuple[Outcome, T, Rules, int, float, set[str], float | None]:
+            nodes = up.nodes()
+            outcome, result = op(up, now)
+            nodes |= up.nodes()
+            return outcome, result, up.rules, up.seq, now, nodes, next_deadline(up, timing)
+
+        outcome, result, rules, seq, now, nodes, deadline = await store.update(key, run)
+        if applied is not None:
+            applied(result, seq)
+        if deadline is not None:
+            self._watch.set_earlier(key, deadline)
+        # Operations of one user leave the store in seq order and are told in that order.
         async with self._serial(key):
-            store = self._fallback if key in self._degraded else self.store
-            timing = self.timing
-
-            def run(
-                up: UserPresence, now: float
-            ) -> tuple[Outcome, T, Rules, int, float, set[str], float | None]:
-                nodes = up.nodes()
-                outcome, result = op(up, now)
-                nodes |= up.nodes()
-                return outcome, result, up.rules, up.seq, now, nodes, next_deadline(up, timing)
-
-            outcome, result, rules, seq, now, nodes, deadline = await store.update(key, run)
-            if applied is not None:
-                applied(result, seq)
-            self._watch.set(key, deadline)
             if self.recorder is not None:
                 await self.recorder.record(key, outcome, now)
             await self._tell(key, outcome, seq, rules.takeover, skip)
@@ -190,7 +194,7 @@ class Node:
             if nodes and store is self.store and _is_news(outcome):
                 notice = Notice(key[0], key[1], seq, rules.takeover, outcome)
                 await self.store.publish(nodes, encode_notice(notice))
-            return result, _Applied(outcome, rules, seq, now)
+        return result, _Applied(outcome, rules, seq, now)
 
     # --- tabs ---------------------------------------------------------------------------
 

@@ -42,7 +42,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import StoreUnavailable
 from ..presence import Timing, UserPresence
-from ..serial import KeyedLock
 from ..types import SiteKey, UserKey
 from .base import Listener
 
@@ -96,7 +95,8 @@ class RedisStore:
         self._decoder = msgspec.msgpack.Decoder(UserPresence)
         self._cache: dict[UserKey, tuple[bytes, bytes]] = {}  # key -> (token, snapshot)
         self._indexed: set[UserKey] = set()  # users already in this node's and site's sets
-        self._serial: KeyedLock[UserKey] = KeyedLock()  # one write per user at a time here
+        self._pending: dict[UserKey, list[_Queued]] = {}  # operations waiting for a write
+        self._draining: dict[UserKey, asyncio.Task[None]] = {}  # users being written
         self._offset = 0.0  # Redis clock minus this machine's
         self._healthy = True
         self._listener: Listener | None = None
@@ -147,23 +147,46 @@ class RedisStore:
     async def update(self, key: UserKey, op: Callable[[UserPresence, float], T]) -> T:
         if not self._healthy:
             raise StoreUnavailable("the presence store cannot be reached")
-        async with self._serial(key):
-            return await self._update(key, op)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(key, []).append((op, future))
+        if key not in self._draining:
+            task = asyncio.create_task(self._drain(key))
+            self._draining[key] = task
+        result: T = await future
+        return result
 
-    async def _update(self, key: UserKey, op: Callable[[UserPresence, float], T]) -> T:
+    async def _drain(self, key: UserKey) -> None:
+        """Write the user's queued operations, a batch per round trip, until none is left."""
+        try:
+            while batch := self._pending.pop(key, None):
+                await self._commit(key, batch)
+        finally:
+            del self._draining[key]
+
+    async def _commit(self, key: UserKey, batch: list[_Queued]) -> None:
+        """Run a batch of operations in order on one snapshot and write it in one go.
+
+        Operations queued while a write is under way form the next batch, so a node sends
+        one compare-and-set per user at a time whatever its load: racing nodes each win
+        a whole batch per round, and no operation waits behind another node's queue.
+        """
         hkey = self._user_key(key)
         try:
             await self._index(key)
             cached = self._cache.pop(key, None)
-            if cached is None:
-                token, blob = await self._read(hkey)
-            else:
-                token, blob = cached
+            token, blob = cached if cached is not None else await self._read(hkey)
             for _ in range(_MAX_ATTEMPTS):
                 up = self._decoder.decode(blob) if blob else UserPresence()
                 now = self.now()
-                up.seq = max(up.seq + 1, int(now * 1_000_000))
-                result = op(up, now)
+                results, failed = _run_batch(up, batch, now)
+                if failed:  # an operation raised: it gets its error, the others run again
+                    batch = [q for q in batch if q[1] not in failed]
+                    for future, exc in failed.items():
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not batch:
+                        return
+                    continue
                 empty = up.is_empty()
                 new_token = secrets.token_hex(8).encode()
                 new_blob = b"" if empty else self._encoder.encode(up)
@@ -176,11 +199,17 @@ class RedisStore:
                         await self._redis.srem(self._site_users(key[0]), key[1])
                     else:
                         self._remember(key, new_token, new_blob)
-                    return result
+                    for (_, future), result in zip(batch, results, strict=True):
+                        if not future.done():
+                            future.set_result(result)
+                    return
                 token, blob = reply[3], reply[4]
+            error = StoreUnavailable(f"too many concurrent writes to {key}; try again")
         except _LINK_ERRORS as exc:
-            raise self._lost(exc) from exc
-        raise StoreUnavailable(f"too many concurrent writes to {key}; try again")
+            error = self._lost(exc)
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
     async def _read(self, hkey: str) -> tuple[bytes, bytes]:
         token, blob = await self._redis.hmget(hkey, ["t", "d"])
@@ -366,6 +395,25 @@ class RedisStore:
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
         finally:
             await client.aclose()
+
+
+_Queued = tuple[Callable[[UserPresence, float], Any], "asyncio.Future[Any]"]
+
+
+def _run_batch(
+    up: UserPresence, batch: list[_Queued], now: float
+) -> tuple[list[Any], dict[asyncio.Future[Any], BaseException]]:
+    """Run queued operations in order on one snapshot; collect results or the failures."""
+    results: list[Any] = []
+    failed: dict[asyncio.Future[Any], BaseException] = {}
+    for op, future in batch:
+        up.seq = max(up.seq + 1, int(now * 1_000_000))
+        try:
+            results.append(op(up, now))
+        except Exception as exc:
+            failed[future] = exc
+            break  # the snapshot may be half changed: run the rest again without it
+    return results, failed
 
 
 def _raw(value: bytes | str | None) -> bytes:
