@@ -57,8 +57,8 @@ export class Connection {
       const frame = this._owner._hello();
       // A Promise while the site's token function runs: say hello if this socket is still the
       // current one. If the function fails, the welcome watchdog drops the socket and retries.
-      if (frame.then) frame.then((ready) => ws === this.ws && this.send(ready), console.error);
-      else this.send(frame);
+      if (frame.then) frame.then((ready) => ws === this.ws && this._write(ready), console.error);
+      else this._write(frame);
     };
     ws.onmessage = (event) => this._receive(event.data);
     // No handler needed for `error`: a `close` event always follows it.
@@ -66,8 +66,16 @@ export class Connection {
     this._watchdog.start(WELCOME_TIMEOUT_MS, () => this._end(ABNORMAL));
   }
 
-  /** Sends one frame if the socket is open; returns whether it went out. */
+  /**
+   * Sends one frame if the server has welcomed this socket; returns whether it went out.
+   * Before `welcome` nothing but hello may go out (the server would close with 4001).
+   */
   send(frame) {
+    return this.ready && this._write(frame);
+  }
+
+  // Writes one frame if the socket is open (hello, before `welcome`); returns whether it did.
+  _write(frame) {
     const open = this.ws?.readyState === OPEN;
     if (open) this.ws.send(encode(frame));
     return open;
@@ -125,7 +133,7 @@ export class Connection {
 
   /** Stops for good (until `resume()`): sends `frame` first if the server has welcomed us. */
   stop(frame) {
-    if (frame && this.ready) this.send(frame);
+    if (frame) this.send(frame);
     this._retry.stop();
     this._teardown();
   }

@@ -1,7 +1,7 @@
 // The public client: states, seat events, logout, destroy and the page lifecycle.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, fakeWindow } from './fakes.js';
+import { setup, fakeWindow, flush } from './fakes.js';
 import { canMove } from '../src/client.js';
 import { STATE } from '../src/constants.js';
 
@@ -118,6 +118,33 @@ test('logout while disconnected reconnects at once and logs out after welcome', 
   assert.equal(client.state, 'ended');
   clock.tick(60000);
   assert.equal(WebSocket.sockets.length, 2);
+});
+
+test('logout while the token function runs waits for hello and welcome, then goes out', async () => {
+  let give;
+  const token = () => new Promise((resolve) => (give = resolve));
+  const { socket, client } = setup({ options: { token } });
+  socket().open();
+  client.logout();
+  assert.deepEqual(socket().sent, [], 'nothing goes out before hello');
+  give('jwt');
+  await flush();
+  assert.deepEqual(socket().sent.map((f) => f.t), ['hello'], 'nor before welcome');
+  socket().welcome();
+  assert.deepEqual(socket().sent.map((f) => f.t), ['hello', 'logout']);
+});
+
+test('a logout asked for on a socket that is never welcomed goes out after the next welcome', () => {
+  const { socket, clock, WebSocket, client } = setup();
+  const first = socket();
+  first.open();
+  client.logout();
+  first.drop(1006);
+  clock.tick(Math.max(...clock.pending));
+  assert.equal(WebSocket.sockets.length, 2);
+  socket().welcome();
+  assert.deepEqual(first.sent.map((f) => f.t), ['hello']);
+  assert.deepEqual(socket().sent.map((f) => f.t), ['hello', 'logout']);
 });
 
 test('ended starts a new browser session id for the next load', () => {

@@ -1,7 +1,7 @@
 // The socket life of a client: hello, heartbeats and acks, dead sockets, reconnects and close codes.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, fakeWindow, MemoryStorage } from './fakes.js';
+import { setup, fakeWindow, MemoryStorage, flush } from './fakes.js';
 import { LATER_MS } from '../src/backoff.js';
 import { WELCOME_TIMEOUT_MS } from '../src/connection.js';
 
@@ -29,9 +29,6 @@ test('hello without mode, limit and policy leaves them out', () => {
   socket().open();
   assert.deepEqual(Object.keys(socket().sent[0]).sort(), ['device', 'fp', 'session', 'site', 't', 'tab', 'user', 'v']);
 });
-
-// Lets pending promise callbacks run (an async token function).
-const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 test('hello carries a token string, org and role; user only when a userId was given', () => {
   const withUser = setup({ options: { token: 'jwt.a.b', org: 'acme', role: 'staff' } });

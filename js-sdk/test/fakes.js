@@ -75,9 +75,9 @@ export function fakeWebSocket() {
       this.onclose?.({ code });
     }
 
-    /** Opens the socket and answers hello with a welcome. */
+    /** Opens the socket (unless open already) and answers hello with a welcome. */
     welcome(extra = {}) {
-      this.open();
+      if (this.readyState !== 1) this.open();
       this.push({ t: 'welcome', v: 1, session: 's', state: 'admitted', reason: null, hb: 1000, mode: 'concurrence', limit: 1, policy: 'block-new', takeover: false, ...extra });
     }
 
@@ -137,6 +137,9 @@ export function fakeWindow({ navigation = false, navigator = {}, screen = {} } =
   if (navigation) win.navigation = new CountingTarget();
   return win;
 }
+
+/** Lets pending promise callbacks run (async token functions, site checks). */
+export const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 /** A deterministic uniform random source (mulberry32). */
 export function seeded(seed = 1) {

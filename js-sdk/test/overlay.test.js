@@ -5,7 +5,7 @@ import { Window } from 'happy-dom';
 import { createOverlay, OVERLAY_ID } from '../src/overlay.js';
 import { TEXTS, pickLanguage, textsFor, format } from '../src/texts.js';
 import { Client } from '../src/client.js';
-import { FakeClock, MemoryStorage, fakeWebSocket, seeded } from './fakes.js';
+import { FakeClock, MemoryStorage, fakeWebSocket, flush, seeded } from './fakes.js';
 
 // A page with content, a focused Play button and an element that was already inert.
 function page() {
@@ -260,9 +260,6 @@ test('a block that arrives before <body> exists is drawn once the document is pa
   late.doc.dispatchEvent(new late.win.Event('DOMContentLoaded'));
   assert.equal(late.doc.getElementById(OVERLAY_ID), null);
 });
-
-// Lets pending promise callbacks run (takeOver awaits the site's check before sending).
-const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 test('every language has every text, none empty, with the same placeholders as English', () => {
   // Translations are lists in the order of the English keys: a shifted list shows up here.
