@@ -52,7 +52,15 @@ export class Connection {
   connect() {
     this._retry.stop();
     this._teardown();
-    const ws = (this.ws = new this._world.WebSocket(this._url));
+    let ws;
+    try {
+      ws = this.ws = new this._world.WebSocket(this._url);
+    } catch (error) {
+      // The constructor throws instead of closing (a blocked port, mixed content, a document
+      // being torn down): retry as after an abnormal close, with backoff.
+      console.error(error);
+      return this._end(ABNORMAL);
+    }
     ws.onopen = () => {
       const frame = this._owner._hello();
       // A Promise while the site's token function runs: say hello if this socket is still the

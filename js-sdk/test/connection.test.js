@@ -1,7 +1,7 @@
 // The socket life of a client: hello, heartbeats and acks, dead sockets, reconnects and close codes.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, fakeWindow, MemoryStorage, flush } from './fakes.js';
+import { setup, fakeWindow, fakeWebSocket, MemoryStorage, flush } from './fakes.js';
 import { LATER_MS } from '../src/backoff.js';
 import { WELCOME_TIMEOUT_MS } from '../src/connection.js';
 
@@ -234,6 +234,39 @@ test('reconnect backoff grows with failed attempts and resets after welcome', ()
   socket().drop(1006);
   assert.equal(Math.max(...clock.pending), 499);
   assert.equal(WebSocket.sockets.length, 5);
+});
+
+test('a WebSocket constructor that throws in the retry timer: reconnecting goes on with backoff', (t) => {
+  t.mock.method(console, 'error', () => {});
+  const { socket, clock, WebSocket, client } = setup({ random: () => 0.999 });
+  socket().welcome();
+  socket().drop(1006);
+  WebSocket.refuse = 3;
+  const waits = [];
+  for (let i = 0; i < 4; i++) {
+    waits.push(Math.max(...clock.pending));
+    clock.tick(waits.at(-1));
+  }
+  // Three constructions threw (each one a failed attempt), the fourth made a socket.
+  assert.deepEqual(waits, [499, 999, 1998, 3996]);
+  assert.equal(console.error.mock.callCount(), 3);
+  assert.equal(WebSocket.sockets.length, 2);
+  assert.equal(client.state, 'reconnecting');
+  socket().welcome();
+  assert.equal(client.state, 'admitted');
+});
+
+test('a WebSocket constructor that throws on the first connect: the client retries', (t) => {
+  t.mock.method(console, 'error', () => {});
+  const WebSocket = fakeWebSocket();
+  WebSocket.refuse = 1;
+  const { socket, clock, client } = setup({ WebSocket, random: () => 0 });
+  assert.equal(client.state, 'reconnecting');
+  assert.equal(WebSocket.sockets.length, 0);
+  clock.tick(0);
+  assert.equal(WebSocket.sockets.length, 1);
+  socket().welcome();
+  assert.equal(client.state, 'admitted');
 });
 
 for (const code of [1012, 1013]) {

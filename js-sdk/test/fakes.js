@@ -43,6 +43,11 @@ export class FakeClock {
 export function fakeWebSocket() {
   class FakeWebSocket {
     constructor(url) {
+      // The next `refuse` constructions throw, as browsers do for a blocked port.
+      if (FakeWebSocket.refuse > 0) {
+        FakeWebSocket.refuse--;
+        throw new DOMException('The port is blocked', 'SecurityError');
+      }
       this.url = url;
       this.readyState = 0;
       this.sent = [];
@@ -86,6 +91,7 @@ export function fakeWebSocket() {
     }
   }
   FakeWebSocket.sockets = [];
+  FakeWebSocket.refuse = 0;
   return FakeWebSocket;
 }
 
@@ -152,9 +158,8 @@ export function seeded(seed = 1) {
 }
 
 /** A client on fakes; returns everything a test needs to drive it. */
-export function setup({ options = {}, local = new MemoryStorage(), session = new MemoryStorage(), window, random = seeded() } = {}) {
+export function setup({ options = {}, local = new MemoryStorage(), session = new MemoryStorage(), window, random = seeded(), WebSocket = fakeWebSocket() } = {}) {
   const clock = new FakeClock();
-  const WebSocket = fakeWebSocket();
   const win = window || fakeWindow();
   const client = new Client(
     { site: 'pk_test', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', overlay: false, ...options },
