@@ -94,12 +94,14 @@ export class Connection {
     if (!frame) return;
     if (frame.t === 'welcome') {
       this.ready = true;
-      this._attempt = 0;
       this._watchdog.stop();
       this._interval = frame.hb > 0 ? frame.hb : DEFAULT_HB_MS;
       this._beat.start(this._interval, () => this._tick());
     } else if (frame.t === 'ack' && frame.ref === this._pending) {
       this._pending = null;
+      // An answered heartbeat proves the socket stable: the next drop starts a fresh backoff.
+      // (Not `welcome`: a server that welcomes and then closes would be retried at full speed.)
+      this._attempt = 0;
     }
     this._owner._frame(frame);
   }

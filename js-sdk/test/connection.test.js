@@ -220,7 +220,7 @@ for (const code of [1006, 4008, 1001, 1011]) {
   });
 }
 
-test('reconnect backoff grows with failed attempts and resets after welcome', () => {
+test('reconnect backoff grows with failed attempts and resets after an acknowledged heartbeat', () => {
   const { socket, clock, WebSocket } = setup({ random: () => 0.999 });
   socket().welcome();
   const waits = [];
@@ -230,10 +230,30 @@ test('reconnect backoff grows with failed attempts and resets after welcome', ()
     clock.tick(waits.at(-1));
   }
   assert.deepEqual(waits, [499, 999, 1998, 3996]);
-  socket().welcome();
+  socket().welcome({ hb: 1000 });
+  clock.tick(1000);
+  socket().push({ t: 'ack', ref: 0 });
   socket().drop(1006);
   assert.equal(Math.max(...clock.pending), 499);
   assert.equal(WebSocket.sockets.length, 5);
+});
+
+test('a server that welcomes and closes at once is retried with a growing backoff', () => {
+  const { socket, clock, WebSocket } = setup({ random: () => 0.999 });
+  const waits = [];
+  for (let i = 0; i < 7; i++) {
+    socket().welcome({ hb: 1000 });
+    clock.tick(999); // up for almost a heartbeat, none sent yet
+    socket().drop(1011);
+    waits.push(Math.max(...clock.pending));
+    clock.tick(waits.at(-1));
+  }
+  assert.deepEqual(waits, [499, 999, 1998, 3996, 7992, 14985, 14985]);
+  // Nor does an unanswered heartbeat count: the watchdog's drop goes on with the backoff.
+  socket().welcome({ hb: 1000 });
+  clock.tick(2000);
+  assert.equal(Math.max(...clock.pending), 14985);
+  assert.equal(WebSocket.sockets.length, 8);
 });
 
 test('a WebSocket constructor that throws in the retry timer: reconnecting goes on with backoff', (t) => {
