@@ -68,7 +68,7 @@ export class Client {
     };
     this._texts = textsFor(options.lang, win.navigator?.languages, options.texts);
     this._overlay = options.overlay === false || !doc ? NO_OVERLAY : createOverlay(doc, () => this.takeOver());
-    this._activity = watchActivity(win, timers.now);
+    this._activity = watchActivity(win, timers.now, () => this._conn.input());
     this._unwatch = watchLifecycle(win, doc, this, timers);
     this._conn = new Connection(options.endpoint, { WebSocket: world.WebSocket || win.WebSocket, timers, random }, this);
     this._conn.connect();

@@ -157,6 +157,94 @@ test('mouse moves count as activity, throttled', () => {
   assert.equal(socket().last.active, true);
 });
 
+// The frames of `ws` after hello, as 'hb <ref> <active>' strings.
+const beats = (ws) => ws.sent.filter((f) => f.t === 'hb').map((f) => `hb ${f.ref} ${f.active}`);
+
+test('welcome activity: user input reports at once when no heartbeat said active for that long', () => {
+  const { socket, clock, win } = setup();
+  const key = () => win.dispatchEvent(new Event('keydown'));
+  socket().welcome({ hb: 25000, activity: 5000 });
+  clock.tick(100);
+  key(); // nothing reported on this socket yet: now
+  assert.deepEqual(beats(socket()), ['hb 0 true']);
+  socket().push({ t: 'ack', ref: 0 });
+  clock.tick(4999);
+  key(); // 4.999 s after the last report: it waits
+  assert.deepEqual(beats(socket()), ['hb 0 true']);
+  clock.tick(1);
+  key(); // 5 s: reported
+  assert.deepEqual(beats(socket()), ['hb 0 true', 'hb 1 true']);
+  socket().push({ t: 'ack', ref: 1 });
+  // The regular heartbeat is due one interval after the last one, whatever sent it.
+  clock.tick(24999);
+  assert.equal(beats(socket()).length, 2);
+  clock.tick(1);
+  assert.deepEqual(beats(socket()).at(-1), 'hb 2 false');
+});
+
+test('activity while a heartbeat is unacknowledged goes out right after its ack', () => {
+  const { socket, clock, win } = setup();
+  socket().welcome({ hb: 10000, activity: 3000 });
+  clock.tick(10000); // regular heartbeat, no input yet
+  assert.deepEqual(beats(socket()), ['hb 0 false']);
+  win.dispatchEvent(new Event('pointerdown'));
+  assert.deepEqual(beats(socket()), ['hb 0 false'], 'one heartbeat in flight at a time');
+  clock.tick(500);
+  socket().push({ t: 'ack', ref: 0 });
+  assert.deepEqual(beats(socket()), ['hb 0 false', 'hb 1 true']);
+  socket().push({ t: 'ack', ref: 1 });
+  clock.tick(9999);
+  assert.equal(beats(socket()).length, 2);
+  clock.tick(1);
+  assert.equal(beats(socket()).length, 3);
+});
+
+test('a regular heartbeat that carried activity counts as a report', () => {
+  const { socket, clock, win } = setup();
+  const key = () => win.dispatchEvent(new Event('keydown'));
+  const ack = () => socket().push({ t: 'ack', ref: socket().last.ref });
+  socket().welcome({ hb: 4000, activity: 5000 });
+  key(); // t=0: reported at once
+  ack();
+  clock.tick(3000);
+  key(); // t=3000: 3 s after the report, it waits for the heartbeat
+  clock.tick(1000); // t=4000: the regular heartbeat says active
+  ack();
+  clock.tick(4000); // t=8000: nothing since
+  ack();
+  clock.tick(999);
+  key(); // t=8999: 4.999 s after the regular heartbeat that said active
+  assert.deepEqual(beats(socket()), ['hb 0 true', 'hb 1 true', 'hb 2 false']);
+  clock.tick(1);
+  key(); // t=9000
+  assert.deepEqual(beats(socket()), ['hb 0 true', 'hb 1 true', 'hb 2 false', 'hb 3 true']);
+});
+
+test('without welcome activity (absent or 0), or before welcome, input waits for the heartbeat', () => {
+  for (const extra of [{}, { activity: 0 }]) {
+    const { socket, clock, win } = setup();
+    socket().open();
+    win.dispatchEvent(new Event('keydown'));
+    assert.deepEqual(socket().sent.map((f) => f.t), ['hello']);
+    socket().welcome({ hb: 1000, ...extra });
+    win.dispatchEvent(new Event('keydown'));
+    assert.deepEqual(beats(socket()), []);
+    clock.tick(1000);
+    assert.deepEqual(beats(socket()), ['hb 0 true']);
+  }
+});
+
+test('after a reconnect the first input is reported on the new socket', () => {
+  const { socket, clock, win } = setup({ random: () => 0 });
+  socket().welcome({ hb: 25000, activity: 5000 });
+  win.dispatchEvent(new Event('keydown'));
+  socket().drop(1006);
+  clock.tick(0);
+  socket().welcome({ hb: 25000, activity: 5000 });
+  win.dispatchEvent(new Event('keydown'));
+  assert.deepEqual(beats(socket()), ['hb 1 true']);
+});
+
 test('heartbeats go on while the tab is hidden', () => {
   const { socket, clock, win } = setup();
   socket().welcome({ hb: 1000 });
