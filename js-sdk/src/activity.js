@@ -4,20 +4,22 @@ const INPUTS = ['pointerdown', 'keydown', 'wheel', 'scroll', 'touchstart'];
 const OPTIONS = { capture: true, passive: true };
 
 /**
- * Listens for user input on `win`; `take()` tells whether there was any since the last call.
- * `mousemove` is counted at most once per `throttle` ms.
+ * Listens for user input on `win`, calling `onInput()` for each one counted; `take()` tells
+ * whether there was any since the last call. `mousemove` is counted at most once per
+ * `throttle` ms.
  */
-export function watchActivity(win, now, throttle = 1000) {
+export function watchActivity(win, now, onInput, throttle = 1000) {
   let active = false;
   let lastMove = -Infinity;
   const mark = () => {
     active = true;
+    onInput();
   };
   const move = () => {
     const t = now();
     if (t - lastMove < throttle) return;
     lastMove = t;
-    active = true;
+    mark();
   };
   for (const type of INPUTS) win.addEventListener(type, mark, OPTIONS);
   win.addEventListener('mousemove', move, OPTIONS);

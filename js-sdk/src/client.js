@@ -68,8 +68,8 @@ export class Client {
     };
     this._texts = textsFor(options.lang, win.navigator?.languages, options.texts);
     this._overlay = options.overlay === false || !doc ? NO_OVERLAY : createOverlay(doc, () => this.takeOver());
-    this._activity = watchActivity(win, timers.now);
-    this._unwatch = watchLifecycle(win, doc, this);
+    this._activity = watchActivity(win, timers.now, () => this._conn.input());
+    this._unwatch = watchLifecycle(win, doc, this, timers);
     this._conn = new Connection(options.endpoint, { WebSocket: world.WebSocket || win.WebSocket, timers, random }, this);
     this._conn.connect();
   }
@@ -91,29 +91,28 @@ export class Client {
   logout() {
     if (!live(this.state)) return;
     this._loggingOut = true;
-    // Not connected: connect now, and `welcome` sends the logout.
+    // Not welcomed yet (or not connected: connect now): the next `welcome` sends the logout.
     if (!this._conn.send(logout())) this._conn.resume();
   }
 
   /**
-   * Takes a seat for this browser ("use here"), only while blocked where the rules allow it:
-   * runs the site's `onChallenge` first, if given, then asks the server, which blocks another
-   * browser instead. Resolves true once this browser holds a seat, false when the check
-   * declined, the server denied it or the client stopped. While one is in flight, calls get
-   * the same Promise.
+   * Takes a seat for this browser ("use here"), only while blocked (or reconnecting after a
+   * block) where the rules allow it: runs the site's `onChallenge` first, if given, then asks
+   * the server, which blocks another browser instead; while reconnecting, right after the next
+   * `welcome`. Resolves true once this browser holds a seat, false when the check declined,
+   * the rules no longer allow it, the server denied it or the client stopped. While one is in
+   * flight, calls get the same Promise.
    */
   takeOver() {
     if (this._taking) return this._taking;
-    const allowed = () => this.state === 'blocked' && this._why.takeover;
+    const allowed = () => live(this.state) && this._why?.takeover;
     const check = this._onChallenge;
     const taking = (this._taking = new Promise((done) => (this._done = done)));
     new Promise((ok) => ok(allowed() && (!check || check({ ...this._why }))))
       .catch(() => false)
       .then((ok) => {
-        // Settled meanwhile (unblocked, denied, stopped)? Else ask, if still blocked and allowed.
-        if (this._taking !== taking) return;
-        if (ok && allowed() && this._conn.send(takeover())) this._asked = true;
-        else this._settle(false);
+        // Settled meanwhile (unblocked, denied, stopped)? Else ask, if still allowed.
+        if (this._taking === taking) this._ask(ok && allowed());
       });
     return taking;
   }
@@ -130,10 +129,18 @@ export class Client {
     this._handlers = {};
   }
 
+  // Sends the confirmed take-over if `ok`, else ends it with false. Not welcomed yet: it is
+  // held (`_held`) and the next `welcome` sends it if that still allows it.
+  _ask(ok) {
+    if (!ok) return this._settle(false);
+    this._asked = this._conn.send(takeover());
+    this._held = !this._asked;
+  }
+
   // Ends the take-over in flight, if any, with `won` (a settled Promise ignores it).
   _settle(won) {
     this._taking = null;
-    this._asked = false;
+    this._asked = this._held = false;
     this._done?.(won);
   }
 
@@ -236,12 +243,13 @@ export class Client {
     if (t === 'welcome') {
       this.rules = rulesOf(frame);
       this._error = null;
-      // A logout asked for while disconnected goes out as soon as the server listens.
+      // A logout asked for before this welcome goes out as soon as the server listens.
       if (this._loggingOut) this._conn.send(logout());
       else if (frame.state === 'blocked') {
         // A take-over sent on the old socket did not happen (else this would be admitted).
         if (this._asked) this._settle(false);
         this._block(frame.reason, frame.takeover);
+        if (this._held) this._ask(this._why.takeover);
       } else this._admit();
     } else if (t === 'block') this._block(frame.reason, frame.takeover);
     else if (t === 'unblock') this._admit();

@@ -1,5 +1,6 @@
-// One WebSocket at a time, Phoenix-style: hello on open, heartbeats with an ack watchdog,
-// reconnects with full-jitter backoff after the close codes that allow it.
+// One WebSocket at a time, Phoenix-style: hello on open, heartbeats with an ack watchdog (and
+// early ones for user input when the server asks), reconnects with full-jitter backoff after
+// the close codes that allow it.
 import { RETRY, RETRY_LATER } from './constants.js';
 import { BASE_MS, CAP_MS, LATER_MS, delay } from './backoff.js';
 import { decode, encode, heartbeat } from './protocol.js';
@@ -52,13 +53,21 @@ export class Connection {
   connect() {
     this._retry.stop();
     this._teardown();
-    const ws = (this.ws = new this._world.WebSocket(this._url));
+    let ws;
+    try {
+      ws = this.ws = new this._world.WebSocket(this._url);
+    } catch (error) {
+      // The constructor throws instead of closing (a blocked port, mixed content, a document
+      // being torn down): retry as after an abnormal close, with backoff.
+      console.error(error);
+      return this._end(ABNORMAL);
+    }
     ws.onopen = () => {
       const frame = this._owner._hello();
       // A Promise while the site's token function runs: say hello if this socket is still the
       // current one. If the function fails, the welcome watchdog drops the socket and retries.
-      if (frame.then) frame.then((ready) => ws === this.ws && this.send(ready), console.error);
-      else this.send(frame);
+      if (frame.then) frame.then((ready) => ws === this.ws && this._write(ready), console.error);
+      else this._write(frame);
     };
     ws.onmessage = (event) => this._receive(event.data);
     // No handler needed for `error`: a `close` event always follows it.
@@ -66,8 +75,16 @@ export class Connection {
     this._watchdog.start(WELCOME_TIMEOUT_MS, () => this._end(ABNORMAL));
   }
 
-  /** Sends one frame if the socket is open; returns whether it went out. */
+  /**
+   * Sends one frame if the server has welcomed this socket; returns whether it went out.
+   * Before `welcome` nothing but hello may go out (the server would close with 4001).
+   */
   send(frame) {
+    return this.ready && this._write(frame);
+  }
+
+  // Writes one frame if the socket is open (hello, before `welcome`); returns whether it did.
+  _write(frame) {
     const open = this.ws?.readyState === OPEN;
     if (open) this.ws.send(encode(frame));
     return open;
@@ -78,22 +95,47 @@ export class Connection {
     if (!frame) return;
     if (frame.t === 'welcome') {
       this.ready = true;
-      this._attempt = 0;
       this._watchdog.stop();
       this._interval = frame.hb > 0 ? frame.hb : DEFAULT_HB_MS;
+      // Report user input at least this often (0: the regular heartbeats suffice).
+      this._activityMs = frame.activity > 0 ? frame.activity : 0;
       this._beat.start(this._interval, () => this._tick());
     } else if (frame.t === 'ack' && frame.ref === this._pending) {
       this._pending = null;
+      // An answered heartbeat proves the socket stable: the next drop starts a fresh backoff.
+      // (Not `welcome`: a server that welcomes and then closes would be retried at full speed.)
+      this._attempt = 0;
+      if (this._due) this._beatNow();
     }
     this._owner._frame(frame);
+  }
+
+  /**
+   * User input in this tab. Where `welcome` asked for `activity` and no heartbeat has said
+   * `active` for that long, a heartbeat goes out now (or, one being unacknowledged, right
+   * after its ack), so a short idle timeout on the server never expires an active user.
+   */
+  input() {
+    const ms = this._activityMs;
+    if (!this.ready || !ms || this._world.timers.now() - this._reported < ms) return;
+    if (this._pending === null) this._beatNow();
+    else this._due = true;
   }
 
   // Sends the next heartbeat, unless the previous one was never acknowledged: then the
   // socket is dead even if the browser has not noticed, so drop it and reconnect.
   _tick() {
     if (this._pending !== null) return this._end(ABNORMAL);
+    this._beatNow();
+  }
+
+  // Sends a heartbeat with the activity since the last one; the next is due an interval later.
+  _beatNow() {
+    const active = !!this._owner._active();
+    if (active) this._reported = this._world.timers.now();
+    this._due = false;
     this._pending = this._ref++;
-    this.send(heartbeat(this._pending, this._owner._active()));
+    this.send(heartbeat(this._pending, active));
     this._beat.start(this._interval, () => this._tick());
   }
 
@@ -112,6 +154,9 @@ export class Connection {
     this.ws = null;
     this.ready = false;
     this._pending = null;
+    // When a heartbeat of this socket last said `active: true`; whether one is due at the ack.
+    this._reported = -Infinity;
+    this._due = false;
     this._beat.stop();
     this._watchdog.stop();
     if (!ws) return;
@@ -125,7 +170,7 @@ export class Connection {
 
   /** Stops for good (until `resume()`): sends `frame` first if the server has welcomed us. */
   stop(frame) {
-    if (frame && this.ready) this.send(frame);
+    if (frame) this.send(frame);
     this._retry.stop();
     this._teardown();
   }

@@ -1,5 +1,6 @@
 // The blocking dialog, after a11y-dialog: role="alertdialog", aria-modal, focus trapped and
-// restored, the page beneath inert, no Escape or backdrop dismissal, idempotent show and hide.
+// restored, the page beneath inert (also what the page adds while shown), no Escape or
+// backdrop dismissal, idempotent show and hide.
 
 export const OVERLAY_ID = 'seatguard-overlay';
 const STYLE_ID = 'seatguard-style';
@@ -28,6 +29,8 @@ export function createOverlay(doc, onAction) {
   let button = null;
   let previous = null;
   let inerted = [];
+  // Watches <body> while shown, for children the page adds later.
+  let observer = null;
   // Texts to show once <body> exists (a block that arrives while the page is still parsing).
   let waiting = null;
 
@@ -62,11 +65,26 @@ export function createOverlay(doc, onAction) {
     if (root && !dialog.contains(event.target)) focusInside();
   };
 
-  // Makes every other child of <body> inert, remembering which ones we changed.
-  const makeInert = () => {
-    inerted = Array.from(doc.body.children).filter((el) => el !== root && !el.hasAttribute('inert'));
-    for (const el of inerted) el.setAttribute('inert', '');
+  // Makes a child of <body> inert, unless it is ours, not an element or inert already;
+  // remembers the ones it changed.
+  const inert = (el) => {
+    if (el === root || el.nodeType !== 1 || el.hasAttribute('inert')) return;
+    el.setAttribute('inert', '');
+    inerted.push(el);
   };
+
+  // Makes every other child of <body> inert, now and as the page adds more (where the
+  // browser has MutationObserver).
+  const makeInert = () => {
+    Array.from(doc.body.children).forEach(inert);
+    const Observer = doc.defaultView?.MutationObserver;
+    if (!Observer) return;
+    observer = new Observer((records) => records.forEach((record) => record.addedNodes.forEach(inert)));
+    observer.observe(doc.body, { childList: true });
+  };
+
+  // Draws the texts waiting for <body>, unless hidden meanwhile.
+  const onParsed = () => waiting && show(...waiting);
 
   const build = () => {
     root = make('div', { class: 'seatguard' });
@@ -92,7 +110,7 @@ export function createOverlay(doc, onAction) {
    */
   function show(heading, explanation, label) {
     if (!doc.body) {
-      if (!waiting) doc.addEventListener('DOMContentLoaded', () => waiting && show(...waiting), { once: true });
+      if (!waiting) doc.addEventListener('DOMContentLoaded', onParsed, { once: true });
       waiting = [heading, explanation, label];
       return;
     }
@@ -118,9 +136,15 @@ export function createOverlay(doc, onAction) {
     if (!dialog.contains(doc.activeElement) || doc.activeElement === dialog) focusInside();
   }
 
-  /** Removes the dialog, restores the page's inert state and the focus as they were. */
+  /**
+   * Removes the dialog, restores the page's inert state and the focus as they were, and
+   * leaves no listener or observer behind (so it also serves as destroy).
+   */
   function hide() {
     waiting = null;
+    doc.removeEventListener('DOMContentLoaded', onParsed);
+    observer?.disconnect();
+    observer = null;
     if (!root) return;
     doc.removeEventListener('keydown', onKeydown, true);
     doc.removeEventListener('focusin', onFocusin, true);

@@ -1,7 +1,7 @@
 // The public client: states, seat events, logout, destroy and the page lifecycle.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, fakeWindow } from './fakes.js';
+import { setup, fakeWindow, flush } from './fakes.js';
 import { canMove } from '../src/client.js';
 import { STATE } from '../src/constants.js';
 
@@ -46,7 +46,7 @@ test('a blocked tab stays blocked through a reconnect: no second block event', (
   assert.equal(events.filter(([name]) => name === 'block').length, 1);
   // Admitted on the next welcome: that is an unblock.
   socket().drop(1006);
-  clock.tick(500);
+  clock.tick(1000); // the second attempt in a row: within 1 s
   socket().welcome();
   assert.deepEqual(events.at(-1), ['unblock']);
 });
@@ -120,6 +120,33 @@ test('logout while disconnected reconnects at once and logs out after welcome', 
   assert.equal(WebSocket.sockets.length, 2);
 });
 
+test('logout while the token function runs waits for hello and welcome, then goes out', async () => {
+  let give;
+  const token = () => new Promise((resolve) => (give = resolve));
+  const { socket, client } = setup({ options: { token } });
+  socket().open();
+  client.logout();
+  assert.deepEqual(socket().sent, [], 'nothing goes out before hello');
+  give('jwt');
+  await flush();
+  assert.deepEqual(socket().sent.map((f) => f.t), ['hello'], 'nor before welcome');
+  socket().welcome();
+  assert.deepEqual(socket().sent.map((f) => f.t), ['hello', 'logout']);
+});
+
+test('a logout asked for on a socket that is never welcomed goes out after the next welcome', () => {
+  const { socket, clock, WebSocket, client } = setup();
+  const first = socket();
+  first.open();
+  client.logout();
+  first.drop(1006);
+  clock.tick(Math.max(...clock.pending));
+  assert.equal(WebSocket.sockets.length, 2);
+  socket().welcome();
+  assert.deepEqual(first.sent.map((f) => f.t), ['hello']);
+  assert.deepEqual(socket().sent.map((f) => f.t), ['hello', 'logout']);
+});
+
 test('ended starts a new browser session id for the next load', () => {
   const { socket, client, local } = setup();
   socket().open();
@@ -173,6 +200,66 @@ test('pagehide says bye unload when nothing was announced (a user reload looks s
   assert.equal(socket().closedWith, 1000);
 });
 
+// Presses a key on the fake window: `key` with modifiers such as { ctrlKey: true }.
+function press(win, key, modifiers = {}) {
+  const event = Object.assign(new Event('keydown', { cancelable: true }), { key, ...modifiers });
+  win.dispatchEvent(event);
+  return event;
+}
+
+test('F5, Ctrl+R and Cmd+R (Shift or not) before pagehide say bye reload', () => {
+  for (const [key, modifiers] of [['F5', {}], ['F5', { shiftKey: true }], ['r', { ctrlKey: true }], ['R', { ctrlKey: true, shiftKey: true }], ['r', { metaKey: true }], ['R', { metaKey: true, shiftKey: true }]]) {
+    const { socket, win, clock } = setup();
+    socket().welcome();
+    press(win, key, modifiers);
+    clock.tick(1999);
+    win.dispatchEvent(new Event('pagehide'));
+    assert.deepEqual(socket().last, { t: 'bye', next: 'reload' }, `${key} ${JSON.stringify(modifiers)}`);
+  }
+});
+
+test('other keys are no reload hint: r, Alt+Ctrl+R (AltGr), Ctrl+T', () => {
+  for (const [key, modifiers] of [['r', {}], ['r', { ctrlKey: true, altKey: true }], ['t', { ctrlKey: true }], ['F4', {}]]) {
+    const { socket, win } = setup();
+    socket().welcome();
+    press(win, key, modifiers);
+    win.dispatchEvent(new Event('pagehide'));
+    assert.deepEqual(socket().last, { t: 'bye', next: 'unload' }, key);
+  }
+});
+
+test('a reload key is forgotten after 2 s without pagehide, and after the pagehide it hinted', () => {
+  const { socket, win, clock, WebSocket } = setup();
+  socket().welcome({ hb: 60000 });
+  press(win, 'F5');
+  clock.tick(2000);
+  win.dispatchEvent(new Event('pagehide'));
+  assert.deepEqual(socket().last, { t: 'bye', next: 'unload' });
+  // Back from the back/forward cache: a hinted pagehide counts once.
+  win.dispatchEvent(Object.assign(new Event('pageshow'), { persisted: true }));
+  socket().welcome();
+  press(win, 'F5');
+  win.dispatchEvent(new Event('pagehide'));
+  assert.deepEqual(socket().last, { t: 'bye', next: 'reload' });
+  win.dispatchEvent(Object.assign(new Event('pageshow'), { persisted: true }));
+  socket().welcome();
+  win.dispatchEvent(new Event('pagehide'));
+  assert.deepEqual(socket().last, { t: 'bye', next: 'unload' });
+  assert.equal(WebSocket.sockets.length, 3);
+});
+
+test('a reload key the page keeps for itself (preventDefault) is no hint, even if it stops the event', () => {
+  const { socket, win } = setup();
+  socket().welcome();
+  win.addEventListener('keydown', (event) => {
+    event.preventDefault();
+    event.stopImmediatePropagation();
+  });
+  press(win, 'r', { ctrlKey: true });
+  win.dispatchEvent(new Event('pagehide'));
+  assert.deepEqual(socket().last, { t: 'bye', next: 'unload' });
+});
+
 // Fires a Navigation API navigate event on the fake window.
 function navigate(win, props) {
   win.navigation.dispatchEvent(Object.assign(new Event('navigate'), props));
@@ -194,6 +281,15 @@ test('bye next=navigate for a same-origin page, close for another origin', () =>
     win.dispatchEvent(new Event('pagehide'));
     assert.deepEqual(socket().last, { t: 'bye', next }, url);
   }
+});
+
+test('a navigation announced after a reload key press wins', () => {
+  const { socket, win } = setup({ window: fakeWindow({ navigation: true }) });
+  socket().welcome();
+  press(win, 'r', { ctrlKey: true });
+  navigate(win, { navigationType: 'push', destination: { url: 'https://elsewhere.test/', sameDocument: false } });
+  win.dispatchEvent(new Event('pagehide'));
+  assert.deepEqual(socket().last, { t: 'bye', next: 'close' });
 });
 
 test('a same-document navigation that completed does not count for the next pagehide', () => {

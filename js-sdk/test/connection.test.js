@@ -1,7 +1,7 @@
 // The socket life of a client: hello, heartbeats and acks, dead sockets, reconnects and close codes.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, fakeWindow, MemoryStorage } from './fakes.js';
+import { setup, fakeWindow, fakeWebSocket, MemoryStorage, flush } from './fakes.js';
 import { LATER_MS } from '../src/backoff.js';
 import { WELCOME_TIMEOUT_MS } from '../src/connection.js';
 
@@ -29,9 +29,6 @@ test('hello without mode, limit and policy leaves them out', () => {
   socket().open();
   assert.deepEqual(Object.keys(socket().sent[0]).sort(), ['device', 'fp', 'session', 'site', 't', 'tab', 'user', 'v']);
 });
-
-// Lets pending promise callbacks run (an async token function).
-const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 test('hello carries a token string, org and role; user only when a userId was given', () => {
   const withUser = setup({ options: { token: 'jwt.a.b', org: 'acme', role: 'staff' } });
@@ -160,6 +157,94 @@ test('mouse moves count as activity, throttled', () => {
   assert.equal(socket().last.active, true);
 });
 
+// The frames of `ws` after hello, as 'hb <ref> <active>' strings.
+const beats = (ws) => ws.sent.filter((f) => f.t === 'hb').map((f) => `hb ${f.ref} ${f.active}`);
+
+test('welcome activity: user input reports at once when no heartbeat said active for that long', () => {
+  const { socket, clock, win } = setup();
+  const key = () => win.dispatchEvent(new Event('keydown'));
+  socket().welcome({ hb: 25000, activity: 5000 });
+  clock.tick(100);
+  key(); // nothing reported on this socket yet: now
+  assert.deepEqual(beats(socket()), ['hb 0 true']);
+  socket().push({ t: 'ack', ref: 0 });
+  clock.tick(4999);
+  key(); // 4.999 s after the last report: it waits
+  assert.deepEqual(beats(socket()), ['hb 0 true']);
+  clock.tick(1);
+  key(); // 5 s: reported
+  assert.deepEqual(beats(socket()), ['hb 0 true', 'hb 1 true']);
+  socket().push({ t: 'ack', ref: 1 });
+  // The regular heartbeat is due one interval after the last one, whatever sent it.
+  clock.tick(24999);
+  assert.equal(beats(socket()).length, 2);
+  clock.tick(1);
+  assert.deepEqual(beats(socket()).at(-1), 'hb 2 false');
+});
+
+test('activity while a heartbeat is unacknowledged goes out right after its ack', () => {
+  const { socket, clock, win } = setup();
+  socket().welcome({ hb: 10000, activity: 3000 });
+  clock.tick(10000); // regular heartbeat, no input yet
+  assert.deepEqual(beats(socket()), ['hb 0 false']);
+  win.dispatchEvent(new Event('pointerdown'));
+  assert.deepEqual(beats(socket()), ['hb 0 false'], 'one heartbeat in flight at a time');
+  clock.tick(500);
+  socket().push({ t: 'ack', ref: 0 });
+  assert.deepEqual(beats(socket()), ['hb 0 false', 'hb 1 true']);
+  socket().push({ t: 'ack', ref: 1 });
+  clock.tick(9999);
+  assert.equal(beats(socket()).length, 2);
+  clock.tick(1);
+  assert.equal(beats(socket()).length, 3);
+});
+
+test('a regular heartbeat that carried activity counts as a report', () => {
+  const { socket, clock, win } = setup();
+  const key = () => win.dispatchEvent(new Event('keydown'));
+  const ack = () => socket().push({ t: 'ack', ref: socket().last.ref });
+  socket().welcome({ hb: 4000, activity: 5000 });
+  key(); // t=0: reported at once
+  ack();
+  clock.tick(3000);
+  key(); // t=3000: 3 s after the report, it waits for the heartbeat
+  clock.tick(1000); // t=4000: the regular heartbeat says active
+  ack();
+  clock.tick(4000); // t=8000: nothing since
+  ack();
+  clock.tick(999);
+  key(); // t=8999: 4.999 s after the regular heartbeat that said active
+  assert.deepEqual(beats(socket()), ['hb 0 true', 'hb 1 true', 'hb 2 false']);
+  clock.tick(1);
+  key(); // t=9000
+  assert.deepEqual(beats(socket()), ['hb 0 true', 'hb 1 true', 'hb 2 false', 'hb 3 true']);
+});
+
+test('without welcome activity (absent or 0), or before welcome, input waits for the heartbeat', () => {
+  for (const extra of [{}, { activity: 0 }]) {
+    const { socket, clock, win } = setup();
+    socket().open();
+    win.dispatchEvent(new Event('keydown'));
+    assert.deepEqual(socket().sent.map((f) => f.t), ['hello']);
+    socket().welcome({ hb: 1000, ...extra });
+    win.dispatchEvent(new Event('keydown'));
+    assert.deepEqual(beats(socket()), []);
+    clock.tick(1000);
+    assert.deepEqual(beats(socket()), ['hb 0 true']);
+  }
+});
+
+test('after a reconnect the first input is reported on the new socket', () => {
+  const { socket, clock, win } = setup({ random: () => 0 });
+  socket().welcome({ hb: 25000, activity: 5000 });
+  win.dispatchEvent(new Event('keydown'));
+  socket().drop(1006);
+  clock.tick(0);
+  socket().welcome({ hb: 25000, activity: 5000 });
+  win.dispatchEvent(new Event('keydown'));
+  assert.deepEqual(beats(socket()), ['hb 1 true']);
+});
+
 test('heartbeats go on while the tab is hidden', () => {
   const { socket, clock, win } = setup();
   socket().welcome({ hb: 1000 });
@@ -223,7 +308,7 @@ for (const code of [1006, 4008, 1001, 1011]) {
   });
 }
 
-test('reconnect backoff grows with failed attempts and resets after welcome', () => {
+test('reconnect backoff grows with failed attempts and resets after an acknowledged heartbeat', () => {
   const { socket, clock, WebSocket } = setup({ random: () => 0.999 });
   socket().welcome();
   const waits = [];
@@ -233,10 +318,63 @@ test('reconnect backoff grows with failed attempts and resets after welcome', ()
     clock.tick(waits.at(-1));
   }
   assert.deepEqual(waits, [499, 999, 1998, 3996]);
-  socket().welcome();
+  socket().welcome({ hb: 1000 });
+  clock.tick(1000);
+  socket().push({ t: 'ack', ref: 0 });
   socket().drop(1006);
   assert.equal(Math.max(...clock.pending), 499);
   assert.equal(WebSocket.sockets.length, 5);
+});
+
+test('a server that welcomes and closes at once is retried with a growing backoff', () => {
+  const { socket, clock, WebSocket } = setup({ random: () => 0.999 });
+  const waits = [];
+  for (let i = 0; i < 7; i++) {
+    socket().welcome({ hb: 1000 });
+    clock.tick(999); // up for almost a heartbeat, none sent yet
+    socket().drop(1011);
+    waits.push(Math.max(...clock.pending));
+    clock.tick(waits.at(-1));
+  }
+  assert.deepEqual(waits, [499, 999, 1998, 3996, 7992, 14985, 14985]);
+  // Nor does an unanswered heartbeat count: the watchdog's drop goes on with the backoff.
+  socket().welcome({ hb: 1000 });
+  clock.tick(2000);
+  assert.equal(Math.max(...clock.pending), 14985);
+  assert.equal(WebSocket.sockets.length, 8);
+});
+
+test('a WebSocket constructor that throws in the retry timer: reconnecting goes on with backoff', (t) => {
+  t.mock.method(console, 'error', () => {});
+  const { socket, clock, WebSocket, client } = setup({ random: () => 0.999 });
+  socket().welcome();
+  socket().drop(1006);
+  WebSocket.refuse = 3;
+  const waits = [];
+  for (let i = 0; i < 4; i++) {
+    waits.push(Math.max(...clock.pending));
+    clock.tick(waits.at(-1));
+  }
+  // Three constructions threw (each one a failed attempt), the fourth made a socket.
+  assert.deepEqual(waits, [499, 999, 1998, 3996]);
+  assert.equal(console.error.mock.callCount(), 3);
+  assert.equal(WebSocket.sockets.length, 2);
+  assert.equal(client.state, 'reconnecting');
+  socket().welcome();
+  assert.equal(client.state, 'admitted');
+});
+
+test('a WebSocket constructor that throws on the first connect: the client retries', (t) => {
+  t.mock.method(console, 'error', () => {});
+  const WebSocket = fakeWebSocket();
+  WebSocket.refuse = 1;
+  const { socket, clock, client } = setup({ WebSocket, random: () => 0 });
+  assert.equal(client.state, 'reconnecting');
+  assert.equal(WebSocket.sockets.length, 0);
+  clock.tick(0);
+  assert.equal(WebSocket.sockets.length, 1);
+  socket().welcome();
+  assert.equal(client.state, 'admitted');
 });
 
 for (const code of [1012, 1013]) {

@@ -43,6 +43,11 @@ export class FakeClock {
 export function fakeWebSocket() {
   class FakeWebSocket {
     constructor(url) {
+      // The next `refuse` constructions throw, as browsers do for a blocked port.
+      if (FakeWebSocket.refuse > 0) {
+        FakeWebSocket.refuse--;
+        throw new DOMException('The port is blocked', 'SecurityError');
+      }
       this.url = url;
       this.readyState = 0;
       this.sent = [];
@@ -75,9 +80,9 @@ export function fakeWebSocket() {
       this.onclose?.({ code });
     }
 
-    /** Opens the socket and answers hello with a welcome. */
+    /** Opens the socket (unless open already) and answers hello with a welcome. */
     welcome(extra = {}) {
-      this.open();
+      if (this.readyState !== 1) this.open();
       this.push({ t: 'welcome', v: 1, session: 's', state: 'admitted', reason: null, hb: 1000, mode: 'concurrence', limit: 1, policy: 'block-new', takeover: false, ...extra });
     }
 
@@ -86,6 +91,7 @@ export function fakeWebSocket() {
     }
   }
   FakeWebSocket.sockets = [];
+  FakeWebSocket.refuse = 0;
   return FakeWebSocket;
 }
 
@@ -138,6 +144,9 @@ export function fakeWindow({ navigation = false, navigator = {}, screen = {} } =
   return win;
 }
 
+/** Lets pending promise callbacks run (async token functions, site checks). */
+export const flush = () => new Promise((resolve) => setImmediate(resolve));
+
 /** A deterministic uniform random source (mulberry32). */
 export function seeded(seed = 1) {
   return () => {
@@ -149,9 +158,8 @@ export function seeded(seed = 1) {
 }
 
 /** A client on fakes; returns everything a test needs to drive it. */
-export function setup({ options = {}, local = new MemoryStorage(), session = new MemoryStorage(), window, random = seeded() } = {}) {
+export function setup({ options = {}, local = new MemoryStorage(), session = new MemoryStorage(), window, random = seeded(), WebSocket = fakeWebSocket() } = {}) {
   const clock = new FakeClock();
-  const WebSocket = fakeWebSocket();
   const win = window || fakeWindow();
   const client = new Client(
     { site: 'pk_test', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', overlay: false, ...options },

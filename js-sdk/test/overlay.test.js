@@ -5,7 +5,7 @@ import { Window } from 'happy-dom';
 import { createOverlay, OVERLAY_ID } from '../src/overlay.js';
 import { TEXTS, pickLanguage, textsFor, format } from '../src/texts.js';
 import { Client } from '../src/client.js';
-import { FakeClock, MemoryStorage, fakeWebSocket, seeded } from './fakes.js';
+import { FakeClock, MemoryStorage, fakeWebSocket, flush, seeded } from './fakes.js';
 
 // A page with content, a focused Play button and an element that was already inert.
 function page() {
@@ -75,6 +75,54 @@ test('show and hide are idempotent; a second show updates the texts', () => {
   assert.equal(doc.activeElement, doc.getElementById('play'));
 });
 
+// Appends a new <tag> to <body>, as a page would while the overlay is shown.
+const add = (doc, tag, attributes = '') => {
+  doc.body.insertAdjacentHTML('beforeend', `<${tag} ${attributes}></${tag}>`);
+  return doc.body.lastElementChild;
+};
+
+test('children the page adds to <body> while shown become inert too; hide restores them', async () => {
+  const { doc } = page();
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Text');
+  overlay.show('Title', 'Again'); // a second show does not start a second watch
+  const toast = add(doc, 'div', 'id="toast"');
+  const own = add(doc, 'section', 'inert');
+  doc.body.appendChild(doc.createTextNode('text'));
+  await flush();
+  assert.ok(toast.hasAttribute('inert'), 'added while shown');
+  assert.ok(!doc.querySelector('.seatguard').hasAttribute('inert'), 'the overlay itself stays live');
+  overlay.hide();
+  assert.ok(!toast.hasAttribute('inert'));
+  assert.ok(own.hasAttribute('inert'), 'what the page made inert stays inert');
+  assert.ok(doc.getElementById('old').hasAttribute('inert'));
+  // Hidden: the page's new children are left alone.
+  const later = add(doc, 'div');
+  await flush();
+  assert.ok(!later.hasAttribute('inert'));
+  // Shown again: watched again.
+  overlay.show('Title', 'Text');
+  const again = add(doc, 'div');
+  await flush();
+  assert.ok(again.hasAttribute('inert'));
+  overlay.hide();
+  assert.ok(!again.hasAttribute('inert'));
+});
+
+test('hide before <body> exists removes the DOMContentLoaded listener', (t) => {
+  const win = new Window({ url: 'https://shop.test/' });
+  const doc = win.document;
+  doc.body.remove();
+  const added = t.mock.method(doc, 'addEventListener');
+  const removed = t.mock.method(doc, 'removeEventListener');
+  const overlay = createOverlay(doc);
+  overlay.show('Title', 'Text');
+  overlay.hide();
+  const listener = (mock) => mock.mock.calls.filter((call) => call.arguments[0] === 'DOMContentLoaded').map((call) => call.arguments[1]);
+  assert.equal(listener(added).length, 1);
+  assert.deepEqual(listener(removed), listener(added));
+});
+
 test('Tab and Shift+Tab stay on the dialog when it has no controls', () => {
   const { doc } = page();
   const overlay = createOverlay(doc);
@@ -118,7 +166,7 @@ test('focus that escapes the dialog is pulled back', () => {
   const overlay = createOverlay(doc);
   overlay.show('Title', 'Text');
   const late = doc.createElement('input');
-  doc.body.appendChild(late); // added after show, so not inert
+  doc.body.appendChild(late); // added after show: not inert until the observer runs
   late.focus();
   assert.equal(doc.activeElement, doc.getElementById(OVERLAY_ID));
 });
@@ -238,6 +286,19 @@ test('destroy removes the overlay and restores the page', () => {
   assert.equal(doc.activeElement, doc.getElementById('play'));
 });
 
+test('destroy stops watching the page: what it adds later stays live', async () => {
+  const { ws, doc, client } = clientOn();
+  ws.welcome({ state: 'blocked', reason: 'limit' });
+  const before = add(doc, 'div');
+  await flush();
+  assert.ok(before.hasAttribute('inert'));
+  client.destroy();
+  assert.ok(!before.hasAttribute('inert'));
+  const after = add(doc, 'div');
+  await flush();
+  assert.ok(!after.hasAttribute('inert'));
+});
+
 test('a block that arrives before <body> exists is drawn once the document is parsed', () => {
   const win = new Window({ url: 'https://shop.test/' });
   const doc = win.document;
@@ -260,9 +321,6 @@ test('a block that arrives before <body> exists is drawn once the document is pa
   late.doc.dispatchEvent(new late.win.Event('DOMContentLoaded'));
   assert.equal(late.doc.getElementById(OVERLAY_ID), null);
 });
-
-// Lets pending promise callbacks run (takeOver awaits the site's check before sending).
-const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 test('every language has every text, none empty, with the same placeholders as English', () => {
   // Translations are lists in the order of the English keys: a shifted list shows up here.

@@ -2,10 +2,7 @@
 // policy's conflict notice.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { setup } from './fakes.js';
-
-// Lets pending promise callbacks run (takeOver awaits the site's check before sending).
-const flush = () => new Promise((resolve) => setImmediate(resolve));
+import { setup, flush } from './fakes.js';
 
 const takeovers = (ws) => ws.sent.filter((frame) => frame.t === 'takeover');
 
@@ -142,6 +139,60 @@ test('a check still running through a reconnect goes on: the frame goes out on t
   assert.deepEqual(socket().last, { t: 'takeover' });
   socket().push({ t: 'unblock' });
   assert.equal(await won, true);
+});
+
+// A blocked client whose socket dropped: reconnecting, the next socket not opened yet.
+function reconnecting(options) {
+  const ctx = blocked({ options });
+  ctx.socket().drop(1006);
+  assert.equal(ctx.client.state, 'reconnecting');
+  return ctx;
+}
+
+// Opens the next socket of a reconnecting client and says hello (nothing else goes out).
+function reopen({ socket, clock }) {
+  clock.tick(Math.max(...clock.pending));
+  socket().open();
+  assert.deepEqual(socket().sent.map((f) => f.t), ['hello']);
+}
+
+test('"use here" while reconnecting after a block goes out right after the next welcome', async () => {
+  const ctx = reconnecting();
+  const won = ctx.client.takeOver();
+  await flush();
+  reopen(ctx);
+  await flush();
+  assert.deepEqual(takeovers(ctx.socket()), [], 'nothing but hello before welcome');
+  ctx.socket().welcome({ state: 'blocked', reason: 'evicted', takeover: true });
+  assert.deepEqual(ctx.socket().sent.map((f) => f.t), ['hello', 'takeover']);
+  ctx.socket().push({ t: 'unblock' });
+  assert.equal(await won, true);
+});
+
+test('a check that passes before welcome: the frame waits for it', async () => {
+  let pass;
+  const ctx = reconnecting({ onChallenge: () => new Promise((resolve) => (pass = resolve)) });
+  const won = ctx.client.takeOver();
+  reopen(ctx);
+  pass(true);
+  await flush();
+  assert.deepEqual(takeovers(ctx.socket()), []);
+  ctx.socket().welcome({ state: 'blocked', reason: 'evicted', takeover: true });
+  assert.deepEqual(ctx.socket().last, { t: 'takeover' });
+  ctx.socket().push({ t: 'unblock' });
+  assert.equal(await won, true);
+});
+
+test('a take-over held for the welcome: false if that no longer allows it, true if admitted', async () => {
+  for (const [welcome, expected] of [[{ state: 'blocked', reason: 'limit', takeover: false }, false], [{}, true]]) {
+    const ctx = reconnecting();
+    const won = ctx.client.takeOver();
+    await flush();
+    reopen(ctx);
+    ctx.socket().welcome(welcome);
+    assert.equal(await won, expected);
+    assert.deepEqual(takeovers(ctx.socket()), []);
+  }
 });
 
 test('destroy or a final end while in flight resolves false', async () => {
