@@ -50,6 +50,7 @@ from .protocol import (
     Welcome,
     decode_client_frame,
     encode,
+    explain,
 )
 from .rules import Claims, resolve
 from .rules import who as account
@@ -112,6 +113,7 @@ class Channel:
         self.active_at: float | None = None
         self.seq = 0
         self.told: tuple[SeatState, BlockReason | None] | None = None
+        self.idle: float | None = None
 
     def _move(self, to: ChannelState) -> None:
         if to not in _NEXT[self.state]:
@@ -134,12 +136,12 @@ class Channel:
         if isinstance(data, bytes):
             raise UnsupportedData("binary frames are not supported; send JSON text")
         limit = self.node.settings.max_message_bytes
-        if len(data) > limit:
-            raise TooBig(f"frame of {len(data)} bytes is over the limit of {limit}")
+        if len(data) * 4 > limit and (size := len(data.encode())) > limit:  # UTF-8 bytes
+            raise TooBig(f"frame of {size} bytes is over the limit of {limit}")
         try:
             frame = decode_client_frame(data)
         except msgspec.ValidationError as exc:
-            raise BadMessage(f"invalid frame: {exc}") from None
+            raise BadMessage(f"invalid frame: {explain(exc)}") from None
         except msgspec.DecodeError as exc:
             raise BadMessage(f"malformed JSON: {exc}") from None
         if self.state is ChannelState.awaiting_hello:
@@ -196,6 +198,7 @@ class Channel:
         )
         key = (site.key, who.user)
         joined = await self.node.join(key, self, fail_open=site.config.store_failure == "open")
+        hb = round(self.node.settings.heartbeat_interval * 1000)
         if joined.refused is not None:
             await self.node.refused(key, hello.session, self.ip, joined.refused.value)
         if joined.refused is Refusal.revoked:
@@ -208,11 +211,12 @@ class Channel:
                 session=hello.session,
                 state=joined.state.value,
                 reason=joined.reason.value if joined.reason else None,
-                hb=round(self.node.settings.heartbeat_interval * 1000),
+                hb=hb,
                 mode=joined.rules.mode,
                 limit=joined.rules.limit,
                 policy=joined.rules.policy,
                 takeover=joined.rules.takeover,
+                activity=_activity_ms(joined.rules.idle_timeout, hb),
             )
         )
         self._move(ChannelState.joined)
@@ -320,6 +324,15 @@ _DENIED = {
 
 _QUIET_CODES = frozenset({CloseCode.normal, CloseCode.going_away, CloseCode.logged_out})
 """Close codes that end a socket without an `error` frame."""
+
+
+def _activity_ms(idle_timeout: float | None, hb_ms: int) -> int | None:
+    """How often a tab must report user input so that an active user never looks idle:
+    a quarter of the idle timeout, where that is sooner than the next heartbeat."""
+    if idle_timeout is None:
+        return None
+    ms = max(250, round(idle_timeout * 250))
+    return ms if ms < hb_ms else None
 
 
 def _kind(frame: object) -> str:

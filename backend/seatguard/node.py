@@ -67,6 +67,7 @@ class Tab(Protocol):
     active_at: float | None  # its last frame that reported user input
     seq: int  # the snapshot seq of the last news it was told
     told: Told | None  # the seat state it was last told
+    idle: float | None  # the idle timeout in force when it joined
 
     async def push(self, frame: ServerFrame) -> None: ...
 
@@ -236,6 +237,7 @@ class Node:
         if done.outcome.refused or told is None:
             self._forget(tab)
             return Joined(SeatState.blocked, None, done.rules, done.outcome.refused)
+        tab.idle = done.rules.idle_timeout
         self._flush.set_earlier(key, done.now + self._touch_delay)
         if replaced is not None and replaced is not tab:
             await replaced.end(CloseCode.normal, "replaced by a new socket of the same tab")
@@ -253,9 +255,8 @@ class Node:
         delay = self._touch_delay
         if active:
             tab.active_at = now
-            idle = tab.rules.idle_timeout
-            if idle is not None:
-                delay = min(delay, idle / 4)
+            if tab.idle is not None:
+                delay = min(delay, tab.idle / 4)
         self._flush.set_earlier(tab.key, now + delay)
         return True
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
+    "PATTERNS",
     "PROTOCOL_VERSION",
     "RETRY",
     "RETRY_LATER",
@@ -36,6 +37,7 @@ __all__ = [
     "Welcome",
     "decode_client_frame",
     "encode",
+    "explain",
 ]
 
 PROTOCOL_VERSION = 1
@@ -79,9 +81,18 @@ class BlockReason(enum.StrEnum):
     taken_over = "taken_over"  # another browser chose "use here" and took this seat
 
 
-Ident = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
-Fingerprint = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{4,64}$")]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_IDENT = r"^[A-Za-z0-9_-]{8,64}$"
+_FINGERPRINT = r"^[A-Za-z0-9_-]{4,64}$"
+_TEXT = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+PATTERNS = {
+    _IDENT: "8 to 64 characters of A-Z a-z 0-9 _ -",
+    _FINGERPRINT: "4 to 64 characters of A-Z a-z 0-9 _ -",
+    _TEXT: "printable text, not blank",
+}
+"""What each pattern of a frame field asks for, in words (for error messages)."""
+Ident = Annotated[str, msgspec.Meta(pattern=_IDENT)]
+Fingerprint = Annotated[str, msgspec.Meta(pattern=_FINGERPRINT)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_TEXT)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
 
@@ -110,7 +121,7 @@ class Hello(msgspec.Struct, tag_field="t", tag="hello", forbid_unknown_fields=Tr
 class Heartbeat(msgspec.Struct, tag_field="t", tag="hb", forbid_unknown_fields=True):
     """Keep-alive; `active` tells whether the user touched this tab since the last one."""
 
-    ref: Annotated[int, msgspec.Meta(ge=0)]
+    ref: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]  # a safe integer in JavaScript
     active: bool = False
 
 
@@ -141,6 +152,7 @@ class Welcome(msgspec.Struct, tag_field="t", tag="welcome"):
     limit: int
     policy: str
     takeover: bool  # whether "use here" is allowed under these rules
+    activity: int | None = None  # ms: report user input at least this often (short idle)
 
 
 class Ack(msgspec.Struct, tag_field="t", tag="ack"):
@@ -190,14 +202,45 @@ ServerFrame = (
     Welcome | Ack | Block | Unblock | Conflict | Denied | Revoked | Expired | Ended | Error
 )
 
+
+class _Versioned(msgspec.Struct):
+    """Just enough of a hello to read its version when the rest does not parse."""
+
+    t: str
+    v: int
+
+
 _decoder = msgspec.json.Decoder(ClientFrame)
+_versioned = msgspec.json.Decoder(_Versioned)
 _encoder = msgspec.json.Encoder()
 
 
 def decode_client_frame(data: str | bytes) -> ClientFrame:
-    """Parse one client frame; raise `msgspec.DecodeError` or `ValidationError` if invalid."""
-    frame: ClientFrame = _decoder.decode(data)
+    """Parse one client frame; raise `msgspec.DecodeError` or `ValidationError` if invalid.
+
+    A hello of another protocol version may carry fields this one does not know: it
+    parses as a `Hello` with that version, so the caller refuses the version, not the
+    fields.
+    """
+    try:
+        frame: ClientFrame = _decoder.decode(data)
+    except msgspec.ValidationError as invalid:
+        try:
+            seen = _versioned.decode(data)
+        except msgspec.MsgspecError:
+            raise invalid from None
+        if seen.t != "hello" or seen.v == PROTOCOL_VERSION:
+            raise
+        return Hello(v=seen.v, site="?", session="?", tab="?", device="?")
     return frame
+
+
+def explain(exc: msgspec.ValidationError) -> str:
+    """A validation error in words: patterns are named by what they ask for."""
+    message = str(exc)
+    for pattern, words in PATTERNS.items():
+        message = message.replace(f"matching regex {pattern!r}", f"of {words}")
+    return message
 
 
 def encode(frame: ServerFrame) -> str:

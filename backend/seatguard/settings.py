@@ -32,7 +32,7 @@ class Settings:
     reload_grace: float = 5.0  # a browser whose tabs all left keeps its seat this long
     unload_grace: float = 1.5  # the same after a goodbye with no hint of a next page
     hello_timeout: float = 10.0  # a new socket must say hello within this many seconds
-    max_message_bytes: int = 4096  # larger frames close the socket with 1009
+    max_message_bytes: int = 16384  # larger frames (UTF-8 bytes) close the socket with 1009
     sweep_interval: float = 0.5  # seconds between expiry sweeps
     audit_key: str = ""  # HMAC key of the audit chain (hex or base64, >= 32 bytes)
     audit_key_file: str = ""  # file holding the audit key; default: <db>.audit-key

@@ -51,8 +51,8 @@ def test_closing_the_first_browser_unblocks_the_second_without_a_reload(
     open_watch(first_ctx.new_page(), url, "admitted")
     second = open_watch(device().new_page(), url, "blocked")
     second.evaluate("window.__notReloaded = true")
-    first_ctx.close()
-    wait_state(second, "admitted")
+    first_ctx.close()  # within the unload grace (1 s), not the reload grace (5 s)
+    wait_state(second, "admitted", within=4)
     expect(second.locator(OVERLAY)).to_be_hidden()
     assert second.evaluate("window.__notReloaded") is True
     assert second.evaluate("document.querySelector('main').inert") is False
@@ -95,8 +95,10 @@ def test_device_limit_blocks_a_third_device_until_one_signs_out(
     again = open_watch(device().new_page(), url, "admitted")
     assert seat_state(again) == "admitted"
 
+    # Signing out frees the phone's seat at once, not after the 5 s reload grace that its
+    # navigation to the home page would start.
     phone.click("#sign-out")
-    wait_state(tablet, "admitted")
+    wait_state(tablet, "admitted", within=3)
     expect(tablet.locator(OVERLAY)).to_be_hidden()
     assert seat_state(laptop) == "admitted"
 

@@ -19,12 +19,12 @@ pytestmark = pytest.mark.anyio
 Send = Callable[[ClientConnection, str], Awaitable[None]]
 
 
-def hello(site: str, **changes: Any) -> dict[str, Any]:
+def hello(site: str, user: str = "victim", **changes: Any) -> dict[str, Any]:
     frame = {
         "t": "hello",
         "v": 1,
         "site": site,
-        "user": "victim",
+        "user": user,
         "session": ident(),
         "tab": ident(),
         "device": ident(),
@@ -37,39 +37,66 @@ async def send_json(ws: ClientConnection, frame: object) -> None:
     await ws.send(json.dumps(frame))
 
 
-CASES: dict[str, tuple[Callable[[ClientConnection, str], Awaitable[None]], int, str]] = {
+Bad = Callable[[ClientConnection, str, str], Awaitable[None]]
+"""Sends something bad on a fresh socket: (socket, site key, user id of the others)."""
+
+CASES: dict[str, tuple[Bad, int, str]] = {
     "unknown site key": (
-        lambda ws, site: send_json(ws, hello("pk_nope")),
+        lambda ws, site, u: send_json(ws, hello("pk_nope", u)),
         4003,
         "unknown site key",
     ),
-    "malformed JSON": (lambda ws, site: ws.send("{not json"), 4000, "malformed JSON"),
-    "not an object": (lambda ws, site: ws.send("[1,2]"), 4000, "invalid frame"),
-    "unknown type": (lambda ws, site: send_json(ws, {"t": "launch"}), 4000, "invalid frame"),
+    "malformed JSON": (lambda ws, site, u: ws.send("{not json"), 4000, "malformed JSON"),
+    "not an object": (lambda ws, site, u: ws.send("[1,2]"), 4000, "invalid frame"),
+    "unknown type": (lambda ws, site, u: send_json(ws, {"t": "launch"}), 4000, "invalid frame"),
     "missing field": (
-        lambda ws, site: send_json(ws, hello(site, user=None)),
+        lambda ws, site, u: send_json(ws, hello(site, None)),
         4000,
         "user",
     ),
+    "blank user id": (
+        lambda ws, site, u: send_json(ws, hello(site, "   ")),
+        4000,
+        "printable text, not blank - at `$.user`",
+    ),
+    "control character in user id": (
+        lambda ws, site, u: send_json(ws, hello(site, u + "\x00")),
+        4000,
+        "printable text",
+    ),
     "bad session id": (
-        lambda ws, site: send_json(ws, hello(site, session="x")),
+        lambda ws, site, u: send_json(ws, hello(site, u, session="x")),
         4000,
         "session",
     ),
-    "limit zero": (lambda ws, site: send_json(ws, hello(site, limit=0)), 4000, "limit"),
-    "unknown field": (lambda ws, site: send_json(ws, hello(site, admin=True)), 4000, "admin"),
+    "limit zero": (lambda ws, site, u: send_json(ws, hello(site, u, limit=0)), 4000, "limit"),
+    "unknown field": (
+        lambda ws, site, u: send_json(ws, hello(site, u, admin=True)),
+        4000,
+        "admin",
+    ),
     "oversized frame": (
-        lambda ws, site: send_json(ws, hello(site, user="u" * 5000)),
+        lambda ws, site, u: send_json(ws, hello(site, u, org="o" * 20_000)),
         1009,
         "over the limit",
     ),
-    "binary frame": (lambda ws, site: ws.send(b"\x00\x01"), 1003, "binary"),
+    "oversized in UTF-8 bytes": (  # 6,000 characters, 18,000 bytes
+        lambda ws, site, u: send_json(ws, hello(site, u, org="\u20ac" * 6_000)),
+        1009,
+        "18",
+    ),
+    "binary frame": (lambda ws, site, u: ws.send(b"\x00\x01"), 1003, "binary"),
     "heartbeat before hello": (
-        lambda ws, site: send_json(ws, {"t": "hb", "ref": 1}),
+        lambda ws, site, u: send_json(ws, {"t": "hb", "ref": 1}),
         4001,
         "expected hello first",
     ),
-    "wrong version": (lambda ws, site: send_json(ws, hello(site, v=9)), 4002, "version 9"),
+    "wrong version": (lambda ws, site, u: send_json(ws, hello(site, u, v=9)), 4002, "version 9"),
+    "newer version with new fields": (
+        lambda ws, site, u: send_json(ws, hello(site, u, v=2, resume="x")),
+        4002,
+        "version 2",
+    ),
 }
 
 
@@ -84,7 +111,7 @@ async def test_bad_input_closes_with_its_code_and_spares_the_others(
 
     ws = await Tab.connect(server.ws)
     bad = Tab(ws, Browser(u), ident())
-    await send(ws, site)
+    await send(ws, site, u)
     got_code, reason, frames = await bad.closed()
     assert got_code == code
     assert message in reason
@@ -97,11 +124,32 @@ async def test_bad_input_closes_with_its_code_and_spares_the_others(
     assert await holder.heartbeat() == {"t": "ack", "ref": holder.ref}
 
 
-async def test_second_hello_is_out_of_order(server: Server, site: str) -> None:
-    tab, _ = await Tab.open(server.ws, site, Browser("user-" + secrets.token_hex(4)))
-    await tab.send(hello(site))
-    code, reason, _ = await tab.closed()
-    assert code == 4001 and "already" in reason
+AFTER_WELCOME: dict[str, tuple[Callable[[str, str], object], int, str]] = {
+    "second hello": (lambda site, u: hello(site, u), 4001, "already"),
+    "heartbeat ref over 2**53": (lambda site, u: {"t": "hb", "ref": 2**53}, 4000, "ref"),
+    "negative heartbeat ref": (lambda site, u: {"t": "hb", "ref": -1}, 4000, "ref"),
+    "bad goodbye": (lambda site, u: {"t": "bye", "next": "mars"}, 4000, "next"),
+}
+
+
+@pytest.mark.parametrize("case", AFTER_WELCOME)
+async def test_bad_frames_after_welcome_close_only_their_socket(
+    server: Server, site: str, case: str
+) -> None:
+    frame, code, message = AFTER_WELCOME[case]
+    u = "user-" + secrets.token_hex(4)
+    holder, _ = await Tab.open(server.ws, site, Browser(u))
+    waiter, _ = await Tab.open(server.ws, site, Browser(u))
+    bad, welcome = await Tab.open(server.ws, site, Browser(u))
+    assert welcome["state"] == "blocked"
+    await bad.send(frame(site, u))
+    got_code, reason, frames = await bad.closed()
+    assert got_code == code and message in reason
+    assert frames[-1]["t"] == "error" and frames[-1]["code"] == code
+    # The bad socket's session leaves the line; the holder holds, the waiter waits.
+    assert await frames_of([holder, waiter], 0.5) == [[], []]
+    assert await holder.bye("close") == 1000
+    assert await waiter.recv() == {"t": "unblock"}
 
 
 async def test_silence_before_hello_closes_the_socket(server: Server) -> None:
@@ -110,16 +158,19 @@ async def test_silence_before_hello_closes_the_socket(server: Server) -> None:
     assert code == 4001 and "no hello" in reason
 
 
-async def test_origin_not_allowed_is_refused(server: Server) -> None:
+async def test_origin_not_allowed_is_refused_and_spares_the_others(server: Server) -> None:
     created = server.create_site("--name", "Shop", "--origin", "https://shop.example")
-    key = str(created["key"])
-    _, welcome = await Tab.open(server.ws, key, Browser("u1"), origin="https://shop.example")
-    assert welcome["state"] == "admitted"
-    for origin in ("https://evil.example", None):
+    key, u, shop = str(created["key"]), "user-" + secrets.token_hex(4), "https://shop.example"
+    holder, welcome = await Tab.open(server.ws, key, Browser(u), origin=shop)
+    waiter, second = await Tab.open(server.ws, key, Browser(u), origin=shop)
+    assert (welcome["state"], second["state"]) == ("admitted", "blocked")
+    for origin in ("https://evil.example", "https://shop.example.evil.example", None):
         ws = await Tab.connect(server.ws, origin)
-        await send_json(ws, hello(key))
-        code, reason, _ = await Tab(ws, Browser("u"), ident()).closed()
+        await send_json(ws, hello(key, u))
+        code, reason, frames = await Tab(ws, Browser(u), ident()).closed()
         assert code == 4004 and "not allowed" in reason
+        assert frames[-1]["code"] == 4004
+    assert await frames_of([holder, waiter], 0.5) == [[], []]
 
 
 async def test_server_survives_a_burst_of_garbage(server: Server, site: str) -> None:

@@ -73,6 +73,22 @@ async def test_fifty_sessions_at_the_same_instant_admit_exactly_one(
     assert unblocked == [{"t": "unblock"}]
 
 
+async def test_waiting_browsers_get_the_seat_in_the_order_they_came(
+    server: Server, site: str
+) -> None:
+    u = user()
+    holder, _ = await Tab.open(server.ws, site, Browser(u))
+    waiters = [await Tab.open(server.ws, site, Browser(u)) for _ in range(4)]
+    assert [w["state"] for _, w in waiters] == ["blocked"] * 4
+    leaving = holder
+    for i, (tab, _) in enumerate(waiters):
+        assert await leaving.bye("close") == 1000
+        assert await tab.recv() == {"t": "unblock"}
+        for later, _ in waiters[i + 1 :]:
+            await later.expect_nothing(0.2)
+        leaving = tab
+
+
 async def test_limit_three_admits_three(server: Server, site: str) -> None:
     u = user()
     states = []

@@ -17,9 +17,11 @@ from seatguard.errors import (
     close_code,
 )
 from seatguard.protocol import (
+    PROTOCOL_VERSION,
     RETRY,
     RETRY_LATER,
     Block,
+    BlockReason,
     Bye,
     CloseCode,
     Heartbeat,
@@ -59,7 +61,13 @@ def test_close_codes_match_the_sdk() -> None:
     assert js["CLOSE"] == {c.name: c.value for c in CloseCode}
     assert set(js["RETRY"]) == RETRY  # type: ignore[arg-type]
     assert set(js["RETRY_LATER"]) == RETRY_LATER  # type: ignore[arg-type]
-    assert js["PROTOCOL_VERSION"] == 1
+    assert js["PROTOCOL_VERSION"] == PROTOCOL_VERSION
+    for name in ("LOGGED_OUT", "REVOKED", "EXPIRED"):  # the single codes the bundle keeps
+        assert js[name] == CloseCode[name.lower()].value
+
+
+def test_block_reasons_match_the_sdk() -> None:
+    assert js_constants()["BLOCK_REASONS"] == [r.value for r in BlockReason]
 
 
 def test_hello_decodes_with_optional_fields() -> None:
