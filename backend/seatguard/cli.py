@@ -164,17 +164,20 @@ def demo(**flags: Any) -> None:
 
 
 async def _seed_demo(db: Database, key: str) -> Site:
+    """The demo site, created on first use (by whichever of several demo nodes comes first)."""
     site = await db.site(key)
-    if site is None:
-        site = new_site(
-            "Acme Stream (demo)",
-            [SELF_ORIGIN],
-            Rules(),
-            client_settings=True,
-            now=time.time(),
-            key=key,
-        )
+    if site is not None:
+        return site
+    site = new_site(
+        "Acme Stream (demo)", [SELF_ORIGIN], Rules(), client_settings=True, now=time.time(), key=key
+    )
+    try:
         await db.add_site(site)
+    except Exception:
+        existing = await db.site(key)  # another node seeded it at the same moment
+        if existing is None:
+            raise
+        return existing
     return site
 
 

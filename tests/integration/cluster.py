@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import secrets
 import signal
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.conftest import (
     RedisServer,
@@ -23,6 +24,15 @@ from tests.conftest import (
 )
 
 
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end in a thread of its own (the caller may be in a loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 @dataclass
 class Cluster:
     """N nodes on one Redis and one database; node i serves `nodes[i]`."""
@@ -31,12 +41,13 @@ class Cluster:
     redis: RedisServer
     database_url: str
     env: dict[str, str]
+    command: str = "serve"  # or "demo", to serve the demo site on every node
     nodes: list[Server] = field(default_factory=list)
 
     def _start(self, index: int) -> Server:
         home = self.tmp / f"node{index}"
         home.mkdir(exist_ok=True)
-        return start_server(home, "serve", self.env, db=self.tmp / "unused.db")
+        return start_server(home, self.command, self.env, db=self.tmp / "unused.db")
 
     def start_node(self) -> Server:
         node = self._start(len(self.nodes))
@@ -77,10 +88,11 @@ def start_cluster(
     postgres_url: str,
     server_env: dict[str, str],
     size: int,
+    command: str = "serve",
     **env: str,
 ) -> Iterator[Cluster]:
     """Start `size` nodes on a fresh database of the PostgreSQL server; stop them after."""
-    url = asyncio.run(create_postgres_database(postgres_url))
+    url = _run(create_postgres_database(postgres_url))
     cluster = Cluster(
         tmp,
         redis,
@@ -94,6 +106,7 @@ def start_cluster(
             "SEATGUARD_REDIS_TIMEOUT": str(scaled(1.0)),
             **env,
         },
+        command,
     )
     try:
         for _ in range(size):
@@ -101,4 +114,4 @@ def start_cluster(
         yield cluster
     finally:
         cluster.stop()
-        asyncio.run(drop_postgres_database(url))
+        _run(drop_postgres_database(url))
