@@ -23,7 +23,6 @@ from tests.conftest import (
     start_server,
 )
 
-
 T = TypeVar("T")
 
 
