@@ -7,7 +7,7 @@ in the order of authority, see PRODUCT.md). Claims:
     sub     required  user id
     exp     required  expiry (NumericDate)
     aud     required  the site key
-    iss     checked when the site configures an issuer
+    iss     required  the site's identity issuer (its `identity_issuer`, else the site key)
     nbf     optional  not before
     iat     optional  issued at; not in the future
     org, role         optional non-empty strings
@@ -45,7 +45,7 @@ class IdentityConfig:
     public_key: str | None = None  # RS256/ES256: the verifying key, in PEM
     jwks: dict[str, Any] | None = None  # RS256/ES256: a fetched JWKS document; `kid` picks
     audience: str  # the site key; tokens must name it in `aud`
-    issuer: str | None = None  # when set, tokens must carry exactly this `iss`
+    issuer: str  # tokens must carry exactly this `iss` (RFC 8725 §3.8)
     leeway: float = 30  # seconds of clock skew forgiven on exp, nbf and iat
     keys: KeySet = field(init=False, repr=False, compare=False)  # built from the above
 
@@ -56,8 +56,8 @@ class IdentityConfig:
             )
         if not isinstance(self.audience, str) or not self.audience:
             raise ConfigError("identity tokens need an audience (the site key)")
-        if self.issuer is not None and (not isinstance(self.issuer, str) or not self.issuer):
-            raise ConfigError("an identity issuer, when set, must be a non-empty string")
+        if not isinstance(self.issuer, str) or not self.issuer:
+            raise ConfigError("identity tokens need an issuer (a non-empty string)")
         if not math.isfinite(self.leeway) or self.leeway < 0:
             raise ConfigError(f"identity leeway must be zero or more seconds, not {self.leeway}")
         object.__setattr__(self, "keys", self._keys())
@@ -100,8 +100,9 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
     key-confusion attack). With a JWKS, the token's `kid` picks the key. Tokens over
     8 KiB are refused unparsed. `exp` is required and compared with `now` (seconds since
     the epoch, from the caller's clock), as are `nbf` and `iat`, forgiving `config.leeway`
-    seconds of skew. `aud` must name `config.audience`; `iss` must equal `config.issuer`
-    when one is set. Optional claims must have the documented types and values.
+    seconds of skew. `aud` must name `config.audience` and `iss` must equal
+    `config.issuer` (RFC 8725 §3.8: a token without `iss` is refused). Optional claims
+    must have the documented types and values.
 
     Raises InvalidIdentity with a human message ("identity token expired", ...) on any
     failure. Callers raise IdentityRequired themselves when a site requires a token and
@@ -115,8 +116,7 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
         raise InvalidIdentity(f"{_WHAT} type {typ!r} not accepted (expected JWT)")
     check_times(claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT)
     check_audience(claims, config.audience, error=InvalidIdentity, what=_WHAT)
-    if config.issuer is not None:
-        check_issuer(claims, config.issuer, error=InvalidIdentity, what=_WHAT)
+    check_issuer(claims, config.issuer, error=InvalidIdentity, what=_WHAT)
     if "sub" not in claims:
         raise InvalidIdentity(f"{_WHAT} has no 'sub' claim")
     return Identity(
