@@ -9,7 +9,7 @@ in the order of authority, see PRODUCT.md). Claims:
     aud     required  the site key
     iss     required  the site's identity issuer (its `identity_issuer`, else the site key)
     nbf     optional  not before
-    iat     optional  issued at; not in the future
+    iat     optional  issued at; not in the future; compared with revocation cut-offs
     org, role         optional non-empty strings
     mode              optional "concurrence" | "device-limit"
     limit             optional integer, 1..1000
@@ -27,7 +27,7 @@ from .errors import ConfigError, InvalidIdentity
 from .jws import KeySet, check_audience, check_issuer, check_times, verify_signed
 from .types import Mode, Policy, UserId
 
-__all__ = ["Identity", "IdentityConfig", "verify_identity"]
+__all__ = ["Identity", "IdentityConfig", "issued_before", "verify_identity"]
 
 _WHAT = "identity token"
 _MODES: tuple[str, ...] = get_args(Mode)
@@ -90,6 +90,7 @@ class Identity:
     limit: int | None = None
     policy: Policy | None = None
     sid: str | None = None  # the identity provider's session id, for back-channel logout
+    issued_at: float | None = None  # `iat`, for revocation cut-offs (`issued_before`)
 
 
 def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identity:
@@ -114,7 +115,7 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):
         raise InvalidIdentity(f"{_WHAT} type {typ!r} not accepted (expected JWT)")
-    check_times(claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT)
+    _, iat = check_times(claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT)
     check_audience(claims, config.audience, error=InvalidIdentity, what=_WHAT)
     check_issuer(claims, config.issuer, error=InvalidIdentity, what=_WHAT)
     if "sub" not in claims:
@@ -127,7 +128,19 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
         limit=_limit(claims),
         policy=cast("Policy | None", _choice(claims, "policy", _POLICIES)),
         sid=_text(claims, "sid"),
+        issued_at=iat,
     )
+
+
+def issued_before(identity: Identity, cutoff: float | None) -> bool:
+    """Whether a token was issued before `cutoff` (a user's revocation time), so is refused.
+
+    A token without `iat` cannot show that it came after the cut-off, so it counts as
+    issued before; with no cut-off (None) nothing is.
+    """
+    if cutoff is None:
+        return False
+    return identity.issued_at is None or identity.issued_at < cutoff
 
 
 def _text(claims: Mapping[str, Any], name: str) -> str | None:

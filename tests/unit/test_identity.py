@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.errors import ConfigError, IdentityError, IdentityRequired, InvalidIdentity
-from seatguard.identity import Identity, IdentityConfig, verify_identity
+from seatguard.identity import Identity, IdentityConfig, issued_before, verify_identity
 from seatguard.jws import MAX_TOKEN_BYTES
 
 NOW = 1_700_000_000.0
@@ -106,6 +106,7 @@ def test_hs256_token_with_every_claim() -> None:
         mode="device-limit",
         limit=3,
         policy="evict-oldest",
+        issued_at=NOW,
     )
 
 
@@ -190,6 +191,23 @@ def test_zero_leeway(keys: Keys) -> None:
     assert verify_identity(keys.rs256(claims(exp=NOW + 1)), config, now=NOW).user == "u1"
     with pytest.raises(InvalidIdentity, match="expired"):
         verify_identity(keys.rs256(claims(exp=NOW)), config, now=NOW)
+
+
+def test_issued_before_a_revocation_cutoff() -> None:
+    # Timeline: the token is issued at NOW; the user is revoked at NOW + 1.
+    fresh = Identity(user="u1", issued_at=NOW)
+    assert not issued_before(fresh, None)  # never revoked
+    assert issued_before(fresh, NOW + 1)  # issued before the revocation: refused
+    assert not issued_before(fresh, NOW)  # issued at the very cut-off: accepted
+    assert not issued_before(fresh, NOW - 1)  # issued after it
+    # Without `iat` a token cannot show it came after the cut-off.
+    assert issued_before(Identity(user="u1"), NOW - 1)
+    assert not issued_before(Identity(user="u1"), None)
+
+
+def test_issued_at_comes_from_iat(keys: Keys, rs256: IdentityConfig) -> None:
+    assert verify_identity(keys.rs256(claims(iat=NOW - 5)), rs256, now=NOW).issued_at == NOW - 5
+    assert verify_identity(keys.rs256(claims(iat=None)), rs256, now=NOW).issued_at is None
 
 
 # -- refused tokens -----------------------------------------------------------------------
