@@ -1,14 +1,15 @@
 """REST API v1 for site backends, authenticated with the site's secret key.
 
-Errors are RFC 9457 problem details (`application/problem+json`) with a plain message.
-The OpenAPI document (`/api/v1/openapi.json`) is built in `openapi.py` from the same
-request and response structs used here.
+Errors are RFC 9457 problem details (`application/problem+json`) with a plain message
+(`problems.py`, whose `exception_handlers()` the app installs for unknown routes and wrong
+methods). The OpenAPI document (`/api/v1/openapi.json`) is built in `openapi.py` from the
+same request and response structs used here.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -18,10 +19,11 @@ from starlette.routing import BaseRoute, Route
 
 from .node import Node
 from .presence import Rules, Session, UserPresence
+from .problems import ApiError, Problem, exception_handlers, problem
 from .rules import SCOPES, Override, Scope
 from .sites import Site
 
-__all__ = ["Problem", "problem", "routes"]
+__all__ = ["Problem", "exception_handlers", "problem", "routes"]
 
 S = TypeVar("S")
 Name = msgspec.Meta(min_length=1, max_length=256)
@@ -126,26 +128,6 @@ class AuditOut(msgspec.Struct):
 class AuditPageOut(msgspec.Struct):
     records: list[AuditOut]
     next_after: int | None  # pass as `after` for the next page; null at the end
-
-
-class Problem(msgspec.Struct, omit_defaults=True):
-    """RFC 9457 problem details."""
-
-    title: str
-    status: int
-    detail: str
-    type: str = "about:blank"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
-
-
-def problem(status: int, title: str, detail: str) -> Response:
-    body = msgspec.json.encode(Problem(title=title, status=status, detail=detail))
-    return Response(body, status_code=status, media_type="application/problem+json")
 
 
 def _json(value: object, status: int = 200) -> Response:
@@ -353,17 +335,25 @@ def _defaults(site: Site) -> dict[str, Any]:
     return {"mode": r.mode, "limit": r.limit, "policy": r.policy}
 
 
+def _route(path: str, handlers: Mapping[str, Handler]) -> Route:
+    """One route per path, so that a wrong method is answered 405 naming every allowed one."""
+
+    async def dispatch(request: Request, node: Node, site: Site) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request, node, site)
+
+    return Route("/api/v1" + path, _authenticated(dispatch), methods=list(handlers))
+
+
 def routes() -> list[BaseRoute]:
     """The API's routes, under /api/v1."""
-    a = _authenticated
     return [
-        Route("/api/v1/users/{user}/sessions", a(user_sessions), methods=["GET"]),
-        Route("/api/v1/users/{user}/seat", a(user_seat), methods=["GET"]),
-        Route("/api/v1/users/{user}/sessions/{session}", a(revoke_session), methods=["DELETE"]),
-        Route("/api/v1/users/{user}/revoke", a(revoke_user), methods=["POST"]),
-        Route("/api/v1/revoke", a(revoke_where), methods=["POST"]),
-        Route("/api/v1/overrides", a(list_overrides), methods=["GET"]),
-        Route("/api/v1/audit", a(audit_records), methods=["GET"]),
-        Route("/api/v1/overrides/{scope}/{name}", a(put_override), methods=["PUT"]),
-        Route("/api/v1/overrides/{scope}/{name}", a(delete_override), methods=["DELETE"]),
+        _route("/users/{user}/sessions", {"GET": user_sessions}),
+        _route("/users/{user}/seat", {"GET": user_seat}),
+        _route("/users/{user}/sessions/{session}", {"DELETE": revoke_session}),
+        _route("/users/{user}/revoke", {"POST": revoke_user}),
+        _route("/revoke", {"POST": revoke_where}),
+        _route("/overrides", {"GET": list_overrides}),
+        _route("/audit", {"GET": audit_records}),
+        _route("/overrides/{scope}/{name}", {"PUT": put_override, "DELETE": delete_override}),
     ]

@@ -100,4 +100,4 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         import demo_site
 
         routes += demo_site.routes()
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=api.exception_handlers())
