@@ -245,6 +245,9 @@ async def revoke_session(request: Request, node: Node, site: Site) -> Response:
 async def revoke_user(request: Request, node: Node, site: Site) -> Response:
     user = _param(request, "user")
     body = await _body(request, RevokeUserIn)
+    if body.keep is not None and body.keep not in (await node.snapshot((site.key, user))).sessions:
+        # A typo in `keep` must not sign the user out everywhere.
+        raise ApiError(404, "Not found", f"user {user!r} has no live session {body.keep!r} to keep")
     return _json(RevokedOut(await node.revoke((site.key, user), keep=body.keep)))
 
 
