@@ -8,11 +8,13 @@ same request and response structs used here.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -22,6 +24,7 @@ from .presence import Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .rules import SCOPES, Override, Scope
 from .sites import Site
+from .types import Mode, Policy
 
 __all__ = ["Problem", "exception_handlers", "problem", "routes"]
 
@@ -128,6 +131,29 @@ class AuditOut(msgspec.Struct):
 class AuditPageOut(msgspec.Struct):
     records: list[AuditOut]
     next_after: int | None  # pass as `after` for the next page; null at the end
+
+
+class SiteOut(msgspec.Struct):
+    key: str
+    name: str
+    origins: list[str]
+    mode: str
+    limit: int
+    policy: str
+    idle_timeout: float | None
+    absolute_timeout: float | None
+    client_settings: bool  # whether load() options may set mode, limit and policy
+
+
+class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Changes to a site's own rules; absent fields stay, a null timeout is no timeout."""
+
+    mode: Mode | UnsetType = UNSET
+    limit: int | UnsetType = UNSET
+    policy: Policy | UnsetType = UNSET
+    idle_timeout: float | UnsetType | None = UNSET
+    absolute_timeout: float | UnsetType | None = UNSET
+    client_settings: bool | UnsetType = UNSET
 
 
 def _json(value: object, status: int = 200) -> Response:
@@ -333,6 +359,35 @@ async def audit_records(request: Request, node: Node, site: Site) -> Response:
     return _json(AuditPageOut(records, next_after))
 
 
+def _site_out(site: Site) -> SiteOut:
+    return SiteOut(
+        key=site.key,
+        name=site.name,
+        origins=list(site.origins),
+        client_settings=site.client_settings,
+        **msgspec.structs.asdict(_rules_out(site.rules)),
+    )
+
+
+async def get_site(request: Request, node: Node, site: Site) -> Response:
+    return _json(_site_out(site))
+
+
+async def patch_site(request: Request, node: Node, site: Site) -> Response:
+    body = await _body(request, SiteIn)
+    names = ("mode", "limit", "policy", "idle_timeout", "absolute_timeout")
+    changes = {n: getattr(body, n) for n in names if getattr(body, n) is not UNSET}
+    try:
+        rules = dataclasses.replace(site.rules, **changes)
+    except ValueError as exc:
+        raise ApiError(422, "Invalid request", str(exc)) from None
+    client = site.client_settings if body.client_settings is UNSET else body.client_settings
+    updated = dataclasses.replace(site, rules=rules, client_settings=client)
+    if updated != site:
+        await node.db.update_site(updated)
+    return _json(_site_out(updated))
+
+
 def _defaults(site: Site) -> dict[str, Any]:
     r = site.rules
     return {"mode": r.mode, "limit": r.limit, "policy": r.policy}
@@ -356,6 +411,7 @@ def routes() -> list[BaseRoute]:
         _route("/users/{user}/sessions/{session}", {"DELETE": revoke_session}),
         _route("/users/{user}/revoke", {"POST": revoke_user}),
         _route("/revoke", {"POST": revoke_where}),
+        _route("/site", {"GET": get_site, "PATCH": patch_site}),
         _route("/overrides", {"GET": list_overrides}),
         _route("/audit", {"GET": audit_records}),
         _route("/overrides/{scope}/{name}", {"PUT": put_override, "DELETE": delete_override}),

@@ -21,6 +21,8 @@ from .api import (
     RevokeWhereIn,
     SeatOut,
     SessionsOut,
+    SiteIn,
+    SiteOut,
 )
 
 __all__ = ["document", "endpoint"]
@@ -85,6 +87,8 @@ def document() -> dict[str, Any]:
         OverrideIn,
         OverrideOut,
         AuditPageOut,
+        SiteIn,
+        SiteOut,
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
@@ -135,6 +139,15 @@ def document() -> dict[str, Any]:
                     params=[],
                     body=RevokeWhereIn,
                 )
+            },
+            "/site": {
+                "get": _op("The site's own rules", {"200": {**ok, **_json(SiteOut)}}, params=[]),
+                "patch": _op(
+                    "Change the site's own rules; they apply to browsers that join afterwards",
+                    {"200": {**ok, **_json(SiteOut)}},
+                    params=[],
+                    body=SiteIn,
+                ),
             },
             "/audit": {
                 "get": _op(
