@@ -20,7 +20,6 @@ from . import __version__, api
 from . import oidc as oidc_routes
 from . import openapi as openapi_doc
 from .auditkey import audit_key
-from .backchannel import MemoryReplayCache
 from .db import open_database
 from .node import Node
 from .recorder import Recorder
@@ -76,7 +75,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         node = Node(settings, store, db, clock)
         node.recorder = Recorder(db.audit, key, node.site, webhooks)
         app.state.node = node
-        app.state.replay_cache = MemoryReplayCache()
         sweeper = asyncio.create_task(_sweep_forever(node))
         try:
             yield

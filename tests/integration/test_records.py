@@ -9,16 +9,13 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-import jwt
 import pytest
 import uvicorn
-from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +23,7 @@ from starlette.routing import Route
 
 from seatguard.webhooks import verify
 from tests.conftest import SEATGUARD, Server, free_port, scaled, start_server
-from tests.integration.api_client import api
+from tests.integration.api_client import api, logout_token
 from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio
@@ -184,33 +181,6 @@ async def test_webhooks_are_signed_and_sent_for_blocks_and_revocations(server: S
         types.append(json.loads(body)["type"])
     assert types[0] == "seat.blocked"
     assert sorted(types[1:]) == ["session.revoked", "session.revoked"]
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """An OpenID provider's signing key and its JWKS file."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    jwk.update({"kid": "k1", "alg": "RS256", "use": "sig"})
-    path = tmp_path_factory.mktemp("op") / "jwks.json"
-    path.write_text(json.dumps({"keys": [jwk]}))
-    yield {"key": key, "jwks": path, "issuer": "https://op.example", "client": "acme-client"}
-
-
-def logout_token(provider: dict[str, Any], **claims: Any) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": provider["issuer"],
-        "aud": provider["client"],
-        "iat": now,
-        "exp": now + 120,
-        "jti": secrets.token_hex(8),
-        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
-        **claims,
-    }
-    return jwt.encode(
-        payload, provider["key"], algorithm="RS256", headers={"kid": "k1", "typ": "logout+jwt"}
-    )
 
 
 async def test_backchannel_logout_revokes_the_named_user(
