@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from . import __version__, api
 from . import oidc as oidc_routes
 from . import openapi as openapi_doc
-from .auditkey import audit_key
+from .auditkey import audit_key, checkpoint_path
 from .db import open_database
 from .node import Node
 from .recorder import Recorder
@@ -73,7 +73,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         webhooks = WebhookDispatcher(clock=clock)
         await webhooks.start()
         node = Node(settings, store, db, clock)
-        node.recorder = Recorder(db.audit, key, node.site, webhooks)
+        recorder = Recorder(
+            db.audit, key, node.site, webhooks, checkpoint=checkpoint_path(settings)
+        )
+        node.recorder = recorder
         app.state.node = node
         sweeper = asyncio.create_task(_sweep_forever(node))
         try:
@@ -82,6 +85,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await recorder.flush()
             await webhooks.aclose()
             await store.close()
             await db.close()
