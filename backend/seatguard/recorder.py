@@ -20,7 +20,7 @@ from .sites import Site
 from .types import UserKey
 from .webhooks import EventType, WebhookDispatcher
 
-__all__ = ["Recorder", "audit_events", "webhook_events"]
+__all__ = ["Recorder", "audit_events", "refused_event", "webhook_events"]
 
 _ENDED_KIND = {
     EndReason.idle: AuditKind.idle_expired,
@@ -68,6 +68,14 @@ def audit_events(key: UserKey, outcome: Outcome, now: float) -> list[AuditEvent]
         device, ip = (seen.device, seen.ip) if seen else (None, None)
         add(AuditKind.admitted, session, device, ip, "over_limit", monitor=True)
     return events
+
+
+def refused_event(
+    key: UserKey, session: str | None, device: str | None, ip: str | None, reason: str, now: float
+) -> AuditEvent:
+    """The audit row of a hello that was turned away."""
+    site, user = key
+    return AuditEvent(now, site, user, session, device, ip or None, AuditKind.refused, reason)
 
 
 def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict[str, Any]]]:
@@ -150,9 +158,14 @@ class Recorder:
             )
 
     async def refused(
-        self, key: UserKey, session: str | None, ip: str | None, reason: str, now: float
+        self,
+        key: UserKey,
+        session: str | None,
+        ip: str | None,
+        reason: str,
+        now: float,
+        device: str | None = None,
     ) -> None:
-        """Record a hello that was turned away (bad identity, revoked or expired session)."""
-        site, user = key
-        event = AuditEvent(now, site, user, session, None, ip or None, AuditKind.refused, reason)
-        await self._append([event])
+        """Record a hello that was turned away (bad identity, revoked or expired session),
+        with the device it came from when known."""
+        await self._append([refused_event(key, session, device, ip, reason, now)])
