@@ -79,9 +79,16 @@ def refused_event(
 
 
 def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict[str, Any]]]:
-    """The webhooks of one outcome: blocks, unblocks, takeovers, evictions, ends by force."""
+    """The webhooks of one outcome: ends by force, then blocks, unblocks, takeovers and
+    evictions, in the audit trail's order (endings free seats before others take them)."""
     site, user = key
     hooks: list[tuple[EventType, dict[str, Any]]] = []
+    for e in outcome.ended:
+        data = {"site": site, "user": user, "session": e.session, "device": e.device}
+        if e.reason is EndReason.revoked:
+            hooks.append((EventType.session_revoked, data))
+        elif e.reason in (EndReason.idle, EndReason.absolute):
+            hooks.append((EventType.session_expired, {**data, "reason": e.reason.value}))
     for t in outcome.transitions:
         data = {"site": site, "user": user, "session": t.session, "device": t.device}
         if t.state is SeatState.admitted:
@@ -94,12 +101,6 @@ def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict
             BlockReason.taken_over: EventType.seat_taken_over,
         }.get(reason, EventType.seat_blocked)
         hooks.append((kind, {**data, "reason": reason.value}))
-    for e in outcome.ended:
-        data = {"site": site, "user": user, "session": e.session, "device": e.device}
-        if e.reason is EndReason.revoked:
-            hooks.append((EventType.session_revoked, data))
-        elif e.reason in (EndReason.idle, EndReason.absolute):
-            hooks.append((EventType.session_expired, {**data, "reason": e.reason.value}))
     return hooks
 
 

@@ -160,6 +160,10 @@ def test_endings_come_first_then_the_seats_they_freed() -> None:
         (AuditKind.revoked, "s1", "d-s1", "revoked"),
         (AuditKind.unblocked, "s2", "d-s2", None),
     ]
+    assert hooks(outcome) == [
+        (EventType.session_revoked, data("s1")),
+        (EventType.seat_unblocked, data("s2")),
+    ]
 
 
 # -- monitor ------------------------------------------------------------------------------
