@@ -1,27 +1,32 @@
 """REST API v1 for site backends, authenticated with the site's secret key.
 
-Errors are RFC 9457 problem details (`application/problem+json`) with a plain message.
-The OpenAPI document (`/api/v1/openapi.json`) is built in `openapi.py` from the same
-request and response structs used here.
+Errors are RFC 9457 problem details (`application/problem+json`) with a plain message
+(`problems.py`, whose `exception_handlers()` the app installs for unknown routes and wrong
+methods). The OpenAPI document (`/api/v1/openapi.json`) is built in `openapi.py` from the
+same request and response structs used here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .node import Node
 from .presence import Rules, Session, UserPresence
+from .problems import ApiError, Problem, exception_handlers, problem
 from .rules import SCOPES, Override, Scope
 from .sites import Site
+from .types import Mode, Policy
 
-__all__ = ["Problem", "problem", "routes"]
+__all__ = ["Problem", "exception_handlers", "problem", "routes"]
 
 S = TypeVar("S")
 Name = msgspec.Meta(min_length=1, max_length=256)
@@ -128,24 +133,27 @@ class AuditPageOut(msgspec.Struct):
     next_after: int | None  # pass as `after` for the next page; null at the end
 
 
-class Problem(msgspec.Struct, omit_defaults=True):
-    """RFC 9457 problem details."""
-
-    title: str
-    status: int
-    detail: str
-    type: str = "about:blank"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
+class SiteOut(msgspec.Struct):
+    key: str
+    name: str
+    origins: list[str]
+    mode: str
+    limit: int
+    policy: str
+    idle_timeout: float | None
+    absolute_timeout: float | None
+    client_settings: bool  # whether load() options may set mode, limit and policy
 
 
-def problem(status: int, title: str, detail: str) -> Response:
-    body = msgspec.json.encode(Problem(title=title, status=status, detail=detail))
-    return Response(body, status_code=status, media_type="application/problem+json")
+class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Changes to a site's own rules; absent fields stay, a null timeout is no timeout."""
+
+    mode: Mode | UnsetType = UNSET
+    limit: int | UnsetType = UNSET
+    policy: Policy | UnsetType = UNSET
+    idle_timeout: float | UnsetType | None = UNSET
+    absolute_timeout: float | UnsetType | None = UNSET
+    client_settings: bool | UnsetType = UNSET
 
 
 def _json(value: object, status: int = 200) -> Response:
@@ -263,6 +271,9 @@ async def revoke_session(request: Request, node: Node, site: Site) -> Response:
 async def revoke_user(request: Request, node: Node, site: Site) -> Response:
     user = _param(request, "user")
     body = await _body(request, RevokeUserIn)
+    if body.keep is not None and body.keep not in (await node.snapshot((site.key, user))).sessions:
+        # A typo in `keep` must not sign the user out everywhere.
+        raise ApiError(404, "Not found", f"user {user!r} has no live session {body.keep!r} to keep")
     return _json(RevokedOut(await node.revoke((site.key, user), keep=body.keep)))
 
 
@@ -348,22 +359,60 @@ async def audit_records(request: Request, node: Node, site: Site) -> Response:
     return _json(AuditPageOut(records, next_after))
 
 
+def _site_out(site: Site) -> SiteOut:
+    return SiteOut(
+        key=site.key,
+        name=site.name,
+        origins=list(site.origins),
+        client_settings=site.client_settings,
+        **msgspec.structs.asdict(_rules_out(site.rules)),
+    )
+
+
+async def get_site(request: Request, node: Node, site: Site) -> Response:
+    return _json(_site_out(site))
+
+
+async def patch_site(request: Request, node: Node, site: Site) -> Response:
+    body = await _body(request, SiteIn)
+    names = ("mode", "limit", "policy", "idle_timeout", "absolute_timeout")
+    changes = {n: getattr(body, n) for n in names if getattr(body, n) is not UNSET}
+    try:
+        rules = dataclasses.replace(site.rules, **changes)
+    except ValueError as exc:
+        raise ApiError(422, "Invalid request", str(exc)) from None
+    client = site.client_settings if body.client_settings is UNSET else body.client_settings
+    updated = dataclasses.replace(site, rules=rules, client_settings=client)
+    if updated != site:
+        await node.db.update_site(updated)
+    return _json(_site_out(updated))
+
+
 def _defaults(site: Site) -> dict[str, Any]:
     r = site.rules
     return {"mode": r.mode, "limit": r.limit, "policy": r.policy}
 
 
+def _route(path: str, handlers: Mapping[str, Handler]) -> Route:
+    """One route per path, so that a wrong method is answered 405 naming every allowed one."""
+
+    async def dispatch(request: Request, node: Node, site: Site) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request, node, site)
+
+    return Route("/api/v1" + path, _authenticated(dispatch), methods=list(handlers))
+
+
 def routes() -> list[BaseRoute]:
     """The API's routes, under /api/v1."""
-    a = _authenticated
     return [
-        Route("/api/v1/users/{user}/sessions", a(user_sessions), methods=["GET"]),
-        Route("/api/v1/users/{user}/seat", a(user_seat), methods=["GET"]),
-        Route("/api/v1/users/{user}/sessions/{session}", a(revoke_session), methods=["DELETE"]),
-        Route("/api/v1/users/{user}/revoke", a(revoke_user), methods=["POST"]),
-        Route("/api/v1/revoke", a(revoke_where), methods=["POST"]),
-        Route("/api/v1/overrides", a(list_overrides), methods=["GET"]),
-        Route("/api/v1/audit", a(audit_records), methods=["GET"]),
-        Route("/api/v1/overrides/{scope}/{name}", a(put_override), methods=["PUT"]),
-        Route("/api/v1/overrides/{scope}/{name}", a(delete_override), methods=["DELETE"]),
+        _route("/users/{user}/sessions", {"GET": user_sessions}),
+        _route("/users/{user}/seat", {"GET": user_seat}),
+        _route("/users/{user}/sessions/{session}", {"DELETE": revoke_session}),
+        _route("/users/{user}/revoke", {"POST": revoke_user}),
+        _route("/revoke", {"POST": revoke_where}),
+        _route("/site", {"GET": get_site, "PATCH": patch_site}),
+        _route("/overrides", {"GET": list_overrides}),
+        _route("/audit", {"GET": audit_records}),
+        _route("/overrides/{scope}/{name}", {"PUT": put_override, "DELETE": delete_override}),
     ]

@@ -19,8 +19,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from . import __version__, api
 from . import oidc as oidc_routes
 from . import openapi as openapi_doc
-from .auditkey import audit_key
-from .backchannel import MemoryReplayCache
+from .auditkey import audit_key, checkpoint_path
 from .db import open_database
 from .node import Node
 from .recorder import Recorder
@@ -97,9 +96,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         webhooks = WebhookDispatcher(clock=clock)
         await webhooks.start()
         node = Node(settings, store, db)
-        node.recorder = Recorder(db.audit, key, node.site, webhooks)
+        recorder = Recorder(
+            db.audit, key, node.site, webhooks, checkpoint=checkpoint_path(settings)
+        )
+        node.recorder = recorder
         app.state.node = node
-        app.state.replay_cache = MemoryReplayCache()
         await store.start(node)
         ticker = asyncio.create_task(_tick_forever(node))
         try:
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             await node.close()
+            await recorder.flush()
             await webhooks.aclose()
             await store.close()
             await db.close()
@@ -125,4 +127,4 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         import demo_site
 
         routes += demo_site.routes()
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=api.exception_handlers())

@@ -81,7 +81,7 @@ class ProblemKind(StrEnum):
     deleted = "deleted"  # records missing from the sequence
     inserted = "inserted"  # a copied row, or a valid record that does not link to the chain
     reordered = "reordered"  # an authentic record stored out of its place
-    truncated = "truncated"  # the log stops short of, or differs at, the external anchor
+    truncated = "truncated"  # the log stops short of, or differs at, an external anchor
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +118,16 @@ class VerifyReport:
 
 
 def verify(
-    records: Iterable[AuditRecord], key: bytes, *, expected_head: tuple[int, str] | None = None
+    records: Iterable[AuditRecord],
+    key: bytes,
+    *,
+    expected_head: tuple[int, str] | None = None,
+    checkpoint: tuple[int, str] | None = None,
 ) -> VerifyReport:
-    """Check a log in storage order; `expected_head` is a (seq, hash) kept outside the log."""
-    walk = _Walk(key, expected_head)
+    """Check a log in storage order against its anchors, each a (seq, hash) kept outside it:
+    `expected_head` given by hand, `checkpoint` from the server's head checkpoint file."""
+    anchors = [("anchor", expected_head), ("checkpoint", checkpoint)]
+    walk = _Walk(key, {(name, *a) for name, a in anchors if a is not None})
     for record in records:
         walk.add(record)
     return walk.finish()
@@ -130,10 +136,11 @@ def verify(
 class _Walk:
     """The state of one pass: where the chain stands, gaps, and recent authentic hashes."""
 
-    def __init__(self, key: bytes, anchor: tuple[int, str] | None) -> None:
+    def __init__(self, key: bytes, anchors: set[tuple[str, int, str]]) -> None:
         self.key = key
-        self.anchor = anchor
-        self.at_anchor: tuple[str, bool] | None = None  # (hash, flagged) of the anchored seq
+        self.anchors = sorted(anchors)  # (name, seq, hash)
+        self.anchored = {seq for _, seq, _ in anchors}
+        self.at_anchor: dict[int, tuple[str, bool]] = {}  # seq -> (hash, flagged) there
         self.count = self.authentic = 0
         self.first = 0
         self.next = 1  # the seq the chain expects next
@@ -241,8 +248,8 @@ class _Walk:
                 self.gaps.append((self.next, p - 1, None if flagged else r.prev))
             self.next, self.last, self.last_flagged = p + 1, r.hash, flagged
             self.head = (p, r.hash)
-        if self.anchor is not None and self.anchor[0] == p:
-            self.at_anchor = (r.hash, flagged)
+        if p in self.anchored:
+            self.at_anchor[p] = (r.hash, flagged)
         return True
 
     def report(self, seq: int, kind: ProblemKind, message: str) -> int:
@@ -253,8 +260,8 @@ class _Walk:
         for lo, hi, _ in self.gaps:
             missing = f"record {lo} is" if lo == hi else f"records {lo} to {hi} are"
             self.report(lo, ProblemKind.deleted, f"{missing} missing")
-        if self.anchor is not None:
-            self._check_anchor(*self.anchor)
+        for name, seq, digest in self.anchors:
+            self._check_anchor(name, seq, digest)
         problems = self.problems
         if self.count and not self.authentic:
             hint = "the audit key is probably wrong (or every record was changed)"
@@ -262,15 +269,16 @@ class _Walk:
             problems = [Problem(self.first, ProblemKind.changed, note)]
         return VerifyReport(self.count, self.head, sorted(problems, key=lambda p: p.seq))
 
-    def _check_anchor(self, seq: int, digest: str) -> None:
+    def _check_anchor(self, name: str, seq: int, digest: str) -> None:
         end = self.head[0] if self.head else 0
+        found = self.at_anchor.get(seq)
         if end < seq:
             cut = f"records {end + 1} to {seq}" if end + 1 < seq else f"record {seq}"
-            note = f"the log ends at seq {end}, before its anchor at seq {seq}: {cut} cut off"
+            note = f"the log ends at seq {end}, before its {name} at seq {seq}: {cut} cut off"
             self.report(end + 1, ProblemKind.truncated, note)
-        elif self.at_anchor is not None and self.at_anchor[0] != digest and not self.at_anchor[1]:
+        elif found is not None and found[0] != digest and not found[1]:
             # (a flagged row at the anchor is reported already)
-            note = f"record {seq} is not the anchored one: the log was cut and rewritten"
+            note = f"record {seq} is not the one of the {name}: the log was cut and rewritten"
             self.report(seq, ProblemKind.truncated, note)
 
     def _in_gap(self, seq: int) -> bool:

@@ -1,17 +1,22 @@
-"""Where the audit log's HMAC key comes from: never from the database it protects."""
+"""Where the audit log's HMAC key comes from, never the database it protects, and where its
+head checkpoint goes (beside the key, by default)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from .audit import load_audit_key
 from .errors import ConfigError
 from .settings import Settings
 
-__all__ = ["audit_key", "default_key_path"]
+__all__ = ["CHECKPOINT_ENV", "audit_key", "checkpoint_path", "default_key_path"]
+
+CHECKPOINT_ENV = "SEATGUARD_AUDIT_CHECKPOINT"
+"""The environment variable naming the head checkpoint file (see `audit_checkpoint`)."""
 
 log = logging.getLogger("seatguard")
 
@@ -19,6 +24,24 @@ log = logging.getLogger("seatguard")
 def default_key_path(settings: Settings) -> Path:
     """The key file used when none is configured: beside the database file."""
     return Path(settings.db + ".audit-key")
+
+
+def checkpoint_path(settings: Settings, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The head checkpoint file: SEATGUARD_AUDIT_CHECKPOINT, else `<audit key file>.head`.
+
+    The key file is the configured one, else the default beside the SQLite database (also
+    when the key itself comes from SEATGUARD_AUDIT_KEY). None where there is no such place:
+    an in-memory database, or PostgreSQL with the key in the environment and no checkpoint
+    named.
+    """
+    environ = os.environ if environ is None else environ
+    if named := environ.get(CHECKPOINT_ENV, "").strip():
+        return Path(named)
+    if settings.audit_key_file:
+        return Path(settings.audit_key_file + ".head")
+    if settings.database_url or settings.db == ":memory:":
+        return None
+    return Path(f"{default_key_path(settings)}.head")
 
 
 def audit_key(settings: Settings, *, create: bool) -> bytes:

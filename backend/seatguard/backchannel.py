@@ -5,7 +5,9 @@ Validation follows the specification's section 2.6, with the claims of section 2
 issuer's keys with a pinned algorithm (never `none`), `iss`, `aud`, `iat` and `exp` as for ID
 tokens, a `jti`, the back-channel logout event, a `sub` or a `sid` or both, and no `nonce`.
 The `typ` header, when present, must be `logout+jwt` (section 2.4 explicit typing; an absent
-`typ` is accepted for providers that predate it). A `jti` is accepted once (step 8).
+`typ` is accepted for providers that predate it). A `jti` is accepted once (step 8): that
+is the caller's to enforce, with `LogoutRequest.until` (see `oidc.py`), since the ids it has
+seen live in the database, shared by every process.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from .errors import ConfigError, InvalidLogoutToken
 from .jws import ASYMMETRIC, KeySet, check_audience, check_issuer, check_times, verify_signed
@@ -22,8 +24,6 @@ __all__ = [
     "LOGOUT_EVENT",
     "BackchannelConfig",
     "LogoutRequest",
-    "MemoryReplayCache",
-    "ReplayCache",
     "verify_logout_token",
 ]
 
@@ -68,40 +68,10 @@ class LogoutRequest:
     sid: str | None
     jti: str
     exp: float
+    until: float  # from then on the token fails these checks: remember its jti until then
 
 
-class ReplayCache(Protocol):
-    """Logout token ids already accepted, remembered while their tokens could still pass."""
-
-    def seen(self, jti: str, until: float) -> bool:
-        """Whether `jti` was seen before; if not, remember it until `until`."""
-        ...
-
-
-class MemoryReplayCache:
-    """A ReplayCache in this process's memory; call `prune(now)` from time to time."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}  # jti -> when its token can no longer pass
-
-    def seen(self, jti: str, until: float) -> bool:
-        """Whether `jti` was seen before; if not, remember it until `until`."""
-        if jti in self._until:
-            return True
-        self._until[jti] = until
-        return False
-
-    def prune(self, now: float) -> int:
-        """Forget ids whose tokens can no longer pass at `now`; return how many."""
-        dead = [jti for jti, until in self._until.items() if until <= now]
-        for jti in dead:
-            del self._until[jti]
-        return len(dead)
-
-
-def verify_logout_token(
-    token: str, config: BackchannelConfig, *, now: float, seen: ReplayCache
-) -> LogoutRequest:
+def verify_logout_token(token: str, config: BackchannelConfig, *, now: float) -> LogoutRequest:
     """Whom a back-channel logout token logs out, once it passes section 2.6 of the spec.
 
     The token's `alg` must be one of `config.algorithms` and its `kid` must pick a key of
@@ -110,9 +80,8 @@ def verify_logout_token(
     caller's clock) forgiving `config.leeway`; a token issued `config.max_age` seconds ago
     or earlier (plus the leeway) is refused. The `events` claim must hold the back-channel
     logout event as a JSON object; `sub`, `sid` or both must be present; `nonce` must not be.
-    Only a token that passes every check has its `jti` recorded in `seen`, until the time
-    it would fail anyway; a second token with the same `jti` is refused as a replay. Use one
-    cache per issuer, since `jti` values are only unique per issuer.
+    The caller refuses a replay: it accepts a `jti` once per issuer (`jti` values are only
+    unique per issuer), remembering it until `until`, the time the token would fail anyway.
 
     Raises InvalidLogoutToken with a human message on any failure; the endpoint answers
     it with HTTP 400.
@@ -144,9 +113,7 @@ def verify_logout_token(
     if sub is None and sid is None:
         raise InvalidLogoutToken(f"{_WHAT} has neither a 'sub' nor a 'sid' claim")
     until = min(exp, iat + config.max_age) + config.leeway  # past this, the checks above fail
-    if seen.seen(jti, until):
-        raise InvalidLogoutToken(f"{_WHAT} replayed")
-    return LogoutRequest(sub=sub, sid=sid, jti=jti, exp=exp)
+    return LogoutRequest(sub=sub, sid=sid, jti=jti, exp=exp, until=until)
 
 
 def _check_events(claims: Mapping[str, Any]) -> None:

@@ -1,15 +1,17 @@
-"""`seatguard audit`: verify the hash chain, export it as JSON lines."""
+"""`seatguard audit`: verify the hash chain and its head checkpoint, export it as JSON lines."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from .audit import to_json
 from .audit_chain import verify
-from .auditkey import audit_key
+from .audit_checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from .auditkey import audit_key, checkpoint_path
 from .cli import db_option, with_db
 from .db import Database
 from .errors import ConfigError
@@ -18,10 +20,16 @@ from .settings import Settings
 __all__ = ["audit"]
 
 
-def _key(db: str, key_file: str | None) -> bytes:
+def _settings(db: str, key_file: str | None) -> Settings:
+    url = db if db.startswith(("postgresql://", "postgres://")) else None
     try:
-        url = db if db.startswith(("postgresql://", "postgres://")) else None
-        settings = Settings.from_env(db=db, database_url=url, audit_key_file=key_file)
+        return Settings.from_env(db=db, database_url=url, audit_key_file=key_file)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _key(settings: Settings) -> bytes:
+    try:
         return audit_key(settings, create=False)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -44,25 +52,68 @@ def audit() -> None:
     "--expect-head",
     help="SEQ:HASH of the last record, kept elsewhere; catches a truncated tail.",
 )
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The head checkpoint the server writes [env SEATGUARD_AUDIT_CHECKPOINT; default "
+    "<audit key file>.head].",
+)
+@click.option(
+    "--no-checkpoint", is_flag=True, help="Check the chain alone, without the head checkpoint."
+)
 @_key_option
 @db_option
-def audit_verify(db: str, audit_key_file: str | None, expect_head: str | None) -> None:
-    """Check every record of the chain; exit 1 and say where if anything was tampered with."""
-    key = _key(db, audit_key_file)
+def audit_verify(
+    db: str,
+    audit_key_file: str | None,
+    expect_head: str | None,
+    checkpoint_file: Path | None,
+    no_checkpoint: bool,
+) -> None:
+    """Check every record of the chain and, by default, the head checkpoint kept outside the
+    database, which catches a cut tail; exit 1 and say where if anything was tampered with."""
+    settings = _settings(db, audit_key_file)
+    key = _key(settings)
     anchor = None
     if expect_head:
         seq, _, digest = expect_head.partition(":")
         if not seq.isdigit() or not digest:
             raise click.BadParameter("--expect-head takes SEQ:HASH")
         anchor = (int(seq), digest)
+    path = None if no_checkpoint else checkpoint_file or checkpoint_path(settings)
+    checkpoint: Checkpoint | None = None
+    broken = None
+    if path is not None:
+        try:
+            checkpoint = read_checkpoint(path, key)
+        except CheckpointError as exc:
+            broken = f"checkpoint BROKEN: {path}: {exc}"
 
     async def run(database: Database) -> Any:
         records = [r async for r in database.audit.all_records()]
-        return verify(records, key, expected_head=anchor)
+        head = None if checkpoint is None else (checkpoint.seq, checkpoint.hash)
+        return verify(records, key, expected_head=anchor, checkpoint=head)
 
     report = with_db(db, run)
     click.echo(report.format())
-    sys.exit(0 if report.ok else 1)
+    if no_checkpoint:
+        line = "checkpoint skipped (--no-checkpoint): a cut tail would go unnoticed"
+    elif path is None:
+        line = "checkpoint: none configured (set SEATGUARD_AUDIT_CHECKPOINT to keep one)"
+    elif broken is not None:
+        line = broken
+    elif checkpoint is None and report.count:
+        broken = line = (
+            f"checkpoint MISSING: {path} does not exist, so a cut tail cannot be told; the "
+            "server writes it after appends (or pass --no-checkpoint)"
+        )
+    elif checkpoint is None:
+        line = f"checkpoint: none yet at {path} (the log is empty)"
+    else:
+        line = f"checkpoint at {path}: seq {checkpoint.seq}"
+    click.echo(line)
+    sys.exit(0 if report.ok and broken is None else 1)
 
 
 @audit.command("export")

@@ -64,7 +64,9 @@ def _site_options(f: F) -> F:
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             help="JWKS file verifying RS256/ES256 identity tokens.",
         ),
-        click.option("--identity-issuer", help="Required `iss` of identity tokens."),
+        click.option(
+            "--identity-issuer", help="Required `iss` of identity tokens [default: the site key]."
+        ),
         click.option("--oidc-issuer", help="OpenID provider sending back-channel logouts."),
         click.option("--oidc-client-id", help="Client id: the `aud` of logout tokens."),
         click.option(

@@ -7,9 +7,9 @@ in the order of authority, see PRODUCT.md). Claims:
     sub     required  user id
     exp     required  expiry (NumericDate)
     aud     required  the site key
-    iss     checked when the site configures an issuer
+    iss     required  the site's identity issuer (its `identity_issuer`, else the site key)
     nbf     optional  not before
-    iat     optional  issued at; not in the future
+    iat     optional  issued at; not in the future; compared with revocation cut-offs
     org, role         optional non-empty strings
     mode              optional "concurrence" | "device-limit"
     limit             optional integer, 1..1000
@@ -27,7 +27,7 @@ from .errors import ConfigError, InvalidIdentity
 from .jws import KeySet, check_audience, check_issuer, check_times, verify_signed
 from .types import Mode, Policy, UserId
 
-__all__ = ["Identity", "IdentityConfig", "verify_identity"]
+__all__ = ["Identity", "IdentityConfig", "issued_before", "verify_identity"]
 
 _WHAT = "identity token"
 _MODES: tuple[str, ...] = get_args(Mode)
@@ -45,7 +45,7 @@ class IdentityConfig:
     public_key: str | None = None  # RS256/ES256: the verifying key, in PEM
     jwks: dict[str, Any] | None = None  # RS256/ES256: a fetched JWKS document; `kid` picks
     audience: str  # the site key; tokens must name it in `aud`
-    issuer: str | None = None  # when set, tokens must carry exactly this `iss`
+    issuer: str  # tokens must carry exactly this `iss` (RFC 8725 §3.8)
     leeway: float = 30  # seconds of clock skew forgiven on exp, nbf and iat
     keys: KeySet = field(init=False, repr=False, compare=False)  # built from the above
 
@@ -56,8 +56,8 @@ class IdentityConfig:
             )
         if not isinstance(self.audience, str) or not self.audience:
             raise ConfigError("identity tokens need an audience (the site key)")
-        if self.issuer is not None and (not isinstance(self.issuer, str) or not self.issuer):
-            raise ConfigError("an identity issuer, when set, must be a non-empty string")
+        if not isinstance(self.issuer, str) or not self.issuer:
+            raise ConfigError("identity tokens need an issuer (a non-empty string)")
         if not math.isfinite(self.leeway) or self.leeway < 0:
             raise ConfigError(f"identity leeway must be zero or more seconds, not {self.leeway}")
         object.__setattr__(self, "keys", self._keys())
@@ -90,6 +90,7 @@ class Identity:
     limit: int | None = None
     policy: Policy | None = None
     sid: str | None = None  # the identity provider's session id, for back-channel logout
+    issued_at: float | None = None  # `iat`, for revocation cut-offs (`issued_before`)
 
 
 def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identity:
@@ -100,8 +101,9 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
     key-confusion attack). With a JWKS, the token's `kid` picks the key. Tokens over
     8 KiB are refused unparsed. `exp` is required and compared with `now` (seconds since
     the epoch, from the caller's clock), as are `nbf` and `iat`, forgiving `config.leeway`
-    seconds of skew. `aud` must name `config.audience`; `iss` must equal `config.issuer`
-    when one is set. Optional claims must have the documented types and values.
+    seconds of skew. `aud` must name `config.audience` and `iss` must equal
+    `config.issuer` (RFC 8725 §3.8: a token without `iss` is refused). Optional claims
+    must have the documented types and values.
 
     Raises InvalidIdentity with a human message ("identity token expired", ...) on any
     failure. Callers raise IdentityRequired themselves when a site requires a token and
@@ -113,10 +115,9 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):
         raise InvalidIdentity(f"{_WHAT} type {typ!r} not accepted (expected JWT)")
-    check_times(claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT)
+    _, iat = check_times(claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT)
     check_audience(claims, config.audience, error=InvalidIdentity, what=_WHAT)
-    if config.issuer is not None:
-        check_issuer(claims, config.issuer, error=InvalidIdentity, what=_WHAT)
+    check_issuer(claims, config.issuer, error=InvalidIdentity, what=_WHAT)
     if "sub" not in claims:
         raise InvalidIdentity(f"{_WHAT} has no 'sub' claim")
     return Identity(
@@ -127,7 +128,19 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
         limit=_limit(claims),
         policy=cast("Policy | None", _choice(claims, "policy", _POLICIES)),
         sid=_text(claims, "sid"),
+        issued_at=iat,
     )
+
+
+def issued_before(identity: Identity, cutoff: float | None) -> bool:
+    """Whether a token was issued before `cutoff` (a user's revocation time), so is refused.
+
+    A token without `iat` cannot show that it came after the cut-off, so it counts as
+    issued before; with no cut-off (None) nothing is.
+    """
+    if cutoff is None:
+        return False
+    return identity.issued_at is None or identity.issued_at < cutoff
 
 
 def _text(claims: Mapping[str, Any], name: str) -> str | None:

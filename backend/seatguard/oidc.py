@@ -3,20 +3,30 @@
 `POST /oidc/v1/{site}/backchannel-logout` with a form field `logout_token`, from the issuer
 configured for the site. `sub` names the user; `sid` names the provider's session, which
 Seatguard learns from the `sid` claim of identity tokens.
+
+Each token is accepted once: its (site, issuer, jti) is remembered in the database, so a
+replay is refused after a restart and by every other server process too. The id is marked
+before the sessions are revoked and forgotten again if revoking fails, so that the
+provider's retry of the same token is not taken for a replay.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .backchannel import BackchannelConfig, MemoryReplayCache, verify_logout_token
+from .backchannel import BackchannelConfig, verify_logout_token
 from .errors import ConfigError, InvalidLogoutToken
 from .node import Node
 from .presence import Session
 
 __all__ = ["routes"]
+
+log = logging.getLogger("seatguard")
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -28,7 +38,6 @@ def _error(status: int, error: str, description: str) -> Response:
 
 async def backchannel_logout(request: Request) -> Response:
     node: Node = request.app.state.node
-    cache: MemoryReplayCache = request.app.state.replay_cache
     site = await node.site(str(request.path_params["site"]))
     if site is None:
         return _error(404, "invalid_request", "unknown site")
@@ -48,17 +57,31 @@ async def backchannel_logout(request: Request) -> Response:
         )
     except ConfigError as exc:
         return _error(500, "server_error", f"back-channel logout is misconfigured: {exc}")
-    cache.prune(now)
     try:
-        logout = verify_logout_token(token, config, now=now, seen=cache)
+        logout = verify_logout_token(token, config, now=now)
     except InvalidLogoutToken as exc:
         return _error(400, "invalid_request", str(exc))
+    seen = (site.key, config.issuer, logout.jti)
+    try:
+        fresh = await node.db.remember_token(*seen, logout.until, now=now)
+    except ValueError as exc:  # PostgreSQL stores no NUL character
+        return _error(400, "invalid_request", f"logout token claim 'jti' refused: {exc}")
+    if not fresh:
+        return _error(400, "invalid_request", "logout token replayed")
     sid = logout.sid
 
     def match(s: Session) -> bool:
         return sid is None or s.sid == sid
 
-    await node.revoke_where(site.key, match, user=logout.sub)
+    try:
+        await node.revoke_where(site.key, match, user=logout.sub)
+    except Exception:
+        await node.db.forget_token(*seen)
+        log.exception("back-channel logout failed; the provider may retry the same token")
+        return _error(500, "server_error", "the logout failed; retry later")
+    except BaseException:  # cancelled: the retry must pass all the same
+        await asyncio.shield(node.db.forget_token(*seen))
+        raise
     return Response(status_code=200, headers=_NO_STORE)
 
 

@@ -21,6 +21,8 @@ from .api import (
     RevokeWhereIn,
     SeatOut,
     SessionsOut,
+    SiteIn,
+    SiteOut,
 )
 
 __all__ = ["document", "endpoint"]
@@ -38,10 +40,22 @@ def _json(kind: type | dict[str, Any]) -> dict[str, Any]:
 
 
 _PROBLEM = {"content": {"application/problem+json": {"schema": _ref(Problem)}}}
-_ERRORS = {
-    "401": {"description": "Missing or unknown secret key", **_PROBLEM},
-    "422": {"description": "Invalid request", **_PROBLEM},
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, **_PROBLEM}
+
+
+_ALWAYS = {
+    "401": _error("Missing or unknown secret key"),
+    "405": _error("Method not allowed on this path (the Allow header lists those that are)"),
 }
+_WITH_BODY = {
+    "400": _error("Malformed JSON body"),
+    "413": _error("Body over 16 KiB"),
+    "422": _error("Invalid request: a field of the wrong type or value, or an unknown field"),
+}
+_WITH_PARAMS = {"422": _error("Invalid request: a parameter out of range")}
 
 
 def _param(name: str, description: str) -> dict[str, Any]:
@@ -65,8 +79,20 @@ SCOPE = {
 NAME = _param("name", "The org, role or user id the override applies to")
 
 
-def _op(summary: str, ok: dict[str, Any], *, params: list[Any], body: type | None = None) -> Any:
-    op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": {**ok, **_ERRORS}}
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    *,
+    params: list[Any],
+    body: type | None = None,
+    missing: str | None = None,
+) -> Any:
+    """One operation; `missing` describes its 404, where it has one."""
+    errors = {**_ALWAYS, **(_WITH_PARAMS if params else {}), **(_WITH_BODY if body else {})}
+    if missing is not None:
+        errors["404"] = _error(missing)
+    responses = {**ok, **dict(sorted(errors.items()))}
+    op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
     if body is not None:
         op["requestBody"] = {"required": False, **_json(body)}
     return op
@@ -85,6 +111,8 @@ def document() -> dict[str, Any]:
         OverrideIn,
         OverrideOut,
         AuditPageOut,
+        SiteIn,
+        SiteOut,
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
@@ -113,11 +141,9 @@ def document() -> dict[str, Any]:
             "/users/{user}/sessions/{session}": {
                 "delete": _op(
                     "Revoke one browser session",
-                    {
-                        "200": {**ok, **_json(RevokedOut)},
-                        "404": {"description": "No such live session", **_PROBLEM},
-                    },
+                    {"200": {**ok, **_json(RevokedOut)}},
                     params=[USER, SESSION],
+                    missing="No such live session",
                 )
             },
             "/users/{user}/revoke": {
@@ -126,6 +152,7 @@ def document() -> dict[str, Any]:
                     {"200": {**ok, **_json(RevokedOut)}},
                     params=[USER],
                     body=RevokeUserIn,
+                    missing="`keep` names no live session of the user; nothing was revoked",
                 )
             },
             "/revoke": {
@@ -135,6 +162,15 @@ def document() -> dict[str, Any]:
                     params=[],
                     body=RevokeWhereIn,
                 )
+            },
+            "/site": {
+                "get": _op("The site's own rules", {"200": {**ok, **_json(SiteOut)}}, params=[]),
+                "patch": _op(
+                    "Change the site's own rules; they apply to browsers that join afterwards",
+                    {"200": {**ok, **_json(SiteOut)}},
+                    params=[],
+                    body=SiteIn,
+                ),
             },
             "/audit": {
                 "get": _op(
@@ -160,14 +196,13 @@ def document() -> dict[str, Any]:
                     {"200": {**ok, **_json(OverrideOut)}},
                     params=[SCOPE, NAME],
                     body=OverrideIn,
+                    missing="No such scope",
                 ),
                 "delete": _op(
                     "Remove an override",
-                    {
-                        "204": {"description": "Removed"},
-                        "404": {"description": "No such override", **_PROBLEM},
-                    },
+                    {"204": {"description": "Removed"}},
                     params=[SCOPE, NAME],
+                    missing="No such scope, or no such override",
                 ),
             },
         },

@@ -1,15 +1,18 @@
 """What happened, written down and told: outcomes become audit rows and webhooks.
 
 `audit_events` and `webhook_events` are pure translations of a presence `Outcome`; the
-`Recorder` appends the rows (durably, before anyone is told) and queues the webhooks.
+`Recorder` appends the rows (durably, before anyone is told), keeps the head checkpoint
+outside the database up to date, and queues the webhooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from .audit import AuditEvent, AuditKind
+from .audit import AuditEvent, AuditKind, AuditRecord
+from .audit_checkpoint import CheckpointWriter
 from .db import AuditLog
 from .presence import EndReason, Outcome, SeatState
 from .protocol import BlockReason
@@ -17,7 +20,7 @@ from .sites import Site
 from .types import UserKey
 from .webhooks import EventType, WebhookDispatcher
 
-__all__ = ["Recorder", "audit_events", "webhook_events"]
+__all__ = ["Recorder", "audit_events", "refused_event", "webhook_events"]
 
 _ENDED_KIND = {
     EndReason.idle: AuditKind.idle_expired,
@@ -67,10 +70,25 @@ def audit_events(key: UserKey, outcome: Outcome, now: float) -> list[AuditEvent]
     return events
 
 
+def refused_event(
+    key: UserKey, session: str | None, device: str | None, ip: str | None, reason: str, now: float
+) -> AuditEvent:
+    """The audit row of a hello that was turned away."""
+    site, user = key
+    return AuditEvent(now, site, user, session, device, ip or None, AuditKind.refused, reason)
+
+
 def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict[str, Any]]]:
-    """The webhooks of one outcome: blocks, unblocks, takeovers, evictions, ends by force."""
+    """The webhooks of one outcome: ends by force, then blocks, unblocks, takeovers and
+    evictions, in the audit trail's order (endings free seats before others take them)."""
     site, user = key
     hooks: list[tuple[EventType, dict[str, Any]]] = []
+    for e in outcome.ended:
+        data = {"site": site, "user": user, "session": e.session, "device": e.device}
+        if e.reason is EndReason.revoked:
+            hooks.append((EventType.session_revoked, data))
+        elif e.reason in (EndReason.idle, EndReason.absolute):
+            hooks.append((EventType.session_expired, {**data, "reason": e.reason.value}))
     for t in outcome.transitions:
         data = {"site": site, "user": user, "session": t.session, "device": t.device}
         if t.state is SeatState.admitted:
@@ -83,17 +101,15 @@ def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict
             BlockReason.taken_over: EventType.seat_taken_over,
         }.get(reason, EventType.seat_blocked)
         hooks.append((kind, {**data, "reason": reason.value}))
-    for e in outcome.ended:
-        data = {"site": site, "user": user, "session": e.session, "device": e.device}
-        if e.reason is EndReason.revoked:
-            hooks.append((EventType.session_revoked, data))
-        elif e.reason in (EndReason.idle, EndReason.absolute):
-            hooks.append((EventType.session_expired, {**data, "reason": e.reason.value}))
     return hooks
 
 
 class Recorder:
-    """Appends audit rows and queues webhooks for every outcome of the node."""
+    """Appends audit rows and queues webhooks for every outcome of the node.
+
+    With a `checkpoint` path, the head of the log is written there after appends (at most
+    about once a second); call `flush()` at shutdown so that it names the very last record.
+    """
 
     def __init__(
         self,
@@ -101,16 +117,35 @@ class Recorder:
         key: bytes,
         site: Callable[[str], Awaitable[Site | None]],
         webhooks: WebhookDispatcher | None,
+        *,
+        checkpoint: Path | None = None,
     ) -> None:
         self.audit = audit
         self.key = key
         self.site = site
         self.webhooks = webhooks
+        self.checkpoint = (
+            None if checkpoint is None else CheckpointWriter(checkpoint, key, self._stored_hash)
+        )
+
+    async def flush(self) -> None:
+        """Bring the head checkpoint up to the last record appended."""
+        if self.checkpoint is not None:
+            await self.checkpoint.flush()
+
+    async def _append(self, events: Sequence[AuditEvent]) -> None:
+        records = await self.audit.append(events, self.key)
+        if records and self.checkpoint is not None:
+            self.checkpoint.note(records[-1].seq, records[-1].hash)
+
+    async def _stored_hash(self, seq: int) -> str | None:
+        found: list[AuditRecord] = await self.audit.records(after_seq=seq - 1, limit=1)
+        return found[0].hash if found and found[0].seq == seq else None
 
     async def record(self, key: UserKey, outcome: Outcome, now: float) -> None:
         events = audit_events(key, outcome, now)
         if events:
-            await self.audit.append(events, self.key)
+            await self._append(events)
         hooks = webhook_events(key, outcome) if self.webhooks else []
         if not hooks:
             return
@@ -124,9 +159,14 @@ class Recorder:
             )
 
     async def refused(
-        self, key: UserKey, session: str | None, ip: str | None, reason: str, now: float
+        self,
+        key: UserKey,
+        session: str | None,
+        ip: str | None,
+        reason: str,
+        now: float,
+        device: str | None = None,
     ) -> None:
-        """Record a hello that was turned away (bad identity, revoked or expired session)."""
-        site, user = key
-        event = AuditEvent(now, site, user, session, None, ip or None, AuditKind.refused, reason)
-        await self.audit.append([event], self.key)
+        """Record a hello that was turned away (bad identity, revoked or expired session),
+        with the device it came from when known."""
+        await self._append([refused_event(key, session, device, ip, reason, now)])

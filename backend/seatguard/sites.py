@@ -34,7 +34,7 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     identity_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"  # pinned JWT algorithm
     identity_public_key: str | None = None  # PEM for RS256/ES256 identity tokens
     identity_jwks: dict[str, Any] | None = None  # JWKS for RS256/ES256 identity tokens
-    identity_issuer: str | None = None  # required `iss` of identity tokens
+    identity_issuer: str | None = None  # required `iss` of identity tokens; default: site key
     oidc_issuer: str | None = None  # OpenID provider sending back-channel logout tokens
     oidc_client_id: str | None = None  # `aud` of logout tokens
     oidc_jwks: dict[str, Any] | None = None  # the provider's signing keys
@@ -87,7 +87,10 @@ class Site:
 
 
 def identity_config(site: Site) -> IdentityConfig:
-    """How identity tokens of a site are checked: pinned algorithm, key, audience, issuer."""
+    """How identity tokens of a site are checked: pinned algorithm, key, audience, issuer.
+
+    The audience is the site key, and so is the issuer unless the site configures its own.
+    """
     c = site.config
     return IdentityConfig(
         algorithm=c.identity_algorithm,
@@ -95,7 +98,7 @@ def identity_config(site: Site) -> IdentityConfig:
         public_key=c.identity_public_key,
         jwks=c.identity_jwks,
         audience=site.key,
-        issuer=c.identity_issuer,
+        issuer=c.identity_issuer or site.key,
     )
 
 

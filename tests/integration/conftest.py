@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import Server, start_server
 from tests.integration.client import Tab
@@ -24,6 +28,23 @@ def site(server: Server) -> str:
     """A site accepting any origin, with client-side settings allowed."""
     created = server.create_site("--name", "Test", "--origin", "*", "--client-settings")
     return str(created["key"])
+
+
+@pytest.fixture(scope="session")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An OpenID provider's signing key and its JWKS file."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "alg": "RS256", "use": "sig"})
+    path = tmp_path_factory.mktemp("op") / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}))
+    yield {
+        "key": key,
+        "jwks": path,  # the file, for the CLI
+        "jwks_document": {"keys": [jwk]},
+        "issuer": "https://op.example",
+        "client": "acme-client",
+    }
 
 
 @pytest.fixture

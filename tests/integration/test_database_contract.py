@@ -285,6 +285,120 @@ async def test_an_override_needs_its_site(db: Database, backend: Backend) -> Non
         await db.set_override("pk_missing", Override("user", "alice", limit=2))
 
 
+# --- one-time token ids -------------------------------------------------------------------
+
+
+async def test_a_token_id_is_remembered_once_per_site_and_issuer(db: Database) -> None:
+    assert await db.remember_token("pk_a", "https://op", "j1", until=200, now=100) is True
+    assert await db.remember_token("pk_a", "https://op", "j1", until=200, now=101) is False
+    # jti values are unique per issuer only, and each site keeps its own.
+    assert await db.remember_token("pk_a", "https://other-op", "j1", until=200, now=101) is True
+    assert await db.remember_token("pk_b", "https://op", "j1", until=200, now=101) is True
+    assert await db.remember_token("pk_a", "https://op", "j2", until=200, now=101) is True
+
+
+async def test_a_forgotten_token_id_is_accepted_again(db: Database) -> None:
+    assert await db.remember_token("pk_a", "https://op", "j1", until=200, now=100) is True
+    await db.forget_token("pk_a", "https://op", "j1")
+    await db.forget_token("pk_a", "https://op", "never-seen")  # forgetting nothing is fine
+    assert await db.remember_token("pk_a", "https://op", "j1", until=200, now=101) is True
+    assert await db.remember_token("pk_a", "https://op", "j1", until=200, now=102) is False
+
+
+async def test_expired_token_ids_are_pruned(db: Database, backend: Backend) -> None:
+    # Timeline: j1 is kept until 150, j2 until 300; at 150 j1 could not pass any more.
+    assert await db.remember_token("pk_a", "iss", "j1", until=150, now=100) is True
+    assert await db.remember_token("pk_a", "iss", "j2", until=300, now=100) is True
+    assert await db.remember_token("pk_a", "iss", "j1", until=150, now=149) is False
+    assert await db.remember_token("pk_a", "iss", "j3", until=400, now=150) is True
+    assert sorted(r[0] for r in await backend.sql("SELECT jti FROM seen_tokens")) == ["j2", "j3"]
+    assert await db.remember_token("pk_a", "iss", "j1", until=500, now=150) is True
+
+
+async def test_one_token_id_racing_through_two_connections_is_taken_once(
+    backend: Backend,
+) -> None:
+    first, second = await backend.open(), await backend.open()
+    try:
+        with anyio.fail_after(scaled(30)):
+            answers = await asyncio.gather(
+                *(
+                    database.remember_token("pk_a", "iss", f"j{n % 5}", until=200, now=100)
+                    for n in range(20)
+                    for database in (first, second)
+                )
+            )
+        assert sum(answers) == 5  # one winner per jti among 8 callers each
+    finally:
+        await first.close()
+        await second.close()
+
+
+# --- revocations -------------------------------------------------------------------------
+
+
+async def test_revoked_sessions_are_refused_until_they_expire(db: Database) -> None:
+    assert await db.revoked_sessions("pk_a", ["s1"], now=100) == set()
+    await db.add_revocations("pk_a", "alice", ["s1", "s2", "s1"], at=100, until=200)
+    await db.add_revocations("pk_b", "alice", ["s3"], at=100, until=200)
+    await db.add_revocations("pk_a", "bob", [], at=100, until=200)  # nothing to record
+    assert await db.revoked_sessions("pk_a", ["s1", "s2", "s3", "s9"], now=150) == {"s1", "s2"}
+    assert await db.revoked_sessions("pk_b", ["s1", "s3"], now=150) == {"s3"}
+    assert await db.revoked_sessions("pk_a", [], now=150) == set()
+    assert await db.revoked_sessions("pk_a", ["s1"], now=199.5) == {"s1"}
+    assert await db.revoked_sessions("pk_a", ["s1"], now=200) == set()  # refused until 200
+
+
+async def test_a_session_revoked_again_keeps_the_later_expiry(db: Database) -> None:
+    await db.add_revocations("pk_a", "alice", ["s1", "s2"], at=100, until=300)
+    await db.add_revocations("pk_a", "alice", ["s1"], at=110, until=200)  # earlier: no change
+    await db.add_revocations("pk_a", "alice", ["s2"], at=120, until=400)  # later: extends
+    assert await db.revoked_sessions("pk_a", ["s1", "s2"], now=250) == {"s1", "s2"}
+    assert await db.revoked_sessions("pk_a", ["s1", "s2"], now=350) == {"s2"}
+
+
+async def test_expired_revocations_are_pruned(db: Database, backend: Backend) -> None:
+    await db.add_revocations("pk_a", "alice", ["old"], at=100, until=150)
+    await db.add_revocations("pk_a", "alice", ["new"], at=150, until=300)
+    rows = await backend.sql("SELECT session, user_id, revoked_at FROM revoked_sessions")
+    assert rows == [("new", "alice", 150.0)]
+
+
+async def test_many_sessions_are_revoked_and_found_at_once(db: Database) -> None:
+    sessions = [f"s{n:04}" for n in range(1234)]
+    await db.add_revocations("pk_a", "alice", sessions[::2], at=100, until=200)
+    assert await db.revoked_sessions("pk_a", sessions, now=150) == set(sessions[::2])
+
+
+async def test_a_user_cutoff_only_moves_later(db: Database) -> None:
+    assert await db.user_revoked_before("pk_a", "alice") is None
+    await db.revoke_user_before("pk_a", "alice", at=100.5)
+    assert await db.user_revoked_before("pk_a", "alice") == 100.5
+    await db.revoke_user_before("pk_a", "alice", at=50)  # a late, older call changes nothing
+    assert await db.user_revoked_before("pk_a", "alice") == 100.5
+    await db.revoke_user_before("pk_a", "alice", at=200)
+    assert await db.user_revoked_before("pk_a", "alice") == 200
+    assert await db.user_revoked_before("pk_a", "bob") is None
+    assert await db.user_revoked_before("pk_b", "alice") is None
+
+
+async def test_revocations_and_token_ids_outlive_the_connection(backend: Backend) -> None:
+    first = await backend.open()
+    try:
+        await first.add_revocations("pk_a", "alice", ["s1"], at=100, until=200)
+        await first.revoke_user_before("pk_a", "alice", at=100)
+        assert await first.remember_token("pk_a", "iss", "j1", until=200, now=100) is True
+    finally:
+        await first.close()
+    again = await backend.open()  # a restart, or another server process
+    try:
+        assert await again.revoked_sessions("pk_a", ["s1"], now=150) == {"s1"}
+        assert await again.user_revoked_before("pk_a", "alice") == 100
+        assert await again.remember_token("pk_a", "iss", "j1", until=200, now=150) is False
+    finally:
+        await again.close()
+
+
 # --- audit -------------------------------------------------------------------------------
 
 
@@ -483,6 +597,31 @@ async def test_migrations_run_once_and_keep_the_data(backend: Backend) -> None:
         finally:
             await again.close()
     assert await backend.schema_versions() == expected
+
+
+async def test_a_database_of_the_previous_schema_is_upgraded(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = lite if backend.name == "sqlite" else pg
+    site = a_site("Old", 5.0)
+    with monkeypatch.context() as m:
+        m.setattr(module, "MIGRATIONS", module.MIGRATIONS[:-1])
+        old = await backend.open()
+        try:
+            await old.add_site(site)
+            await old.audit.append([event(1)], KEY)
+        finally:
+            await old.close()
+    assert await backend.schema_versions() == list(range(1, backend.migrations))
+    upgraded = await backend.open()
+    try:
+        assert await backend.schema_versions() == list(range(1, backend.migrations + 1))
+        assert await upgraded.sites() == [site]
+        assert (await check(upgraded)).ok
+        await upgraded.add_revocations(site.key, "alice", ["s1"], at=10, until=20)
+        assert await upgraded.revoked_sessions(site.key, ["s1"], now=15) == {"s1"}
+    finally:
+        await upgraded.close()
 
 
 async def test_racing_opens_migrate_exactly_once(backend: Backend) -> None:

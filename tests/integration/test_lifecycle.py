@@ -152,26 +152,32 @@ async def test_identity_token_is_required_and_checked(server: Server) -> None:
 
 
 @pytest.mark.parametrize(
-    "forge",
+    ("forge", "why"),
     [
-        "expired",
-        "wrong audience",
-        "wrong secret",
-        "alg none",
-        "user mismatch",
+        ("expired", "expired"),
+        ("wrong audience", "audience mismatch"),
+        ("no issuer", "no 'iss' claim"),
+        ("wrong issuer", "issuer mismatch"),
+        ("wrong secret", "signature is invalid"),
+        ("alg none", "algorithm 'none' not allowed"),
+        ("user mismatch", "does not match"),
     ],
 )
-async def test_bad_identity_tokens_are_refused(server: Server, forge: str) -> None:
+async def test_bad_identity_tokens_are_refused(server: Server, forge: str, why: str) -> None:
     site = server.create_site("--name", "Forged", "--origin", "*", "--require-identity")
     u = user()
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": u, "aud": site["key"], "exp": now + 60}
+    claims: dict[str, Any] = {"sub": u, "aud": site["key"], "iss": site["key"], "exp": now + 60}
     secret = str(site["secret"])
     hello_user = None
     if forge == "expired":
         claims["exp"] = now - 3600
     elif forge == "wrong audience":
         claims["aud"] = "pk_other"
+    elif forge == "no issuer":
+        del claims["iss"]
+    elif forge == "wrong issuer":
+        claims["iss"] = "https://elsewhere.example"
     elif forge == "wrong secret":
         secret = "sk_" + "x" * 40
     elif forge == "user mismatch":
@@ -192,6 +198,7 @@ async def test_bad_identity_tokens_are_refused(server: Server, forge: str) -> No
     await tab.send(hello)
     code, reason, frames = await tab.closed()
     assert code == 4013, (reason, frames)
+    assert why in str(frames), (reason, frames)
 
 
 async def test_api_lists_sessions_and_seat(server: Server, full_site: dict[str, Any]) -> None:

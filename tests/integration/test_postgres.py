@@ -95,6 +95,21 @@ async def test_nul_characters_are_refused_and_never_found(db: PostgresDatabase) 
     assert await db.delete_override(site.key, "user", "bo\x00b") is False
 
 
+async def test_nul_characters_in_revocations_and_token_ids(db: PostgresDatabase) -> None:
+    """The same rule for revocations and one-time token ids."""
+    with pytest.raises(ValueError, match="NUL"):
+        await db.remember_token("pk_a", "iss", "j\x00", until=200, now=100)
+    with pytest.raises(ValueError, match="NUL"):
+        await db.add_revocations("pk_a", "alice", ["s1", "s\x00"], at=100, until=200)
+    with pytest.raises(ValueError, match="NUL"):
+        await db.revoke_user_before("pk_a", "al\x00ice", at=100)
+    await db.forget_token("pk_a", "iss", "j\x00")
+    assert await db.revoked_sessions("pk_a", ["s1", "s\x00"], now=150) == set()
+    assert await db.user_revoked_before("pk_a", "al\x00ice") is None
+    await db.add_revocations("pk_a", "alice", ["s1"], at=100, until=200)
+    assert await db.revoked_sessions("pk_a", ["s1", "s\x00"], now=150) == {"s1"}
+
+
 async def test_a_cancelled_append_releases_the_table(db: PostgresDatabase, url: str) -> None:
     blocker = await asyncpg.connect(url)
     try:

@@ -9,24 +9,23 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-import jwt
 import pytest
 import uvicorn
-from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from seatguard.audit import load_audit_key
+from seatguard.audit_checkpoint import Checkpoint, write_checkpoint
 from seatguard.webhooks import verify
 from tests.conftest import SEATGUARD, Server, free_port, scaled, start_server
-from tests.integration.api_client import api
+from tests.integration.api_client import api, logout_token
 from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio
@@ -96,18 +95,22 @@ async def test_the_api_pages_through_the_audit_trail(server: Server) -> None:
         assert (await client.get("/audit", params={"limit": 0})).status_code == 422
 
 
+def some_sessions(server: Server, site: dict[str, object], count: int = 3) -> None:
+    """`count` browsers come and go, three audit rows each."""
+
+    async def run() -> None:
+        for _ in range(count):
+            tab, _ = await Tab.open(server.ws, str(site["key"]), Browser(user()))
+            await tab.bye("close")
+        await Tab.close_all()
+
+    anyio.run(run)
+
+
 def test_tampering_is_reported_with_where(tmp_path: Path, server_env: dict[str, str]) -> None:
     s = start_server(tmp_path, "serve", server_env)
     try:
-        site = s.create_site("--name", "T", "--origin", "*")
-
-        async def some_events() -> None:
-            for _ in range(3):
-                tab, _ = await Tab.open(s.ws, str(site["key"]), Browser(user()))
-                await tab.bye("close")
-            await Tab.close_all()
-
-        anyio.run(some_events)
+        some_sessions(s, s.create_site("--name", "T", "--origin", "*"))
     finally:
         s.stop()
     assert audit(s, "verify").returncode == 0
@@ -117,6 +120,69 @@ def test_tampering_is_reported_with_where(tmp_path: Path, server_env: dict[str, 
     report = audit(s, "verify")
     assert report.returncode == 1
     assert "2" in report.stdout and "changed" in report.stdout
+
+
+def test_a_cut_tail_is_found_by_default_against_the_checkpoint(
+    tmp_path: Path, server_env: dict[str, str]
+) -> None:
+    s = start_server(tmp_path, "serve", server_env)
+    try:
+        site = s.create_site("--name", "Cut", "--origin", "*")
+        some_sessions(s, site)
+    finally:
+        s.stop()  # a clean shutdown writes the checkpoint up to the last record
+    last = rows(s)[-1]["seq"]
+    intact = audit(s, "verify")
+    assert intact.returncode == 0, intact.stdout
+    assert f"checkpoint at {s.db}.audit-key.head: seq {last}\n" in intact.stdout
+    with sqlite3.connect(s.db) as conn:  # an intruder deletes the last two rows
+        conn.execute("DROP TRIGGER audit_no_delete")
+        conn.execute("DELETE FROM audit WHERE seq > ?", (last - 2,))
+    cut = audit(s, "verify")
+    assert cut.returncode == 1, cut.stdout
+    assert (
+        f"seq {last - 1}: truncated: the log ends at seq {last - 2}, before its checkpoint "
+        f"at seq {last}: records {last - 1} to {last} cut off"
+    ) in cut.stdout
+    skipped = audit(s, "verify", "--no-checkpoint")
+    assert skipped.returncode == 0 and "checkpoint skipped" in skipped.stdout
+    # The server comes back and appends past the cut; the checkpoint stays as evidence.
+    again = start_server(tmp_path, "serve", server_env)
+    try:
+        some_sessions(again, site)
+    finally:
+        again.stop()
+    later = audit(s, "verify")
+    assert later.returncode == 1, later.stdout
+    assert f"seq {last}: truncated: record {last} is not the one of the checkpoint" in later.stdout
+
+
+def test_a_forged_or_missing_checkpoint_fails_verify(
+    tmp_path: Path, server_env: dict[str, str]
+) -> None:
+    s = start_server(tmp_path, "serve", server_env)
+    try:
+        some_sessions(s, s.create_site("--name", "Forged", "--origin", "*"), count=1)
+    finally:
+        s.stop()
+    head = Path(f"{s.db}.audit-key.head")
+    forged = json.loads(head.read_text())
+    forged["seq"] += 100  # claims a longer log, without the key to sign it
+    head.write_text(json.dumps(forged))
+    report = audit(s, "verify")
+    assert report.returncode == 1
+    assert f"checkpoint BROKEN: {head}: its HMAC does not match the audit key" in report.stdout
+    assert audit(s, "verify", "--no-checkpoint").returncode == 0
+    head.unlink()
+    missing = audit(s, "verify")
+    assert missing.returncode == 1 and f"checkpoint MISSING: {head}" in missing.stdout
+    elsewhere = tmp_path / "anchor.head"
+    write_checkpoint(elsewhere, Checkpoint(rows(s)[-1]["seq"], rows(s)[-1]["hash"]), key(s))
+    assert audit(s, "verify", "--checkpoint", str(elsewhere)).returncode == 0
+
+
+def key(server: Server) -> bytes:
+    return load_audit_key(Path(f"{server.db}.audit-key").read_text())
 
 
 def test_an_acknowledged_revocation_survives_kill_9(
@@ -184,33 +250,6 @@ async def test_webhooks_are_signed_and_sent_for_blocks_and_revocations(server: S
         types.append(json.loads(body)["type"])
     assert types[0] == "seat.blocked"
     assert sorted(types[1:]) == ["session.revoked", "session.revoked"]
-
-
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """An OpenID provider's signing key and its JWKS file."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    jwk.update({"kid": "k1", "alg": "RS256", "use": "sig"})
-    path = tmp_path_factory.mktemp("op") / "jwks.json"
-    path.write_text(json.dumps({"keys": [jwk]}))
-    yield {"key": key, "jwks": path, "issuer": "https://op.example", "client": "acme-client"}
-
-
-def logout_token(provider: dict[str, Any], **claims: Any) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": provider["issuer"],
-        "aud": provider["client"],
-        "iat": now,
-        "exp": now + 120,
-        "jti": secrets.token_hex(8),
-        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
-        **claims,
-    }
-    return jwt.encode(
-        payload, provider["key"], algorithm="RS256", headers={"kid": "k1", "typ": "logout+jwt"}
-    )
 
 
 async def test_backchannel_logout_revokes_the_named_user(

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.errors import ConfigError, IdentityError, IdentityRequired, InvalidIdentity
-from seatguard.identity import Identity, IdentityConfig, verify_identity
+from seatguard.identity import Identity, IdentityConfig, issued_before, verify_identity
 from seatguard.jws import MAX_TOKEN_BYTES
 
 NOW = 1_700_000_000.0
@@ -96,11 +96,17 @@ def rs256(keys: Keys) -> IdentityConfig:
 
 
 def test_hs256_token_with_every_claim() -> None:
-    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE, issuer=ISSUER)
     body = claims(org="acme", role="viewer", mode="device-limit", limit=3, policy="evict-oldest")
     token = jwt.encode(body, SECRET, algorithm="HS256")
     assert verify_identity(token, config, now=NOW) == Identity(
-        user="u1", org="acme", role="viewer", mode="device-limit", limit=3, policy="evict-oldest"
+        user="u1",
+        org="acme",
+        role="viewer",
+        mode="device-limit",
+        limit=3,
+        policy="evict-oldest",
+        issued_at=NOW,
     )
 
 
@@ -115,7 +121,7 @@ def test_rs256_with_a_pem_key(keys: Keys, rs256: IdentityConfig) -> None:
 
 
 def test_rs256_with_jwks_picks_the_key_by_kid(keys: Keys) -> None:
-    config = IdentityConfig(algorithm="RS256", jwks=keys.jwks(), audience=SITE)
+    config = IdentityConfig(algorithm="RS256", jwks=keys.jwks(), audience=SITE, issuer=ISSUER)
     assert verify_identity(keys.rs256(claims(), kid="new"), config, now=NOW).user == "u1"
     old = jwt.encode(claims(sub="u2"), keys.rsa2, algorithm="RS256", headers={"kid": "old"})
     assert verify_identity(old, config, now=NOW).user == "u2"
@@ -129,22 +135,24 @@ def test_rs256_with_jwks_picks_the_key_by_kid(keys: Keys) -> None:
 
 def test_jwks_with_one_usable_key_needs_no_kid(keys: Keys) -> None:
     jwks = {"keys": [RSAAlgorithm.to_jwk(keys.rsa.public_key(), as_dict=True)]}
-    config = IdentityConfig(algorithm="RS256", jwks=jwks, audience=SITE)
+    config = IdentityConfig(algorithm="RS256", jwks=jwks, audience=SITE, issuer=ISSUER)
     assert verify_identity(keys.rs256(claims()), config, now=NOW).user == "u1"
 
 
 def test_jwks_skips_encryption_keys(keys: Keys) -> None:
     enc = {**RSAAlgorithm.to_jwk(keys.rsa2.public_key(), as_dict=True), "use": "enc"}
     sig = RSAAlgorithm.to_jwk(keys.rsa.public_key(), as_dict=True)
-    config = IdentityConfig(algorithm="RS256", jwks={"keys": [enc, sig]}, audience=SITE)
+    config = IdentityConfig(
+        algorithm="RS256", jwks={"keys": [enc, sig]}, audience=SITE, issuer=ISSUER
+    )
     assert verify_identity(keys.rs256(claims()), config, now=NOW).user == "u1"
 
 
 def test_es256_with_a_pem_key_and_with_jwks(keys: Keys) -> None:
     token = jwt.encode(claims(), keys.ec, algorithm="ES256", headers={"kid": "ec"})
     for config in (
-        IdentityConfig(algorithm="ES256", public_key=pem(keys.ec), audience=SITE),
-        IdentityConfig(algorithm="ES256", jwks=keys.jwks(), audience=SITE),
+        IdentityConfig(algorithm="ES256", public_key=pem(keys.ec), audience=SITE, issuer=ISSUER),
+        IdentityConfig(algorithm="ES256", jwks=keys.jwks(), audience=SITE, issuer=ISSUER),
     ):
         assert verify_identity(token, config, now=NOW).user == "u1"
 
@@ -166,16 +174,40 @@ def test_accepted_edges(keys: Keys, rs256: IdentityConfig, changes: dict[str, An
     assert verify_identity(token, rs256, now=NOW).user == "u1"
 
 
-def test_issuer_is_only_checked_when_configured(keys: Keys) -> None:
-    config = IdentityConfig(algorithm="RS256", public_key=pem(keys.rsa), audience=SITE)
-    assert verify_identity(keys.rs256(claims(iss=None)), config, now=NOW).user == "u1"
+def test_issuer_must_match_exactly(keys: Keys, rs256: IdentityConfig) -> None:
+    # RFC 8725 §3.8: `iss` is always required and compared as a string, never as a prefix.
+    for iss in (ISSUER + "/", ISSUER.upper(), SITE):
+        with pytest.raises(InvalidIdentity, match="issuer mismatch"):
+            verify_identity(keys.rs256(claims(iss=iss)), rs256, now=NOW)
+    listed = forge({"alg": "RS256"}, claims(iss=[ISSUER]), _rs(keys))  # PyJWT refuses to
+    with pytest.raises(InvalidIdentity, match="issuer mismatch"):
+        verify_identity(listed, rs256, now=NOW)
 
 
 def test_zero_leeway(keys: Keys) -> None:
-    config = IdentityConfig(algorithm="RS256", public_key=pem(keys.rsa), audience=SITE, leeway=0)
+    config = IdentityConfig(
+        algorithm="RS256", public_key=pem(keys.rsa), audience=SITE, issuer=ISSUER, leeway=0
+    )
     assert verify_identity(keys.rs256(claims(exp=NOW + 1)), config, now=NOW).user == "u1"
     with pytest.raises(InvalidIdentity, match="expired"):
         verify_identity(keys.rs256(claims(exp=NOW)), config, now=NOW)
+
+
+def test_issued_before_a_revocation_cutoff() -> None:
+    # Timeline: the token is issued at NOW; the user is revoked at NOW + 1.
+    fresh = Identity(user="u1", issued_at=NOW)
+    assert not issued_before(fresh, None)  # never revoked
+    assert issued_before(fresh, NOW + 1)  # issued before the revocation: refused
+    assert not issued_before(fresh, NOW)  # issued at the very cut-off: accepted
+    assert not issued_before(fresh, NOW - 1)  # issued after it
+    # Without `iat` a token cannot show it came after the cut-off.
+    assert issued_before(Identity(user="u1"), NOW - 1)
+    assert not issued_before(Identity(user="u1"), None)
+
+
+def test_issued_at_comes_from_iat(keys: Keys, rs256: IdentityConfig) -> None:
+    assert verify_identity(keys.rs256(claims(iat=NOW - 5)), rs256, now=NOW).issued_at == NOW - 5
+    assert verify_identity(keys.rs256(claims(iat=None)), rs256, now=NOW).issued_at is None
 
 
 # -- refused tokens -----------------------------------------------------------------------
@@ -303,13 +335,13 @@ def test_refused(
 
 
 def test_rs256_token_refused_by_an_hs256_site(keys: Keys) -> None:
-    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE, issuer=ISSUER)
     with pytest.raises(InvalidIdentity, match=r"algorithm 'RS256' not allowed \(expected HS256\)"):
         verify_identity(keys.rs256(claims()), config, now=NOW)
 
 
 def test_hs256_token_with_another_secret() -> None:
-    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE, issuer=ISSUER)
     token = jwt.encode(claims(), "sk_" + "y" * 43, algorithm="HS256")
     with pytest.raises(InvalidIdentity, match="signature is invalid"):
         verify_identity(token, config, now=NOW)
@@ -317,7 +349,7 @@ def test_hs256_token_with_another_secret() -> None:
 
 def test_hs256_keyed_with_public_pem_fails_even_to_a_site_allowing_hs256(keys: Keys) -> None:
     # Even a site that did take HS256 would check the HMAC with its own secret, not the PEM.
-    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE, issuer=ISSUER)
     with pytest.raises(InvalidIdentity, match="signature is invalid"):
         verify_identity(_hs256_with_public_pem(keys), config, now=NOW)
 
@@ -438,6 +470,7 @@ CONFIG_ERRORS: list[tuple[str, Callable[[Keys], dict[str, Any]], str]] = [
     ),
     ("negative-leeway", lambda k: {"algorithm": "HS256", "secret": SECRET, "leeway": -1}, "leeway"),
     ("empty-issuer", lambda k: {"algorithm": "HS256", "secret": SECRET, "issuer": ""}, "issuer"),
+    ("no-issuer", lambda k: {"algorithm": "HS256", "secret": SECRET, "issuer": None}, "issuer"),
 ]
 
 
@@ -448,14 +481,14 @@ def test_bad_config_is_refused(
     keys: Keys, make: Callable[[Keys], dict[str, Any]], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        IdentityConfig(**{"audience": SITE, **make(keys)})
+        IdentityConfig(**{"audience": SITE, "issuer": ISSUER, **make(keys)})
 
 
 def test_config_needs_an_audience() -> None:
     with pytest.raises(ConfigError, match="audience"):
-        IdentityConfig(algorithm="HS256", secret=SECRET, audience="")
+        IdentityConfig(algorithm="HS256", secret=SECRET, audience="", issuer=ISSUER)
 
 
 def test_config_keeps_its_secret_out_of_repr() -> None:
-    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE)
+    config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE, issuer=ISSUER)
     assert SECRET not in repr(config)

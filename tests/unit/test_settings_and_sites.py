@@ -9,7 +9,7 @@ from seatguard.presence import Rules
 from seatguard.protocol import Hello
 from seatguard.rules import Claims
 from seatguard.settings import Settings
-from seatguard.sites import new_site, normalize_origin
+from seatguard.sites import SiteConfig, identity_config, new_site, normalize_origin
 
 
 def test_settings_read_the_environment_and_flags_win() -> None:
@@ -87,3 +87,11 @@ def test_new_sites_get_distinct_keys() -> None:
     assert a.key != b.key and a.secret != b.secret
     with pytest.raises(ConfigError):
         new_site(" ", ["*"], Rules(), client_settings=False, now=0)
+
+
+def test_identity_issuer_defaults_to_the_site_key() -> None:
+    site = new_site("A", ["*"], Rules(), client_settings=False, now=0)
+    assert identity_config(site).issuer == site.key
+    own = SiteConfig(identity_issuer="https://id.example")
+    site = new_site("B", ["*"], Rules(), client_settings=False, now=0, config=own)
+    assert identity_config(site).issuer == "https://id.example"

@@ -1,4 +1,4 @@
-"""The durable database as the server uses it: sites, overrides and the audit log.
+"""The durable database as the server uses it: sites, overrides, revocations, the audit log.
 
 Two implementations keep one contract (tests/integration/test_database_contract.py):
 `SqliteDatabase`, an embedded file for a single process, and `PostgresDatabase`, shared by
@@ -50,7 +50,12 @@ class AuditLog(Protocol):
 
 
 class Database(Protocol):
-    """Sites, their server-side overrides, and the audit log; `close()` when done."""
+    """Sites, their server-side overrides, what was revoked, the ids of one-time tokens
+    already used, and the audit log; `close()` when done.
+
+    Revocations and token ids are shared by every process on the database and survive
+    restarts. Times are seconds since the epoch from the caller's clock.
+    """
 
     @property
     def audit(self) -> AuditLog:
@@ -89,6 +94,43 @@ class Database(Protocol):
         self, site: str, wanted: Mapping[Scope, str | None] | None = None
     ) -> dict[tuple[Scope, str], Override]:
         """A site's overrides; with `wanted`, only those for the given org, role and user."""
+        ...
+
+    async def remember_token(
+        self, site: str, issuer: str, jti: str, until: float, *, now: float
+    ) -> bool:
+        """Remember the id of a one-time token until `until`; False if it is remembered already.
+
+        Insert-if-absent in one step: of callers in any process with the same (site, issuer,
+        jti), exactly one gets True. Ids remembered until `now` or earlier are forgotten
+        first, so an expired one counts as absent.
+        """
+        ...
+
+    async def forget_token(self, site: str, issuer: str, jti: str) -> None:
+        """Forget a remembered token id (its use failed, so the sender's retry must pass)."""
+        ...
+
+    async def add_revocations(
+        self, site: str, user: str, sessions: Sequence[str], at: float, until: float
+    ) -> None:
+        """Record browser sessions of a user as revoked at `at`, to be refused until `until`.
+
+        A session revoked again keeps the later `until`. Records whose `until` is at or
+        before `at` are dropped meanwhile.
+        """
+        ...
+
+    async def revoked_sessions(self, site: str, sessions: Sequence[str], now: float) -> set[str]:
+        """Which of `sessions` are revoked and still refused at `now`."""
+        ...
+
+    async def revoke_user_before(self, site: str, user: str, at: float) -> None:
+        """Refuse the user's identity tokens issued before `at`; a cut-off only moves later."""
+        ...
+
+    async def user_revoked_before(self, site: str, user: str) -> float | None:
+        """The user's cut-off: identity tokens issued before it are refused; None if none."""
         ...
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""Sites and overrides in PostgreSQL, through an asyncpg pool: the database of a cluster.
+"""Sites, overrides, revocations and used token ids in PostgreSQL, through an asyncpg pool:
+the database of a cluster.
 
 The tables mean what they mean in SQLite (`seatguard.db.sqlite`). Migrations are numbered;
 `schema_version` records those that ran, and they run under a transaction-scoped advisory
@@ -10,7 +11,7 @@ up finds nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -21,6 +22,7 @@ from .audit_postgres import SCHEMA as AUDIT_SCHEMA
 from .audit_postgres import AuditPostgres, refuse_nul
 from .rows import (
     OVERRIDE_COLUMNS,
+    REVOCATIONS_SCHEMA,
     SITE_COLUMNS,
     override_from_row,
     override_row,
@@ -63,6 +65,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     AUDIT_SCHEMA,
+    REVOCATIONS_SCHEMA,
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 
@@ -163,6 +166,78 @@ class PostgresDatabase:
             sql += " AND (" + " OR ".join(terms) + ")"
         found = [override_from_row(r) for r in await self.pool.fetch(sql, *args)]
         return {(o.scope, o.name): o for o in found}
+
+    async def remember_token(
+        self, site: str, issuer: str, jti: str, until: float, *, now: float
+    ) -> bool:
+        refuse_nul(site=site, issuer=issuer, jti=jti)
+        await self.pool.execute("DELETE FROM seen_tokens WHERE expires_at <= $1", now)
+        status = await self.pool.execute(
+            "INSERT INTO seen_tokens (site, issuer, jti, expires_at) VALUES ($1,$2,$3,$4) "
+            "ON CONFLICT DO NOTHING",
+            site,
+            issuer,
+            jti,
+            until,
+        )
+        return str(status) == "INSERT 0 1"
+
+    async def forget_token(self, site: str, issuer: str, jti: str) -> None:
+        if "\x00" in site + issuer + jti:
+            return
+        await self.pool.execute(
+            "DELETE FROM seen_tokens WHERE site=$1 AND issuer=$2 AND jti=$3", site, issuer, jti
+        )
+
+    async def add_revocations(
+        self, site: str, user: str, sessions: Sequence[str], at: float, until: float
+    ) -> None:
+        distinct = list(dict.fromkeys(sessions))  # one row may be upserted once per statement
+        refuse_nul(site=site, user=user, sessions="".join(distinct))
+        await self.pool.execute("DELETE FROM revoked_sessions WHERE expires_at <= $1", at)
+        await self.pool.execute(
+            "INSERT INTO revoked_sessions (site, session, user_id, revoked_at, expires_at) "
+            "SELECT $1, s, $2, $3, $4 FROM unnest($5::text[]) AS s "
+            "ON CONFLICT (site, session) DO UPDATE SET "
+            "expires_at = GREATEST(revoked_sessions.expires_at, EXCLUDED.expires_at)",
+            site,
+            user,
+            at,
+            until,
+            distinct,
+        )
+
+    async def revoked_sessions(self, site: str, sessions: Sequence[str], now: float) -> set[str]:
+        wanted = [s for s in dict.fromkeys(sessions) if "\x00" not in s]
+        if "\x00" in site or not wanted:
+            return set()
+        rows = await self.pool.fetch(
+            "SELECT session FROM revoked_sessions "
+            "WHERE site = $1 AND expires_at > $2 AND session = ANY($3::text[])",
+            site,
+            now,
+            wanted,
+        )
+        return {str(r[0]) for r in rows}
+
+    async def revoke_user_before(self, site: str, user: str, at: float) -> None:
+        refuse_nul(site=site, user=user)
+        await self.pool.execute(
+            "INSERT INTO revoked_users (site, user_id, cutoff) VALUES ($1,$2,$3) "
+            "ON CONFLICT (site, user_id) DO UPDATE SET "
+            "cutoff = GREATEST(revoked_users.cutoff, EXCLUDED.cutoff)",
+            site,
+            user,
+            at,
+        )
+
+    async def user_revoked_before(self, site: str, user: str) -> float | None:
+        if "\x00" in site + user:
+            return None
+        cutoff = await self.pool.fetchval(
+            "SELECT cutoff FROM revoked_users WHERE site = $1 AND user_id = $2", site, user
+        )
+        return None if cutoff is None else float(cutoff)
 
     async def _site_where(self, column: str, value: str) -> Site | None:
         if "\x00" in value:

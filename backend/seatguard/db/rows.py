@@ -21,6 +21,7 @@ from ..sites import Site, SiteConfig
 __all__ = [
     "AUDIT_COLUMNS",
     "OVERRIDE_COLUMNS",
+    "REVOCATIONS_SCHEMA",
     "SITE_COLUMNS",
     "audit_records",
     "audit_row",
@@ -37,6 +38,41 @@ SITE_COLUMNS = (
 OVERRIDE_COLUMNS = "scope, name, mode, seat_limit, policy, idle_timeout, absolute_timeout"
 AUDIT_COLUMNS = "seq, prev, hash, at, site, user_id, session, device, ip, kind, reason, detail"
 _AUDIT_NAMES = tuple(AUDIT_COLUMNS.replace("user_id", "user").split(", "))  # as in to_json
+
+REVOCATIONS_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE seen_tokens (  -- ids of one-time tokens (OIDC logout tokens) already used
+        site text NOT NULL,
+        issuer text NOT NULL,
+        jti text NOT NULL,
+        expires_at double precision NOT NULL,  -- past it the token fails its checks anyway
+        PRIMARY KEY (site, issuer, jti)
+    )
+    """,
+    "CREATE INDEX seen_tokens_expiry ON seen_tokens (expires_at)",
+    """
+    CREATE TABLE revoked_sessions (  -- browser sessions that may never re-attach
+        site text NOT NULL,
+        session text NOT NULL,
+        user_id text NOT NULL,
+        revoked_at double precision NOT NULL,
+        expires_at double precision NOT NULL,  -- refused until then
+        PRIMARY KEY (site, session)
+    )
+    """,
+    "CREATE INDEX revoked_sessions_expiry ON revoked_sessions (expires_at)",
+    """
+    CREATE TABLE revoked_users (  -- identity tokens issued before the cut-off are refused
+        site text NOT NULL,
+        user_id text NOT NULL,
+        cutoff double precision NOT NULL,
+        PRIMARY KEY (site, user_id)
+    )
+    """,
+)
+"""The tables of used one-time token ids, revoked sessions and user cut-offs, as one
+migration step; the same text serves both databases (SQLite reads `double precision` as
+REAL)."""
 
 
 def site_row(site: Site) -> tuple[object, ...]:

@@ -1,4 +1,4 @@
-"""Sites and overrides in an embedded SQLite file, through aiosqlite."""
+"""Sites, overrides, revocations and used token ids in an embedded SQLite file (aiosqlite)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import random
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -17,6 +17,7 @@ from .audit_sqlite import SCHEMA as AUDIT_SCHEMA
 from .audit_sqlite import AuditSqlite
 from .rows import (
     OVERRIDE_COLUMNS,
+    REVOCATIONS_SCHEMA,
     SITE_COLUMNS,
     override_from_row,
     override_row,
@@ -61,6 +62,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     AUDIT_SCHEMA,
+    REVOCATIONS_SCHEMA,
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
@@ -191,9 +193,73 @@ class SqliteDatabase:
         found = [override_from_row(r) for r in rows]
         return {(o.scope, o.name): o for o in found}
 
+    async def remember_token(
+        self, site: str, issuer: str, jti: str, until: float, *, now: float
+    ) -> bool:
+        await self.conn.execute("DELETE FROM seen_tokens WHERE expires_at <= ?", (now,))
+        cur = await self.conn.execute(
+            "INSERT INTO seen_tokens (site, issuer, jti, expires_at) VALUES (?,?,?,?) "
+            "ON CONFLICT DO NOTHING",
+            (site, issuer, jti, until),
+        )
+        return cur.rowcount == 1
+
+    async def forget_token(self, site: str, issuer: str, jti: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM seen_tokens WHERE site=? AND issuer=? AND jti=?", (site, issuer, jti)
+        )
+
+    async def add_revocations(
+        self, site: str, user: str, sessions: Sequence[str], at: float, until: float
+    ) -> None:
+        await self.conn.execute("DELETE FROM revoked_sessions WHERE expires_at <= ?", (at,))
+        for chunk in _chunks(sessions):
+            # One statement per chunk, so that each chunk is stored whole or not at all.
+            values = ", ".join("(?,?,?,?,?)" for _ in chunk)
+            await self.conn.execute(
+                "INSERT INTO revoked_sessions (site, session, user_id, revoked_at, expires_at) "
+                f"VALUES {values} ON CONFLICT (site, session) DO UPDATE SET "
+                "expires_at = MAX(expires_at, excluded.expires_at)",
+                [x for session in chunk for x in (site, session, user, at, until)],
+            )
+
+    async def revoked_sessions(self, site: str, sessions: Sequence[str], now: float) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sessions):
+            sql = (
+                "SELECT session FROM revoked_sessions WHERE site = ? AND expires_at > ? "
+                f"AND session IN ({', '.join('?' for _ in chunk)})"
+            )
+            async with self.conn.execute(sql, (site, now, *chunk)) as cur:
+                found.update(str(row[0]) for row in await cur.fetchall())
+        return found
+
+    async def revoke_user_before(self, site: str, user: str, at: float) -> None:
+        await self.conn.execute(
+            "INSERT INTO revoked_users (site, user_id, cutoff) VALUES (?,?,?) "
+            "ON CONFLICT (site, user_id) DO UPDATE SET cutoff = MAX(cutoff, excluded.cutoff)",
+            (site, user, at),
+        )
+
+    async def user_revoked_before(self, site: str, user: str) -> float | None:
+        sql = "SELECT cutoff FROM revoked_users WHERE site = ? AND user_id = ?"
+        async with self.conn.execute(sql, (site, user)) as cur:
+            row = await cur.fetchone()
+        return float(row[0]) if row else None
+
 
 _BUSY_MS = 10_000  # how long a statement waits for another connection's lock
 _SETUP_BUSY_MS = 250  # the same during setup, which retries instead
+
+
+_CHUNK = 100  # sessions per statement: well under SQLite's limit of bound parameters
+
+
+def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
+    """Distinct `items`, in order, a chunk at a time."""
+    distinct = list(dict.fromkeys(items))
+    for i in range(0, len(distinct), _CHUNK):
+        yield distinct[i : i + _CHUNK]
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

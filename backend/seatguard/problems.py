@@ -1,0 +1,83 @@
+"""RFC 9457 problem details: how the REST API answers every error, routing ones included.
+
+`problem()` builds one answer; `ApiError` carries one out of a handler; `exception_handlers()`
+is what the app installs so that Starlette's own 404 (no such route) and 405 (method not
+allowed) under `/api/` answer problem JSON too, while other paths keep Starlette's plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+__all__ = ["API_PREFIX", "ApiError", "Problem", "exception_handlers", "problem"]
+
+API_PREFIX = "/api/"
+"""Paths whose routing errors are answered as problem details."""
+
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    title: str
+    status: int
+    detail: str
+    type: str = "about:blank"
+
+
+class ApiError(Exception):
+    """An error a handler answers with: status, short title, plain detail."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def problem(
+    status: int, title: str, detail: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A problem-details answer."""
+    body = msgspec.json.encode(Problem(title=title, status=status, detail=detail))
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors: problem details under /api/, plain text elsewhere."""
+    assert isinstance(exc, HTTPException)
+    status, headers = exc.status_code, exc.headers
+    if not request.url.path.startswith(API_PREFIX):
+        if status in (204, 304):
+            return Response(status_code=status, headers=headers)
+        return PlainTextResponse(exc.detail, status_code=status, headers=headers)
+    where = f"{request.method} {request.url.path}"
+    if status == 404:
+        title, detail = "Not found", f"no API route {where}; see /api/v1/openapi.json"
+    elif status == 405:
+        # Starlette lists a route's methods from a set: sort them, so the answer is stable.
+        allowed = ", ".join(sorted(filter(None, (headers or {}).get("Allow", "").split(", "))))
+        headers = {**(headers or {}), "Allow": allowed}
+        title = "Method not allowed"
+        detail = f"{where} is not allowed; this path takes {allowed or 'no method'}"
+    else:
+        title, detail = _phrase(status), exc.detail
+    return problem(status, title, detail, headers)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """The handlers to pass to `Starlette(exception_handlers=...)`."""
+    return {HTTPException: _http_exception}

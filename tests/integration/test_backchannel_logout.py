@@ -1,0 +1,164 @@
+"""Back-channel logout tokens are accepted once, by every server process and across restarts.
+
+The ids of accepted tokens live in the database (`Database.remember_token`), so a replay is
+refused wherever it lands; a token whose logout failed is forgotten, so the provider's retry
+of the very same token passes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from seatguard import oidc
+from seatguard.db import Database, SqliteDatabase
+from seatguard.presence import Rules, Session
+from seatguard.sites import Site, SiteConfig, new_site
+from tests.conftest import Server, fresh_postgres_database, seatguard, start_server
+from tests.integration.api_client import logout_token
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Where server processes keep their records: one SQLite file or one PostgreSQL database."""
+
+    db: str  # what `--db` of the CLI takes
+    args: tuple[str, ...] = ()  # more flags for `seatguard serve`
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def shared(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Shared]:
+    if kind == "sqlite":
+        yield Shared(str(tmp_path / "seatguard.db"))  # the file `start_server` passes as --db
+        return
+    async with fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
+        # Every node of a cluster signs the audit chain with the same key.
+        yield Shared(url, ("--database-url", url), {"SEATGUARD_AUDIT_KEY": secrets.token_hex(32)})
+
+
+def oidc_site(shared: Shared, provider: dict[str, Any]) -> str:
+    out = seatguard(
+        "site", "create", "--db", shared.db, "--name", "OIDC", "--origin", "*",
+        "--oidc-issuer", provider["issuer"], "--oidc-client-id", provider["client"],
+        "--oidc-jwks", str(provider["jwks"]),
+        env=shared.env,
+    )  # fmt: skip
+    return str(json.loads(out)["key"])
+
+
+async def test_a_token_is_accepted_once_by_all_processes_and_after_a_restart(
+    shared: Shared, provider: dict[str, Any], server_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**server_env, **shared.env}
+    started: list[Server] = []
+
+    def serve() -> Server:
+        started.append(start_server(tmp_path, "serve", env, *shared.args))
+        return started[-1]
+
+    try:
+        a, b = serve(), serve()
+        key = oidc_site(shared, provider)
+
+        def url(server: Server) -> str:
+            return f"{server.http}/oidc/v1/{key}/backchannel-logout"
+
+        token = logout_token(provider, sub="alice")
+        async with httpx.AsyncClient() as client:
+
+            async def post(server: Server, token: str) -> httpx.Response:
+                return await client.post(url(server), data={"logout_token": token})
+
+            assert (await post(a, token)).status_code == 200
+            replay = await post(b, token)  # another process of the same cluster
+            assert replay.status_code == 400, replay.text
+            assert replay.json()["error_description"] == "logout token replayed"
+            # A refused token does not use up its jti: the good one with that jti passes.
+            jti = secrets.token_hex(8)
+            refused = await post(a, logout_token(provider, sub="bob", jti=jti, nonce="n"))
+            assert refused.status_code == 400 and "nonce" in refused.text
+            assert (await post(b, logout_token(provider, sub="bob", jti=jti))).status_code == 200
+            a.stop()
+            restarted = serve()
+            again = await post(restarted, token)
+            assert (again.status_code, again.json()["error_description"]) == (
+                400,
+                "logout token replayed",
+            )
+    finally:
+        for server in started:
+            server.stop()
+
+
+@dataclass
+class FlakyNode:
+    """Just what the endpoint uses of a node, with a revocation that fails `failures` times."""
+
+    db: Database
+    known: Site
+    failures: int
+    revoked: list[str | None] = field(default_factory=list)
+    clock: Callable[[], float] = time.time
+
+    async def site(self, key: str) -> Site | None:
+        return self.known if key == self.known.key else None
+
+    async def revoke_where(
+        self, site: str, match: Callable[[Session], bool], user: str | None = None
+    ) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the presence store is unreachable")
+        self.revoked.append(user)
+        return 1
+
+
+async def test_a_failed_logout_forgets_the_token_so_the_retry_passes(
+    provider: dict[str, Any], tmp_path: Path
+) -> None:
+    config = SiteConfig(
+        oidc_issuer=provider["issuer"],
+        oidc_client_id=provider["client"],
+        oidc_jwks=provider["jwks_document"],
+    )
+    site = new_site("OIDC", ["*"], Rules(), client_settings=False, now=time.time(), config=config)
+    db = await SqliteDatabase.open(str(tmp_path / "seatguard.db"))
+    node = FlakyNode(db, site, failures=1)
+    app = Starlette(routes=oidc.routes())
+    app.state.node = node
+    token = logout_token(provider, sub="alice")
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            path = f"/oidc/v1/{site.key}/backchannel-logout"
+            failed = await client.post(path, data={"logout_token": token})
+            assert failed.status_code == 500
+            assert failed.json()["error"] == "server_error"
+            assert node.revoked == []
+            retry = await client.post(path, data={"logout_token": token})  # the provider retries
+            assert retry.status_code == 200, retry.text
+            assert node.revoked == ["alice"]
+            replay = await client.post(path, data={"logout_token": token})
+            assert replay.status_code == 400
+            assert node.revoked == ["alice"]
+    finally:
+        await db.close()
