@@ -129,7 +129,9 @@ async def revoke(request: Request) -> Response:
         return JSONResponse({"error": "user is required"}, status_code=400)
     node: Node = request.app.state.node
     session = request.query_params.get("session")
-    revoked = await node.revoke((DEMO_SITE_KEY, user), sessions=[session] if session else None)
+    revoked = await node.revoke(
+        (DEMO_SITE_KEY, user), sessions=[session] if session else None, by="demo"
+    )
     return JSONResponse({"revoked": revoked})
 
 

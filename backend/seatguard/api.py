@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .errors import StoreUnavailable
 from .node import Node
 from .presence import Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
@@ -164,7 +165,7 @@ Handler = Callable[[Request, Node, Site], Awaitable[Response]]
 
 
 def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: check the bearer secret key, map ApiError to problem details."""
+    """Wrap a handler: check the bearer secret key, map errors to problem details."""
 
     async def endpoint(request: Request) -> Response:
         node: Node = request.app.state.node
@@ -179,6 +180,10 @@ def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]
             return await handler(request, node, site)
         except ApiError as exc:
             return problem(exc.status, exc.title, exc.detail)
+        except StoreUnavailable as exc:
+            response = problem(503, "Service unavailable", str(exc))
+            response.headers["Retry-After"] = "1"
+            return response
 
     return endpoint
 
@@ -283,8 +288,11 @@ async def revoke_where(request: Request, node: Node, site: Site) -> Response:
     if chosen != 1:
         raise ApiError(422, "Invalid request", 'give exactly one of "org", "role" or "all": true')
     org, role = body.org, body.role
+    scope = "org" if org is not None else "role" if role is not None else "site"
     count = await node.revoke_where(
-        site.key, lambda s: (org is None or s.org == org) and (role is None or s.role == role)
+        site.key,
+        lambda s: (org is None or s.org == org) and (role is None or s.role == role),
+        scope=scope,
     )
     return _json(RevokedCountOut(count))
 

@@ -30,7 +30,7 @@ from .errors import (
     UnsupportedVersion,
     close_code,
 )
-from .identity import verify_identity
+from .identity import Identity, issued_before, verify_identity
 from .node import Node
 from .presence import Arrival, Leave, Refusal, Rules, SeatState
 from .protocol import (
@@ -169,15 +169,17 @@ class Channel:
         if site is None:
             raise UnknownSite(f"unknown site key {hello.site!r}")
         if not site.allows_origin(self.origin, self.own_origin):
+            await self._refused(site, hello.user or "", hello, "origin_not_allowed")
             raise OriginNotAllowed(f"origin {self.origin!r} is not allowed for this site")
         try:
-            token = self._identity(site, hello)
+            identity = self._identity(site, hello)
         except IdentityError as exc:
-            key = (site.key, hello.user or "")
-            await self.node.refused(key, hello.session, self.ip, close_code(exc).name)
+            await self._refused(site, hello.user or "", hello, close_code(exc).name)
             raise
+        token = _claims(identity) if identity is not None else None
         page = site.page_claims(hello)
         who = account(page, token, hello.user)
+        await self._not_revoked(site, who.user, hello, identity)
         overrides = await self.node.db.overrides(
             site.key, {"org": who.org, "role": who.role, "user": who.user}
         )
@@ -200,7 +202,7 @@ class Channel:
         joined = await self.node.join(key, self, fail_open=site.config.store_failure == "open")
         hb = round(self.node.settings.heartbeat_interval * 1000)
         if joined.refused is not None:
-            await self.node.refused(key, hello.session, self.ip, joined.refused.value)
+            await self._refused(site, who.user, hello, joined.refused.value)
         if joined.refused is Refusal.revoked:
             raise SessionRevoked("this browser session was revoked; sign in again")
         if joined.refused is Refusal.expired:
@@ -226,8 +228,30 @@ class Channel:
         for frame in early:
             await self.push(frame)
 
-    def _identity(self, site: Site, hello: Hello) -> Claims | None:
-        """The claims of the hello's identity token, or None where none is needed."""
+    async def _refused(self, site: Site, user: str, hello: Hello, reason: str) -> None:
+        device = hello.fp or hello.device
+        await self.node.refused((site.key, user), hello.session, self.ip, reason, device)
+
+    async def _not_revoked(
+        self, site: Site, user: str, hello: Hello, identity: Identity | None
+    ) -> None:
+        """Refuse a revoked session id, and an identity token older than the user's
+        revocation, as recorded in the database: this holds even when presence was lost."""
+        db = self.node.db
+        if await db.revoked_sessions(site.key, [hello.session], self.node.clock()):
+            await self._refused(site, user, hello, "revoked")
+            raise SessionRevoked("this browser session was revoked; sign in again")
+        if identity is not None and issued_before(
+            identity, await db.user_revoked_before(site.key, user)
+        ):
+            await self._refused(site, user, hello, "token_revoked")
+            raise SessionRevoked(
+                "this identity token was issued before the user's sessions were revoked; "
+                "sign in again"
+            )
+
+    def _identity(self, site: Site, hello: Hello) -> Identity | None:
+        """The hello's verified identity token, or None where none is needed."""
         if hello.token is None:
             if site.config.identity_required:
                 raise IdentityRequired("this site requires a signed identity token")
@@ -237,15 +261,7 @@ class Channel:
         identity = verify_identity(hello.token, identity_config(site), now=self.node.clock())
         if hello.user and hello.user != identity.user:
             raise InvalidIdentity("the user id does not match the identity token's subject")
-        return Claims(
-            identity.user,
-            org=identity.org,
-            role=identity.role,
-            mode=identity.mode,
-            limit=identity.limit,
-            policy=identity.policy,
-            sid=identity.sid,
-        )
+        return identity
 
     async def _take_over(self) -> None:
         outcome = await self.node.take_over(self)
@@ -324,6 +340,18 @@ _DENIED = {
 
 _QUIET_CODES = frozenset({CloseCode.normal, CloseCode.going_away, CloseCode.logged_out})
 """Close codes that end a socket without an `error` frame."""
+
+
+def _claims(identity: Identity) -> Claims:
+    return Claims(
+        identity.user,
+        org=identity.org,
+        role=identity.role,
+        mode=identity.mode,
+        limit=identity.limit,
+        policy=identity.policy,
+        sid=identity.sid,
+    )
 
 
 def _activity_ms(idle_timeout: float | None, hb_ms: int) -> int | None:

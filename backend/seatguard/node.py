@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import math
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -77,10 +78,22 @@ class Tab(Protocol):
 class Recorder(Protocol):
     """Where outcomes are written down (audit trail) and told (webhooks)."""
 
-    async def record(self, key: UserKey, outcome: Outcome, now: float) -> None: ...
+    async def record(
+        self,
+        key: UserKey,
+        outcome: Outcome,
+        now: float,
+        context: Mapping[str, str] | None = None,
+    ) -> None: ...
 
     async def refused(
-        self, key: UserKey, session: str | None, ip: str | None, reason: str, now: float
+        self,
+        key: UserKey,
+        session: str | None,
+        ip: str | None,
+        reason: str,
+        now: float,
+        device: str | None = None,
     ) -> None: ...
 
 
@@ -150,10 +163,17 @@ class Node:
         self._sites[key] = (site, now)
         return site
 
-    async def refused(self, key: UserKey, session: str | None, ip: str, reason: str) -> None:
+    async def refused(
+        self,
+        key: UserKey,
+        session: str | None,
+        ip: str,
+        reason: str,
+        device: str | None = None,
+    ) -> None:
         """Write down a tab turned away."""
         if self.recorder is not None:
-            await self.recorder.refused(key, session, ip, reason, self.clock())
+            await self.recorder.refused(key, session, ip, reason, self.clock(), device)
 
     # --- the one way presence changes ---------------------------------------------------
 
@@ -164,11 +184,13 @@ class Node:
         *,
         skip: Tab | None = None,
         applied: Callable[[T, int], None] | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> tuple[T, _Applied]:
         """Apply an operation, record what changed, then tell the tabs here and elsewhere.
 
         `applied(result, seq)` runs as soon as the store has applied it, before any other
-        news of this user can be handled; `skip` is a tab that learns its state otherwise.
+        news of this user can be handled; `skip` is a tab that learns its state otherwise;
+        `context` says who asked, for the audit trail.
         """
         store = self._fallback if key in self._degraded else self.store
         timing = self.timing
@@ -189,7 +211,7 @@ class Node:
         # Operations of one user leave the store in seq order and are told in that order.
         async with self._serial(key):
             if self.recorder is not None:
-                await self.recorder.record(key, outcome, now)
+                await self.recorder.record(key, outcome, now, context)
             await self._tell(key, outcome, seq, rules.takeover, skip)
             nodes.discard(self.store.node_id)
             if nodes and store is self.store and _is_news(outcome):
@@ -309,19 +331,38 @@ class Node:
         *,
         sessions: Iterable[SessionId] | None = None,
         keep: SessionId | None = None,
+        by: str = "api",
     ) -> list[SessionId]:
-        """Revoke sessions of one user (all when `sessions` is None); return those ended."""
+        """Revoke sessions of one user (all when `sessions` is None); return those ended.
+
+        The revoked session ids are also kept in the database, so they stay refused when
+        presence is lost (a restart, a Redis that came back empty); revoking all of a
+        user's sessions also refuses the identity tokens issued before now.
+        """
         wanted = None if sessions is None else list(sessions)
         timing = self.timing
 
         def op(up: UserPresence, now: float) -> tuple[Outcome, None]:
             return presence.revoke(up, sessions=wanted, keep=keep, timing=timing, now=now), None
 
-        _, done = await self._change(key, op)
-        return [e.session for e in done.outcome.ended]
+        scope = "session" if wanted is not None else "user"
+        _, done = await self._change(key, op, context={"by": by, "scope": scope})
+        revoked = [e.session for e in done.outcome.ended]
+        await self._remember_revoked(key, revoked, done.now)
+        if wanted is None and keep is None:
+            # `iat` counts whole seconds: a token minted in the second of the revocation
+            # (by the site, right after revoking) is accepted.
+            await self.db.revoke_user_before(key[0], key[1], math.floor(done.now))
+        return revoked
 
     async def revoke_where(
-        self, site: SiteKey, match: Callable[[Session], bool], user: str | None = None
+        self,
+        site: SiteKey,
+        match: Callable[[Session], bool],
+        user: str | None = None,
+        *,
+        by: str = "api",
+        scope: str = "site",
     ) -> int:
         """Revoke the sessions of a site (or of one user) that `match`; return the count."""
         if user is not None:
@@ -336,9 +377,16 @@ class Node:
 
         count = 0
         for key in keys:
-            _, done = await self._change(key, op)
-            count += len(done.outcome.ended)
+            _, done = await self._change(key, op, context={"by": by, "scope": scope})
+            revoked = [e.session for e in done.outcome.ended]
+            await self._remember_revoked(key, revoked, done.now)
+            count += len(revoked)
         return count
+
+    async def _remember_revoked(self, key: UserKey, sessions: list[SessionId], now: float) -> None:
+        if sessions:
+            until = now + self.timing.tombstone_ttl
+            await self.db.add_revocations(key[0], key[1], sessions, now, until)
 
     async def snapshot(self, key: UserKey) -> UserPresence:
         """A copy of one user's presence, for the API."""

@@ -74,7 +74,9 @@ async def backchannel_logout(request: Request) -> Response:
         return sid is None or s.sid == sid
 
     try:
-        await node.revoke_where(site.key, match, user=logout.sub)
+        await node.revoke_where(
+            site.key, match, user=logout.sub, by="oidc", scope="user" if logout.sub else "sid"
+        )
     except Exception:
         await node.db.forget_token(*seen)
         log.exception("back-channel logout failed; the provider may retry the same token")

@@ -49,6 +49,7 @@ def _error(description: str) -> dict[str, Any]:
 _ALWAYS = {
     "401": _error("Missing or unknown secret key"),
     "405": _error("Method not allowed on this path (the Allow header lists those that are)"),
+    "503": _error("The shared presence store (Redis) cannot be reached; retry (Retry-After)"),
 }
 _WITH_BODY = {
     "400": _error("Malformed JSON body"),

@@ -7,7 +7,7 @@ outside the database up to date, and queues the webhooks.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,11 @@ _BLOCKED_KIND = {
 }
 
 
-def audit_events(key: UserKey, outcome: Outcome, now: float) -> list[AuditEvent]:
+def audit_events(
+    key: UserKey, outcome: Outcome, now: float, context: Mapping[str, str] | None = None
+) -> list[AuditEvent]:
     """The audit rows of one outcome, in the order things happened: endings free seats
-    before others take them."""
+    before others take them. `context` (who revoked, and what) goes with revoked rows."""
     site, user = key
     events: list[AuditEvent] = []
 
@@ -52,7 +54,9 @@ def audit_events(key: UserKey, outcome: Outcome, now: float) -> list[AuditEvent]
         )
 
     for e in outcome.ended:
-        add(_ENDED_KIND.get(e.reason, AuditKind.ended), e.session, e.device, e.ip, e.reason.value)
+        extra = dict(context or {}) if e.reason is EndReason.revoked else {}
+        kind = _ENDED_KIND.get(e.reason, AuditKind.ended)
+        add(kind, e.session, e.device, e.ip, e.reason.value, **extra)
     for t in outcome.transitions:
         reason = t.reason.value if t.reason else None
         if t.session == outcome.created:
@@ -142,8 +146,14 @@ class Recorder:
         found: list[AuditRecord] = await self.audit.records(after_seq=seq - 1, limit=1)
         return found[0].hash if found and found[0].seq == seq else None
 
-    async def record(self, key: UserKey, outcome: Outcome, now: float) -> None:
-        events = audit_events(key, outcome, now)
+    async def record(
+        self,
+        key: UserKey,
+        outcome: Outcome,
+        now: float,
+        context: Mapping[str, str] | None = None,
+    ) -> None:
+        events = audit_events(key, outcome, now, context)
         if events:
             await self._append(events)
         hooks = webhook_events(key, outcome) if self.webhooks else []

@@ -123,7 +123,11 @@ class FlakyNode:
         return self.known if key == self.known.key else None
 
     async def revoke_where(
-        self, site: str, match: Callable[[Session], bool], user: str | None = None
+        self,
+        site: str,
+        match: Callable[[Session], bool],
+        user: str | None = None,
+        **context: str,
     ) -> int:
         if self.failures:
             self.failures -= 1
