@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route
 
 from . import __version__, api
 from . import oidc as oidc_routes
@@ -27,7 +29,6 @@ from .settings import Settings
 from .store import MemoryStore, PresenceStore
 from .store.redis import RedisStore
 from .webhooks import WebhookDispatcher
-from .ws import websocket_endpoint
 
 __all__ = ["SDK_PATH", "create_app"]
 
@@ -77,10 +78,15 @@ async def sdk(request: Request) -> Response:
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
-    """Build the server for `settings`; `clock` is injectable for tests."""
+    """Build the server for `settings`; `clock` is injectable for tests.
+
+    The Starlette app serves HTTP: the SDK file, health, REST API, back-channel logout and
+    the demo. The WebSocket endpoint `/ws/v1` is `sockets.HttpProtocol`, which uvicorn runs
+    as its protocol class (`seatguard serve`); the lifespan hands it the node.
+    """
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         key = audit_key(settings, create=True)
         db = await open_database(settings.database)
         store: PresenceStore = (
@@ -103,8 +109,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         app.state.node = node
         await store.start(node)
         ticker = asyncio.create_task(_tick_forever(node))
+        # Everything built so far lives as long as the process: keep the garbage collector
+        # from walking it again and again (long pauses at many connections).
+        gc.collect()
+        gc.freeze()
         try:
-            yield
+            yield {"node": node}
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -116,7 +126,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             await db.close()
 
     routes: list[BaseRoute] = [
-        WebSocketRoute("/ws/v1", websocket_endpoint),
         Route("/healthz", health),
         Route("/sdk/v1/seatguard.js", sdk),
         Route("/api/v1/openapi.json", openapi_doc.endpoint),

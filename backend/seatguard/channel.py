@@ -132,6 +132,19 @@ class Channel:
             log.exception("unexpected error handling a frame")
             await self.end(CloseCode.internal_error, "internal error")
 
+    def heartbeat_now(self, data: str) -> str | None:
+        """Answer a heartbeat at once, without an await: its ack, or None when `receive`
+        must handle the frame (any other frame, or a heartbeat that does not pass)."""
+        if self.state is not ChannelState.joined or len(data) > 256:
+            return None
+        try:
+            frame = decode_client_frame(data)
+        except msgspec.MsgspecError:
+            return None
+        if not isinstance(frame, Heartbeat) or not self.node.heartbeat(self, frame.active):
+            return None
+        return encode(Ack(ref=frame.ref))
+
     async def _receive(self, data: str | bytes) -> None:
         if isinstance(data, bytes):
             raise UnsupportedData("binary frames are not supported; send JSON text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -124,16 +125,28 @@ def with_db(path: str, fn: Callable[[Database], Awaitable[T]]) -> T:
 
 def _run(settings: Settings) -> None:
     from .app import create_app
+    from .sockets import HttpProtocol
 
+    raise_open_files_limit()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        ws_max_size=max(65536, settings.max_message_bytes * 2),
-        ws_per_message_deflate=False,
+        http=HttpProtocol,  # WebSockets on the lean path, the rest on uvicorn's httptools
+        ws="none",
+        loop="uvloop",
         lifespan="on",
+        backlog=4096,
+        timeout_graceful_shutdown=5,
     )
+
+
+def raise_open_files_limit() -> None:
+    """Every socket is a file: let this process hold as many as the system allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @click.group()

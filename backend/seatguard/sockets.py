@@ -1,0 +1,305 @@
+"""The WebSocket endpoint, lean: `asyncio.Protocol` callbacks driving the `websockets`
+sans-I/O protocol, one small object per socket and no task, timer or ping per connection.
+
+`seatguard serve` runs uvicorn with `HttpProtocol` as its HTTP protocol class. A connection
+whose request is for `/ws/v1` becomes a `Socket`; any other request is handed, with the
+bytes read so far, to uvicorn's own HTTP protocol, which serves the Starlette app (SDK
+file, REST API, demo). Heartbeats are answered inside `data_received` without an await;
+other frames run through the channel in a task, one at a time and in order.
+Compression is declined: it would triple the memory of every connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, cast
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from .channel import Channel, ChannelState
+from .node import Node
+from .protocol import CloseCode
+
+__all__ = ["WS_PATH", "HttpProtocol", "Socket"]
+
+log = logging.getLogger("seatguard")
+_quiet = logging.getLogger("seatguard.websockets")  # the sans-I/O protocol's own logger
+
+WS_PATH = "/ws/v1"
+_MAX_HEAD = 16384  # bytes of request head read before giving up on finding its first line
+_MAX_BUFFERED = 1 << 20  # bytes queued to a peer that does not read; then it is dropped
+_TRUSTED_PROXIES = frozenset({"127.0.0.1", "::1"})  # whose X-Forwarded-* headers count
+
+
+class HttpProtocol(asyncio.Protocol):
+    """uvicorn's protocol class: sends `/ws/v1` to a `Socket`, all else to uvicorn."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._config = config
+        self._server_state = server_state
+        self._app_state = app_state
+        self._loop = _loop or asyncio.get_running_loop()
+        self._head = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._server_state.connections.add(self)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server_state.connections.discard(self)
+
+    def shutdown(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._head += data
+        line_end = self._head.find(b"\r\n")
+        if line_end < 0 and len(self._head) < _MAX_HEAD:
+            return
+        parts = self._head[: max(line_end, 0)].split(b" ")
+        target = parts[1].split(b"?", 1)[0] if len(parts) == 3 else b""
+        transport, head = self.transport, self._head
+        assert transport is not None
+        self._server_state.connections.discard(self)
+        self._head = b""
+        node: Node | None = self._app_state.get("node")
+        nxt: asyncio.Protocol
+        if target == WS_PATH.encode() and node is not None:
+            nxt = Socket(node, self._server_state)
+        else:
+            nxt = HttpToolsProtocol(
+                config=self._config,
+                server_state=self._server_state,
+                app_state=self._app_state,
+                _loop=self._loop,
+            )
+        transport.set_protocol(nxt)
+        nxt.connection_made(transport)
+        nxt.data_received(head)
+
+
+class Socket(asyncio.Protocol):
+    """One tab's WebSocket: frames in, the channel decides, frames out."""
+
+    __slots__ = (
+        "_busy",
+        "_channel",
+        "_fragments",
+        "_node",
+        "_proto",
+        "_queue",
+        "_server_state",
+        "_timer",
+        "transport",
+    )
+
+    def __init__(self, node: Node, server_state: ServerState) -> None:
+        self._node = node
+        self._server_state = server_state
+        limit = node.settings.max_message_bytes
+        # Frames between the limit and this get the channel's error frame and 1009; larger
+        # ones are cut off by the protocol itself (1009, no error frame).
+        self._proto = ServerProtocol(max_size=max(65536, 4 * limit), logger=_quiet)
+        self._channel: Channel | None = None
+        self._queue: deque[str | bytes | None] | None = None  # frames waiting for the channel
+        self._busy = False  # a task is feeding the channel
+        self._fragments: list[bytes | bytearray | memoryview] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._server_state.connections.add(self)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        proto = self._proto
+        proto.receive_data(data)
+        for event in proto.events_received():
+            if isinstance(event, Frame):
+                self._frame(event)
+            elif isinstance(event, Request):
+                self._handshake(event)
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self._proto.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server_state.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        channel = self._channel
+        if channel is not None and channel.state is not ChannelState.closed:
+            self._enqueue(None)
+
+    def shutdown(self) -> None:
+        """The server is stopping: ask the tab to come back later (to another node)."""
+        if self._proto.state is State.OPEN:
+            self._proto.send_close(int(CloseCode.service_restart), "server restarting")
+            self._flush()
+        elif self.transport is not None:
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        """The peer reads slower than we write; `_flush` drops it past `_MAX_BUFFERED`."""
+
+    def resume_writing(self) -> None:
+        pass
+
+    # --- the channel's transport --------------------------------------------------------
+
+    async def send(self, text: str) -> None:
+        self.send_now(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._proto.state is State.OPEN:
+            self._proto.send_close(code, reason)
+        self._flush()
+
+    def send_now(self, text: str) -> None:
+        if self._proto.state is State.OPEN:
+            self._proto.send_text(text.encode())
+            self._flush()
+
+    # --- inside -------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for chunk in self._proto.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            else:  # end of the connection: the closing handshake is done
+                transport.close()
+                return
+        if self._proto.close_expected() and self._proto.state is State.CLOSED:
+            transport.close()
+        elif transport.get_write_buffer_size() > _MAX_BUFFERED:
+            log.info("dropping a socket whose peer does not read")
+            transport.abort()
+
+    def _handshake(self, request: Request) -> None:
+        proto, transport = self._proto, self.transport
+        assert transport is not None
+        response = proto.accept(request)
+        proto.send_response(response)
+        if response.status_code != 101:
+            return
+        headers = request.headers
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if isinstance(peer, tuple) else ""
+        scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
+        if ip in _TRUSTED_PROXIES:
+            ip = _forwarded_for(headers.get("X-Forwarded-For"), ip)
+            scheme = headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
+        self._channel = Channel(
+            self._node,
+            self,
+            origin=headers.get("Origin"),
+            own_origin=f"{scheme}://{headers.get('Host', '')}".lower(),
+            user_agent=headers.get("User-Agent", ""),
+            ip=ip,
+        )
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._node.settings.hello_timeout, self._hello_timeout)
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if not frame.fin:
+                self._fragments = [frame.data]
+                return
+            data = bytes(frame.data)
+        elif opcode is Opcode.CONT and self._fragments is not None:
+            self._fragments.append(frame.data)
+            if not frame.fin:
+                return
+            data = b"".join(self._fragments)
+            self._fragments = None
+        else:
+            return  # ping, pong and close are the protocol's business
+        first = opcode if opcode is not Opcode.CONT else Opcode.TEXT
+        if first is Opcode.BINARY:
+            self._enqueue(data)
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self._proto.fail(1007, "invalid UTF-8")
+            return
+        channel = self._channel
+        if channel is not None and not self._busy:
+            ack = channel.heartbeat_now(text)
+            if ack is not None:
+                self.send_now(ack)
+                return
+        self._enqueue(text)
+
+    def _enqueue(self, item: str | bytes | None) -> None:
+        """Feed the channel in order, in a task; None means the socket closed."""
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(item)
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        channel, queue = self._channel, self._queue
+        try:
+            while queue:
+                item = queue.popleft()
+                if channel is None:
+                    continue
+                if item is None:
+                    await channel.closed()
+                else:
+                    await channel.receive(item)
+                if self._timer is not None and channel.state is not ChannelState.awaiting_hello:
+                    self._timer.cancel()
+                    self._timer = None
+        except Exception:
+            log.exception("unexpected error on a socket")
+        finally:
+            self._busy = False
+            self._queue = None
+
+    def _hello_timeout(self) -> None:
+        self._timer = None
+        channel = self._channel
+        if channel is not None and channel.state is ChannelState.awaiting_hello:
+            asyncio.get_running_loop().create_task(
+                channel.end(CloseCode.protocol_order, "no hello within the timeout")
+            )
+
+
+def _forwarded_for(header: str | None, peer: str) -> str:
+    """The client behind a trusted local proxy: the last address it did not add itself."""
+    if not header:
+        return peer
+    for hop in reversed([h.strip() for h in header.split(",")]):
+        if hop and hop not in _TRUSTED_PROXIES:
+            return hop
+    return peer
