@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit import AuditEvent, AuditKind, AuditRecord
+from .audit_batch import AuditBatcher
 from .audit_checkpoint import CheckpointWriter
 from .db import AuditLog
 from .presence import EndReason, Outcome, SeatState
@@ -126,6 +127,7 @@ class Recorder:
     ) -> None:
         self.audit = audit
         self.key = key
+        self._batcher = AuditBatcher(audit, key)
         self.site = site
         self.webhooks = webhooks
         self.checkpoint = (
@@ -138,7 +140,7 @@ class Recorder:
             await self.checkpoint.flush()
 
     async def _append(self, events: Sequence[AuditEvent]) -> None:
-        records = await self.audit.append(events, self.key)
+        records = await self._batcher.append(events)
         if records and self.checkpoint is not None:
             self.checkpoint.note(records[-1].seq, records[-1].hash)
 
