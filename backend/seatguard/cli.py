@@ -195,11 +195,13 @@ async def _seed_demo(db: Database, key: str) -> Site:
 
 
 def _register() -> None:
+    from .bench.command import bench
     from .cli_audit import audit
     from .cli_site import site
 
     main.add_command(site)
     main.add_command(audit)
+    main.add_command(bench)
 
 
 _register()

@@ -1,0 +1,426 @@
+"""The scenarios of `seatguard bench`, each run against its targets with load from client
+processes, measured as server CPU seconds, resident memory and client-side latencies."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .client import Job
+from .targets import Target, redis_server, seatguard_node, site_key, ws_echo
+
+__all__ = ["Sizes", "run_bench"]
+
+SOURCES = [f"127.0.0.{i}" for i in range(1, 9)]  # source addresses, for enough ports
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is."""
+
+    hold: int = 19_000  # sockets held (the open-files limit of one process is 20,000 here)
+    flood: int = 10_000  # sockets flooding heartbeats
+    flood_seconds: float = 10.0
+    hold_seconds: float = 30.0
+    storm: int = 10_000  # sessions opened in the login and reconnect storms
+    inflight: int = 1_000  # connections opened at once in the storms
+    admit: int = 3_000  # new sessions timed at 10,000 held connections
+    admit_rate: float = 500.0
+    redis_admit_rate: float = 5_000.0
+    conflict: int = 300  # conflict push trials
+    clients: int = 3  # load processes
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            hold=2_000,
+            flood=1_000,
+            flood_seconds=3,
+            hold_seconds=5,
+            storm=1_000,
+            inflight=200,
+            admit=300,
+            admit_rate=200,
+            redis_admit_rate=1_000,
+            conflict=40,
+            clients=2,
+        )
+
+
+class Clients:
+    """Load processes running one job each, stepped together through `ready`, `go`, `done`."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "seatguard.bench.client", json.dumps(asdict(job))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for job in jobs
+        ]
+
+    def read(self, event: str) -> list[dict[str, Any]]:
+        found = []
+        for proc in self.procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"a load process ended before {event!r} (exit {proc.wait()})")
+            message: dict[str, Any] = json.loads(line)
+            if message.get("event") != event:
+                raise RuntimeError(f"expected {event!r} from a load process, got {message}")
+            found.append(message)
+        return found
+
+    def go(self) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            if proc.poll() is None:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+
+    def close(self) -> None:
+        self.go()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def jobs(kind: str, target: Target, total: int, parts: int, **options: Any) -> list[Job]:
+    return [
+        Job(
+            kind=kind,
+            url=target.url,
+            count=n,
+            sources=SOURCES[i::parts] or SOURCES,
+            prefix=f"{kind[:2]}{i}{os.getpid() % 1000}",
+            **options,
+        )
+        for i, n in enumerate(split(total, parts))
+        if n
+    ]
+
+
+def merge_latency(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Percentiles of several processes, weighted by their sample counts (approximate)."""
+    samples = [p for p in parts if p.get("n")]
+    if not samples:
+        return {"n": 0}
+    n = sum(p["n"] for p in samples)
+    out: dict[str, Any] = {"n": n}
+    for key in ("p50_ms", "p90_ms", "p99_ms"):
+        out[key] = round(sum(p[key] * p["n"] for p in samples) / n, 3)
+    out["max_ms"] = max(p["max_ms"] for p in samples)
+    return out
+
+
+class Bench:
+    """One run: a scratch directory, the sizes, and everything measured."""
+
+    def __init__(self, sizes: Sizes, say: Callable[[str], None]) -> None:
+        self.sizes = sizes
+        self.say = say
+        self.tmp = Path(tempfile.mkdtemp(prefix="seatguard-bench-"))
+        self.results: dict[str, Any] = {}
+
+    @contextmanager
+    def seatguard(
+        self, *, redis: bool = False, nodes: int = 1
+    ) -> Iterator[tuple[list[Target], str]]:
+        """Seatguard node(s) on a fresh database (and Redis); yields them and a site key."""
+        run = self.tmp / f"run{len(list(self.tmp.iterdir()))}"
+        run.mkdir()
+        db = run / "bench.db"
+        env = {"SEATGUARD_AUDIT_KEY": os.urandom(32).hex()}
+        key = site_key(db, env)
+        started: list[Target] = []
+        try:
+            redis_url = ""
+            if redis:
+                r = redis_server(run)
+                started.append(r)
+                redis_url = f"redis://127.0.0.1:{r.port}/0"
+            for i in range(nodes):
+                started.append(seatguard_node(run, db, f"seatguard{i}", redis_url, **env))
+            yield [t for t in started if t.name.startswith("seatguard")], key
+        finally:
+            for target in reversed(started):
+                target.stop()
+
+    @contextmanager
+    def echo(self, kind: str) -> Iterator[Target]:
+        target = ws_echo(self.tmp, kind)
+        try:
+            yield target
+        finally:
+            target.stop()
+
+    # --- scenarios ----------------------------------------------------------------------
+
+    def hold(self, target: Target, protocol: str, site: str = "") -> dict[str, Any]:
+        s = self.sizes
+        before = target.rss()
+        clients = Clients(
+            jobs(
+                "hold",
+                target,
+                s.hold,
+                s.clients,
+                protocol=protocol,
+                site=site,
+                interval=25.0,
+                duration=s.hold_seconds,
+                inflight=s.inflight,
+            )
+        )
+        try:
+            ready = clients.read("ready")
+            connected = sum(r["connected"] for r in ready)
+            time.sleep(1.0)
+            held = target.rss()
+            cpu = target.cpu()
+            clients.go()
+            done = clients.read("done")
+            used = target.cpu() - cpu
+        finally:
+            clients.close()
+        beats = sum(d["acks"] for d in done)
+        return {
+            "connections": connected,
+            "failed": sum(r["failed"] for r in ready),
+            "rss_mib": round(held / 2**20, 1),
+            "kib_per_connection": round((held - before) / max(1, connected) / 1024, 2),
+            "heartbeats": beats,
+            "cpu_seconds": round(used, 3),
+            "cpu_us_per_heartbeat": round(used / max(1, beats) * 1e6, 1),
+            "ack": merge_latency([d["latency"] for d in done]),
+        }
+
+    def flood(self, target: Target, protocol: str, site: str = "") -> dict[str, Any]:
+        s = self.sizes
+        clients = Clients(
+            jobs(
+                "flood",
+                target,
+                s.flood,
+                s.clients,
+                protocol=protocol,
+                site=site,
+                duration=s.flood_seconds,
+                inflight=s.inflight,
+            )
+        )
+        try:
+            ready = clients.read("ready")
+            cpu, began = target.cpu(), time.monotonic()
+            clients.go()
+            done = clients.read("done")
+            used, wall = target.cpu() - cpu, time.monotonic() - began
+        finally:
+            clients.close()
+        acks = sum(d["acks"] for d in done)
+        return {
+            "sockets": sum(r["connected"] for r in ready),
+            "messages": acks,
+            "cpu_seconds": round(used, 3),
+            "messages_per_cpu_second": round(acks / max(used, 1e-9)),
+            "messages_per_second": round(acks / wall),
+            "ack": merge_latency([d["latency"] for d in done]),
+        }
+
+    def storm(self, target: Target, site: str, kind: str = "storm") -> dict[str, Any]:
+        s = self.sizes
+        clients = Clients(
+            jobs(
+                kind,
+                target,
+                s.storm,
+                s.clients,
+                site=site,
+                inflight=max(1, s.inflight // s.clients),
+            )
+        )
+        try:
+            clients.read("ready")
+            cpu = target.cpu()
+            clients.go()
+            if kind == "reconnect":
+                held = clients.read("held")
+                time.sleep(1.0)
+                cpu = target.cpu()
+                clients.go()
+            done = clients.read("done")
+            used = target.cpu() - cpu
+        finally:
+            clients.close()
+        welcomed = sum(d["welcomed"] for d in done)
+        out = {
+            "sessions": s.storm,
+            "admitted": welcomed,
+            "failed": sum(d["failed"] for d in done),
+            "seconds": max(d["seconds"] for d in done),
+            "cpu_seconds": round(used, 3),
+            "handshakes_per_cpu_second": round(welcomed / max(used, 1e-9)),
+            "connect_to_welcome": merge_latency([d["latency"] for d in done]),
+        }
+        if kind == "reconnect":
+            out["held_before"] = sum(h["connected"] for h in held)
+        return out
+
+    def admission(
+        self, target: Target, site: str, count: int, rate: float, held: int
+    ) -> dict[str, Any]:
+        """Time hello to welcome for new sessions at `rate`, with `held` sockets open."""
+        s = self.sizes
+        holding = (
+            Clients(
+                jobs(
+                    "hold",
+                    target,
+                    held,
+                    s.clients,
+                    site=site,
+                    interval=25.0,
+                    duration=3600,
+                    inflight=s.inflight,
+                )
+            )
+            if held
+            else None
+        )
+        try:
+            if holding is not None:
+                holding.read("ready")
+                holding.go()
+            admit = Clients(
+                jobs("admit", target, count, s.clients, site=site, rate=rate / s.clients)
+            )
+            try:
+                admit.read("ready")
+                cpu = target.cpu()
+                admit.go()
+                done = admit.read("done")
+                used = target.cpu() - cpu
+            finally:
+                admit.close()
+        finally:
+            if holding is not None:
+                for proc in holding.procs:
+                    proc.kill()
+        seconds = max(d["seconds"] for d in done)
+        return {
+            "held_connections": held,
+            "sessions": count,
+            "decisions_per_second": round(count / max(seconds, 1e-9)),
+            "failed": sum(d["failed"] for d in done),
+            "cpu_seconds": round(used, 3),
+            "hello_to_welcome": merge_latency([d["latency"] for d in done]),
+        }
+
+    def conflict(self, a: Target, b: Target, site: str) -> dict[str, Any]:
+        clients = Clients(
+            [
+                Job(
+                    kind="conflict",
+                    url=a.url,
+                    urls=[b.url],
+                    site=site,
+                    count=self.sizes.conflict,
+                    sources=SOURCES[:2],
+                )
+            ]
+        )
+        try:
+            clients.read("ready")
+            clients.go()
+            [done] = clients.read("done")
+        finally:
+            clients.close()
+        return {
+            "trials": self.sizes.conflict,
+            "failed": done["failed"],
+            "hello_to_block": done["latency"],
+        }
+
+
+def run_bench(sizes: Sizes, scenarios: list[str], say: Callable[[str], None]) -> dict[str, Any]:
+    """Run the chosen scenarios; return every figure measured."""
+    bench = Bench(sizes, say)
+    r: dict[str, Any] = {
+        "run_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "sizes": asdict(sizes),
+        },
+    }
+    if "hold" in scenarios or "flood" in scenarios:
+        for name in ("seatguard", "websockets", "node"):
+            say(f"hold and flood: {name}")
+            if name == "seatguard":
+                with bench.seatguard() as (nodes, key):
+                    r.setdefault("hold", {})[name] = _maybe(
+                        scenarios, "hold", lambda: bench.hold(nodes[0], "seatguard", key)
+                    )
+                with bench.seatguard() as (nodes, key):
+                    r.setdefault("flood", {})[name] = _maybe(
+                        scenarios, "flood", lambda: bench.flood(nodes[0], "seatguard", key)
+                    )
+            else:
+                with bench.echo(name) as target:
+                    r.setdefault("hold", {})[name] = _maybe(
+                        scenarios, "hold", lambda: bench.hold(target, "echo")
+                    )
+                with bench.echo(name) as target:
+                    r.setdefault("flood", {})[name] = _maybe(
+                        scenarios, "flood", lambda: bench.flood(target, "echo")
+                    )
+    for store in ("memory", "redis"):
+        redis = store == "redis"
+        if "storm" in scenarios:
+            say(f"login and reconnect storms: {store}")
+            with bench.seatguard(redis=redis) as (nodes, key):
+                r.setdefault("login_storm", {})[store] = bench.storm(nodes[0], key)
+            with bench.seatguard(redis=redis) as (nodes, key):
+                r.setdefault("reconnect_storm", {})[store] = bench.storm(nodes[0], key, "reconnect")
+        if "admission" in scenarios:
+            say(f"admission latency: {store}")
+            with bench.seatguard(redis=redis) as (nodes, key):
+                rate = sizes.redis_admit_rate if redis else sizes.admit_rate
+                held = 0 if redis else min(10_000, sizes.hold)
+                r.setdefault("admission", {})[store] = bench.admission(
+                    nodes[0], key, sizes.admit if not redis else int(rate * 2), rate, held
+                )
+    if "conflict" in scenarios:
+        say("conflict push: one node")
+        with bench.seatguard() as (nodes, key):
+            r.setdefault("conflict", {})["one_node"] = bench.conflict(nodes[0], nodes[0], key)
+        say("conflict push: two nodes through Redis")
+        with bench.seatguard(redis=True, nodes=2) as (nodes, key):
+            r["conflict"]["two_nodes"] = bench.conflict(nodes[0], nodes[1], key)
+    return r
+
+
+def _maybe(
+    scenarios: list[str], name: str, run: Callable[[], dict[str, Any]]
+) -> dict[str, Any] | None:
+    return run() if name in scenarios else None
