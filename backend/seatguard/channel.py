@@ -65,7 +65,9 @@ log = logging.getLogger("seatguard")
 class Transport(Protocol):
     """What a channel needs from the socket underneath."""
 
-    async def send(self, text: str) -> None: ...
+    async def send(self, text: bytes) -> None:
+        """Send one text frame (its UTF-8 bytes)."""
+        ...
 
     async def close(self, code: int, reason: str) -> None: ...
 
@@ -132,9 +134,10 @@ class Channel:
             log.exception("unexpected error handling a frame")
             await self.end(CloseCode.internal_error, "internal error")
 
-    def heartbeat_now(self, data: str) -> str | None:
-        """Answer a heartbeat at once, without an await: its ack, or None when `receive`
-        must handle the frame (any other frame, or a heartbeat that does not pass)."""
+    def heartbeat_now(self, data: bytes) -> bytes | None:
+        """Answer a heartbeat (the frame's UTF-8 bytes) at once, without an await: its ack,
+        or None when `receive` must handle the frame (any other frame, or a heartbeat that
+        does not pass)."""
         if self.state is not ChannelState.joined or len(data) > 256:
             return None
         try:

@@ -243,6 +243,6 @@ def explain(exc: msgspec.ValidationError) -> str:
     return message
 
 
-def encode(frame: ServerFrame) -> str:
-    """Serialise one server frame to JSON text."""
-    return _encoder.encode(frame).decode()
+def encode(frame: ServerFrame) -> bytes:
+    """Serialise one server frame to JSON text, as UTF-8."""
+    return _encoder.encode(frame)

@@ -119,7 +119,7 @@ class Socket(asyncio.Protocol):
         self._channel: Channel | None = None
         self._queue: deque[str | bytes | None] | None = None  # frames waiting for the channel
         self._busy = False  # a task is feeding the channel
-        self._fragments: list[bytes | bytearray | memoryview] | None = None
+        self._fragments: list[Any] | None = None  # opcode, then the parts of a message
         self._timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
 
@@ -169,7 +169,7 @@ class Socket(asyncio.Protocol):
 
     # --- the channel's transport --------------------------------------------------------
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: bytes) -> None:
         self.send_now(text)
 
     async def close(self, code: int, reason: str) -> None:
@@ -177,9 +177,9 @@ class Socket(asyncio.Protocol):
             self._proto.send_close(code, reason)
         self._flush()
 
-    def send_now(self, text: str) -> None:
+    def send_now(self, text: bytes) -> None:
         if self._proto.state is State.OPEN:
-            self._proto.send_text(text.encode())
+            self._proto.send_text(text)
             self._flush()
 
     # --- inside -------------------------------------------------------------------------
@@ -229,32 +229,32 @@ class Socket(asyncio.Protocol):
         opcode = frame.opcode
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if not frame.fin:
-                self._fragments = [frame.data]
+                self._fragments = [opcode, frame.data]
                 return
             data = bytes(frame.data)
         elif opcode is Opcode.CONT and self._fragments is not None:
             self._fragments.append(frame.data)
             if not frame.fin:
                 return
-            data = b"".join(self._fragments)
+            opcode, *parts = self._fragments
+            data = b"".join(parts)
             self._fragments = None
         else:
             return  # ping, pong and close are the protocol's business
-        first = opcode if opcode is not Opcode.CONT else Opcode.TEXT
-        if first is Opcode.BINARY:
+        if opcode is Opcode.BINARY:
             self._enqueue(data)
             return
+        channel = self._channel
+        if channel is not None and not self._busy:
+            ack = channel.heartbeat_now(data)
+            if ack is not None:
+                self.send_now(ack)
+                return
         try:
             text = data.decode()
         except UnicodeDecodeError:
             self._proto.fail(1007, "invalid UTF-8")
             return
-        channel = self._channel
-        if channel is not None and not self._busy:
-            ack = channel.heartbeat_now(text)
-            if ack is not None:
-                self.send_now(ack)
-                return
         self._enqueue(text)
 
     def _enqueue(self, item: str | bytes | None) -> None:

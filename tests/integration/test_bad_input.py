@@ -185,3 +185,18 @@ async def test_server_survives_a_burst_of_garbage(server: Server, site: str) -> 
             tg.start_soon(garbage, i)
     _, welcome = await Tab.open(server.ws, site, Browser("after-" + secrets.token_hex(4)))
     assert welcome["state"] == "admitted"
+
+
+async def test_a_hello_in_fragments_is_one_message(server: Server, site: str) -> None:
+    ws = await Tab.connect(server.ws)
+    text = json.dumps(hello(site, "user-" + secrets.token_hex(4)))
+    await ws.send(iter([text[:10], text[10:25], text[25:]]))  # three frames, one message
+    welcome = json.loads(await ws.recv())
+    assert welcome["t"] == "welcome" and welcome["state"] == "admitted"
+
+
+async def test_invalid_utf8_closes_with_1007(server: Server, site: str) -> None:
+    ws = await Tab.connect(server.ws)
+    await ws.send(iter([b'{"t":"hello","v":1,"site":"', b"\xff\xfe"]), text=True)
+    code, _, _ = await Tab(ws, Browser("u"), ident()).closed()
+    assert code == 1007
