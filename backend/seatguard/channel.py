@@ -88,6 +88,25 @@ _NEXT: dict[ChannelState, frozenset[ChannelState]] = {
 class Channel:
     """The server side of one tab."""
 
+    __slots__ = (
+        "_early",
+        "active_at",
+        "arrival",
+        "idle",
+        "ip",
+        "key",
+        "node",
+        "origin",
+        "own_origin",
+        "rules",
+        "seen",
+        "seq",
+        "state",
+        "told",
+        "transport",
+        "user_agent",
+    )
+
     def __init__(
         self,
         node: Node,
@@ -105,8 +124,7 @@ class Channel:
         self.user_agent = user_agent
         self.ip = ip
         self.state = ChannelState.awaiting_hello
-        self.hello: Hello | None = None
-        self._early: list[ServerFrame] = []
+        self._early: list[ServerFrame] | None = None  # notices that beat the welcome
         # What the node keeps of this tab (see `node.Tab`).
         self.key: UserKey | None = None
         self.arrival: Arrival | None = None
@@ -200,7 +218,6 @@ class Channel:
             site.key, {"org": who.org, "role": who.role, "user": who.user}
         )
         self.rules = resolve(site.rules, page=page, token=token, overrides=overrides, user=who.user)
-        self.hello = hello
         self.seen = self.node.clock()
         self.arrival = Arrival(
             session=hello.session,
@@ -240,7 +257,7 @@ class Channel:
         self._move(ChannelState.joined)
         if joined.conflict:
             await self.push(Conflict())
-        early, self._early = self._early, []
+        early, self._early = self._early or [], None
         for frame in early:
             await self.push(frame)
 
@@ -322,6 +339,8 @@ class Channel:
             return
         if self.state is ChannelState.awaiting_hello and not isinstance(frame, Welcome | Error):
             # A notice raced ahead of this tab's welcome: it is sent right after it.
+            if self._early is None:
+                self._early = []
             self._early.append(frame)
             return
         try:

@@ -21,7 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from .channel import Channel, ChannelState
@@ -105,6 +105,7 @@ class Socket(asyncio.Protocol):
         "_proto",
         "_queue",
         "_server_state",
+        "_task",
         "_timer",
         "transport",
     )
@@ -119,6 +120,7 @@ class Socket(asyncio.Protocol):
         self._channel: Channel | None = None
         self._queue: deque[str | bytes | None] | None = None  # frames waiting for the channel
         self._busy = False  # a task is feeding the channel
+        self._task: asyncio.Task[None] | None = None  # that task (or a closing one)
         self._fragments: list[Any] | None = None  # opcode, then the parts of a message
         self._timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
@@ -207,6 +209,14 @@ class Socket(asyncio.Protocol):
         proto.send_response(response)
         if response.status_code != 101:
             return
+        if not proto.reader.buffer:
+            # The handshake's parser keeps the request (headers and all) alive for as long
+            # as the connection lives; a fresh frame parser lets it go. Nothing of the next
+            # frame has been read yet (the buffer is empty), so no byte is lost.
+            old, proto.parser = proto.parser, Protocol.parse(proto)
+            next(proto.parser)
+            old.close()
+            proto.reader.buffer = bytearray()  # and the room the request took
         headers = request.headers
         peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) else ""
@@ -264,7 +274,7 @@ class Socket(asyncio.Protocol):
         self._queue.append(item)
         if not self._busy:
             self._busy = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         channel, queue = self._channel, self._queue
@@ -285,12 +295,13 @@ class Socket(asyncio.Protocol):
         finally:
             self._busy = False
             self._queue = None
+            self._task = None
 
     def _hello_timeout(self) -> None:
         self._timer = None
         channel = self._channel
-        if channel is not None and channel.state is ChannelState.awaiting_hello:
-            asyncio.get_running_loop().create_task(
+        if channel is not None and channel.state is ChannelState.awaiting_hello and not self._busy:
+            self._task = asyncio.get_running_loop().create_task(
                 channel.end(CloseCode.protocol_order, "no hello within the timeout")
             )
 

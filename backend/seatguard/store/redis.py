@@ -44,6 +44,7 @@ from ..errors import StoreUnavailable
 from ..presence import Timing, UserPresence
 from ..types import SiteKey, UserKey
 from .base import Listener
+from .pipeline import AutoPipeline
 
 __all__ = ["RedisStore"]
 
@@ -88,9 +89,10 @@ class RedisStore:
             socket_connect_timeout=timeout,
         )
         self._redis = aioredis.Redis.from_pool(pool)  # closes the pool with the client
-        self._apply = self._redis.register_script(_script("apply.lua"))
-        self._lease_script = self._redis.register_script(_script("lease.lua"))
-        self._reaped = self._redis.register_script(_script("reaped.lua"))
+        self._pipe = AutoPipeline(self._redis)
+        self._apply = self._pipe.register(_script("apply.lua"))
+        self._lease_script = self._pipe.register(_script("lease.lua"))
+        self._reaped = self._pipe.register(_script("reaped.lua"))
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(UserPresence)
         self._cache: dict[UserKey, tuple[bytes, bytes]] = {}  # key -> (token, snapshot)
@@ -172,9 +174,10 @@ class RedisStore:
         """
         hkey = self._user_key(key)
         try:
-            await self._index(key)
-            cached = self._cache.pop(key, None)
-            token, blob = cached if cached is not None else await self._read(hkey)
+            indexing = self._index(key)
+            # A user this node did not write last is read from the first write's reply:
+            # the compare-and-set of a snapshot assumed absent returns the real one.
+            token, blob = self._cache.pop(key, (b"", b""))
             for _ in range(_MAX_ATTEMPTS):
                 up = self._decoder.decode(blob) if blob else UserPresence()
                 now = self.now()
@@ -190,13 +193,16 @@ class RedisStore:
                 empty = up.is_empty()
                 new_token = secrets.token_hex(8).encode()
                 new_blob = b"" if empty else self._encoder.encode(up)
-                reply = await self._apply(
-                    keys=[hkey], args=[token, new_token, new_blob, self._ttl_ms(up, now)]
+                reply = await self._pipe.script(
+                    self._apply, [hkey], [token, new_token, new_blob, self._ttl_ms(up, now)]
                 )
                 self._clock(reply[1], reply[2])
                 if reply[0] == 1:
+                    if indexing:
+                        await asyncio.gather(*indexing)
+                        self._indexed.add(key)
                     if empty:
-                        await self._redis.srem(self._site_users(key[0]), key[1])
+                        await self._pipe.call("SREM", self._site_users(key[0]), key[1])
                     else:
                         self._remember(key, new_token, new_blob)
                     for (_, future), result in zip(batch, results, strict=True):
@@ -212,7 +218,7 @@ class RedisStore:
                 future.set_exception(error)
 
     async def _read(self, hkey: str) -> tuple[bytes, bytes]:
-        token, blob = await self._redis.hmget(hkey, ["t", "d"])
+        token, blob = await self._pipe.call("HMGET", hkey, "t", "d")
         return _raw(token), _raw(blob)
 
     def _remember(self, key: UserKey, token: bytes, blob: bytes) -> None:
@@ -228,19 +234,20 @@ class RedisStore:
             ttl = max(ttl, until - now)
         return int(ttl * 1000)
 
-    async def _index(self, key: UserKey) -> None:
-        """Put a user in its site's set and this node's set, once per node."""
+    def _index(self, key: UserKey) -> list[asyncio.Future[Any]]:
+        """Put a user in its site's set and this node's set, once per node (the replies
+        come with the user's first write)."""
         if key in self._indexed:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(self._site_users(key[0]), key[1])
-            pipe.pexpire(self._site_users(key[0]), _INDEX_TTL_MS)
-            pipe.sadd(self._node_users(self.node_id), _encode_user(key))
-            pipe.pexpire(self._node_users(self.node_id), self._index_ttl_ms)
-            await pipe.execute()
+            return []
         if len(self._indexed) > 4 * _CACHE_SIZE:
             self._indexed.clear()
-        self._indexed.add(key)
+        site_users, node_users = self._site_users(key[0]), self._node_users(self.node_id)
+        return [
+            self._pipe.call("SADD", site_users, key[1]),
+            self._pipe.call("PEXPIRE", site_users, _INDEX_TTL_MS),
+            self._pipe.call("SADD", node_users, _encode_user(key)),
+            self._pipe.call("PEXPIRE", node_users, self._index_ttl_ms),
+        ]
 
     @property
     def _index_ttl_ms(self) -> int:
@@ -279,10 +286,9 @@ class RedisStore:
 
     async def publish(self, nodes: Iterable[str], payload: bytes) -> None:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for node in nodes:
-                    pipe.publish(self._channel(node), payload)
-                await pipe.execute()
+            await asyncio.gather(
+                *(self._pipe.call("PUBLISH", self._channel(node), payload) for node in nodes)
+            )
         except _LINK_ERRORS as exc:
             self._lost(exc)  # lost notices are repaired by the receivers' resync
 
@@ -302,9 +308,10 @@ class RedisStore:
     async def _renew(self, *, first: bool = False) -> list[str]:
         """Renew this node's lease; return the nodes whose lease ran out."""
         lease_ms = int(self._lease * 1000)
-        reply = await self._lease_script(
-            keys=[self._nodes, self._node_users(self.node_id)],
-            args=[self.node_id, lease_ms, self._index_ttl_ms],
+        reply = await self._pipe.script(
+            self._lease_script,
+            [self._nodes, self._node_users(self.node_id)],
+            [self.node_id, lease_ms, self._index_ttl_ms],
         )
         self._clock(reply[0], reply[1])
         if int(reply[2]) == 1 and not first:
@@ -339,8 +346,8 @@ class RedisStore:
             users.append(_decode_user(raw))
         if users and self._listener is not None:
             await self._listener.reap(dead, users)
-        await self._reaped(
-            keys=[self._nodes, self._node_users(dead), claim], args=[dead, self.node_id]
+        await self._pipe.script(
+            self._reaped, [self._nodes, self._node_users(dead), claim], [dead, self.node_id]
         )
 
     async def _watch_link(self) -> None:
