@@ -214,7 +214,7 @@ class Channel:
         page = site.page_claims(hello)
         who = account(page, token, hello.user)
         await self._not_revoked(site, who.user, hello, identity)
-        overrides = await self.node.db.overrides(
+        overrides = await self.node.overrides.get(
             site.key, {"org": who.org, "role": who.role, "user": who.user}
         )
         self.rules = resolve(site.rules, page=page, token=token, overrides=overrides, user=who.user)
@@ -271,7 +271,7 @@ class Channel:
         """Refuse a revoked session id, and an identity token older than the user's
         revocation, as recorded in the database: this holds even when presence was lost."""
         db = self.node.db
-        if await db.revoked_sessions(site.key, [hello.session], self.node.clock()):
+        if await self.node.revocations.revoked(site.key, hello.session, self.node.clock()):
             await self._refused(site, user, hello, "revoked")
             raise SessionRevoked("this browser session was revoked; sign in again")
         if identity is not None and issued_before(

@@ -30,6 +30,7 @@ from . import presence
 from .db import Database
 from .deadlines import Deadlines
 from .errors import StoreUnavailable
+from .lookups import OverrideCache, RevocationChecks
 from .notices import ENDINGS, Notice, decode_notice, encode_notice, state_frame
 from .presence import (
     Arrival,
@@ -139,6 +140,8 @@ class Node:
         self.timing = settings.timing
         self._tabs: dict[UserKey, dict[SessionId, dict[TabId, Tab]]] = {}
         self._sites: dict[str, tuple[Site | None, float]] = {}
+        self.overrides = OverrideCache(db, store.now, settings.site_cache_ttl)
+        self.revocations = RevocationChecks(db)
         # What one user's operations changed is recorded and told one at a time, in order.
         self._serial: KeyedLock[UserKey] = KeyedLock()
         self._watch: Deadlines[UserKey] = Deadlines()  # next expiry check of each user

@@ -1,0 +1,88 @@
+"""Reads every hello needs, made cheap: overrides cached per site, revocation checks
+batched. Without them each hello would wait for two database round trips of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from .db import Database
+from .rules import Override, Scope
+
+__all__ = ["OverrideCache", "RevocationChecks"]
+
+_WHOLE_SITE = 5_000  # a site with more overrides than this is queried per hello instead
+
+
+class OverrideCache:
+    """A site's overrides, read at most once per `ttl` seconds (as sites themselves are)."""
+
+    def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
+        self._db = db
+        self._clock = clock
+        self._ttl = ttl
+        self._sites: dict[str, tuple[dict[tuple[Scope, str], Override] | None, float]] = {}
+
+    async def get(
+        self, site: str, wanted: Mapping[Scope, str | None]
+    ) -> dict[tuple[Scope, str], Override]:
+        """The overrides of `site` for the given org, role and user."""
+        now = self._clock()
+        cached = self._sites.get(site)
+        if cached is None or now - cached[1] >= self._ttl:
+            every = await self._db.overrides(site)
+            cached = (every if len(every) <= _WHOLE_SITE else None, now)
+            if len(self._sites) > 10_000:
+                self._sites.clear()
+            self._sites[site] = cached
+        kept = cached[0]
+        if kept is None:  # too many to keep: ask for just these
+            return await self._db.overrides(site, wanted)
+        return {
+            (scope, name): kept[(scope, name)]
+            for scope, name in wanted.items()
+            if name and (scope, name) in kept
+        }
+
+    def forget(self, site: str) -> None:
+        """Overrides of `site` changed here: read them again on the next hello."""
+        self._sites.pop(site, None)
+
+
+class RevocationChecks:
+    """`await revoked(site, session, now)`; checks waiting together share one query."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: dict[str, dict[str, list[asyncio.Future[bool]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._now = 0.0
+
+    async def revoked(self, site: str, session: str, now: float) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(site, {}).setdefault(session, []).append(future)
+        self._now = max(self._now, now)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                for site, sessions in pending.items():
+                    try:
+                        found = await self._db.revoked_sessions(site, list(sessions), self._now)
+                    except Exception as exc:
+                        for futures in sessions.values():
+                            for future in futures:
+                                if not future.done():
+                                    future.set_exception(exc)
+                        continue
+                    for session, futures in sessions.items():
+                        for future in futures:
+                            if not future.done():
+                                future.set_result(session in found)
+        finally:
+            self._task = None
