@@ -48,8 +48,14 @@ async def _tick_forever(node: Node) -> None:
 
 
 async def health(request: Request) -> Response:
-    """`ok`, or `degraded` while the shared presence store cannot be reached."""
+    """`ok`, or `degraded` while the shared presence store cannot be reached.
+
+    `admission` gives percentiles of the node's recent admissions (hello frame in to
+    welcome out); `?admissions=N` limits them to the last N (at most 2,000 are kept).
+    """
     node: Node = request.app.state.node
+    raw = request.query_params.get("admissions", "")
+    last = int(raw) if raw.isdigit() and int(raw) > 0 else None
     store = node.store
     return JSONResponse(
         {
@@ -61,6 +67,7 @@ async def health(request: Request) -> Response:
                 "reachable": store.healthy,
             },
             "tabs": node.tab_count(),
+            "admission": node.admissions.summary(last),
         }
     )
 

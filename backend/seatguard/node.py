@@ -48,6 +48,7 @@ from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
 from .serial import KeyedLock
 from .settings import Settings
 from .sites import Site
+from .stats import Latencies
 from .store import MemoryStore, PresenceStore
 from .types import SessionId, SiteKey, TabId, UserKey
 
@@ -141,6 +142,7 @@ class Node:
         self._tabs: dict[UserKey, dict[SessionId, dict[TabId, Tab]]] = {}
         self._sites: dict[str, tuple[Site | None, float]] = {}
         self.overrides = OverrideCache(db, store.now, settings.site_cache_ttl)
+        self.admissions = Latencies()  # hello frame in to welcome out, on this node
         self.revocations = RevocationChecks(db)
         # What one user's operations changed is recorded and told one at a time, in order.
         self._serial: KeyedLock[UserKey] = KeyedLock()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any, cast
 
@@ -101,6 +102,7 @@ class Socket(asyncio.Protocol):
         "_busy",
         "_channel",
         "_fragments",
+        "_hello_at",
         "_node",
         "_proto",
         "_queue",
@@ -123,6 +125,7 @@ class Socket(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None  # that task (or a closing one)
         self._fragments: list[Any] | None = None  # opcode, then the parts of a message
         self._timer: asyncio.TimerHandle | None = None
+        self._hello_at = 0.0  # when the hello frame came in, to time the admission
         self.transport: asyncio.Transport | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
@@ -265,6 +268,8 @@ class Socket(asyncio.Protocol):
         except UnicodeDecodeError:
             self._proto.fail(1007, "invalid UTF-8")
             return
+        if not self._hello_at and channel is not None:
+            self._hello_at = time.perf_counter()
         self._enqueue(text)
 
     def _enqueue(self, item: str | bytes | None) -> None:
@@ -290,6 +295,8 @@ class Socket(asyncio.Protocol):
                 if self._timer is not None and channel.state is not ChannelState.awaiting_hello:
                     self._timer.cancel()
                     self._timer = None
+                    if channel.state is ChannelState.joined:
+                        self._node.admissions.add(time.perf_counter() - self._hello_at)
         except Exception:
             log.exception("unexpected error on a socket")
         finally:

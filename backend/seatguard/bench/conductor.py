@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -98,6 +99,15 @@ class Clients:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def health(target: Target, admissions: int = 0) -> dict[str, Any]:
+    http = target.url.replace("ws://", "http://").replace("/ws/v1", "/healthz")
+    if admissions:
+        http += f"?admissions={admissions}"
+    with urllib.request.urlopen(http, timeout=10) as r:
+        found: dict[str, Any] = json.loads(r.read())
+        return found
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -333,6 +343,8 @@ class Bench:
             "failed": sum(d["failed"] for d in done),
             "cpu_seconds": round(used, 3),
             "hello_to_welcome": merge_latency([d["latency"] for d in done]),
+            # the server's own clock: hello frame in to welcome out, last 2,000 admissions
+            "frame_in_to_verdict_out": health(target, min(count, 2_000))["admission"],
         }
 
     def conflict(self, a: Target, b: Target, site: str) -> dict[str, Any]:
