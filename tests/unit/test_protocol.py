@@ -117,8 +117,9 @@ def test_invalid_frames_are_refused(raw: str) -> None:
 
 
 def test_server_frames_encode_compactly() -> None:
+    # Frames are encoded straight to the UTF-8 bytes of a text frame.
     assert encode(Block(reason="limit", takeover=False)) == (
-        '{"t":"block","reason":"limit","takeover":false}'
+        b'{"t":"block","reason":"limit","takeover":false}'
     )
     welcome = Welcome(
         v=1,
