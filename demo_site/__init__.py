@@ -89,10 +89,10 @@ async def watch(request: Request) -> Response:
     if plan["idle"] is not None:
         override = Override("user", plan["user"], idle_timeout=plan["idle"])
         await node.db.set_override(DEMO_SITE_KEY, override)
-        node.overrides.forget(DEMO_SITE_KEY)
+        await node.rules_changed(DEMO_SITE_KEY)
     else:
         await node.db.delete_override(DEMO_SITE_KEY, "user", plan["user"])
-        node.overrides.forget(DEMO_SITE_KEY)
+        await node.rules_changed(DEMO_SITE_KEY)
     return templates.TemplateResponse(
         request, "watch.html", {"plan": plan, "site_key": DEMO_SITE_KEY}
     )

@@ -326,7 +326,7 @@ async def put_override(request: Request, node: Node, site: Site) -> Response:
     except ValueError as exc:
         raise ApiError(422, "Invalid request", str(exc)) from None
     await node.db.set_override(site.key, override)
-    node.overrides.forget(site.key)
+    await node.rules_changed(site.key)
     return _json(_override_out(override))
 
 
@@ -334,7 +334,7 @@ async def delete_override(request: Request, node: Node, site: Site) -> Response:
     scope, name = _scope(request), _param(request, "name")
     if not await node.db.delete_override(site.key, scope, name):
         raise ApiError(404, "Not found", f"no override for {scope} {name!r}")
-    node.overrides.forget(site.key)
+    await node.rules_changed(site.key)
     return Response(status_code=204)
 
 
@@ -395,6 +395,7 @@ async def patch_site(request: Request, node: Node, site: Site) -> Response:
     updated = dataclasses.replace(site, rules=rules, client_settings=client)
     if updated != site:
         await node.db.update_site(updated)
+        await node.rules_changed(site.key)
     return _json(_site_out(updated))
 
 

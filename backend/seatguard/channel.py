@@ -98,10 +98,12 @@ class Channel:
         "node",
         "origin",
         "own_origin",
+        "page",
         "rules",
         "seen",
         "seq",
         "state",
+        "token",
         "told",
         "transport",
         "user_agent",
@@ -129,6 +131,8 @@ class Channel:
         self.key: UserKey | None = None
         self.arrival: Arrival | None = None
         self.rules = Rules()
+        self.page: Claims | None = None  # what the page asked for, where the site allows it
+        self.token: Claims | None = None  # what the identity token says
         self.seen = 0.0
         self.active_at: float | None = None
         self.seq = 0
@@ -210,8 +214,8 @@ class Channel:
         except IdentityError as exc:
             await self._refused(site, hello.user or "", hello, close_code(exc).name)
             raise
-        token = _claims(identity) if identity is not None else None
-        page = site.page_claims(hello)
+        token = self.token = _claims(identity) if identity is not None else None
+        page = self.page = site.page_claims(hello)
         who = account(page, token, hello.user)
         await self._not_revoked(site, who.user, hello, identity)
         overrides = await self.node.overrides.get(

@@ -45,6 +45,7 @@ from .presence import (
     next_deadline,
 )
 from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
+from .rules import Claims, Scope, resolve
 from .serial import KeyedLock
 from .settings import Settings
 from .sites import Site
@@ -65,7 +66,9 @@ class Tab(Protocol):
 
     key: UserKey | None  # whose tab it is, once joined
     arrival: Arrival | None  # who it is, as it joined
-    rules: Rules  # the rules resolved for it at hello
+    rules: Rules  # the rules resolved for it at hello (again when an operator changes them)
+    page: Claims | None  # what its page asked for, where the site allows it
+    token: Claims | None  # what its identity token says
     seen: float  # its last frame
     active_at: float | None  # its last frame that reported user input
     seq: int  # the snapshot seq of the last news it was told
@@ -397,6 +400,44 @@ class Node:
         """A copy of one user's presence, for the API."""
         store = self._fallback if key in self._degraded else self.store
         return await store.read(key)
+
+    async def rules_changed(self, site_key: SiteKey) -> None:
+        """An operator changed a site's rules or overrides: apply them to live sessions
+        here, and tell the other nodes to do the same with theirs."""
+        await self.refresh_rules(site_key)
+        await self.store.broadcast_rules(site_key)
+
+    async def refresh_rules(self, site_key: SiteKey) -> None:
+        """Resolve the rules of this node's live tabs of a site again and adopt them: a
+        lower limit blocks the sessions seated last; new timeouts apply from now on."""
+        self._sites.pop(site_key, None)
+        self.overrides.forget(site_key)
+        site = await self.site(site_key)
+        if site is None:
+            return
+        for key in [k for k in self._tabs if k[0] == site_key]:
+            tabs = [t for s in self._tabs.get(key, {}).values() for t in s.values()]
+            if not tabs:
+                continue
+            newest = max(tabs, key=lambda t: t.seen)
+            account = newest.token or newest.page or Claims(key[1])
+            wanted: dict[Scope, str | None] = {
+                "org": account.org,
+                "role": account.role,
+                "user": key[1],
+            }
+            overrides = await self.overrides.get(site_key, wanted)
+            rules = resolve(
+                site.rules, page=newest.page, token=newest.token, overrides=overrides, user=key[1]
+            )
+            for tab in tabs:
+                tab.rules, tab.idle = rules, rules.idle_timeout
+
+            def op(up: UserPresence, now: float, rules: Rules = rules) -> tuple[Outcome, None]:
+                return presence.adopt(up, rules, now=now), None
+
+            with self._unless_unavailable("new rules"):
+                await self._change(key, op, context={"by": "rules"})
 
     # --- keeping the store true ---------------------------------------------------------
 

@@ -36,6 +36,7 @@ __all__ = [
     "Timing",
     "Transition",
     "UserPresence",
+    "adopt",
     "expire",
     "heartbeat",
     "join",
@@ -399,6 +400,27 @@ def logout(up: UserPresence, *, session: SessionId, now: Timestamp) -> Outcome:
     if session not in up.sessions:
         return Outcome(refused=Refusal.unknown_session)
     return _remove(up, [(session, EndReason.logout)], now)
+
+
+def adopt(up: UserPresence, rules: Rules, *, now: Timestamp) -> Outcome:
+    """Apply rules an operator changed while sessions are live.
+
+    A lower limit blocks the units seated last (they keep their place in line, by when
+    they first came); a higher one seats whoever waits next. Monitor blocks nobody.
+    """
+    if rules == up.rules:
+        return Outcome()
+    before = up.states()
+    _set_rules(up, rules)
+    excess = len(up.seats) - rules.limit
+    if excess > 0 and rules.policy != "monitor":
+        for unit in sorted(up.seats, key=lambda u: up.seats[u], reverse=True)[:excess]:
+            del up.seats[unit]
+            for s in up.sessions.values():
+                if up.unit(s) == unit:
+                    s.reason = BlockReason.limit
+    _fill(up, now)
+    return _diff(up, before)
 
 
 def take_over(up: UserPresence, *, session: SessionId, now: Timestamp) -> Outcome:

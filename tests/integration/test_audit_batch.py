@@ -40,7 +40,9 @@ async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
 
 
 def event(n: int, user: str = "alice") -> AuditEvent:
-    return AuditEvent(1_700_000_000.0 + n, "site", user, f"s{n}", "d", None, AuditKind.created, None)
+    return AuditEvent(
+        1_700_000_000.0 + n, "site", user, f"s{n}", "d", None, AuditKind.created, None
+    )
 
 
 async def test_concurrent_appends_share_transactions_and_each_gets_its_rows(

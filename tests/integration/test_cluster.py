@@ -151,6 +151,21 @@ async def test_a_waiting_browser_is_unblocked_when_the_holder_leaves_another_nod
     await waiters[1][0].expect_nothing(0.5)
 
 
+async def test_an_operator_lowering_a_limit_on_one_node_blocks_browsers_on_others(
+    cluster: Cluster, site: dict[str, Any]
+) -> None:
+    u, key = user(), site["key"]
+    n1, n2, n3 = cluster.nodes
+    async with api(n3, site) as client:
+        assert (await client.put(f"/overrides/user/{u}", json={"limit": 2})).status_code == 200
+        a, wa = await Tab.open(n1.ws, key, Browser(u))
+        b, wb = await Tab.open(n2.ws, key, Browser(u))
+        assert (wa["state"], wb["state"]) == ("admitted", "admitted")
+        assert (await client.put(f"/overrides/user/{u}", json={"limit": 1})).status_code == 200
+        assert await b.recv(within=5) == {"t": "block", "reason": "limit", "takeover": False}
+        await a.expect_nothing(0.3)
+
+
 async def test_every_node_reports_its_health(cluster: Cluster) -> None:
     nodes = set()
     for i in range(3):

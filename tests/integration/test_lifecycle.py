@@ -291,6 +291,29 @@ async def test_overrides_set_the_rules_of_a_user(server: Server) -> None:
         assert (await client.delete(f"/overrides/user/{u}")).status_code == 404
 
 
+async def test_rules_changed_by_an_operator_reach_live_sessions_at_once(server: Server) -> None:
+    # Timeline: two browsers hold the user's two seats. The operator lowers the limit to 1:
+    # the one seated last is blocked at once. Back to 2: it is unblocked. An idle timeout
+    # of 1 s is then set: both browsers, untouched, expire without saying hello again.
+    site = server.create_site("--name", "Live rules", "--origin", "*")
+    u, key = user(), str(site["key"])
+    async with api(server, site) as client:
+        assert (await client.put(f"/overrides/user/{u}", json={"limit": 2})).status_code == 200
+        first, w1 = await Tab.open(server.ws, key, Browser(u))
+        second, w2 = await Tab.open(server.ws, key, Browser(u))
+        assert (w1["state"], w2["state"]) == ("admitted", "admitted")
+        assert (await client.put(f"/overrides/user/{u}", json={"limit": 1})).status_code == 200
+        assert await second.recv() == {"t": "block", "reason": "limit", "takeover": False}
+        await first.expect_nothing(0.3)
+        assert (await client.put(f"/overrides/user/{u}", json={"limit": 2})).status_code == 200
+        assert await second.recv() == {"t": "unblock"}
+        idle = {"limit": 2, "idle_timeout": scaled(1.0)}
+        assert (await client.put(f"/overrides/user/{u}", json=idle)).status_code == 200
+    frames = await frames_of([first, second], 3)
+    for seen in frames:
+        assert {"t": "expired", "reason": "idle"} in seen, seen
+
+
 async def test_openapi_document_describes_the_api(server: Server) -> None:
     import httpx
 

@@ -16,6 +16,7 @@ from seatguard.presence import (
     Timing,
     Transition,
     UserPresence,
+    adopt,
     expire,
     join,
     leave,
@@ -152,3 +153,36 @@ def test_a_notice_round_trips() -> None:
     )
     notice = Notice("pk_site", "alice", 1_700_000_000_000_000, True, outcome)
     assert decode_notice(encode_notice(notice)) == notice
+
+
+def test_a_lower_limit_from_an_operator_blocks_the_sessions_seated_last() -> None:
+    up = UserPresence(Rules(limit=3))
+    for i, sid in enumerate(["s1", "s2", "s3"]):
+        arrive(up, sid, i)
+    outcome = adopt(up, Rules(limit=1), now=10)
+    assert [(t.session, t.state, t.reason) for t in outcome.transitions] == [
+        ("s2", B, BlockReason.limit),
+        ("s3", B, BlockReason.limit),
+    ]
+    assert up.state("s1") is A
+    # Raised again: the blocked ones are seated, first come first.
+    outcome = adopt(up, Rules(limit=2), now=11)
+    assert [(t.session, t.state) for t in outcome.transitions] == [("s2", A)]
+    assert adopt(up, Rules(limit=2), now=12) == Outcome()  # unchanged: nothing happens
+
+
+def test_a_lower_limit_under_monitor_blocks_nobody() -> None:
+    up = UserPresence(Rules(limit=2, policy="monitor"))
+    arrive(up, "s1", 0)
+    arrive(up, "s2", 1)
+    assert adopt(up, Rules(limit=1, policy="monitor"), now=5).transitions == ()
+    assert up.state("s1") is up.state("s2") is A
+
+
+def test_new_timeouts_from_an_operator_apply_to_live_sessions() -> None:
+    up = UserPresence()
+    arrive(up, "s1", 0)
+    adopt(up, Rules(idle_timeout=20), now=5)
+    assert next_deadline(up, TIMING) == 20
+    outcome = expire(up, TIMING, now=20)
+    assert [e.reason for e in outcome.ended] == [EndReason.idle]

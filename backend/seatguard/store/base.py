@@ -33,6 +33,10 @@ class Listener(Protocol):
         """The link to the shared store is back after a loss: resynchronise every user."""
         ...
 
+    async def refresh_rules(self, site: SiteKey) -> None:
+        """Another node changed the rules of a site: apply them to the tabs held here."""
+        ...
+
 
 class PresenceStore(Protocol):
     """Holds every user's presence snapshot and applies operations to it atomically."""
@@ -73,6 +77,10 @@ class PresenceStore(Protocol):
 
     async def publish(self, nodes: Iterable[str], payload: bytes) -> None:
         """Send a notice to other nodes (best effort: resynchronisation repairs losses)."""
+        ...
+
+    async def broadcast_rules(self, site: SiteKey) -> None:
+        """Tell every other node that the rules of a site changed."""
         ...
 
     async def close(self) -> None:

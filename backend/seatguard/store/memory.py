@@ -62,5 +62,8 @@ class MemoryStore:
     async def publish(self, nodes: Iterable[str], payload: bytes) -> None:
         """No other node can hold a tab of this store's users."""
 
+    async def broadcast_rules(self, site: SiteKey) -> None:
+        """No other node to tell."""
+
     async def close(self) -> None:
         self._users.clear()

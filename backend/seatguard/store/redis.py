@@ -10,7 +10,8 @@ Keys (prefix `sg`), every one with a time to live:
 | `sg:{nodes}:<node>:users` | set | users whose tabs the node held (released if it dies) |
 | `sg:{nodes}:<node>:reap` | string | claim of the node releasing a dead node's users |
 
-Channel `sg:n:<node>` carries notices to one node. Site and user ids are percent-encoded,
+Channel `sg:n:<node>` carries notices to one node; `sg:all` tells every node that a site's
+rules changed. Site and user ids are percent-encoded,
 so the hash tag `{<site>:<user>}` puts every key of one user in one Redis Cluster slot.
 
 Each update reads the user's snapshot (a cached copy when this node wrote it last), runs
@@ -119,6 +120,27 @@ class RedisStore:
 
     def _node_users(self, node: str) -> str:
         return f"{self._p}:{{nodes}}:{node}:users"
+
+    async def _hand_over(self, message: dict[str, Any]) -> None:
+        """A notice for this node, or news for every node (from another node)."""
+        assert self._listener is not None
+        channel = message.get("channel")
+        if channel in (self._everyone, self._everyone.encode()):
+            origin, _, site = bytes(message["data"]).decode().partition(" ")
+            if origin != self.node_id:
+                await self._listener.refresh_rules(site)
+            return
+        await self._listener.notice(message["data"])
+
+    async def broadcast_rules(self, site: SiteKey) -> None:
+        try:
+            await self._pipe.call("PUBLISH", self._everyone, f"{self.node_id} {site}")
+        except _LINK_ERRORS as exc:
+            self._lost(exc)  # the others adopt the rules at their tabs' next hello
+
+    @property
+    def _everyone(self) -> str:
+        return f"{self._p}:all"
 
     def _channel(self, node: str) -> str:
         return f"{self._p}:n:{node}"
@@ -377,7 +399,7 @@ class RedisStore:
             while True:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 try:
-                    await pubsub.subscribe(self._channel(self.node_id))
+                    await pubsub.subscribe(self._channel(self.node_id), self._everyone)
                     if lost and self._listener is not None and self._healthy:
                         await self._listener.reconnected()  # notices may have been lost
                     lost = False
@@ -392,7 +414,7 @@ class RedisStore:
                             continue
                         idle = 0.0
                         if message.get("type") == "message" and self._listener is not None:
-                            await self._listener.notice(message["data"])
+                            await self._hand_over(message)
                 except _LINK_ERRORS as exc:
                     lost = True
                     self._lost(exc)
