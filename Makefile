@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 SDK := backend/seatguard/static/seatguard.js
+# The language packs the SDK fetches; the same build writes them.
+SDK_LANGS := $(foreach lang,fr es de,backend/seatguard/static/lang/$(lang).json)
 
 .PHONY: demo test check sdk system-deps clean
 
@@ -16,19 +18,19 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-$(SDK): node_modules/.installed $(wildcard js-sdk/src/*.js) js-sdk/build.mjs
+$(SDK) $(SDK_LANGS) &: node_modules/.installed $(wildcard js-sdk/src/*.js) js-sdk/build.mjs
 	npm run --silent build
 
-sdk: $(SDK)
+sdk: $(SDK) $(SDK_LANGS)
 
 # Debian's chromium (for Playwright) and redis-server, installed only where missing.
 system-deps:
 	scripts/install-system-deps
 
-demo: $(VENV)/.installed $(SDK)
+demo: $(VENV)/.installed $(SDK) $(SDK_LANGS)
 	$(VENV)/bin/seatguard demo --host 127.0.0.1 --port $(PORT) --db .seatguard/demo.db
 
-test: $(VENV)/.installed $(SDK) system-deps
+test: $(VENV)/.installed $(SDK) $(SDK_LANGS) system-deps
 	npm test
 	$(PY) -m pytest
 
@@ -38,4 +40,4 @@ check: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) node_modules .seatguard $(SDK)
+	rm -rf $(VENV) node_modules .seatguard $(SDK) backend/seatguard/static/lang

@@ -24,18 +24,28 @@ from . import openapi as openapi_doc
 from .auditkey import audit_key, checkpoint_path
 from .db import open_database
 from .node import Node
+from .problems import problem
 from .recorder import Recorder
 from .settings import Settings
 from .store import MemoryStore, PresenceStore
 from .store.redis import RedisStore
 from .webhooks import WebhookDispatcher
 
-__all__ = ["SDK_PATH", "create_app"]
+__all__ = ["SDK_LANGUAGES", "SDK_PATH", "create_app"]
 
 log = logging.getLogger("seatguard")
 
 SDK_PATH = Path(str(resources.files("seatguard") / "static" / "seatguard.js"))
 """The built browser SDK (`npm run build` writes it)."""
+
+SDK_LANGUAGES = ("fr", "es", "de")
+"""Languages of the SDK's overlay texts besides English, which is built in; each has a pack
+`static/lang/{lang}.json` (`npm run build` writes them). Mirrors `LANGUAGES` in
+js-sdk/src/texts.js."""
+
+# The SDK file and its language packs: cached a little, readable from any site's pages.
+SDK_HEADERS = {"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"}
+NOT_BUILT = "The browser SDK is not built: run `npm run build`."
 
 
 async def _tick_forever(node: Node) -> None:
@@ -74,22 +84,30 @@ async def health(request: Request) -> Response:
 
 async def sdk(request: Request) -> Response:
     if not await anyio.Path(SDK_PATH).exists():
-        return PlainTextResponse(
-            "The browser SDK is not built: run `npm run build`.", status_code=503
-        )
-    return FileResponse(
-        SDK_PATH,
-        media_type="text/javascript; charset=utf-8",
-        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
-    )
+        return PlainTextResponse(NOT_BUILT, status_code=503)
+    return FileResponse(SDK_PATH, media_type="text/javascript; charset=utf-8", headers=SDK_HEADERS)
+
+
+async def sdk_language(request: Request) -> Response:
+    """The overlay texts of one language, fetched by the SDK; 404 for any other name."""
+    lang = request.path_params["lang"]
+    if lang not in SDK_LANGUAGES:
+        known = ", ".join(SDK_LANGUAGES)
+        detail = f"no SDK language pack {lang!r}; there are {known} (English is built in)"
+        return problem(404, "Not found", detail, SDK_HEADERS)
+    path = SDK_PATH.parent / "lang" / f"{lang}.json"
+    if not await anyio.Path(path).exists():
+        return PlainTextResponse(NOT_BUILT, status_code=503)
+    return FileResponse(path, media_type="application/json", headers=SDK_HEADERS)
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
     """Build the server for `settings`; `clock` is injectable for tests.
 
-    The Starlette app serves HTTP: the SDK file, health, REST API, back-channel logout and
-    the demo. The WebSocket endpoint `/ws/v1` is `sockets.HttpProtocol`, which uvicorn runs
-    as its protocol class (`seatguard serve`); the lifespan hands it the node.
+    The Starlette app serves HTTP: the SDK file and its language packs, health, REST API,
+    back-channel logout and the demo. The WebSocket endpoint `/ws/v1` is
+    `sockets.HttpProtocol`, which uvicorn runs as its protocol class (`seatguard serve`); the
+    lifespan hands it the node.
     """
 
     @contextlib.asynccontextmanager
@@ -135,6 +153,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     routes: list[BaseRoute] = [
         Route("/healthz", health),
         Route("/sdk/v1/seatguard.js", sdk),
+        Route("/sdk/v1/lang/{lang}.json", sdk_language),
         Route("/api/v1/openapi.json", openapi_doc.endpoint),
         *api.routes(),
         *oidc_routes.routes(),

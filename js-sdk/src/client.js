@@ -9,7 +9,7 @@ import { fingerprint } from './fingerprint.js';
 import { watchActivity } from './activity.js';
 import { watchLifecycle } from './lifecycle.js';
 import { createOverlay } from './overlay.js';
-import { format, textsFor } from './texts.js';
+import { EN, format, packUrl, pickLanguage } from './texts.js';
 import { realTimers } from './timer.js';
 
 const live = (state) => LIVE_STATES.includes(state);
@@ -33,7 +33,8 @@ function secureRandom() {
 export class Client {
   /**
    * `options` as resolved by config.js. `world` injects the browser: `window`, `document`,
-   * `WebSocket`, `timers` ({now, setTimeout, clearTimeout}), `random`, `storage` ({local, session}).
+   * `WebSocket`, `fetch`, `timers` ({now, setTimeout, clearTimeout}), `random`, `storage`
+   * ({local, session}).
    */
   constructor(options, world = {}) {
     const win = world.window || globalThis;
@@ -66,8 +67,8 @@ export class Client {
       device: this._ids.device,
       fp: fingerprint(win),
     };
-    this._texts = textsFor(options.lang, win.navigator?.languages, options.texts);
     this._overlay = options.overlay === false || !doc ? NO_OVERLAY : createOverlay(doc, () => this.takeOver());
+    this._language(pickLanguage(options.lang, win.navigator?.languages), options, world.fetch || win.fetch, win);
     this._activity = watchActivity(win, timers.now, () => this._conn.input());
     this._unwatch = watchLifecycle(win, doc, this, timers);
     this._conn = new Connection(options.endpoint, { WebSocket: world.WebSocket || win.WebSocket, timers, random }, this);
@@ -129,6 +130,22 @@ export class Client {
     this._handlers = {};
   }
 
+  // The texts: English with the site's `texts` on top at once; for another language, unless
+  // the site gave every text, its pack from the server is fetched now and goes between the
+  // two when it arrives, redrawing the overlay if shown. A failed fetch leaves English.
+  _language(lang, options, fetch, win) {
+    const own = options.texts || {};
+    this._texts = { ...EN, ...own };
+    if (lang === 'en' || !fetch || Object.keys(EN).every((key) => own[key] != null)) return;
+    new Promise((ok) => ok(fetch.call(win, packUrl(options.endpoint, lang))))
+      .then((response) => response.ok && response.json())
+      .then((pack) => {
+        this._texts = { ...EN, ...pack, ...own };
+        if (this._overlay.shown) this._draw(...this._drawn);
+      })
+      .catch(() => {});
+  }
+
   // Sends the confirmed take-over if `ok`, else ends it with false. Not welcomed yet: it is
   // held (`_held`) and the next `welcome` sends it if that still allows it.
   _ask(ok) {
@@ -173,6 +190,7 @@ export class Client {
   // (e.g. evictedTitle) where there are some, else those for `kind`; with the text key of a
   // take-over `button`.
   _draw(kind, reason, button) {
+    this._drawn = [kind, reason, button];
     const t = this._texts;
     const n = Number(this.rules.limit) || 1;
     const one = this.rules.mode === 'device-limit' ? 'device' : 'browser';

@@ -159,8 +159,9 @@ export function createOverlay(doc, onAction) {
   return {
     show,
     hide,
+    /** Whether the dialog is shown, or waits for <body> to be shown. */
     get shown() {
-      return root !== null;
+      return !!(root || waiting);
     },
   };
 }

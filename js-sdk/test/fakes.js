@@ -1,6 +1,7 @@
 // Test doubles: a fake clock with timers, a fake WebSocket, Map-backed storage, a fake window.
 // Not a test file itself (no *.test.js suffix); the test files import it.
 import { Client } from '../src/client.js';
+import { PACKS } from '../src/packs.js';
 
 /** Timers driven by `tick(ms)`; nothing runs until time is advanced. */
 export class FakeClock {
@@ -142,6 +143,22 @@ export function fakeWindow({ navigation = false, navigator = {}, screen = {} } =
   });
   if (navigation) win.navigation = new CountingTarget();
   return win;
+}
+
+/**
+ * A fetch that answers `/sdk/v1/lang/{lang}.json` from packs.js as the server does (404 for
+ * another language), or rejects every request with `fail`. `fetch.urls` records the requests.
+ */
+export function fakeFetch({ fail = false } = {}) {
+  const fetch = (url) => {
+    fetch.urls.push(url);
+    if (fail) return Promise.reject(new TypeError('Failed to fetch'));
+    const pack = PACKS[/\/sdk\/v1\/lang\/(\w+)\.json$/.exec(url)?.[1]];
+    const body = pack ? structuredClone(pack) : { title: 'Not found', status: 404 };
+    return Promise.resolve({ ok: !!pack, status: pack ? 200 : 404, json: async () => body });
+  };
+  fetch.urls = [];
+  return fetch;
 }
 
 /** Lets pending promise callbacks run (async token functions, site checks). */

@@ -3,9 +3,13 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Window } from 'happy-dom';
 import { createOverlay, OVERLAY_ID } from '../src/overlay.js';
-import { TEXTS, pickLanguage, textsFor, format } from '../src/texts.js';
+import { EN, pickLanguage, format } from '../src/texts.js';
+import { PACKS } from '../src/packs.js';
 import { Client } from '../src/client.js';
-import { FakeClock, MemoryStorage, fakeWebSocket, flush, seeded } from './fakes.js';
+import { FakeClock, MemoryStorage, fakeFetch, fakeWebSocket, flush, seeded } from './fakes.js';
+
+// Every language's texts: English built in, the others from their packs.
+const TEXTS = { en: EN, ...PACKS };
 
 // A page with content, a focused Play button and an element that was already inert.
 function page() {
@@ -203,22 +207,31 @@ test('languages: option first, then navigator.languages, else English', () => {
 });
 
 test('texts can be overridden per key and are formatted with the limit and unit', () => {
-  const t = textsFor('en', [], { blockTitle: 'Busy' });
-  assert.equal(t.blockTitle, 'Busy');
-  assert.equal(format(t.blockText, { n: 2, unit: t.browsers }), 'Your plan allows 2 browsers at once. This page will continue when a seat frees up.');
+  const { ws, doc } = clientOn({ texts: { blockTitle: 'Busy' } });
+  ws.welcome({ state: 'blocked', reason: 'limit', limit: 2 });
+  assert.equal(doc.querySelector('.seatguard-title').textContent, 'Busy');
+  assert.equal(doc.querySelector('.seatguard-text').textContent, 'Your plan allows 2 browsers at once. This page will continue when a seat frees up.');
+  assert.equal(format(EN.blockText, { n: 2, unit: EN.browsers }), 'Your plan allows 2 browsers at once. This page will continue when a seat frees up.');
   assert.equal(format('{n} {missing}', { n: 1 }), '1 {missing}');
 });
 
-// A client on a happy-dom page with fake socket and clock.
-function clientOn(options = {}, languages = ['en-US']) {
+// A client on a happy-dom page with fake socket, clock and fetch (the server's packs).
+function clientOn(options = {}, languages = ['en-US'], fetch = fakeFetch()) {
   const { win, doc } = page();
   Object.defineProperty(win.navigator, 'languages', { value: languages, configurable: true });
   const WebSocket = fakeWebSocket();
   const client = new Client(
     { site: 'pk', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', ...options },
-    { window: win, document: doc, WebSocket, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() } },
+    { window: win, document: doc, WebSocket, fetch, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() } },
   );
-  return { client, doc, win, ws: WebSocket.sockets[0] };
+  return { client, doc, win, fetch, ws: WebSocket.sockets[0] };
+}
+
+// A client as above once its language pack (if any) has arrived.
+async function loadedOn(...args) {
+  const loaded = clientOn(...args);
+  await flush();
+  return loaded;
 }
 
 test('a blocked client shows the overlay with its rules; unblock removes it', () => {
@@ -231,15 +244,15 @@ test('a blocked client shows the overlay with its rules; unblock removes it', ()
   assert.equal(doc.activeElement, doc.getElementById('play'));
 });
 
-test('texts follow the language: fr from navigator, de from the lang option, device-limit wording', () => {
-  const fr = clientOn({}, ['fr-FR', 'en']);
+test('texts follow the language: fr from navigator, de from the lang option, device-limit wording', async () => {
+  const fr = await loadedOn({}, ['fr-FR', 'en']);
   fr.ws.welcome({ state: 'blocked', reason: 'limit', limit: 1 });
   assert.equal(fr.doc.querySelector('.seatguard-title').textContent, 'Ce compte est utilisé ailleurs');
   assert.match(fr.doc.getElementById('seatguard-text').textContent, /1 navigateur à la fois/);
-  const de = clientOn({ lang: 'de' }, ['fr-FR']);
+  const de = await loadedOn({ lang: 'de' }, ['fr-FR']);
   de.ws.welcome({ state: 'blocked', reason: 'limit', limit: 3, mode: 'device-limit' });
   assert.match(de.doc.getElementById('seatguard-text').textContent, /3 Geräte gleichzeitig/);
-  const es = clientOn({ lang: 'es', texts: { blockTitle: 'Ocupado' } });
+  const es = await loadedOn({ lang: 'es', texts: { blockTitle: 'Ocupado' } });
   es.ws.welcome({ state: 'blocked', reason: 'limit' });
   assert.equal(es.doc.querySelector('.seatguard-title').textContent, 'Ocupado');
 });
@@ -323,7 +336,6 @@ test('a block that arrives before <body> exists is drawn once the document is pa
 });
 
 test('every language has every text, none empty, with the same placeholders as English', () => {
-  // Translations are lists in the order of the English keys: a shifted list shows up here.
   const placeholders = (text) => [...new Set(text.match(/\{\w+\}/g))].sort().join();
   for (const lang of ['en', 'fr', 'es', 'de']) {
     for (const [key, text] of Object.entries(TEXTS[lang])) {
@@ -374,71 +386,72 @@ test('clicking runs the site check first (onChallenge); declined: no frame, the 
   assert.ok(doc.getElementById(OVERLAY_ID));
 });
 
-// What a client with `lang` shows for a block with `reason` (take-over allowed).
-function shown(lang, reason, welcome = {}) {
-  const { ws, doc } = clientOn({ lang });
+// What a client with `lang` shows for a block with `reason` (take-over allowed), its
+// language pack loaded.
+async function shown(lang, reason, welcome = {}) {
+  const { ws, doc } = await loadedOn({ lang });
   ws.welcome({ state: 'blocked', reason, takeover: true, limit: 1, ...welcome });
   const text = (selector) => doc.querySelector(selector)?.textContent;
   return { title: text('.seatguard-title'), text: text('.seatguard-text'), button: text('.seatguard-takeover') };
 }
 
-test('English heading, text and button per block reason', () => {
-  assert.deepEqual(shown('en', 'evicted'), {
+test('English heading, text and button per block reason', async () => {
+  assert.deepEqual(await shown('en', 'evicted'), {
     title: 'This account was opened on another browser',
     text: 'Your plan allows 1 browser at once. Use it here again, or wait until a seat frees up.',
     button: 'Use here',
   });
-  assert.deepEqual(shown('en', 'taken_over'), {
+  assert.deepEqual(await shown('en', 'taken_over'), {
     title: 'This account is now in use on another browser',
     text: 'Use it here again, or wait until a seat frees up.',
     button: 'Use here',
   });
-  assert.deepEqual(shown('en', 'challenge'), {
+  assert.deepEqual(await shown('en', 'challenge'), {
     title: 'This account is in use elsewhere',
     text: 'Continue here to use it on this browser; the other browser will be paused.',
     button: 'Continue here',
   });
-  assert.equal(shown('en', 'limit').title, 'This account is in use elsewhere');
+  assert.equal((await shown('en', 'limit')).title, 'This account is in use elsewhere');
   // Devices, not browsers, where devices hold the seats.
-  const device = shown('en', 'evicted', { mode: 'device-limit', limit: 2 });
+  const device = await shown('en', 'evicted', { mode: 'device-limit', limit: 2 });
   assert.equal(device.title, 'This account was opened on another device');
   assert.match(device.text, /^Your plan allows 2 devices at once\./);
 });
 
-test('every language has its own heading, text and button label per block reason', () => {
+test('every language has its own heading, text and button label per block reason', async () => {
   const reasons = ['limit', 'evicted', 'taken_over', 'challenge'];
   const keys = { limit: 'block', evicted: 'evicted', taken_over: 'takenOver', challenge: 'block' };
   for (const lang of ['en', 'fr', 'es', 'de']) {
     const t = TEXTS[lang];
     const values = { n: 1, unit: t.browser, one: t.browser };
     for (const reason of reasons) {
-      const got = shown(lang, reason);
+      const got = await shown(lang, reason);
       assert.equal(got.title, format(t[keys[reason] + 'Title'], values), `${lang} ${reason} title`);
       const text = reason === 'challenge' ? t.challengeText : t[keys[reason] + 'Text'];
       assert.equal(got.text, format(text, values), `${lang} ${reason} text`);
       assert.equal(got.button, reason === 'challenge' ? t.continueHere : t.useHere, `${lang} ${reason} button`);
       assert.ok(!/\{\w+\}/.test(got.title + got.text), `${lang} ${reason}: placeholders filled`);
-      if (lang !== 'en') assert.notEqual(got.text, shown('en', reason).text, `${lang} ${reason} is translated`);
+      if (lang !== 'en') assert.notEqual(got.text, (await shown('en', reason)).text, `${lang} ${reason} is translated`);
     }
   }
-  assert.equal(shown('fr', 'challenge').button, 'Continuer ici');
-  assert.equal(shown('es', 'evicted').button, 'Usar aquí');
-  assert.equal(shown('de', 'taken_over').title, 'Dieses Konto wird jetzt auf einem anderen Browser genutzt');
+  assert.equal((await shown('fr', 'challenge')).button, 'Continuer ici');
+  assert.equal((await shown('es', 'evicted')).button, 'Usar aquí');
+  assert.equal((await shown('de', 'taken_over')).title, 'Dieses Konto wird jetzt auf einem anderen Browser genutzt');
 });
 
-test('the expired notice depends on the reason: idle, absolute, else the generic one', () => {
-  const notice = (reason, lang = 'en') => {
-    const { ws, doc } = clientOn({ lang });
+test('the expired notice depends on the reason: idle, absolute, else the generic one', async () => {
+  const notice = async (reason, lang = 'en') => {
+    const { ws, doc } = await loadedOn({ lang });
     ws.welcome();
     if (reason) ws.push({ t: 'expired', reason });
     else ws.drop(4011);
     return [doc.querySelector('.seatguard-title').textContent, doc.getElementById('seatguard-text').textContent];
   };
-  assert.deepEqual(notice('idle'), ['Session expired', 'Your session ended after a period of inactivity.']);
-  assert.deepEqual(notice('absolute'), ['Session expired', 'Your session reached its maximum length. Sign in again to continue.']);
-  assert.deepEqual(notice(null), ['Session expired', 'Your session has expired. Sign in again to continue.']);
+  assert.deepEqual(await notice('idle'), ['Session expired', 'Your session ended after a period of inactivity.']);
+  assert.deepEqual(await notice('absolute'), ['Session expired', 'Your session reached its maximum length. Sign in again to continue.']);
+  assert.deepEqual(await notice(null), ['Session expired', 'Your session has expired. Sign in again to continue.']);
   for (const lang of ['fr', 'es', 'de']) {
-    assert.deepEqual(notice('idle', lang), [TEXTS[lang].expiredTitle, TEXTS[lang].idleText], lang);
-    assert.deepEqual(notice('absolute', lang), [TEXTS[lang].expiredTitle, TEXTS[lang].absoluteText], lang);
+    assert.deepEqual(await notice('idle', lang), [TEXTS[lang].expiredTitle, TEXTS[lang].idleText], lang);
+    assert.deepEqual(await notice('absolute', lang), [TEXTS[lang].expiredTitle, TEXTS[lang].absoluteText], lang);
   }
 });

@@ -122,12 +122,28 @@ def test_focus_stays_inside_the_overlay_and_escape_does_not_close_it(
     assert page.evaluate("document.getElementById('play').closest('[inert]') !== null")
 
 
+def language_packs(page: Page) -> list[str]:
+    """The language packs `page` asks for, as it asks."""
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url) if "/sdk/v1/lang/" in r.url else None)
+    return urls
+
+
 def test_overlay_speaks_the_browser_language(demo: Server, device: Device) -> None:
     url = watch_url(demo, user())
-    open_watch(device().new_page(), url, "admitted")
-    page = open_watch(device(locale="fr-FR").new_page(), url, "blocked")
-    title = page.locator(f"{OVERLAY} .seatguard-title").inner_text()
-    assert title and "in use" not in title
+    english = device(locale="en-US").new_page()
+    english_packs = language_packs(english)
+    open_watch(english, url, "admitted")
+    page = device(locale="fr-FR").new_page()
+    packs = language_packs(page)
+    open_watch(page, url, "blocked")
+    overlay = page.locator(OVERLAY)
+    expect(overlay.locator(".seatguard-title")).to_have_text("Ce compte est utilisé ailleurs")
+    expect(overlay.locator(".seatguard-text")).to_contain_text("1 navigateur à la fois")
+    assert overlay.evaluate("el => el.contains(document.activeElement)")
+    # The French pack came from the server that served the SDK; English needs none.
+    assert packs == [demo.http + "/sdk/v1/lang/fr.json"]
+    assert english_packs == []
 
 
 def test_sign_in_form_leads_to_the_watch_page(demo: Server, device: Device) -> None:
