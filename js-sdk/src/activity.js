@@ -4,34 +4,32 @@ const INPUTS = ['pointerdown', 'keydown', 'wheel', 'scroll', 'touchstart'];
 const OPTIONS = { capture: true, passive: true };
 
 /**
- * Listens for user input on `win`, calling `onInput()` for each one counted; `take()` tells
- * whether there was any since the last call. `mousemove` is counted at most once per
- * `throttle` ms.
+ * Listens for user input on `win` with `listen` (listeners.js `_on`), calling `onInput()` for
+ * each one counted; returns `take()`, which tells whether there was any since the last call.
+ * `mousemove` is counted at most once per `throttle` ms.
  */
-export function watchActivity(win, now, onInput, throttle = 1000) {
+export function watchActivity(listen, win, now, onInput, throttle = 1000) {
   let active = false;
   let lastMove = -Infinity;
   const mark = () => {
     active = true;
     onInput();
   };
-  const move = () => {
-    const t = now();
-    if (t - lastMove < throttle) return;
-    lastMove = t;
-    mark();
-  };
-  for (const type of INPUTS) win.addEventListener(type, mark, OPTIONS);
-  win.addEventListener('mousemove', move, OPTIONS);
-  return {
-    take() {
-      const was = active;
-      active = false;
-      return was;
+  for (const type of INPUTS) listen(win, type, mark, OPTIONS);
+  listen(
+    win,
+    'mousemove',
+    () => {
+      const t = now();
+      if (t - lastMove < throttle) return;
+      lastMove = t;
+      mark();
     },
-    stop() {
-      for (const type of INPUTS) win.removeEventListener(type, mark, OPTIONS);
-      win.removeEventListener('mousemove', move, OPTIONS);
-    },
+    OPTIONS,
+  );
+  return () => {
+    const was = active;
+    active = false;
+    return was;
   };
 }

@@ -7,10 +7,8 @@ export const CAP_MS = 15000;
 export const LATER_MS = 5000;
 
 /**
- * Milliseconds to wait before reconnect attempt `attempt` (0 for the first retry).
- * The result is uniform in [floor, floor + min(cap, base * 2^attempt)).
+ * Milliseconds to wait before reconnect attempt `attempt` (0 for the first retry), drawn with
+ * `random`: uniform in [floor, floor + min(cap, base * 2^attempt)).
  */
-export function delay(attempt, { base = BASE_MS, cap = CAP_MS, random = Math.random, floor = 0 } = {}) {
-  const window = Math.min(cap, base * 2 ** Math.max(0, attempt));
-  return floor + Math.floor(random() * window);
-}
+export const delay = (attempt, random = Math.random, base = BASE_MS, floor = 0, cap = CAP_MS) =>
+  floor + Math.floor(random() * Math.min(cap, base * 2 ** Math.max(0, attempt)));

@@ -2,9 +2,9 @@
 // early ones for user input when the server asks), reconnects with full-jitter backoff after
 // the close codes that allow it.
 import { RETRY, RETRY_LATER } from './constants.js';
-import { BASE_MS, CAP_MS, LATER_MS, delay } from './backoff.js';
+import { BASE_MS, LATER_MS, delay } from './backoff.js';
 import { decode, encode, heartbeat } from './protocol.js';
-import { Timer } from './timer.js';
+import { timer } from './timer.js';
 
 const OPEN = 1;
 const CLOSING = 2;
@@ -20,8 +20,8 @@ export const retryable = (code) => code === ABNORMAL || RETRY.includes(code);
 
 /** The reconnect delay for attempt `attempt` after a close with `code`. */
 export function retryDelay(code, attempt, random) {
-  const later = RETRY_LATER.includes(code);
-  return delay(attempt, { base: later ? LATER_MS : BASE_MS, cap: CAP_MS, floor: later ? LATER_MS : 0, random });
+  const later = RETRY_LATER.includes(code) ? LATER_MS : 0;
+  return delay(attempt, random, later || BASE_MS, later);
 }
 
 /**
@@ -29,136 +29,90 @@ export function retryDelay(code, attempt, random) {
  * `owner` is told everything: `_hello()` returns the hello frame (or a Promise of it),
  * `_active()` the user activity since the last heartbeat, `_frame(frame)` gets every frame,
  * `_retry(code, ms)` hears of a scheduled reconnect and `_closed(code)` of a close that
- * allows none.
+ * allows none. Returns `{_ws, _connect, _send, _input, _stop, _resume}`; `_ws` is the current
+ * socket, open or opening, null between sockets.
  */
-export class Connection {
-  constructor(url, world, owner) {
-    this._url = url;
-    this._world = world;
-    this._owner = owner;
-    /** The current socket, open or opening; null between sockets. */
-    this.ws = null;
-    /** True from `welcome` to the end of the socket: frames other than hello may be sent. */
-    this.ready = false;
-    this._attempt = 0;
-    this._ref = 0;
-    this._pending = null;
-    this._interval = DEFAULT_HB_MS;
-    this._retry = new Timer(world.timers);
-    this._beat = new Timer(world.timers);
-    this._watchdog = new Timer(world.timers);
-  }
+export function connection(url, { WebSocket, timers, random }, owner) {
+  const retry = timer(timers);
+  const beat = timer(timers);
+  const watchdog = timer(timers);
+  // Reconnect attempts since the last healthy socket; the next heartbeat ref.
+  let attempt = 0;
+  let ref = 0;
+  // True from `welcome` to the end of the socket: frames other than hello may be sent.
+  let ready;
+  // The ref of the heartbeat waiting for its ack (null: none).
+  let pending;
+  let interval = DEFAULT_HB_MS;
+  // How often user input must be reported (0: the regular heartbeats suffice).
+  let activityMs;
+  // When a heartbeat of this socket last said `active: true`; whether one is due at the ack.
+  let reported;
+  let due;
 
-  /** Opens a new socket now (dropping any current one without reconnecting). */
-  connect() {
-    this._retry.stop();
-    this._teardown();
-    let ws;
-    try {
-      ws = this.ws = new this._world.WebSocket(this._url);
-    } catch (error) {
-      // The constructor throws instead of closing (a blocked port, mixed content, a document
-      // being torn down): retry as after an abnormal close, with backoff.
-      console.error(error);
-      return this._end(ABNORMAL);
-    }
-    ws.onopen = () => {
-      const frame = this._owner._hello();
-      // A Promise while the site's token function runs: say hello if this socket is still the
-      // current one. If the function fails, the welcome watchdog drops the socket and retries.
-      if (frame.then) frame.then((ready) => ws === this.ws && this._write(ready), console.error);
-      else this._write(frame);
-    };
-    ws.onmessage = (event) => this._receive(event.data);
-    // No handler needed for `error`: a `close` event always follows it.
-    ws.onclose = (event) => this._end(event.code);
-    this._watchdog.start(WELCOME_TIMEOUT_MS, () => this._end(ABNORMAL));
-  }
+  // Writes one frame if the socket is open (hello, before `welcome`); returns whether it did.
+  const write = (frame) => {
+    const open = conn._ws?.readyState === OPEN;
+    if (open) conn._ws.send(encode(frame));
+    return open;
+  };
 
   /**
    * Sends one frame if the server has welcomed this socket; returns whether it went out.
    * Before `welcome` nothing but hello may go out (the server would close with 4001).
    */
-  send(frame) {
-    return this.ready && this._write(frame);
-  }
-
-  // Writes one frame if the socket is open (hello, before `welcome`); returns whether it did.
-  _write(frame) {
-    const open = this.ws?.readyState === OPEN;
-    if (open) this.ws.send(encode(frame));
-    return open;
-  }
-
-  _receive(data) {
-    const frame = decode(data);
-    if (!frame) return;
-    if (frame.t === 'welcome') {
-      this.ready = true;
-      this._watchdog.stop();
-      this._interval = frame.hb > 0 ? frame.hb : DEFAULT_HB_MS;
-      // Report user input at least this often (0: the regular heartbeats suffice).
-      this._activityMs = frame.activity > 0 ? frame.activity : 0;
-      this._beat.start(this._interval, () => this._tick());
-    } else if (frame.t === 'ack' && frame.ref === this._pending) {
-      this._pending = null;
-      // An answered heartbeat proves the socket stable: the next drop starts a fresh backoff.
-      // (Not `welcome`: a server that welcomes and then closes would be retried at full speed.)
-      this._attempt = 0;
-      if (this._due) this._beatNow();
-    }
-    this._owner._frame(frame);
-  }
-
-  /**
-   * User input in this tab. Where `welcome` asked for `activity` and no heartbeat has said
-   * `active` for that long, a heartbeat goes out now (or, one being unacknowledged, right
-   * after its ack), so a short idle timeout on the server never expires an active user.
-   */
-  input() {
-    const ms = this._activityMs;
-    if (!this.ready || !ms || this._world.timers.now() - this._reported < ms) return;
-    if (this._pending === null) this._beatNow();
-    else this._due = true;
-  }
+  const send = (frame) => ready && write(frame);
 
   // Sends the next heartbeat, unless the previous one was never acknowledged: then the
   // socket is dead even if the browser has not noticed, so drop it and reconnect.
-  _tick() {
-    if (this._pending !== null) return this._end(ABNORMAL);
-    this._beatNow();
-  }
+  const tick = () => (pending !== null ? end(ABNORMAL) : beatNow());
 
   // Sends a heartbeat with the activity since the last one; the next is due an interval later.
-  _beatNow() {
-    const active = !!this._owner._active();
-    if (active) this._reported = this._world.timers.now();
-    this._due = false;
-    this._pending = this._ref++;
-    this.send(heartbeat(this._pending, active));
-    this._beat.start(this._interval, () => this._tick());
-  }
+  const beatNow = () => {
+    const active = !!owner._active();
+    if (active) reported = timers.now();
+    due = false;
+    pending = ref++;
+    send(heartbeat(pending, active));
+    beat._start(interval, tick);
+  };
+
+  const receive = (data) => {
+    const frame = decode(data);
+    if (!frame) return;
+    if (frame.t === 'welcome') {
+      ready = true;
+      watchdog._stop();
+      interval = frame.hb > 0 ? frame.hb : DEFAULT_HB_MS;
+      activityMs = frame.activity > 0 ? frame.activity : 0;
+      beat._start(interval, tick);
+    } else if (frame.t === 'ack' && frame.ref === pending) {
+      pending = null;
+      // An answered heartbeat proves the socket stable: the next drop starts a fresh backoff.
+      // (Not `welcome`: a server that welcomes and then closes would be retried at full speed.)
+      attempt = 0;
+      if (due) beatNow();
+    }
+    owner._frame(frame);
+  };
 
   // The socket ended with `code`: schedule a reconnect or report the end.
-  _end(code) {
-    this._teardown();
-    if (!retryable(code)) return this._owner._closed(code);
-    const ms = retryDelay(code, this._attempt++, this._world.random);
-    this._retry.start(ms, () => this.connect());
-    this._owner._retry(code, ms);
-  }
+  const end = (code) => {
+    teardown();
+    if (!retryable(code)) return owner._closed(code);
+    const ms = retryDelay(code, attempt++, random);
+    retry._start(ms, connect);
+    owner._retry(code, ms);
+  };
 
   // Detaches and closes the current socket and stops its timers.
-  _teardown() {
-    const ws = this.ws;
-    this.ws = null;
-    this.ready = false;
-    this._pending = null;
-    // When a heartbeat of this socket last said `active: true`; whether one is due at the ack.
-    this._reported = -Infinity;
-    this._due = false;
-    this._beat.stop();
-    this._watchdog.stop();
+  const teardown = () => {
+    const ws = conn._ws;
+    conn._ws = pending = null;
+    ready = due = false;
+    reported = -Infinity;
+    beat._stop();
+    watchdog._stop();
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = null;
     try {
@@ -166,19 +120,63 @@ export class Connection {
     } catch {
       // Some browsers throw when closing a socket that is still failing; it is gone anyway.
     }
+  };
+
+  /** Opens a new socket now (dropping any current one without reconnecting). */
+  function connect() {
+    retry._stop();
+    teardown();
+    let ws;
+    try {
+      ws = conn._ws = new WebSocket(url);
+    } catch (error) {
+      // The constructor throws instead of closing (a blocked port, mixed content, a document
+      // being torn down): retry as after an abnormal close, with backoff.
+      console.error(error);
+      return end(ABNORMAL);
+    }
+    ws.onopen = () => {
+      const frame = owner._hello();
+      // A Promise while the site's token function runs: say hello if this socket is still the
+      // current one. If the function fails, the welcome watchdog drops the socket and retries.
+      if (frame.then) frame.then((ready) => ws === conn._ws && write(ready), console.error);
+      else write(frame);
+    };
+    ws.onmessage = (event) => receive(event.data);
+    // No handler needed for `error`: a `close` event always follows it.
+    ws.onclose = (event) => end(event.code);
+    watchdog._start(WELCOME_TIMEOUT_MS, () => end(ABNORMAL));
   }
 
-  /** Stops for good (until `resume()`): sends `frame` first if the server has welcomed us. */
-  stop(frame) {
-    if (frame) this.send(frame);
-    this._retry.stop();
-    this._teardown();
-  }
+  const conn = {
+    _ws: null,
+    _connect: connect,
+    _send: send,
 
-  /** Connects at once with a fresh backoff, unless a socket is already open or opening. */
-  resume() {
-    if (this.ws) return;
-    this._attempt = 0;
-    this.connect();
-  }
+    /**
+     * User input in this tab. Where `welcome` asked for `activity` and no heartbeat has said
+     * `active` for that long, a heartbeat goes out now (or, one being unacknowledged, right
+     * after its ack), so a short idle timeout on the server never expires an active user.
+     */
+    _input() {
+      if (!ready || !activityMs || timers.now() - reported < activityMs) return;
+      if (pending === null) beatNow();
+      else due = true;
+    },
+
+    /** Stops for good (until `_resume()`): sends `frame` first if the server has welcomed us. */
+    _stop(frame) {
+      if (frame) send(frame);
+      retry._stop();
+      teardown();
+    },
+
+    /** Connects at once with a fresh backoff, unless a socket is already open or opening. */
+    _resume() {
+      if (conn._ws) return;
+      attempt = 0;
+      connect();
+    },
+  };
+  return conn;
 }

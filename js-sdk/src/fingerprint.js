@@ -15,15 +15,14 @@ export function traits(win) {
   try {
     zone = new (win.Intl || Intl).DateTimeFormat().resolvedOptions().timeZone || '';
   } catch {
-    zone = '';
+    // No time zone to tell: it stays empty.
   }
   // Screen sides sorted, so rotating a phone or tablet does not change the device.
   const sides = [screen.width, screen.height].map(Number).sort((a, b) => a - b);
   // navigator.deviceMemory is left out on purpose: only Chromium exposes it, so it would tell
   // a Chrome and a Firefox on the same machine apart.
   return [
-    sides[0],
-    sides[1],
+    ...sides,
     screen.colorDepth,
     win.devicePixelRatio,
     nav.hardwareConcurrency,

@@ -1,7 +1,7 @@
 // Entry point: installs the one global `window.Seatguard`, replays the calls the paste-in
 // snippet queued before the script loaded, and auto-loads from the script tag's data-* attributes.
 import { SDK_VERSION } from './constants.js';
-import { Client } from './client.js';
+import { createClient } from './client.js';
 import { fromScript, resolve } from './config.js';
 
 // Client methods the snippet's proxy forwards once the SDK has loaded. The stub queues only
@@ -25,11 +25,6 @@ export function adopt(proxy, client) {
   proxy.client = client;
 }
 
-// Logs a configuration error without stopping the other queued loads.
-function report(win, error) {
-  if (win.console) win.console.error(error);
-}
-
 /**
  * Installs `win.Seatguard` (once) and returns it. `world` is passed on to every client, so
  * tests can inject WebSocket, timers, random and storage.
@@ -48,26 +43,23 @@ export function install(win, world = {}) {
      * endpoint, overlay, texts, lang }).
      */
     load(siteKey, options) {
-      const client = new Client(resolve(siteKey, options, script, win.location), { window: win, ...world });
+      const client = createClient(resolve(siteKey, options, script, win.location), { window: win, ...world });
       api.client = client;
       return client;
     },
   };
   win.Seatguard = api;
-  // Snippet queue entries are [siteKey, options, proxy].
-  for (const [siteKey, options, proxy] of stub?.q || []) {
-    try {
-      adopt(proxy, api.load(siteKey, options));
-    } catch (error) {
-      report(win, error);
-    }
-  }
+  // Snippet queue entries are [siteKey, options, proxy]; the script tag's data-* attributes
+  // load one more client when they name a site and a user. A configuration error is logged
+  // without stopping the other loads.
   const auto = fromScript(script);
-  if (auto.site && auto.userId) {
+  const loads = stub?.q || [];
+  for (const [siteKey, options, proxy] of auto.site && auto.userId ? [...loads, [auto.site, auto]] : loads) {
     try {
-      api.load(auto.site, auto);
+      const client = api.load(siteKey, options);
+      if (proxy) adopt(proxy, client);
     } catch (error) {
-      report(win, error);
+      win.console?.error(error);
     }
   }
   return api;

@@ -28,17 +28,12 @@ export const reloadKey = (event) =>
   event.key === 'F5' || ((event.ctrlKey || event.metaKey) && !event.altKey && /^r$/i.test(event.key));
 
 /**
- * Calls `owner._pagehide(next)` on pagehide, `owner._pageshow()` when the page comes back from
- * the back/forward cache, and `owner._wake()` when the page becomes visible or the network
- * returns. `timers.now()` dates reload key presses. Returns a function that removes every
- * listener.
+ * Listens with `listen` (listeners.js `_on`) and calls `owner._pagehide(next)` on pagehide,
+ * `owner._pageshow()` when the page comes back from the back/forward cache, and
+ * `owner._wake()` when the page becomes visible or the network returns. `timers.now()` dates
+ * reload key presses.
  */
-export function watchLifecycle(win, doc, owner, timers) {
-  const offs = [];
-  const listen = (target, type, fn, capture) => {
-    target.addEventListener(type, fn, capture);
-    offs.push(() => target.removeEventListener(type, fn, capture));
-  };
+export function watchLifecycle(listen, win, doc, timers, owner) {
   // Set by the Navigation API just before a page change; `unload` when nothing was announced.
   let next = 'unload';
   // The last reload key press since the last navigation or pagehide, and when it came; it
@@ -83,5 +78,4 @@ export function watchLifecycle(win, doc, owner, timers) {
     });
   }
   listen(win, 'online', () => owner._wake());
-  return () => offs.splice(0).forEach((off) => off());
 }

@@ -2,6 +2,8 @@
 // restored, the page beneath inert (also what the page adds while shown), no Escape or
 // backdrop dismissal, idempotent show and hide.
 
+import { listeners } from './listeners.js';
+
 export const OVERLAY_ID = 'seatguard-overlay';
 const STYLE_ID = 'seatguard-style';
 
@@ -22,31 +24,28 @@ const CSS =
  * take-over button is clicked.
  */
 export function createOverlay(doc, onAction) {
+  // The backdrop while shown (else null), and inside it the dialog with its heading, its text
+  // and the take-over button.
   let root = null;
-  let dialog = null;
-  let title = null;
-  let text = null;
-  let button = null;
-  let previous = null;
-  let inerted = [];
+  let dialog;
+  let title;
+  let text;
+  let button;
+  // What had the focus before the dialog took it.
+  let previous;
+  // The children of <body> this overlay made inert.
+  const inerted = [];
   // Watches <body> while shown, for children the page adds later.
-  let observer = null;
+  let observer;
   // Texts to show once <body> exists (a block that arrives while the page is still parsing).
   let waiting = null;
 
-  // Element factory with attributes.
-  const make = (tag, attributes) => {
+  // An element with attributes, appended to `parent` if given.
+  const make = (tag, attributes, parent) => {
     const el = doc.createElement(tag);
     for (const name in attributes) el.setAttribute(name, attributes[name]);
+    parent?.appendChild(el);
     return el;
-  };
-
-  // Injects the stylesheet once per document.
-  const style = () => {
-    if (doc.getElementById(STYLE_ID)) return;
-    const el = make('style', { id: STYLE_ID });
-    el.textContent = CSS;
-    (doc.head || doc.documentElement).appendChild(el);
   };
 
   // Moves focus to the dialog's one control, the take-over button, when shown; else to the
@@ -61,9 +60,11 @@ export function createOverlay(doc, onAction) {
   };
 
   // Pulls focus back when something outside the dialog gets it.
-  const onFocusin = (event) => {
-    if (root && !dialog.contains(event.target)) focusInside();
-  };
+  const onFocusin = (event) => dialog.contains(event.target) || focusInside();
+
+  // The document listeners: DOMContentLoaded while texts wait for <body>, the focus trap
+  // while shown.
+  const trap = listeners();
 
   // Makes a child of <body> inert, unless it is ours, not an element or inert already;
   // remembers the ones it changed.
@@ -73,56 +74,54 @@ export function createOverlay(doc, onAction) {
     inerted.push(el);
   };
 
-  // Makes every other child of <body> inert, now and as the page adds more (where the
-  // browser has MutationObserver).
-  const makeInert = () => {
-    Array.from(doc.body.children).forEach(inert);
-    const Observer = doc.defaultView?.MutationObserver;
-    if (!Observer) return;
-    observer = new Observer((records) => records.forEach((record) => record.addedNodes.forEach(inert)));
-    observer.observe(doc.body, { childList: true });
-  };
-
   // Draws the texts waiting for <body>, unless hidden meanwhile.
   const onParsed = () => waiting && show(...waiting);
-
-  const build = () => {
-    root = make('div', { class: 'seatguard' });
-    dialog = make('div', {
-      id: OVERLAY_ID,
-      class: 'seatguard-dialog',
-      role: 'alertdialog',
-      'aria-modal': 'true',
-      'aria-labelledby': 'seatguard-title',
-      'aria-describedby': 'seatguard-text',
-      tabindex: '-1',
-    });
-    title = dialog.appendChild(make('h2', { id: 'seatguard-title', class: 'seatguard-title' }));
-    text = dialog.appendChild(make('p', { id: 'seatguard-text', class: 'seatguard-text' }));
-    button = make('button', { type: 'button', class: 'seatguard-takeover' });
-    button.onclick = onAction;
-    root.appendChild(dialog);
-  };
 
   /**
    * Shows the dialog with a heading and a text, or updates them when already shown. With a
    * `label`, the take-over button below the text: the dialog's only control, and focused.
    */
   function show(heading, explanation, label) {
-    if (!doc.body) {
-      if (!waiting) doc.addEventListener('DOMContentLoaded', onParsed, { once: true });
+    const body = doc.body;
+    if (!body) {
+      if (!waiting) trap._on(doc, 'DOMContentLoaded', onParsed);
       waiting = [heading, explanation, label];
       return;
     }
     waiting = null;
     if (!root) {
-      style();
-      build();
+      // The stylesheet, once per document.
+      if (!doc.getElementById(STYLE_ID)) make('style', { id: STYLE_ID }, doc.head || doc.documentElement).textContent = CSS;
+      root = make('div', { class: 'seatguard' });
+      dialog = make(
+        'div',
+        {
+          id: OVERLAY_ID,
+          class: 'seatguard-dialog',
+          role: 'alertdialog',
+          'aria-modal': 'true',
+          'aria-labelledby': 'seatguard-title',
+          'aria-describedby': 'seatguard-text',
+          tabindex: '-1',
+        },
+        root,
+      );
+      title = make('h2', { id: 'seatguard-title', class: 'seatguard-title' }, dialog);
+      text = make('p', { id: 'seatguard-text', class: 'seatguard-text' }, dialog);
+      button = make('button', { type: 'button', class: 'seatguard-takeover' });
+      button.onclick = onAction;
       previous = doc.activeElement;
-      doc.body.appendChild(root);
-      makeInert();
-      doc.addEventListener('keydown', onKeydown, true);
-      doc.addEventListener('focusin', onFocusin, true);
+      body.appendChild(root);
+      // Every other child of <body> inert, now and as the page adds more (where the browser
+      // has MutationObserver).
+      Array.from(body.children).forEach(inert);
+      const Observer = doc.defaultView?.MutationObserver;
+      if (Observer) {
+        observer = new Observer((records) => records.forEach((record) => record.addedNodes.forEach(inert)));
+        observer.observe(body, { childList: true });
+      }
+      trap._on(doc, 'keydown', onKeydown, true);
+      trap._on(doc, 'focusin', onFocusin, true);
       // A fullscreen element would sit above any z-index, so leave fullscreen.
       if (doc.fullscreenElement) doc.exitFullscreen?.()?.catch?.(() => {});
     }
@@ -142,16 +141,12 @@ export function createOverlay(doc, onAction) {
    */
   function hide() {
     waiting = null;
-    doc.removeEventListener('DOMContentLoaded', onParsed);
+    trap._off();
     observer?.disconnect();
-    observer = null;
     if (!root) return;
-    doc.removeEventListener('keydown', onKeydown, true);
-    doc.removeEventListener('focusin', onFocusin, true);
     root.remove();
-    root = dialog = title = text = button = null;
-    for (const el of inerted) el.removeAttribute('inert');
-    inerted = [];
+    root = null;
+    inerted.splice(0).forEach((el) => el.removeAttribute('inert'));
     if (previous && doc.contains(previous)) previous.focus?.();
     previous = null;
   }

@@ -14,12 +14,14 @@ export function decode(data) {
   }
 }
 
-// The first frame of a tab; optional fields are left out when not given. `user` may be left
-// out when a signed identity `token` names the user.
-export function hello({ site, user, token, org, role, session, tab, device, fp, mode, limit, policy }) {
-  const frame = { t: 'hello', v: PROTOCOL_VERSION, site, session, tab, device };
-  const optional = { user, token, org, role, fp, mode, limit, policy };
-  for (const key in optional) if (optional[key] != null && optional[key] !== '') frame[key] = optional[key];
+// The first frame of a tab, from `fields` (anything else in it is left out): site, session,
+// tab and device, then the optional fields that were given. `user` may be left out when a
+// signed identity `token` names the user.
+export function hello(fields) {
+  const frame = { t: 'hello', v: PROTOCOL_VERSION };
+  for (const key of ['site', 'session', 'tab', 'device', 'user', 'token', 'org', 'role', 'fp', 'mode', 'limit', 'policy']) {
+    if (fields[key] != null && fields[key] !== '') frame[key] = fields[key];
+  }
   return frame;
 }
 

@@ -24,7 +24,7 @@ function ensure(store, key, random) {
 /**
  * Opens this page's identity over guarded `local` and `tabs` (session) storages.
  * The tab id is taken out of sessionStorage while a client holds it and written back by
- * `release()` (on pagehide and destroy): a reload finds it again, but a duplicated tab, whose
+ * `_release()` (on pagehide and destroy): a reload finds it again, but a duplicated tab, whose
  * sessionStorage is a copy made while the original page was open, gets a fresh one.
  */
 export function openSession(local, tabs, random) {
@@ -38,11 +38,11 @@ export function openSession(local, tabs, random) {
     device,
     tab,
     // Hands the tab id back to sessionStorage for the next page of this tab.
-    release: () => tabs.set(TAB_KEY, tab),
+    _release: () => tabs.set(TAB_KEY, tab),
     // Takes the tab id again (the page came back from the back/forward cache).
-    claim: () => tabs.del(TAB_KEY),
+    _claim: () => tabs.del(TAB_KEY),
     // Starts a new browser session for the next load, unless another tab already did.
-    rotate: () => {
+    _rotate: () => {
       if (local.get(SESSION_KEY) === session) local.set(SESSION_KEY, randomId(random));
     },
   };

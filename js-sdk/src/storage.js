@@ -27,7 +27,7 @@ export function guardStorage(open) {
   return {
     get(key) {
       const value = use((s) => s.getItem(key));
-      return store ? value : memory.has(key) ? memory.get(key) : null;
+      return store ? value : (memory.get(key) ?? null);
     },
     set(key, value) {
       memory.set(key, String(value));

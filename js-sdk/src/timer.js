@@ -1,30 +1,31 @@
 // A tiny one-shot timer over injected setTimeout/clearTimeout, so tests can drive time.
 
-// The browser's clock and timers, wrapped so they can be called as methods of any object.
+// The browser's clock and timers, wrapped so they can be called as methods of any object
+// (Date.now needs no `this`).
 export const realTimers = {
-  now: () => Date.now(),
+  now: Date.now,
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (id) => clearTimeout(id),
 };
 
-export class Timer {
-  constructor(timers) {
-    this._timers = timers;
-    this._id = null;
-  }
-
-  // Runs `fn` once after `ms`, cancelling any run still pending.
-  start(ms, fn) {
-    this.stop();
-    this._id = this._timers.setTimeout(() => {
-      this._id = null;
-      fn();
-    }, ms);
-  }
-
-  // Cancels the pending run, if any.
-  stop() {
-    if (this._id !== null) this._timers.clearTimeout(this._id);
-    this._id = null;
-  }
+/**
+ * `_start(ms, fn)` runs `fn` once after `ms`, cancelling any run still pending; `_stop()`
+ * cancels it. Only the id of a pending run is ever cleared (clearing null is a no-op).
+ */
+export function timer(timers) {
+  let id = null;
+  const stop = () => {
+    timers.clearTimeout(id);
+    id = null;
+  };
+  return {
+    _start(ms, fn) {
+      stop();
+      id = timers.setTimeout(() => {
+        id = null;
+        fn();
+      }, ms);
+    },
+    _stop: stop,
+  };
 }

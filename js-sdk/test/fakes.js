@@ -1,6 +1,6 @@
 // Test doubles: a fake clock with timers, a fake WebSocket, Map-backed storage, a fake window.
 // Not a test file itself (no *.test.js suffix); the test files import it.
-import { Client } from '../src/client.js';
+import { createClient } from '../src/client.js';
 import { PACKS } from '../src/packs.js';
 
 /** Timers driven by `tick(ms)`; nothing runs until time is advanced. */
@@ -178,7 +178,7 @@ export function seeded(seed = 1) {
 export function setup({ options = {}, local = new MemoryStorage(), session = new MemoryStorage(), window, random = seeded(), WebSocket = fakeWebSocket() } = {}) {
   const clock = new FakeClock();
   const win = window || fakeWindow();
-  const client = new Client(
+  const client = createClient(
     { site: 'pk_test', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', overlay: false, ...options },
     { window: win, timers: clock, random, WebSocket, storage: { local, session } },
   );

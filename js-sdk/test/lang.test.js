@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Window } from 'happy-dom';
 import { EN, LANGUAGES, packUrl } from '../src/texts.js';
 import { PACKS } from '../src/packs.js';
-import { Client } from '../src/client.js';
+import { createClient } from '../src/client.js';
 import { OVERLAY_ID } from '../src/overlay.js';
 import { FakeClock, MemoryStorage, fakeFetch, fakeWebSocket, flush, seeded } from './fakes.js';
 
@@ -21,7 +21,7 @@ function clientOn({ options = {}, languages = ['fr-FR', 'en'], fetch = fakeFetch
   if (!fetch) win.fetch = undefined;
   Object.defineProperty(win.navigator, 'languages', { value: languages, configurable: true });
   const WebSocket = fakeWebSocket();
-  const client = new Client(
+  const client = createClient(
     { site: 'pk', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', ...options },
     { window: win, document: doc, WebSocket, fetch, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() } },
   );

@@ -5,7 +5,7 @@ import { Window } from 'happy-dom';
 import { createOverlay, OVERLAY_ID } from '../src/overlay.js';
 import { EN, pickLanguage, format } from '../src/texts.js';
 import { PACKS } from '../src/packs.js';
-import { Client } from '../src/client.js';
+import { createClient } from '../src/client.js';
 import { FakeClock, MemoryStorage, fakeFetch, fakeWebSocket, flush, seeded } from './fakes.js';
 
 // Every language's texts: English built in, the others from their packs.
@@ -220,7 +220,7 @@ function clientOn(options = {}, languages = ['en-US'], fetch = fakeFetch()) {
   const { win, doc } = page();
   Object.defineProperty(win.navigator, 'languages', { value: languages, configurable: true });
   const WebSocket = fakeWebSocket();
-  const client = new Client(
+  const client = createClient(
     { site: 'pk', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', ...options },
     { window: win, document: doc, WebSocket, fetch, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() } },
   );
