@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.errors import ConfigError, IdentityError, KeysUnavailable, close_code
-from seatguard.jwks import Fetched, JwksCache, check_jwks_uri, max_age
+from seatguard.jwks import Fetched, JwksCache, check_jwks_uri, httpx_fetch, max_age
 from seatguard.jws import token_kid
 from seatguard.protocol import CloseCode
 
@@ -425,3 +425,28 @@ def test_token_kid_reads_the_header_without_trusting_it() -> None:
     assert token_kid("not.a.token") is None
     assert token_kid("x" * 9000) is None
     assert token_kid(None) is None
+
+
+async def test_the_http_fetch_reads_no_more_than_it_may_and_follows_no_redirect() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/moved":
+            return httpx.Response(302, headers={"location": "http://127.0.0.1/jwks"})
+        body = b"x" * 10_000 if request.url.path == "/big" else b'{"keys": []}'
+        return httpx.Response(200, content=body, headers={"cache-control": "max-age=600"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        fetch = httpx_fetch(client)
+        small = await fetch("https://op.example/jwks", 4096)
+        assert (small.status, small.body, small.cache_control) == (
+            200,
+            b'{"keys": []}',
+            "max-age=600",
+        )
+        big = await fetch("https://op.example/big", 4096)
+        assert len(big.body) == 4097  # one byte over: enough to refuse it
+        moved = await fetch("https://op.example/moved", 4096)
+        assert moved.status == 302 and len(seen) == 3
+    assert "jwk-set+json" in seen[0].headers["accept"]

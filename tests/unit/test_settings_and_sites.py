@@ -36,6 +36,8 @@ def test_settings_read_the_environment_and_flags_win() -> None:
         ({"SEATGUARD_PORT": "eighty"}, "SEATGUARD_PORT"),
         ({"SEATGUARD_SESSION_TIMEOUT": "5", "SEATGUARD_HEARTBEAT_INTERVAL": "10"}, "longer"),
         ({"SEATGUARD_MAX_MESSAGE_BYTES": "10"}, "at least"),
+        ({"SEATGUARD_JWKS_REFETCH_INTERVAL": "0"}, "JWKS refetch interval"),
+        ({"SEATGUARD_JWKS_REFETCH_INTERVAL": "nan"}, "JWKS refetch interval"),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
