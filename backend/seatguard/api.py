@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .errors import StoreUnavailable
+from .errors import ConfigError, StoreUnavailable
 from .node import Node
 from .presence import Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .rules import SCOPES, Override, Scope
-from .sites import Site
+from .sites import Site, changed_config, check_identity
 from .types import Mode, Policy
 
 __all__ = ["Problem", "exception_handlers", "problem", "routes"]
@@ -144,10 +144,15 @@ class SiteOut(msgspec.Struct):
     idle_timeout: float | None
     absolute_timeout: float | None
     client_settings: bool  # whether load() options may set mode, limit and policy
+    identity_jwks_uri: str | None  # where the keys of RS256/ES256 identity tokens are fetched
+    oidc_jwks_uri: str | None  # where the OpenID provider's keys are fetched
 
 
 class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Changes to a site's own rules; absent fields stay, a null timeout is no timeout."""
+    """Changes to a site's own rules and key URLs; absent fields stay, null clears.
+
+    A JWKS URI replaces the stored key or JWKS of the same purpose (set with the CLI).
+    """
 
     mode: Mode | UnsetType = UNSET
     limit: int | UnsetType = UNSET
@@ -155,6 +160,8 @@ class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
     idle_timeout: float | UnsetType | None = UNSET
     absolute_timeout: float | UnsetType | None = UNSET
     client_settings: bool | UnsetType = UNSET
+    identity_jwks_uri: str | UnsetType | None = UNSET
+    oidc_jwks_uri: str | UnsetType | None = UNSET
 
 
 def _json(value: object, status: int = 200) -> Response:
@@ -375,6 +382,8 @@ def _site_out(site: Site) -> SiteOut:
         name=site.name,
         origins=list(site.origins),
         client_settings=site.client_settings,
+        identity_jwks_uri=site.config.identity_jwks_uri,
+        oidc_jwks_uri=site.config.oidc_jwks_uri,
         **msgspec.structs.asdict(_rules_out(site.rules)),
     )
 
@@ -392,7 +401,15 @@ async def patch_site(request: Request, node: Node, site: Site) -> Response:
     except ValueError as exc:
         raise ApiError(422, "Invalid request", str(exc)) from None
     client = site.client_settings if body.client_settings is UNSET else body.client_settings
-    updated = dataclasses.replace(site, rules=rules, client_settings=client)
+    uris = ("identity_jwks_uri", "oidc_jwks_uri")
+    keys = {n: getattr(body, n) for n in uris if getattr(body, n) is not UNSET}
+    try:
+        config = changed_config(site.config, keys) if keys else site.config
+        updated = dataclasses.replace(site, rules=rules, client_settings=client, config=config)
+        if keys:
+            check_identity(updated)
+    except ConfigError as exc:
+        raise ApiError(422, "Invalid request", str(exc)) from None
     if updated != site:
         await node.db.update_site(updated)
         await node.rules_changed(site.key)

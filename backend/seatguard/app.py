@@ -23,6 +23,7 @@ from . import oidc as oidc_routes
 from . import openapi as openapi_doc
 from .auditkey import audit_key, checkpoint_path
 from .db import open_database
+from .jwks import JwksCache
 from .node import Node
 from .problems import problem
 from .recorder import Recorder
@@ -126,7 +127,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         )
         webhooks = WebhookDispatcher(clock=clock)
         await webhooks.start()
-        node = Node(settings, store, db)
+        jwks = JwksCache(min_interval=settings.jwks_refetch_interval)
+        await jwks.start()
+        node = Node(settings, store, db, jwks=jwks)
         recorder = Recorder(
             db.audit, key, node.site, webhooks, checkpoint=checkpoint_path(settings)
         )
@@ -147,6 +150,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             await node.close()
             await recorder.flush()
             await webhooks.aclose()
+            await jwks.aclose()
             await store.close()
             await db.close()
 

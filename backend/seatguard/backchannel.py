@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .errors import ConfigError, InvalidLogoutToken
 from .jws import ASYMMETRIC, KeySet, check_audience, check_issuer, check_times, verify_signed
 
 __all__ = [
+    "LOGOUT_ALGORITHMS",
     "LOGOUT_EVENT",
     "BackchannelConfig",
     "LogoutRequest",
@@ -29,6 +30,9 @@ __all__ = [
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 """The member of the `events` claim that makes a JWT a logout token."""
+
+LOGOUT_ALGORITHMS = ("RS256", "ES256")
+"""The algorithms logout tokens may be signed with; never `none` nor HMAC."""
 
 _WHAT = "logout token"
 _TYPES = ("logout+jwt", "application/logout+jwt")  # RFC 7515 §4.1.9: case-insensitive
@@ -40,11 +44,12 @@ class BackchannelConfig:
 
     issuer: str  # the provider's issuer identifier, exactly as in its tokens
     audience: str  # our client id at the provider
-    jwks: dict[str, Any]  # the provider's keys, already fetched
-    algorithms: tuple[str, ...] = ("RS256", "ES256")  # pinned; never `none` nor HMAC
+    jwks: dict[str, Any] | None = None  # the provider's keys, a stored JWKS document
+    key_set: KeySet | None = None  # or its keys fetched from its jwks_uri (jwks.py)
+    algorithms: tuple[str, ...] = LOGOUT_ALGORITHMS  # pinned; never `none` nor HMAC
     leeway: float = 30  # seconds of clock skew forgiven on exp and iat
     max_age: float = 300  # tokens issued longer ago than this are refused
-    keys: KeySet = field(init=False, repr=False, compare=False)  # built from jwks
+    keys: KeySet = field(init=False, repr=False, compare=False)  # from jwks or key_set
 
     def __post_init__(self) -> None:
         if not self.issuer or not self.audience:
@@ -57,7 +62,15 @@ class BackchannelConfig:
             raise ConfigError(f"logout leeway must be zero or more seconds, not {self.leeway}")
         if not math.isfinite(self.max_age) or self.max_age <= 0:
             raise ConfigError(f"logout max_age must be positive seconds, not {self.max_age}")
-        object.__setattr__(self, "keys", KeySet.from_jwks(self.jwks, self.algorithms))
+        if (self.jwks is None) == (self.key_set is None):
+            raise ConfigError("back-channel logout needs the provider's keys: jwks or jwks_uri")
+        if self.key_set is not None:
+            if any(k.algorithm not in self.algorithms for k in self.key_set.keys):
+                raise ConfigError(f"logout key set has keys for other than {self.algorithms}")
+            keys = self.key_set
+        else:
+            keys = KeySet.from_jwks(cast(dict[str, Any], self.jwks), self.algorithms)
+        object.__setattr__(self, "keys", keys)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from .errors import (
     IdentityError,
     IdentityRequired,
     InvalidIdentity,
+    KeysUnavailable,
     OriginNotAllowed,
     OutOfOrder,
     SeatguardError,
@@ -31,6 +32,7 @@ from .errors import (
     close_code,
 )
 from .identity import Identity, issued_before, verify_identity
+from .jws import KeySet, token_kid
 from .node import Node
 from .presence import Arrival, Leave, Refusal, Rules, SeatState
 from .protocol import (
@@ -210,7 +212,10 @@ class Channel:
             await self._refused(site, hello.user or "", hello, "origin_not_allowed")
             raise OriginNotAllowed(f"origin {self.origin!r} is not allowed for this site")
         try:
-            identity = self._identity(site, hello)
+            fetched = None
+            if hello.token is not None and site.config.identity_jwks_uri is not None:
+                fetched = await self._fetched_keys(site, site.config.identity_jwks_uri, hello.token)
+            identity = self._identity(site, hello, fetched)
         except IdentityError as exc:
             await self._refused(site, hello.user or "", hello, close_code(exc).name)
             raise
@@ -287,7 +292,19 @@ class Channel:
                 "sign in again"
             )
 
-    def _identity(self, site: Site, hello: Hello) -> Identity | None:
+    async def _fetched_keys(self, site: Site, uri: str, token: str) -> KeySet:
+        """The keys at the site's `identity_jwks_uri` for this token (cached by the node)."""
+        algorithms = (site.config.identity_algorithm,)
+        try:
+            return await self.node.jwks.keys(uri, algorithms, kid=token_kid(token))
+        except KeysUnavailable as exc:
+            raise KeysUnavailable(
+                f"identity token keys could not be fetched ({exc.reason}); try again later",
+                reason=exc.reason,
+                retry_after=exc.retry_after,
+            ) from None
+
+    def _identity(self, site: Site, hello: Hello, fetched: KeySet | None) -> Identity | None:
         """The hello's verified identity token, or None where none is needed."""
         if hello.token is None:
             if site.config.identity_required:
@@ -295,7 +312,8 @@ class Channel:
             if not hello.user:
                 raise BadMessage("hello needs a user id or an identity token")
             return None
-        identity = verify_identity(hello.token, identity_config(site), now=self.node.clock())
+        config = identity_config(site, fetched)
+        identity = verify_identity(hello.token, config, now=self.node.clock())
         if hello.user and hello.user != identity.user:
             raise InvalidIdentity("the user id does not match the identity token's subject")
         return identity

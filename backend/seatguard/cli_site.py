@@ -14,7 +14,7 @@ import click
 from .cli import db_option, with_db
 from .errors import ConfigError
 from .presence import POLICIES, Rules
-from .sites import Site, SiteConfig, new_site, normalize_origin
+from .sites import Site, SiteConfig, changed_config, check_identity, new_site, normalize_origin
 from .webhooks import new_webhook_secret
 
 __all__ = ["site"]
@@ -65,6 +65,11 @@ def _site_options(f: F) -> F:
             help="JWKS file verifying RS256/ES256 identity tokens.",
         ),
         click.option(
+            "--identity-jwks-uri",
+            help="https URL of the JWKS verifying RS256/ES256 identity tokens, fetched and "
+            "cached by the server; replaces a stored key ('' to stop).",
+        ),
+        click.option(
             "--identity-issuer", help="Required `iss` of identity tokens [default: the site key]."
         ),
         click.option("--oidc-issuer", help="OpenID provider sending back-channel logouts."),
@@ -73,6 +78,11 @@ def _site_options(f: F) -> F:
             "--oidc-jwks",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             help="JWKS file of the OpenID provider.",
+        ),
+        click.option(
+            "--oidc-jwks-uri",
+            help="The OpenID provider's jwks_uri (https), fetched and cached by the server; "
+            "replaces a stored JWKS ('' to stop).",
         ),
         click.option(
             "--webhook-url", help="Where seat events are posted ('' to stop); a secret is made."
@@ -101,8 +111,18 @@ def _json_file(path: Path | None) -> dict[str, Any] | None:
     return value
 
 
+_EXCLUSIVE = (
+    ("identity_public_key", "identity_jwks", "identity_jwks_uri"),
+    ("oidc_jwks", "oidc_jwks_uri"),
+)
+"""Options naming the keys of one purpose: one at a time."""
+
+
 def _apply(site: Site, o: dict[str, Any]) -> Site:
     """The site with the given options changed."""
+    for group in _EXCLUSIVE:
+        if len(given := [f"--{n.replace('_', '-')}" for n in group if o[n]]) > 1:
+            raise click.UsageError(f"{' and '.join(given)} are exclusive: give one")
     rules_changes = {k: o[k] for k in ("mode", "limit", "policy") if o[k] is not None}
     for name in ("idle_timeout", "absolute_timeout"):
         if o[name] is not None:
@@ -124,6 +144,9 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
     for option, field in (("identity_jwks", "identity_jwks"), ("oidc_jwks", "oidc_jwks")):
         if o[option] is not None:
             config[field] = _json_file(o[option])
+    for field in ("identity_jwks_uri", "oidc_jwks_uri"):
+        if o[field] is not None:
+            config[field] = o[field] or None
     if o["webhook_url"] is not None:
         config["webhook_url"] = o["webhook_url"] or None
         if o["webhook_url"] and not site.config.webhook_secret:
@@ -137,8 +160,8 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
         changes["client_settings"] = o["client_settings"]
     try:
         rules = dataclasses.replace(site.rules, **rules_changes)
-        merged = SiteConfig(**{**_config_fields(site.config), **config})
-    except (ValueError, TypeError) as exc:
+        merged = changed_config(site.config, config)
+    except (ValueError, TypeError, ConfigError) as exc:
         raise click.BadParameter(str(exc)) from None
     return dataclasses.replace(site, rules=rules, config=merged, **changes)
 
@@ -149,13 +172,10 @@ def _config_fields(config: SiteConfig) -> dict[str, Any]:
 
 def _check(site: Site) -> Site:
     """Refuse a site whose identity settings cannot verify a token."""
-    from .sites import identity_config
-
-    if site.config.identity_required or site.config.identity_algorithm != "HS256":
-        try:
-            identity_config(site)
-        except ConfigError as exc:
-            raise click.BadParameter(f"identity tokens: {exc}") from None
+    try:
+        check_identity(site)
+    except ConfigError as exc:
+        raise click.BadParameter(f"identity tokens: {exc}") from None
     return site
 
 

@@ -18,7 +18,8 @@ SeatguardError
  └── IdentityError            a signed token Seatguard cannot accept
       ├── IdentityRequired    4012 the site requires an identity token and none came
       ├── InvalidIdentity     4013 identity token refused (bad signature, expired, bad claim)
-      └── InvalidLogoutToken  back-channel logout token refused (HTTP 400)
+      ├── InvalidLogoutToken  back-channel logout token refused (HTTP 400)
+      └── KeysUnavailable     4013 the signing keys at a jwks_uri could not be had (logout: 503)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "IdentityRequired",
     "InvalidIdentity",
     "InvalidLogoutToken",
+    "KeysUnavailable",
     "OriginNotAllowed",
     "OutOfOrder",
     "ProtocolError",
@@ -125,6 +127,16 @@ class InvalidLogoutToken(IdentityError):
     pass
 
 
+class KeysUnavailable(IdentityError):
+    """No good key set could be fetched from a `jwks_uri` (or the one held has no usable
+    key): the token cannot be checked now, though it may be good."""
+
+    def __init__(self, message: str, *, reason: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.reason = reason  # why, without the URL
+        self.retry_after = retry_after  # seconds until the URL is fetched again
+
+
 _CLOSE_CODES: dict[type[SeatguardError], CloseCode] = {
     BadMessage: CloseCode.bad_message,
     OutOfOrder: CloseCode.protocol_order,
@@ -138,6 +150,7 @@ _CLOSE_CODES: dict[type[SeatguardError], CloseCode] = {
     StoreUnavailable: CloseCode.try_again_later,
     IdentityRequired: CloseCode.identity_required,
     InvalidIdentity: CloseCode.identity_invalid,
+    KeysUnavailable: CloseCode.identity_invalid,
 }
 
 

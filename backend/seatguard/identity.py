@@ -43,7 +43,8 @@ class IdentityConfig:
     algorithm: Literal["HS256", "RS256", "ES256"]  # pinned: the token's `alg` never chooses
     secret: str | None = field(default=None, repr=False)  # HS256: the site's secret
     public_key: str | None = None  # RS256/ES256: the verifying key, in PEM
-    jwks: dict[str, Any] | None = None  # RS256/ES256: a fetched JWKS document; `kid` picks
+    jwks: dict[str, Any] | None = None  # RS256/ES256: a stored JWKS document; `kid` picks
+    key_set: KeySet | None = None  # RS256/ES256: keys fetched from a jwks_uri (jwks.py)
     audience: str  # the site key; tokens must name it in `aud`
     issuer: str  # tokens must carry exactly this `iss` (RFC 8725 §3.8)
     leeway: float = 30  # seconds of clock skew forgiven on exp, nbf and iat
@@ -64,16 +65,23 @@ class IdentityConfig:
 
     def _keys(self) -> KeySet:
         """The verifying keys, from exactly one source that suits the algorithm."""
+        sources = [s for s in (self.public_key, self.jwks, self.key_set) if s is not None]
         if self.algorithm == "HS256":
-            if self.public_key is not None or self.jwks is not None:
+            if sources:
                 raise ConfigError("HS256 identity tokens take a secret, not a public key or jwks")
             if not self.secret:
                 raise ConfigError("HS256 identity tokens need the site secret")
             return KeySet.from_secret(self.secret)
         if self.secret is not None:
             raise ConfigError(f"{self.algorithm} identity tokens take a public key, not a secret")
-        if (self.public_key is None) == (self.jwks is None):
-            raise ConfigError(f"{self.algorithm} identity tokens need one of public_key or jwks")
+        if len(sources) != 1:
+            raise ConfigError(
+                f"{self.algorithm} identity tokens need one of public_key or jwks, or a jwks_uri"
+            )
+        if self.key_set is not None:
+            if any(k.algorithm != self.algorithm for k in self.key_set.keys):
+                raise ConfigError(f"identity key set has keys for other than {self.algorithm}")
+            return self.key_set
         if self.public_key is not None:
             return KeySet.from_pem(self.public_key, self.algorithm)
         return KeySet.from_jwks(cast(dict[str, Any], self.jwks), (self.algorithm,))

@@ -27,6 +27,7 @@ __all__ = [
     "check_audience",
     "check_issuer",
     "check_times",
+    "token_kid",
     "verify_signed",
 ]
 
@@ -149,6 +150,21 @@ def _public_key(material: str | dict[str, Any], algorithm: str, name: str) -> An
 
 def _either(algorithms: Collection[str]) -> str:
     return " or ".join(algorithms)
+
+
+def token_kid(token: object) -> str | None:
+    """The `kid` header of a compact JWS, unverified: to pick a key set, never to trust.
+
+    None when the token has no string `kid` or is too long or malformed to read (the
+    verification then refuses it as such).
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+        return None
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 def verify_signed(

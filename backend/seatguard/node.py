@@ -30,6 +30,7 @@ from . import presence
 from .db import Database
 from .deadlines import Deadlines
 from .errors import StoreUnavailable
+from .jwks import JwksCache
 from .lookups import OverrideCache, RevocationChecks
 from .notices import ENDINGS, Notice, decode_notice, encode_notice, state_frame
 from .presence import (
@@ -135,12 +136,14 @@ class Node:
         store: PresenceStore,
         db: Database,
         recorder: Recorder | None = None,
+        jwks: JwksCache | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.db = db
         self.clock = store.now
         self.recorder = recorder
+        self.jwks = jwks if jwks is not None else JwksCache()  # keys of the jwks_uri settings
         self.timing = settings.timing
         self._tabs: dict[UserKey, dict[SessionId, dict[TabId, Tab]]] = {}
         self._sites: dict[str, tuple[Site | None, float]] = {}

@@ -8,19 +8,26 @@ Each token is accepted once: its (site, issuer, jti) is remembered in the databa
 replay is refused after a restart and by every other server process too. The id is marked
 before the sessions are revoked and forgotten again if revoking fails, so that the
 provider's retry of the same token is not taken for a replay.
+
+The provider's keys are a stored JWKS document or its `jwks_uri` (`oidc_jwks_uri`), fetched
+and cached by the node (`jwks.py`). While no good key set can be had the answer is 503
+(`temporarily_unavailable`, with `Retry-After`) and the token's id is not remembered, so
+the provider's retry passes once the keys can be fetched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .backchannel import BackchannelConfig, verify_logout_token
-from .errors import ConfigError, InvalidLogoutToken
+from .backchannel import LOGOUT_ALGORITHMS, BackchannelConfig, verify_logout_token
+from .errors import ConfigError, InvalidLogoutToken, KeysUnavailable
+from .jws import token_kid
 from .node import Node
 from .presence import Session
 
@@ -42,7 +49,7 @@ async def backchannel_logout(request: Request) -> Response:
     if site is None:
         return _error(404, "invalid_request", "unknown site")
     c = site.config
-    if not (c.oidc_issuer and c.oidc_client_id and c.oidc_jwks):
+    if not (c.oidc_issuer and c.oidc_client_id and (c.oidc_jwks or c.oidc_jwks_uri)):
         return _error(404, "invalid_request", "back-channel logout is not set up for this site")
     if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
         return _error(400, "invalid_request", "send logout_token as a form field")
@@ -50,10 +57,25 @@ async def backchannel_logout(request: Request) -> Response:
     token = form.get("logout_token")
     if not isinstance(token, str) or not token:
         return _error(400, "invalid_request", "logout_token is missing")
+    fetched = None
+    if c.oidc_jwks_uri is not None:
+        try:
+            fetched = await node.jwks.keys(c.oidc_jwks_uri, LOGOUT_ALGORITHMS, kid=token_kid(token))
+        except KeysUnavailable as exc:
+            response = _error(
+                503,
+                "temporarily_unavailable",
+                f"the provider's signing keys could not be fetched ({exc.reason}); retry later",
+            )
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return response
     now = node.clock()
     try:
         config = BackchannelConfig(
-            issuer=c.oidc_issuer, audience=c.oidc_client_id, jwks=c.oidc_jwks
+            issuer=c.oidc_issuer,
+            audience=c.oidc_client_id,
+            jwks=None if fetched is not None else c.oidc_jwks,
+            key_set=fetched,
         )
     except ConfigError as exc:
         return _error(500, "server_error", f"back-channel logout is misconfigured: {exc}")

@@ -167,7 +167,7 @@ def document() -> dict[str, Any]:
             "/site": {
                 "get": _op("The site's own rules", {"200": {**ok, **_json(SiteOut)}}, params=[]),
                 "patch": _op(
-                    "Change the site's own rules; they apply to browsers that join afterwards",
+                    "Change the site's own rules (live sessions adopt them) or its JWKS URIs",
                     {"200": {**ok, **_json(SiteOut)}},
                     params=[],
                     body=SiteIn,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -37,6 +38,7 @@ class Settings:
     audit_key: str = ""  # HMAC key of the audit chain (hex or base64, >= 32 bytes)
     audit_key_file: str = ""  # file holding the audit key; default: <db>.audit-key
     site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
+    jwks_refetch_interval: float = 30.0  # at most one fetch of a JWKS URI this often
     demo: bool = False  # also serve the Acme Stream demo site
     log_level: str = "info"  # uvicorn log level
 
@@ -59,6 +61,8 @@ class Settings:
             raise ConfigError("sweep interval must be positive")
         if self.node_lease <= 0 or self.redis_timeout <= 0:
             raise ConfigError("node lease and Redis timeout must be positive")
+        if not 0 < self.jwks_refetch_interval < math.inf:
+            raise ConfigError("the JWKS refetch interval must be positive")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"not a Redis URL: {self.redis_url!r} (expected redis://host:port)")
 

@@ -12,15 +12,20 @@ import msgspec
 
 from .errors import ConfigError
 from .identity import IdentityConfig
+from .jwks import check_jwks_uri
+from .jws import KeySet
 from .presence import Rules
 from .protocol import Hello
 from .rules import Claims
 
 __all__ = [
     "ANY_ORIGIN",
+    "KEY_SOURCES",
     "SELF_ORIGIN",
     "Site",
     "SiteConfig",
+    "changed_config",
+    "check_identity",
     "identity_config",
     "new_site",
     "normalize_origin",
@@ -34,15 +39,35 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     identity_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"  # pinned JWT algorithm
     identity_public_key: str | None = None  # PEM for RS256/ES256 identity tokens
     identity_jwks: dict[str, Any] | None = None  # JWKS for RS256/ES256 identity tokens
+    identity_jwks_uri: str | None = None  # or where that JWKS is fetched from (https)
     identity_issuer: str | None = None  # required `iss` of identity tokens; default: site key
     oidc_issuer: str | None = None  # OpenID provider sending back-channel logout tokens
     oidc_client_id: str | None = None  # `aud` of logout tokens
     oidc_jwks: dict[str, Any] | None = None  # the provider's signing keys
+    oidc_jwks_uri: str | None = None  # or where they are fetched from (the provider's jwks_uri)
     webhook_url: str | None = None  # where seat events are posted
     webhook_secret: str | None = None  # whsec_... signing secret of the webhooks
     # When the shared presence store (Redis) cannot be reached: "open" admits new browsers
     # on the node they reach and reconciles when it is back; "closed" refuses them (1013).
     store_failure: Literal["open", "closed"] = "open"
+
+    def __post_init__(self) -> None:
+        for uri, stored in KEY_SOURCES.items():
+            if getattr(self, uri) is None:
+                continue
+            try:
+                check_jwks_uri(getattr(self, uri))
+            except ConfigError as exc:
+                raise ValueError(f"{uri}: {exc}") from None
+            if given := [name for name in stored if getattr(self, name) is not None]:
+                raise ValueError(f"{uri} and {' and '.join(given)} are exclusive: give one")
+
+
+KEY_SOURCES: dict[str, tuple[str, ...]] = {
+    "identity_jwks_uri": ("identity_public_key", "identity_jwks"),
+    "oidc_jwks_uri": ("oidc_jwks",),
+}
+"""Each `jwks_uri` setting, and the stored keys it excludes (one source of keys a purpose)."""
 
 
 SELF_ORIGIN = "self"
@@ -86,20 +111,61 @@ class Site:
         )
 
 
-def identity_config(site: Site) -> IdentityConfig:
+def identity_config(site: Site, fetched: KeySet | None = None) -> IdentityConfig:
     """How identity tokens of a site are checked: pinned algorithm, key, audience, issuer.
 
     The audience is the site key, and so is the issuer unless the site configures its own.
+    A site with an `identity_jwks_uri` needs the keys `fetched` from it (`JwksCache`).
     """
     c = site.config
+    if c.identity_jwks_uri is not None and fetched is None:
+        raise ConfigError(f"identity keys come from {c.identity_jwks_uri}: fetch them first")
     return IdentityConfig(
         algorithm=c.identity_algorithm,
         secret=site.secret if c.identity_algorithm == "HS256" else None,
         public_key=c.identity_public_key,
         jwks=c.identity_jwks,
+        key_set=fetched,
         audience=site.key,
         issuer=c.identity_issuer or site.key,
     )
+
+
+def check_identity(site: Site) -> None:
+    """Refuse identity settings that cannot verify a token; raise ConfigError saying why.
+
+    Run before a site is saved. A site that neither requires identity tokens nor chose a
+    public-key algorithm or a JWKS URI is not checked (it verifies with its secret).
+    """
+    c = site.config
+    if c.identity_jwks_uri is not None:
+        if c.identity_algorithm == "HS256":
+            raise ConfigError(
+                "a JWKS URI serves RS256/ES256 keys: set the identity algorithm to one of "
+                "them, or clear the URI (HS256 tokens are signed with the site's secret)"
+            )
+        return  # its one source of keys (SiteConfig checks); they are fetched on use
+    if c.identity_required or c.identity_algorithm != "HS256":
+        identity_config(site)
+
+
+def changed_config(config: SiteConfig, changes: dict[str, Any]) -> SiteConfig:
+    """`config` with `changes`, where a source of keys given replaces the others of its
+    purpose (a JWKS URI the stored key or JWKS, and the other way round).
+
+    Raise ConfigError when `changes` give two sources of one purpose, or are invalid.
+    """
+    fields = {f: getattr(config, f) for f in config.__struct_fields__}
+    for uri, stored in KEY_SOURCES.items():
+        given = [name for name in (*stored, uri) if changes.get(name) is not None]
+        if len(given) > 1:
+            raise ConfigError(f"{' and '.join(given)} are exclusive: give one")
+        if given:
+            fields.update(dict.fromkeys((*stored, uri)))
+    try:
+        return SiteConfig(**{**fields, **changes})
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def normalize_origin(value: str) -> str:

@@ -79,6 +79,8 @@ async def test_site_rules_are_read_changed_and_kept(
             "idle_timeout": None,
             "absolute_timeout": None,
             "client_settings": False,
+            "identity_jwks_uri": None,
+            "oidc_jwks_uri": None,
         }
         change = {
             "limit": 2,

@@ -20,12 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.backchannel import (
+    LOGOUT_ALGORITHMS,
     LOGOUT_EVENT,
     BackchannelConfig,
     LogoutRequest,
     verify_logout_token,
 )
 from seatguard.errors import ConfigError, IdentityError, InvalidLogoutToken
+from seatguard.jws import KeySet
 
 NOW = 1_700_000_000.0
 ISSUER = "https://idp.example"
@@ -293,3 +295,16 @@ def test_rsa_keys_serve_every_allowed_rsa_algorithm(keys: Keys) -> None:
     assert verify(token, config).sid == "sess-1"
     with pytest.raises(InvalidLogoutToken, match="algorithm 'ES256' not allowed"):
         verify(jwt.encode(claims(), keys.ec, algorithm="ES256", headers=headers), config)
+
+
+def test_fetched_keys_verify_like_a_stored_jwks(keys: Keys) -> None:
+    fetched = KeySet.from_jwks(keys.jwks(), LOGOUT_ALGORITHMS)  # from the JWKS cache
+    config = BackchannelConfig(issuer=ISSUER, audience=CLIENT, key_set=fetched)
+    assert verify(keys.sign(claims()), config).sid == "sess-1"
+    with pytest.raises(ConfigError, match="jwks or jwks_uri"):
+        BackchannelConfig(issuer=ISSUER, audience=CLIENT)
+    with pytest.raises(ConfigError, match="jwks or jwks_uri"):
+        BackchannelConfig(issuer=ISSUER, audience=CLIENT, jwks=keys.jwks(), key_set=fetched)
+    wider = KeySet.from_jwks(keys.jwks(), ("RS256", "PS256", "ES256"))
+    with pytest.raises(ConfigError, match="other than"):
+        BackchannelConfig(issuer=ISSUER, audience=CLIENT, key_set=wider)

@@ -18,7 +18,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.errors import ConfigError, IdentityError, IdentityRequired, InvalidIdentity
 from seatguard.identity import Identity, IdentityConfig, issued_before, verify_identity
-from seatguard.jws import MAX_TOKEN_BYTES
+from seatguard.jws import MAX_TOKEN_BYTES, KeySet
 
 NOW = 1_700_000_000.0
 SITE = "pk_acme"
@@ -492,3 +492,30 @@ def test_config_needs_an_audience() -> None:
 def test_config_keeps_its_secret_out_of_repr() -> None:
     config = IdentityConfig(algorithm="HS256", secret=SECRET, audience=SITE, issuer=ISSUER)
     assert SECRET not in repr(config)
+
+
+def test_fetched_keys_verify_like_a_stored_jwks(keys: Keys) -> None:
+    fetched = KeySet.from_jwks(keys.jwks(), ("RS256",))  # what the JWKS cache hands over
+    config = IdentityConfig(algorithm="RS256", key_set=fetched, audience=SITE, issuer=ISSUER)
+    assert verify_identity(keys.rs256(claims(), kid="new"), config, now=NOW).user == "u1"
+    with pytest.raises(InvalidIdentity, match="signing key 'gone' is unknown"):
+        verify_identity(keys.rs256(claims(), kid="gone"), config, now=NOW)
+
+
+def test_fetched_keys_are_one_source_pinned_to_the_algorithm(keys: Keys) -> None:
+    both = KeySet.from_jwks(keys.jwks(), ("RS256", "ES256"))
+    with pytest.raises(ConfigError, match="other than RS256"):
+        IdentityConfig(algorithm="RS256", key_set=both, audience=SITE, issuer=ISSUER)
+    fetched = KeySet.from_jwks(keys.jwks(), ("RS256",))
+    with pytest.raises(ConfigError, match="one of public_key or jwks"):
+        IdentityConfig(
+            algorithm="RS256",
+            key_set=fetched,
+            public_key=pem(keys.rsa),
+            audience=SITE,
+            issuer=ISSUER,
+        )
+    with pytest.raises(ConfigError, match="not a public key or jwks"):
+        IdentityConfig(
+            algorithm="HS256", secret=SECRET, key_set=fetched, audience=SITE, issuer=ISSUER
+        )

@@ -87,5 +87,7 @@ def test_site_rules_are_documented() -> None:
         "idle_timeout",
         "absolute_timeout",
         "client_settings",
+        "identity_jwks_uri",
+        "oidc_jwks_uri",
     }
     assert "404" in ops[("/users/{user}/revoke", "POST")]["responses"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 import pytest
 
 from seatguard.errors import ConfigError
@@ -9,7 +12,15 @@ from seatguard.presence import Rules
 from seatguard.protocol import Hello
 from seatguard.rules import Claims
 from seatguard.settings import Settings
-from seatguard.sites import SiteConfig, identity_config, new_site, normalize_origin
+from seatguard.sites import (
+    Site,
+    SiteConfig,
+    changed_config,
+    check_identity,
+    identity_config,
+    new_site,
+    normalize_origin,
+)
 
 
 def test_settings_read_the_environment_and_flags_win() -> None:
@@ -25,6 +36,8 @@ def test_settings_read_the_environment_and_flags_win() -> None:
         ({"SEATGUARD_PORT": "eighty"}, "SEATGUARD_PORT"),
         ({"SEATGUARD_SESSION_TIMEOUT": "5", "SEATGUARD_HEARTBEAT_INTERVAL": "10"}, "longer"),
         ({"SEATGUARD_MAX_MESSAGE_BYTES": "10"}, "at least"),
+        ({"SEATGUARD_JWKS_REFETCH_INTERVAL": "0"}, "JWKS refetch interval"),
+        ({"SEATGUARD_JWKS_REFETCH_INTERVAL": "nan"}, "JWKS refetch interval"),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
@@ -95,3 +108,53 @@ def test_identity_issuer_defaults_to_the_site_key() -> None:
     own = SiteConfig(identity_issuer="https://id.example")
     site = new_site("B", ["*"], Rules(), client_settings=False, now=0, config=own)
     assert identity_config(site).issuer == "https://id.example"
+
+
+# Keys fetched from a JWKS URI: one source of keys per purpose.
+
+JWKS = {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "k1"}]}  # only stored here
+URI = "https://login.example.com/jwks"
+
+
+def test_jwks_uris_are_checked_when_a_site_config_is_made() -> None:
+    assert SiteConfig(identity_jwks_uri=URI, oidc_jwks_uri="http://127.0.0.1:8080/k").oidc_jwks_uri
+    with pytest.raises(ValueError, match=r"identity_jwks_uri: .* must use https"):
+        SiteConfig(identity_jwks_uri="http://login.example.com/jwks")
+    with pytest.raises(ValueError, match="oidc_jwks_uri and oidc_jwks are exclusive"):
+        SiteConfig(oidc_jwks_uri=URI, oidc_jwks=JWKS)
+    with pytest.raises(ValueError, match="identity_jwks_uri and identity_public_key are excl"):
+        SiteConfig(identity_jwks_uri=URI, identity_public_key="-----BEGIN PUBLIC KEY-----")
+    with pytest.raises(msgspec.ValidationError, match="must use https"):
+        msgspec.json.decode(b'{"oidc_jwks_uri": "http://op.example/k"}', type=SiteConfig)
+
+
+def test_a_key_source_given_replaces_the_others_of_its_purpose() -> None:
+    stored = SiteConfig(identity_algorithm="RS256", identity_jwks=JWKS, oidc_jwks=JWKS)
+    moved = changed_config(stored, {"identity_jwks_uri": URI})
+    assert (moved.identity_jwks_uri, moved.identity_jwks, moved.oidc_jwks) == (URI, None, JWKS)
+    back = changed_config(moved, {"identity_public_key": "PEM"})
+    assert (back.identity_public_key, back.identity_jwks_uri) == ("PEM", None)
+    cleared = changed_config(
+        changed_config(stored, {"oidc_jwks_uri": URI}), {"oidc_jwks_uri": None}
+    )
+    assert (cleared.oidc_jwks_uri, cleared.oidc_jwks) == (None, None)
+    with pytest.raises(ConfigError, match="oidc_jwks and oidc_jwks_uri are exclusive"):
+        changed_config(stored, {"oidc_jwks": JWKS, "oidc_jwks_uri": URI})
+    with pytest.raises(ConfigError, match="must use https"):
+        changed_config(stored, {"oidc_jwks_uri": "http://op.example/jwks"})
+
+
+def test_identity_keys_from_a_uri_are_for_public_key_algorithms() -> None:
+    def site(**config: Any) -> Site:
+        return new_site(
+            "A", ["*"], Rules(), client_settings=False, now=0, config=SiteConfig(**config)
+        )
+
+    check_identity(site(identity_algorithm="RS256", identity_jwks_uri=URI))
+    check_identity(site(identity_algorithm="ES256", identity_jwks_uri=URI, identity_required=True))
+    with pytest.raises(ConfigError, match="RS256/ES256"):
+        check_identity(site(identity_jwks_uri=URI))  # HS256
+    with pytest.raises(ConfigError, match="one of public_key or jwks"):
+        check_identity(site(identity_algorithm="RS256"))
+    with pytest.raises(ConfigError, match="fetch them first"):
+        identity_config(site(identity_algorithm="RS256", identity_jwks_uri=URI))
