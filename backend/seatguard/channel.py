@@ -128,7 +128,8 @@ class Channel:
         self.user_agent = user_agent
         self.ip = ip
         self.state = ChannelState.awaiting_hello
-        self._early: list[ServerFrame] | None = None  # notices that beat the welcome
+        # Notices that beat the welcome, with the seq of the news each tells.
+        self._early: list[tuple[int, ServerFrame]] | None = None
         # What the node keeps of this tab (see `node.Tab`).
         self.key: UserKey | None = None
         self.arrival: Arrival | None = None
@@ -249,6 +250,8 @@ class Channel:
             raise SessionRevoked("this browser session was revoked; sign in again")
         if joined.refused is Refusal.expired:
             raise SessionExpired("this browser session has expired; sign in again")
+        if self.state is ChannelState.closed:
+            return  # ended while it joined: a newer socket of the tab took over, or shutdown
         await self.push(
             Welcome(
                 v=PROTOCOL_VERSION,
@@ -267,8 +270,9 @@ class Channel:
         if joined.conflict:
             await self.push(Conflict())
         early, self._early = self._early or [], None
-        for frame in early:
-            await self.push(frame)
+        for seq, frame in early:
+            if seq > joined.seq:  # older news is already in the welcome
+                await self.push(frame)
 
     async def _refused(self, site: Site, user: str, hello: Hello, reason: str) -> None:
         device = hello.fp or hello.device
@@ -363,7 +367,7 @@ class Channel:
             # A notice raced ahead of this tab's welcome: it is sent right after it.
             if self._early is None:
                 self._early = []
-            self._early.append(frame)
+            self._early.append((self.seq, frame))
             return
         try:
             await self.transport.send(encode(frame))

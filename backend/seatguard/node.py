@@ -112,6 +112,7 @@ class Joined:
     rules: Rules
     refused: Refusal | None = None
     conflict: bool = False  # admitted over the limit (monitor policy)
+    seq: int = 0  # the snapshot seq the state is of
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +254,8 @@ class Node:
             return outcome, (state, up.sessions[arrival.session].reason if blocked else None)
 
         def seated(told: Told | None, seq: int) -> None:
-            tab.seq, tab.told = seq, told
+            if seq > tab.seq:  # news newer than the join may have reached the tab first
+                tab.seq, tab.told = seq, told
 
         try:
             try:
@@ -275,7 +277,11 @@ class Node:
         if replaced is not None and replaced is not tab:
             await replaced.end(CloseCode.normal, "replaced by a new socket of the same tab")
         return Joined(
-            told[0], told[1], done.rules, conflict=arrival.session in done.outcome.conflicts
+            told[0],
+            told[1],
+            done.rules,
+            conflict=arrival.session in done.outcome.conflicts,
+            seq=done.seq,
         )
 
     def heartbeat(self, tab: Tab, active: bool) -> bool:
@@ -495,7 +501,7 @@ class Node:
         for session, tabs in list(self._tabs.get(key, {}).items()):
             for tab in list(tabs.values()):
                 if session in refused:
-                    if tab.seq < seq and self._forget(tab):
+                    if _told_before(tab, seq) and self._forget(tab):
                         if refused[session] is Refusal.revoked:
                             await self._end(tab, presence.EndReason.revoked)
                         else:
@@ -627,7 +633,7 @@ class Node:
             return
         for session, tab_id in outcome.dropped_tabs:
             dropped = sessions.get(session, {}).get(tab_id)
-            if dropped is not None and dropped.seq < seq and self._forget(dropped):
+            if dropped is not None and _told_before(dropped, seq) and self._forget(dropped):
                 await dropped.end(CloseCode.heartbeat_timeout, "no heartbeat within the timeout")
         for t in outcome.transitions:
             for tab in list(sessions.get(t.session, {}).values()):
@@ -639,7 +645,7 @@ class Node:
                     await tab.push(Conflict())
         for ending in outcome.ended:
             for tab in list(sessions.get(ending.session, {}).values()):
-                if tab.seq < seq and self._forget(tab):
+                if _told_before(tab, seq) and self._forget(tab):
                     await self._end(tab, ending.reason)
 
     async def _tell_state(
@@ -662,6 +668,16 @@ class Node:
         frame, code, message = told
         await tab.push(frame)
         await tab.end(code, message)
+
+
+def _told_before(tab: Tab, seq: int) -> bool:
+    """Whether news as of `seq` can end or drop `tab`: it was seated by an earlier change.
+
+    A tab still joining (seq 0) is a new socket that may carry the ids of the one that left
+    (a reload, a reconnect): what was decided before its own join is about the old socket,
+    and its own join gets the verdict for it.
+    """
+    return 0 < tab.seq < seq
 
 
 def _arrivals(tabs: list[Tab]) -> list[tuple[Tab, Arrival]]:

@@ -40,6 +40,14 @@ _MAX_BUFFERED = 1 << 20  # bytes queued to a peer that does not read; then it is
 _TRUSTED_PROXIES = frozenset({"127.0.0.1", "::1"})  # whose X-Forwarded-* headers count
 
 
+class _Timeout:
+    """In a socket's queue: the hello timeout ran out."""
+
+
+_HELLO_TIMEOUT = _Timeout()
+_Item = str | bytes | None | _Timeout  # a frame's data, None when the socket closed
+
+
 class HttpProtocol(asyncio.Protocol):
     """uvicorn's protocol class: sends `/ws/v1` to a `Socket`, all else to uvicorn."""
 
@@ -120,7 +128,7 @@ class Socket(asyncio.Protocol):
         # ones are cut off by the protocol itself (1009, no error frame).
         self._proto = ServerProtocol(max_size=max(65536, 4 * limit), logger=_quiet)
         self._channel: Channel | None = None
-        self._queue: deque[str | bytes | None] | None = None  # frames waiting for the channel
+        self._queue: deque[_Item] | None = None  # frames waiting for the channel
         self._busy = False  # a task is feeding the channel
         self._task: asyncio.Task[None] | None = None  # that task (or a closing one)
         self._fragments: list[Any] | None = None  # opcode, then the parts of a message
@@ -272,7 +280,7 @@ class Socket(asyncio.Protocol):
             self._hello_at = time.perf_counter()
         self._enqueue(text)
 
-    def _enqueue(self, item: str | bytes | None) -> None:
+    def _enqueue(self, item: _Item) -> None:
         """Feed the channel in order, in a task; None means the socket closed."""
         if self._queue is None:
             self._queue = deque()
@@ -290,6 +298,9 @@ class Socket(asyncio.Protocol):
                     continue
                 if item is None:
                     await channel.closed()
+                elif isinstance(item, _Timeout):
+                    if channel.state is ChannelState.awaiting_hello:
+                        await channel.end(CloseCode.protocol_order, "no hello within the timeout")
                 else:
                     await channel.receive(item)
                 if self._timer is not None and channel.state is not ChannelState.awaiting_hello:
@@ -305,12 +316,11 @@ class Socket(asyncio.Protocol):
             self._task = None
 
     def _hello_timeout(self) -> None:
+        # In the channel's queue, so that a hello that came in just before is handled first
+        # and one that comes in just after finds the channel closed.
         self._timer = None
-        channel = self._channel
-        if channel is not None and channel.state is ChannelState.awaiting_hello and not self._busy:
-            self._task = asyncio.get_running_loop().create_task(
-                channel.end(CloseCode.protocol_order, "no hello within the timeout")
-            )
+        if self._channel is not None and self._channel.state is ChannelState.awaiting_hello:
+            self._enqueue(_HELLO_TIMEOUT)
 
 
 def _forwarded_for(header: str | None, peer: str) -> str:

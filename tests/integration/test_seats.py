@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import urllib.request
 
@@ -9,7 +10,7 @@ import anyio
 import pytest
 
 from tests.conftest import Server, scaled
-from tests.integration.client import Browser, Tab, frames_of
+from tests.integration.client import Browser, Frame, Tab, frames_of
 
 pytestmark = pytest.mark.anyio
 
@@ -224,3 +225,23 @@ async def test_health_and_sdk_are_served(server: Server) -> None:
     _, kind, body = await anyio.to_thread.run_sync(fetch, "/sdk/v1/seatguard.js")
     assert kind.startswith("text/javascript")
     assert b"Seatguard" in body
+
+
+async def test_sockets_that_drop_and_come_back_at_once_are_all_welcomed(
+    server: Server, site: str
+) -> None:
+    """A mass reconnect (a node died, the network blinked): every new socket carries the
+    ids of one that has just dropped, and the drop of the old socket, however late it is
+    handled, must not end the new one."""
+    browsers = [Browser(user()) for _ in range(150)]
+    tabs = list(await asyncio.gather(*(Tab.open(server.ws, site, b) for b in browsers)))
+    for _ in range(3):
+
+        async def again(tab: Tab) -> tuple[Tab, Frame]:
+            tab.ws.transport.abort()  # no goodbye, and no waiting for the server to notice
+            return await Tab.open(server.ws, site, tab.browser, tab=tab.tab)
+
+        tabs = list(await asyncio.gather(*(again(t) for t, _ in tabs)))
+        assert [w["state"] for _, w in tabs] == ["admitted"] * len(browsers)
+    assert await frames_of([t for t, _ in tabs], 1.0) == [[]] * len(browsers)
+    assert "unexpected error" not in server.log.read_text()

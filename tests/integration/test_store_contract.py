@@ -122,6 +122,32 @@ async def test_seq_rises_with_every_write_on_every_node(nodes: list[PresenceStor
     assert seqs == sorted(seqs) and len(set(seqs)) == 6
 
 
+async def test_seq_keeps_rising_after_an_empty_snapshot_is_deleted(
+    nodes: list[PresenceStore],
+) -> None:
+    """The node orders news by seq: a user whose presence emptied (the last session
+    ended) and who comes back must not get seqs that news of the old snapshot still has."""
+    key = user()
+    seqs = []
+
+    def join_then(empty: bool) -> Callable[[UserPresence, float], int]:
+        def op(up: UserPresence, now: float) -> int:
+            joiner("s-again", Rules())(up, now)
+            if empty:
+                up.sessions.clear()
+                up.seats.clear()
+            return up.seq
+
+        return op
+
+    for i in range(6):
+        store = nodes[i % len(nodes)]
+        seqs.append(await store.update(key, join_then(empty=i % 2 == 0)))
+        if i % 2 == 0:
+            assert (await store.read(key)).is_empty()
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
+
+
 async def test_the_store_clock_is_the_time(nodes: list[PresenceStore]) -> None:
     for store in nodes:
         assert abs(store.now() - time.time()) < 1.0

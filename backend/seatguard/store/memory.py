@@ -23,6 +23,10 @@ class MemoryStore:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._users: dict[UserKey, UserPresence] = {}
         self._clock = clock
+        # One counter for every user: a snapshot deleted when empty and made again later
+        # still gets seqs above the old one's, so news of the old one is never taken for
+        # news of the new (see `PresenceStore.update`).
+        self._seq = 0
 
     def now(self) -> float:
         return self._clock()
@@ -39,7 +43,8 @@ class MemoryStore:
         up = self._users.get(key)
         if up is None:
             up = self._users[key] = UserPresence()
-        up.seq += 1
+        self._seq += 1
+        up.seq = self._seq
         try:
             return op(up, self._clock())
         finally:
