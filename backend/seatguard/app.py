@@ -83,10 +83,15 @@ async def health(request: Request) -> Response:
     )
 
 
-async def sdk(request: Request) -> Response:
-    if not await anyio.Path(SDK_PATH).exists():
+async def _built(path: Path, media_type: str) -> Response:
+    """A file `npm run build` writes, or 503 while it is not built."""
+    if not await anyio.Path(path).exists():
         return PlainTextResponse(NOT_BUILT, status_code=503)
-    return FileResponse(SDK_PATH, media_type="text/javascript; charset=utf-8", headers=SDK_HEADERS)
+    return FileResponse(path, media_type=media_type, headers=SDK_HEADERS)
+
+
+async def sdk(request: Request) -> Response:
+    return await _built(SDK_PATH, "text/javascript; charset=utf-8")
 
 
 async def sdk_language(request: Request) -> Response:
@@ -96,10 +101,7 @@ async def sdk_language(request: Request) -> Response:
         known = ", ".join(SDK_LANGUAGES)
         detail = f"no SDK language pack {lang!r}; there are {known} (English is built in)"
         return problem(404, "Not found", detail, SDK_HEADERS)
-    path = SDK_PATH.parent / "lang" / f"{lang}.json"
-    if not await anyio.Path(path).exists():
-        return PlainTextResponse(NOT_BUILT, status_code=503)
-    return FileResponse(path, media_type="application/json", headers=SDK_HEADERS)
+    return await _built(SDK_PATH.parent / "lang" / f"{lang}.json", "application/json")
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:

@@ -14,7 +14,15 @@ import click
 from .cli import db_option, with_db
 from .errors import ConfigError
 from .presence import POLICIES, Rules
-from .sites import Site, SiteConfig, changed_config, check_identity, new_site, normalize_origin
+from .sites import (
+    KEY_SOURCES,
+    Site,
+    SiteConfig,
+    changed_config,
+    check_identity,
+    new_site,
+    normalize_origin,
+)
 from .webhooks import new_webhook_secret
 
 __all__ = ["site"]
@@ -111,10 +119,7 @@ def _json_file(path: Path | None) -> dict[str, Any] | None:
     return value
 
 
-_EXCLUSIVE = (
-    ("identity_public_key", "identity_jwks", "identity_jwks_uri"),
-    ("oidc_jwks", "oidc_jwks_uri"),
-)
+_EXCLUSIVE = tuple((*stored, uri) for uri, stored in KEY_SOURCES.items())
 """Options naming the keys of one purpose: one at a time."""
 
 

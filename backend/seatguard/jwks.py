@@ -141,8 +141,9 @@ class _Entry:
 class JwksCache:
     """The key sets of `jwks_uri` URLs, for every site of the node (see the module doc).
 
-    Without a `fetch`, `start()` opens an `httpx.AsyncClient` and `aclose()` closes it;
-    before `start()` every fetch fails. The bounds are parameters so tests can vary them.
+    Without a `fetch`, the first fetch after `start()` opens an `httpx.AsyncClient` (most
+    nodes never need one) and `aclose()` closes it; before `start()` every fetch fails. The
+    bounds are parameters so tests can vary them.
     """
 
     def __init__(
@@ -172,15 +173,12 @@ class JwksCache:
         self._min_interval = min_interval
         self._max_urls = max_urls
         self._client: httpx.AsyncClient | None = None
+        self._started = False
         self._entries: dict[str, _Entry] = {}
 
     async def start(self) -> None:
-        """Open the HTTP client, unless a fetch was given."""
-        if self._fetch is None:
-            self._client = httpx.AsyncClient(
-                timeout=self._timeout, headers={"user-agent": f"Seatguard/{__version__}"}
-            )
-            self._fetch = httpx_fetch(self._client)
+        """From now on the cache opens its HTTP client when a fetch first needs it."""
+        self._started = True
 
     async def aclose(self) -> None:
         """Stop the fetches under way and close the HTTP client the cache opened."""
@@ -188,9 +186,10 @@ class JwksCache:
         for flight in flights:
             flight.cancel()
         await asyncio.gather(*flights, return_exceptions=True)
+        self._started = False
         if self._client is not None:
             await self._client.aclose()
-            self._client = None
+            self._client, self._fetch = None, None  # the fetch was through that client
 
     async def idle(self) -> None:
         """Wait until no fetch is under way."""
@@ -269,7 +268,12 @@ class JwksCache:
     async def _get(self, url: str) -> tuple[dict[str, Any], frozenset[str], float]:
         """Fetch and check one key set: its document, its key ids, how long to keep it."""
         if self._fetch is None:
-            raise RuntimeError("the JWKS cache was not started")
+            if not self._started:
+                raise RuntimeError("the JWKS cache was not started")
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout, headers={"user-agent": f"Seatguard/{__version__}"}
+            )
+            self._fetch = httpx_fetch(self._client)
         try:
             async with asyncio.timeout(self._timeout):
                 reply = await self._fetch(url, self._max_bytes)

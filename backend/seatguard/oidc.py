@@ -74,7 +74,7 @@ async def backchannel_logout(request: Request) -> Response:
         config = BackchannelConfig(
             issuer=c.oidc_issuer,
             audience=c.oidc_client_id,
-            jwks=None if fetched is not None else c.oidc_jwks,
+            jwks=c.oidc_jwks,  # None when the keys come from the jwks_uri (one source)
             key_set=fetched,
         )
     except ConfigError as exc:

@@ -130,7 +130,7 @@ class Socket(asyncio.Protocol):
         self._channel: Channel | None = None
         self._queue: deque[_Item] | None = None  # frames waiting for the channel
         self._busy = False  # a task is feeding the channel
-        self._task: asyncio.Task[None] | None = None  # that task (or a closing one)
+        self._task: asyncio.Task[None] | None = None  # that task, held so that it is not collected
         self._fragments: list[Any] | None = None  # opcode, then the parts of a message
         self._timer: asyncio.TimerHandle | None = None
         self._hello_at = 0.0  # when the hello frame came in, to time the admission
