@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +22,7 @@ from . import __version__, api
 from . import oidc as oidc_routes
 from . import openapi as openapi_doc
 from .auditkey import audit_key, checkpoint_path
+from .collector import Collector
 from .db import open_database
 from .jwks import JwksCache
 from .node import Node
@@ -49,13 +50,14 @@ SDK_HEADERS = {"Cache-Control": "public, max-age=300", "Access-Control-Allow-Ori
 NOT_BUILT = "The browser SDK is not built: run `npm run build`."
 
 
-async def _tick_forever(node: Node) -> None:
+async def _tick_forever(node: Node, collector: Collector) -> None:
     while True:
         await asyncio.sleep(node.settings.sweep_interval)
         try:
             await node.tick()
         except Exception:
             log.exception("presence tick failed; retrying on the next one")
+        collector.step()
 
 
 async def health(request: Request) -> Response:
@@ -79,6 +81,7 @@ async def health(request: Request) -> Response:
             },
             "tabs": node.tab_count(),
             "admission": node.admissions.summary(last),
+            "collector": dataclasses.asdict(request.app.state.collector.stats()),
         }
     )
 
@@ -138,11 +141,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         node.recorder = recorder
         app.state.node = node
         await store.start(node)
-        ticker = asyncio.create_task(_tick_forever(node))
-        # Everything built so far lives as long as the process: keep the garbage collector
-        # from walking it again and again (long pauses at many connections).
-        gc.collect()
-        gc.freeze()
+        # Everything built so far lives as long as the process, and so do most objects of
+        # the tabs to come: keep the garbage collector from walking them again and again.
+        collector = Collector(settings.gc_freeze_interval, settings.gc_full_interval)
+        app.state.collector = collector
+        collector.start()
+        ticker = asyncio.create_task(_tick_forever(node, collector))
         try:
             yield {"node": node}
         finally:
@@ -150,6 +154,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             await node.close()
+            collector.stop()
             await recorder.flush()
             await webhooks.aclose()
             await jwks.aclose()

@@ -39,6 +39,8 @@ class Settings:
     audit_key_file: str = ""  # file holding the audit key; default: <db>.audit-key
     site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
     jwks_refetch_interval: float = 30.0  # at most one fetch of a JWKS URI this often
+    gc_freeze_interval: float = 1.0  # seconds between freezes of survivors (0: as Python ships)
+    gc_full_interval: float = 3600.0  # seconds between full garbage collections (0: never)
     demo: bool = False  # also serve the Acme Stream demo site
     log_level: str = "info"  # uvicorn log level
 
@@ -63,6 +65,8 @@ class Settings:
             raise ConfigError("node lease and Redis timeout must be positive")
         if not 0 < self.jwks_refetch_interval < math.inf:
             raise ConfigError("the JWKS refetch interval must be positive")
+        if not (0 <= self.gc_freeze_interval < math.inf and 0 <= self.gc_full_interval < math.inf):
+            raise ConfigError("garbage collector intervals must be 0 or positive")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"not a Redis URL: {self.redis_url!r} (expected redis://host:port)")
 

@@ -162,9 +162,18 @@ class Socket(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        # What this socket holds is freed by reference counting, not left to the garbage
+        # collector (see `seatguard.collector`): the protocol's parser, suspended or ended,
+        # holds the protocol in its frame, and so does the traceback of how it ended.
+        proto = self._proto
+        proto.parser.close()
+        if proto.parser_exc is not None:
+            proto.parser_exc.__traceback__ = None
         channel = self._channel
         if channel is not None and channel.state is not ChannelState.closed:
-            self._enqueue(None)
+            self._enqueue(None)  # `_drain` lets go of the channel once it has left
+        else:
+            self._channel = None  # the channel holds this socket as its transport
 
     def shutdown(self) -> None:
         """The server is stopping: ask the tab to come back later (to another node)."""
@@ -298,6 +307,7 @@ class Socket(asyncio.Protocol):
                     continue
                 if item is None:
                     await channel.closed()
+                    self._channel = None
                 elif isinstance(item, _Timeout):
                     if channel.state is ChannelState.awaiting_hello:
                         await channel.end(CloseCode.protocol_order, "no hello within the timeout")

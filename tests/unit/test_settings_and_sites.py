@@ -38,6 +38,8 @@ def test_settings_read_the_environment_and_flags_win() -> None:
         ({"SEATGUARD_MAX_MESSAGE_BYTES": "10"}, "at least"),
         ({"SEATGUARD_JWKS_REFETCH_INTERVAL": "0"}, "JWKS refetch interval"),
         ({"SEATGUARD_JWKS_REFETCH_INTERVAL": "nan"}, "JWKS refetch interval"),
+        ({"SEATGUARD_GC_FREEZE_INTERVAL": "-1"}, "garbage collector intervals"),
+        ({"SEATGUARD_GC_FULL_INTERVAL": "inf"}, "garbage collector intervals"),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:

@@ -256,7 +256,11 @@ class Bench:
             "ack": merge_latency([d["latency"] for d in done]),
         }
 
-    def storm(self, target: Target, site: str, kind: str = "storm") -> dict[str, Any]:
+    def storm(
+        self, target: Target, site: str, kind: str = "storm", protocol: str = "seatguard"
+    ) -> dict[str, Any]:
+        """Open sessions as fast as the inflight limit allows; an echo server's `welcome`
+        is the hello coming back (a bare handshake and one message)."""
         s = self.sizes
         clients = Clients(
             jobs(
@@ -265,6 +269,7 @@ class Bench:
                 s.storm,
                 s.clients,
                 site=site,
+                protocol=protocol,
                 inflight=max(1, s.inflight // s.clients),
             )
         )
@@ -336,6 +341,7 @@ class Bench:
                 for proc in holding.procs:
                     proc.kill()
         seconds = max(d["seconds"] for d in done)
+        seen = health(target, min(count, 2_000))
         return {
             "held_connections": held,
             "sessions": count,
@@ -344,7 +350,9 @@ class Bench:
             "cpu_seconds": round(used, 3),
             "hello_to_welcome": merge_latency([d["latency"] for d in done]),
             # the server's own clock: hello frame in to welcome out, last 2,000 admissions
-            "frame_in_to_verdict_out": health(target, min(count, 2_000))["admission"],
+            "frame_in_to_verdict_out": seen["admission"],
+            # collections since the node started, while it took on the held sockets too
+            "collector": seen["collector"],
         }
 
     def conflict(self, a: Target, b: Target, site: str) -> dict[str, Any]:
@@ -406,6 +414,11 @@ def run_bench(sizes: Sizes, scenarios: list[str], say: Callable[[str], None]) ->
                     r.setdefault("flood", {})[name] = _maybe(
                         scenarios, "flood", lambda: bench.flood(target, "echo")
                     )
+    if "storm" in scenarios:
+        for name in ("websockets", "node"):
+            say(f"login storm: {name} echo")
+            with bench.echo(name) as target:
+                r.setdefault("login_storm", {})[name] = bench.storm(target, "", protocol="echo")
     for store in ("memory", "redis"):
         redis = store == "redis"
         if "storm" in scenarios:

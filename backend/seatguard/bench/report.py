@@ -50,6 +50,9 @@ def figures(r: dict[str, Any]) -> list[Figure]:
     hb = _get(r, "flood", "seatguard", "messages_per_cpu_second")
     ws = _get(r, "flood", "websockets", "messages_per_cpu_second")
     node = _get(r, "flood", "node", "messages_per_cpu_second")
+    hs = _get(r, "login_storm", "memory", "handshakes_per_cpu_second")
+    hs_ws = _get(r, "login_storm", "websockets", "handshakes_per_cpu_second")
+    hs_node = _get(r, "login_storm", "node", "handshakes_per_cpu_second")
     return [
         Figure(
             "memory per connection",
@@ -71,10 +74,12 @@ def figures(r: dict[str, Any]) -> list[Figure]:
         Figure("heartbeats vs websockets echo", _ratio(hb, ws), 2.5, "x", False),
         Figure(
             "handshakes per CPU-second (with admission)",
-            _get(r, "login_storm", "memory", "handshakes_per_cpu_second"),
+            hs,
             5_000,
             "/CPU-s",
             False,
+            f"{_ratio(hs, hs_ws) or '-'}x the websockets echo's bare handshakes, "
+            f"{_ratio(hs, hs_node) or '-'}x Node ws's",
         ),
         Figure(
             "reconnect storm: all re-admitted within",
@@ -90,7 +95,7 @@ def figures(r: dict[str, Any]) -> list[Figure]:
             1,
             "ms",
             True,
-            "10,000 connections held; server clock",
+            f"{_get(r, 'admission', 'memory', 'held_connections')} connections held; server clock",
         ),
         Figure(
             "admission p99, frame in to verdict out",
@@ -133,23 +138,28 @@ def table(r: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"{'same run, side by side':<30} {'KiB/conn':>9} {'hb/CPU-s':>10} {'ack p50':>8} {'p99':>8}"
+        f" {'hs/CPU-s':>9}"
     )
     for name in ("seatguard", "websockets", "node"):
         hold, flood = _get(r, "hold", name) or {}, _get(r, "flood", name) or {}
+        storm = _get(r, "login_storm", "memory" if name == "seatguard" else name) or {}
         ack = flood.get("ack", {})
         lines.append(
             f"{name:<30} {hold.get('kib_per_connection', '-'):>9} "
             f"{flood.get('messages_per_cpu_second', '-'):>10} "
-            f"{ack.get('p50_ms', '-'):>8} {ack.get('p99_ms', '-'):>8}"
+            f"{ack.get('p50_ms', '-'):>8} {ack.get('p99_ms', '-'):>8} "
+            f"{storm.get('handshakes_per_cpu_second', '-'):>9}"
         )
     for store in ("memory", "redis"):
         storm = _get(r, "login_storm", store) or {}
         again = _get(r, "reconnect_storm", store) or {}
         admission = _get(r, "admission", store, "frame_in_to_verdict_out") or {}
+        pause = _get(r, "admission", store, "collector", "longest_pause_ms") or "-"
         lines.append(
             f"store {store:<24} handshakes/CPU-s {storm.get('handshakes_per_cpu_second', '-')}, "
             f"reconnect {again.get('seconds', '-')} s ({again.get('failed', '-')} failed), "
-            f"admission p50/p99 {admission.get('p50_ms', '-')}/{admission.get('p99_ms', '-')} ms"
+            f"admission p50/p99 {admission.get('p50_ms', '-')}/{admission.get('p99_ms', '-')} ms, "
+            f"longest collector pause {pause} ms"
         )
     for where in ("one_node", "two_nodes"):
         block = _get(r, "conflict", where, "hello_to_block") or {}
@@ -222,11 +232,15 @@ def _chart(r: dict[str, Any], path: Path) -> Path | None:
     ax.set_title("Latency (ms)")
     ax.legend()
     ax = axes[1][1]
-    stores = ["memory", "redis"]
+    stores = ["memory", "redis", "websockets", "node"]
     values = [(_get(r, "login_storm", s, "handshakes_per_cpu_second") or 0) for s in stores]
-    ax.bar(["memory store", "Redis store"], values, color=["#2b6cb0", "#dd6b20"])
+    ax.bar(
+        ["memory store", "Redis store", "websockets\necho", "Node ws\necho"],
+        values,
+        color=["#2b6cb0", "#dd6b20", "#a0aec0", "#68d391"],
+    )
     ax.axhline(5_000, color="#e53e3e", linestyle="--", linewidth=1, label="goal 5,000")
-    ax.set_title("Handshakes with admission per server CPU-second")
+    ax.set_title("Handshakes per server CPU-second (Seatguard: with admission)")
     ax.legend()
     fig.suptitle(f"seatguard bench, {r.get('run_at', '')}, {_get(r, 'machine', 'cpus')} CPUs")
     fig.tight_layout()
