@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -68,8 +69,7 @@ class Tab:
     @classmethod
     async def close_all(cls) -> None:
         opened, cls.opened = cls.opened, []
-        for ws in opened:
-            await ws.close()
+        await asyncio.gather(*(ws.close() for ws in opened))
 
     @classmethod
     async def open(

@@ -58,10 +58,12 @@ async def hello_all_at_once(
     cluster: Cluster, site: str, browsers: list[Browser], **options: Any
 ) -> list[Frame]:
     """Open one socket per browser, spread over the nodes, then say every hello at once."""
-    tabs: list[Tab] = []
-    for i, browser in enumerate(browsers):
+
+    async def connect(i: int, browser: Browser) -> Tab:
         node = cluster.nodes[i % len(cluster.nodes)]
-        tabs.append(Tab(await Tab.connect(node.ws), browser, secrets.token_urlsafe(9)))
+        return Tab(await Tab.connect(node.ws), browser, secrets.token_urlsafe(9))
+
+    tabs = list(await asyncio.gather(*(connect(i, b) for i, b in enumerate(browsers))))
 
     async def hello(tab: Tab) -> Frame:
         b = tab.browser

@@ -57,6 +57,7 @@ _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _MAX_ATTEMPTS = 100  # compare-and-set rounds before giving up (contention of many nodes)
 _CACHE_SIZE = 50_000  # snapshots this node wrote last, kept to skip a read
 _INDEX_TTL_MS = 7 * 86400 * 1000  # a site's user index lives this long after its last join
+_INDEX_EXPIRY_EVERY = 60.0  # seconds between renewals of an index set's time to live
 
 
 def _script(name: str) -> str:
@@ -98,6 +99,7 @@ class RedisStore:
         self._decoder = msgspec.msgpack.Decoder(UserPresence)
         self._cache: dict[UserKey, tuple[bytes, bytes]] = {}  # key -> (token, snapshot)
         self._indexed: set[UserKey] = set()  # users already in this node's and site's sets
+        self._expiry_due: dict[str, float] = {}  # index set -> when to set its TTL again
         self._pending: dict[UserKey, list[_Queued]] = {}  # operations waiting for a write
         self._draining: dict[UserKey, asyncio.Task[None]] = {}  # users being written
         self._offset = 0.0  # Redis clock minus this machine's
@@ -264,12 +266,20 @@ class RedisStore:
         if len(self._indexed) > 4 * _CACHE_SIZE:
             self._indexed.clear()
         site_users, node_users = self._site_users(key[0]), self._node_users(self.node_id)
-        return [
+        writes = [
             self._pipe.call("SADD", site_users, key[1]),
-            self._pipe.call("PEXPIRE", site_users, _INDEX_TTL_MS),
             self._pipe.call("SADD", node_users, _encode_user(key)),
-            self._pipe.call("PEXPIRE", node_users, self._index_ttl_ms),
         ]
+        # Each set's time to live is hours: setting it again once a minute is plenty (and
+        # the lease renews this node's set anyway), instead of with every new user.
+        now = time.monotonic()
+        for name, ttl_ms in ((site_users, _INDEX_TTL_MS), (node_users, self._index_ttl_ms)):
+            if self._expiry_due.get(name, 0.0) <= now:
+                if len(self._expiry_due) > _CACHE_SIZE:
+                    self._expiry_due.clear()
+                self._expiry_due[name] = now + _INDEX_EXPIRY_EVERY
+                writes.append(self._pipe.call("PEXPIRE", name, ttl_ms))
+        return writes
 
     @property
     def _index_ttl_ms(self) -> int:
@@ -341,6 +351,7 @@ class RedisStore:
             # tabs, so index our users again and tell the store what we hold.
             log.warning("this node's lease had lapsed; resynchronising its tabs")
             self._indexed.clear()
+            self._expiry_due.clear()
             if self._listener is not None:
                 await self._listener.reconnected()
         return [n.decode() for n in reply[3:] if n.decode() != self.node_id]
