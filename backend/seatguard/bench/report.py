@@ -114,6 +114,14 @@ def figures(r: dict[str, Any]) -> list[Figure]:
             f"at {_get(r, 'admission', 'redis', 'decisions_per_second')} decisions/s",
         ),
         Figure(
+            "... at a rate one node sustains",
+            _get(r, "admission", "redis_steady", "frame_in_to_verdict_out", "p99_ms"),
+            10,
+            "ms",
+            True,
+            f"at {_get(r, 'admission', 'redis_steady', 'decisions_per_second')} decisions/s",
+        ),
+        Figure(
             "block reaches a tab on another node, p99",
             _get(r, "conflict", "two_nodes", "hello_to_block", "p99_ms"),
             20,
@@ -160,6 +168,15 @@ def table(r: dict[str, Any]) -> str:
             f"reconnect {again.get('seconds', '-')} s ({again.get('failed', '-')} failed), "
             f"admission p50/p99 {admission.get('p50_ms', '-')}/{admission.get('p99_ms', '-')} ms, "
             f"longest collector pause {pause} ms"
+        )
+    steady = _get(r, "admission", "redis_steady") or {}
+    if steady:
+        at = steady.get("frame_in_to_verdict_out", {})
+        cpu_ms = round(steady["cpu_seconds"] / max(1, steady["sessions"]) * 1000, 2)
+        lines.append(
+            f"{'store redis, steady rate':<30} {steady['decisions_per_second']} decisions/s, "
+            f"admission p50/p99 {at.get('p50_ms', '-')}/{at.get('p99_ms', '-')} ms, "
+            f"{cpu_ms} ms of server CPU each"
         )
     for where in ("one_node", "two_nodes"):
         block = _get(r, "conflict", where, "hello_to_block") or {}
