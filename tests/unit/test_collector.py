@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from seatguard.collector import Collector
+from seatguard.collector import THRESHOLDS, Collector
 
 
 class Clock:
@@ -40,11 +40,18 @@ def collector(clock: Clock) -> Iterator[Collector]:
     gc.collect()
 
 
-def test_start_freezes_what_exists_and_stop_hands_it_back(collector: Collector) -> None:
-    assert gc.get_freeze_count() > 0
-    collector.stop()
+def test_start_freezes_what_exists_and_stop_hands_it_back(clock: Clock) -> None:
+    python_s = gc.get_threshold()
+    collector = Collector(1.0, 60.0, clock=clock)
+    collector.start()
+    try:
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == THRESHOLDS
+    finally:
+        collector.stop()
     assert gc.get_freeze_count() == 0
     assert collector.stats().frozen == 0
+    assert gc.get_threshold() == python_s
 
 
 def test_survivors_are_frozen_once_the_interval_has_passed(
@@ -94,6 +101,7 @@ def test_an_interval_of_zero_leaves_the_collector_as_python_ships(clock: Clock) 
         clock.now += 10_000
         c.step()
         assert gc.get_freeze_count() == frozen and kept
+        assert gc.get_threshold() != THRESHOLDS
         assert c.stats().full_passes == 0
     finally:
         c.stop()
