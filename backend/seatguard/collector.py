@@ -12,7 +12,7 @@ CPython's permanent generation (`gc.freeze()`, which costs no walk) every `freez
 seconds: automatic collections then walk only what was allocated since. The oldest
 generation is left to the freezes (its threshold is raised so that CPython does not walk it
 between two of them) and the middle one is kept small, so that no automatic collection
-walks more than a few thousand objects: the longest pause at 10,000 tabs measured 3 to 7
+walks more than a few thousand objects: the longest pause at 10,000 tabs measured 3 to 8
 ms, where Python's own thresholds gave 30 to 50 ms. Every `full_interval` seconds it
 unfreezes everything and runs one full collection, so that cycles formed among long-lived
 objects are still found; that pause is rare, timed, and reported by `/healthz`, with the

@@ -38,7 +38,7 @@ class Sizes:
     admit: int = 3_000  # new sessions timed at 10,000 held connections
     admit_rate: float = 500.0
     redis_admit_rate: float = 5_000.0
-    redis_steady_rate: float = 250.0  # a rate one node sustains on this kind of machine
+    redis_steady_rate: float = 250.0  # about what one node keeps up with on this kind of machine
     conflict: int = 300  # conflict push trials
     clients: int = 3  # load processes
 

@@ -234,7 +234,7 @@ def _chart(r: dict[str, Any], path: Path) -> Path | None:
     names, p50, p99 = [], [], []
     for label, path_ in [
         ("admission\nmemory", ("admission", "memory", "hello_to_welcome")),
-        ("admission\nRedis", ("admission", "redis", "hello_to_welcome")),
+        ("admission\nRedis 250/s", ("admission", "redis_steady", "hello_to_welcome")),
         ("block push\none node", ("conflict", "one_node", "hello_to_block")),
         ("block push\ntwo nodes", ("conflict", "two_nodes", "hello_to_block")),
     ]:
@@ -246,7 +246,8 @@ def _chart(r: dict[str, Any], path: Path) -> Path | None:
     ax.bar([i - 0.2 for i in x], p50, width=0.4, label="p50", color="#2b6cb0")
     ax.bar([i + 0.2 for i in x], p99, width=0.4, label="p99", color="#90cdf4")
     ax.set_xticks(list(x), names)
-    ax.set_title("Latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("Latency, client side (ms, log scale)")
     ax.legend()
     ax = axes[1][1]
     stores = ["memory", "redis", "websockets", "node"]
@@ -257,7 +258,7 @@ def _chart(r: dict[str, Any], path: Path) -> Path | None:
         color=["#2b6cb0", "#dd6b20", "#a0aec0", "#68d391"],
     )
     ax.axhline(5_000, color="#e53e3e", linestyle="--", linewidth=1, label="goal 5,000")
-    ax.set_title("Handshakes per server CPU-second (Seatguard: with admission)")
+    ax.set_title("Handshakes per server CPU-second (ours with admission)")
     ax.legend()
     fig.suptitle(f"seatguard bench, {r.get('run_at', '')}, {_get(r, 'machine', 'cpus')} CPUs")
     fig.tight_layout()
