@@ -521,17 +521,19 @@ class Node:
         """
         now = self.clock()
         done = 0
-        for key in self._flush.pop_due(now):
-            if self._tabs.get(key):
-                await self._guarded(key, self.sync(key), retry=self._flush)
-                done += 1
-                if done % _TICK_SLICE == 0:
-                    await asyncio.sleep(0)
-        for key in self._watch.pop_due(now):
-            await self._guarded(key, self._expire(key), retry=self._watch)
+
+        async def run(key: UserKey, step: Awaitable[None], retry: Deadlines[UserKey]) -> None:
+            nonlocal done
+            await self._guarded(key, step, retry=retry)
             done += 1
             if done % _TICK_SLICE == 0:
                 await asyncio.sleep(0)
+
+        for key in self._flush.pop_due(now):
+            if self._tabs.get(key):
+                await run(key, self.sync(key), self._flush)
+        for key in self._watch.pop_due(now):
+            await run(key, self._expire(key), self._watch)
 
     async def _expire(self, key: UserKey) -> None:
         timing = self.timing

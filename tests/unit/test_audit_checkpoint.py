@@ -31,6 +31,7 @@ from seatguard.audit_checkpoint import (
 )
 from seatguard.auditkey import checkpoint_path
 from seatguard.settings import Settings
+from tests.unit.fakes import Clock
 
 pytestmark = pytest.mark.anyio
 
@@ -158,14 +159,6 @@ def test_verify_checks_the_hand_kept_anchor_and_the_checkpoint_apart() -> None:
 # -- the writer ---------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Sleeps:
     """A sleep that waits until the test lets it go, and says how long it was asked for."""
 
@@ -187,7 +180,7 @@ def writer(
     async def lookup(seq: int) -> str | None:
         return log_hashes.get(seq)
 
-    clock, sleeps = Clock(), Sleeps()
+    clock, sleeps = Clock(100.0), Sleeps()
     return (
         CheckpointWriter(path, KEY, lookup, interval=1.0, clock=clock, sleep=sleeps),
         clock,

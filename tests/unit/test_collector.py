@@ -9,14 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from seatguard.collector import THRESHOLDS, Collector
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fakes import Clock
 
 
 class Node:

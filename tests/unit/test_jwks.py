@@ -18,6 +18,7 @@ from seatguard.errors import ConfigError, IdentityError, KeysUnavailable, close_
 from seatguard.jwks import Fetched, JwksCache, check_jwks_uri, httpx_fetch, max_age
 from seatguard.jws import token_kid
 from seatguard.protocol import CloseCode
+from tests.unit.fakes import Clock
 
 pytestmark = pytest.mark.anyio
 
@@ -38,14 +39,6 @@ def jwks(*kids: str) -> dict[str, Any]:
 
 def ok(document: Any, cache_control: str | None = None) -> Fetched:
     return Fetched(200, json.dumps(document).encode(), cache_control)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 Answer = Fetched | BaseException | Callable[[], Awaitable[Fetched]]
