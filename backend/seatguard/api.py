@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from .errors import ConfigError, StoreUnavailable
 from .node import Node
+from .outbound import check_literal
 from .presence import Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .rules import SCOPES, Override, Scope
@@ -404,6 +405,10 @@ async def patch_site(request: Request, node: Node, site: Site) -> Response:
     uris = ("identity_jwks_uri", "oidc_jwks_uri")
     keys = {n: getattr(body, n) for n in uris if getattr(body, n) is not UNSET}
     try:
+        if not node.settings.allow_private_urls:
+            for name, uri in keys.items():
+                if isinstance(uri, str):
+                    check_literal(uri, name)
         config = changed_config(site.config, keys) if keys else site.config
         updated = dataclasses.replace(site, rules=rules, client_settings=client, config=config)
         if keys:

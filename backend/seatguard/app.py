@@ -130,9 +130,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             if settings.redis_url
             else MemoryStore(clock)
         )
-        webhooks = WebhookDispatcher(clock=clock)
+        private = settings.allow_private_urls
+        webhooks = WebhookDispatcher(clock=clock, allow_private=private)
         await webhooks.start()
-        jwks = JwksCache(min_interval=settings.jwks_refetch_interval)
+        jwks = JwksCache(min_interval=settings.jwks_refetch_interval, allow_private=private)
         await jwks.start()
         node = Node(settings, store, db, jwks=jwks)
         recorder = Recorder(

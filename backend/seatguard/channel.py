@@ -297,13 +297,17 @@ class Channel:
             )
 
     async def _fetched_keys(self, site: Site, uri: str, token: str) -> KeySet:
-        """The keys at the site's `identity_jwks_uri` for this token (cached by the node)."""
+        """The keys at the site's `identity_jwks_uri` for this token (cached by the node).
+
+        Why they could not be had goes to the server's log (once per fetch), never to the
+        page: what answered at the URL is none of the page's business (`outbound.py`).
+        """
         algorithms = (site.config.identity_algorithm,)
         try:
             return await self.node.jwks.keys(uri, algorithms, kid=token_kid(token))
         except KeysUnavailable as exc:
             raise KeysUnavailable(
-                f"identity token keys could not be fetched ({exc.reason}); try again later",
+                "identity token keys could not be fetched; try again later",
                 reason=exc.reason,
                 retry_after=exc.retry_after,
             ) from None

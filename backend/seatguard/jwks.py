@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import __version__
+from . import __version__, outbound
 from .errors import ConfigError, KeysUnavailable
 from .jws import ASYMMETRIC, KeySet
 
@@ -142,7 +142,8 @@ class JwksCache:
     """The key sets of `jwks_uri` URLs, for every site of the node (see the module doc).
 
     Without a `fetch`, the first fetch after `start()` opens an `httpx.AsyncClient` (most
-    nodes never need one) and `aclose()` closes it; before `start()` every fetch fails. The
+    nodes never need one) that reaches public addresses only, unless `allow_private`
+    (`outbound.py`), and `aclose()` closes it; before `start()` every fetch fails. The
     bounds are parameters so tests can vary them.
     """
 
@@ -158,6 +159,7 @@ class JwksCache:
         default_ttl: float = 3600.0,  # when the response gives no max-age
         min_interval: float = 30.0,  # at most one fetch per URL this often
         max_urls: int = 1000,  # the least recently used URL is forgotten past this
+        allow_private: bool = False,  # let URLs reach loopback and private addresses
     ) -> None:
         positive = (timeout, max_bytes, min_interval, max_urls)
         if (
@@ -172,6 +174,7 @@ class JwksCache:
         self._ttl = (min_ttl, default_ttl, max_ttl)
         self._min_interval = min_interval
         self._max_urls = max_urls
+        self._allow_private = allow_private
         self._client: httpx.AsyncClient | None = None
         self._started = False
         self._entries: dict[str, _Entry] = {}
@@ -270,8 +273,10 @@ class JwksCache:
         if self._fetch is None:
             if not self._started:
                 raise RuntimeError("the JWKS cache was not started")
-            self._client = httpx.AsyncClient(
-                timeout=self._timeout, headers={"user-agent": f"Seatguard/{__version__}"}
+            self._client = outbound.client(
+                timeout=self._timeout,
+                user_agent=f"Seatguard/{__version__}",
+                allow_private=self._allow_private,
             )
             self._fetch = httpx_fetch(self._client)
         try:

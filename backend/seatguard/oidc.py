@@ -65,7 +65,7 @@ async def backchannel_logout(request: Request) -> Response:
             response = _error(
                 503,
                 "temporarily_unavailable",
-                f"the provider's signing keys could not be fetched ({exc.reason}); retry later",
+                "the signing keys could not be fetched; try again later",  # why: in the log
             )
             response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
             return response

@@ -39,6 +39,7 @@ class Settings:
     audit_key_file: str = ""  # file holding the audit key; default: <db>.audit-key
     site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
     jwks_refetch_interval: float = 30.0  # at most one fetch of a JWKS URI this often
+    allow_private_urls: bool = False  # let sites' JWKS URIs and webhooks reach private addresses
     gc_freeze_interval: float = 1.0  # seconds between freezes of survivors (0: as Python ships)
     gc_full_interval: float = 3600.0  # seconds between full garbage collections (0: never)
     demo: bool = False  # also serve the Acme Stream demo site

@@ -41,7 +41,7 @@ from typing import Any, TypeAlias
 
 import httpx
 
-from . import __version__
+from . import __version__, outbound
 from .errors import ConfigError, SeatguardError
 
 __all__ = [
@@ -275,7 +275,9 @@ class WebhookDispatcher:
     `stats` counts messages delivered, failed (refused or out of attempts) and dropped
     (queue full or shut down), and retries made.
 
-    Without a `sender`, `start()` opens an `httpx.AsyncClient` and `aclose()` closes it.
+    Without a `sender`, `start()` opens an `httpx.AsyncClient` and `aclose()` closes it;
+    it posts to public addresses only, unless `allow_private` (`outbound.py`): an endpoint
+    that resolves to a loopback or private address fails like a refused connection.
     `timeout` bounds each attempt; `aclose()` waits up to `drain_timeout` seconds for the
     queues to empty. The clock, sleep and randomness are injectable.
     """
@@ -294,6 +296,7 @@ class WebhookDispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random.random,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        allow_private: bool = False,
     ) -> None:
         if max_attempts < 1 or max_queue < 1:
             raise ConfigError("webhook max attempts and max queue must be at least 1")
@@ -311,6 +314,7 @@ class WebhookDispatcher:
         self._sleep = sleep
         self._random = random
         self._random_bytes = random_bytes
+        self._allow_private = allow_private
         self._state = _State.new
         self._client: httpx.AsyncClient | None = None
         self._queues: dict[str, deque[_Message]] = {}
@@ -321,8 +325,10 @@ class WebhookDispatcher:
         if self._state is not _State.new:
             raise RuntimeError(f"cannot start a {self._state.value} webhook dispatcher")
         if self._sender is None:
-            self._client = httpx.AsyncClient(
-                timeout=self._timeout, headers={"user-agent": f"Seatguard-Webhooks/{__version__}"}
+            self._client = outbound.client(
+                timeout=self._timeout,
+                user_agent=f"Seatguard-Webhooks/{__version__}",
+                allow_private=self._allow_private,
             )
             self._sender = httpx_sender(self._client)
         self._state = _State.running
@@ -437,6 +443,8 @@ class WebhookDispatcher:
                     reply = await self._sender(m.url, m.body, headers)
             except Exception as exc:  # refused connection, reset, timeout, bad URL
                 problem = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc.__cause__, outbound.PrivateAddress):
+                    break  # not an outage: asking again would be refused again
             else:
                 if 200 <= reply.status < 300:
                     self.stats["delivered"] += 1

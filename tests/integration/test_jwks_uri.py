@@ -105,7 +105,12 @@ class Signer:
 def server(
     tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
 ) -> Iterator[Server]:
-    env = {**server_env, "SEATGUARD_JWKS_REFETCH_INTERVAL": str(REFETCH)}
+    # The key servers of these tests listen on loopback: an operator's choice to allow.
+    env = {
+        **server_env,
+        "SEATGUARD_JWKS_REFETCH_INTERVAL": str(REFETCH),
+        "SEATGUARD_ALLOW_PRIVATE_URLS": "1",
+    }
     s = start_server(tmp_path_factory.mktemp("server"), "serve", env)
     yield s
     s.stop()
