@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -25,7 +25,7 @@ from .outbound import check_literal
 from .presence import Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .rules import SCOPES, Override, Scope
-from .sites import Site, changed_config, check_identity
+from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
 from .types import Mode, Policy
 
 __all__ = ["Problem", "exception_handlers", "problem", "routes"]
@@ -147,10 +147,15 @@ class SiteOut(msgspec.Struct):
     client_settings: bool  # whether load() options may set mode, limit and policy
     identity_jwks_uri: str | None  # where the keys of RS256/ES256 identity tokens are fetched
     oidc_jwks_uri: str | None  # where the OpenID provider's keys are fetched
+    identity_max_lifetime: int  # longest `exp - iat` of an identity token, seconds
+
+
+Lifetime = Annotated[int, msgspec.Meta(ge=IDENTITY_LIFETIME[0], le=IDENTITY_LIFETIME[1])]
 
 
 class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Changes to a site's own rules and key URLs; absent fields stay, null clears.
+    """Changes to a site's own rules, key URLs and identity token lifetime; absent fields
+    stay, null clears.
 
     A JWKS URI replaces the stored key or JWKS of the same purpose (set with the CLI).
     """
@@ -163,6 +168,7 @@ class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
     client_settings: bool | UnsetType = UNSET
     identity_jwks_uri: str | UnsetType | None = UNSET
     oidc_jwks_uri: str | UnsetType | None = UNSET
+    identity_max_lifetime: Lifetime | UnsetType = UNSET
 
 
 def _json(value: object, status: int = 200) -> Response:
@@ -385,6 +391,7 @@ def _site_out(site: Site) -> SiteOut:
         client_settings=site.client_settings,
         identity_jwks_uri=site.config.identity_jwks_uri,
         oidc_jwks_uri=site.config.oidc_jwks_uri,
+        identity_max_lifetime=site.config.identity_max_lifetime,
         **msgspec.structs.asdict(_rules_out(site.rules)),
     )
 
@@ -404,12 +411,16 @@ async def patch_site(request: Request, node: Node, site: Site) -> Response:
     client = site.client_settings if body.client_settings is UNSET else body.client_settings
     uris = ("identity_jwks_uri", "oidc_jwks_uri")
     keys = {n: getattr(body, n) for n in uris if getattr(body, n) is not UNSET}
+    others = {}
+    if body.identity_max_lifetime is not UNSET:
+        others["identity_max_lifetime"] = body.identity_max_lifetime
     try:
         if not node.settings.allow_private_urls:
             for name, uri in keys.items():
                 if isinstance(uri, str):
                     check_literal(uri, name)
-        config = changed_config(site.config, keys) if keys else site.config
+        changes = {**keys, **others}
+        config = changed_config(site.config, changes) if changes else site.config
         updated = dataclasses.replace(site, rules=rules, client_settings=client, config=config)
         if keys:
             check_identity(updated)

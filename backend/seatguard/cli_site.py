@@ -15,6 +15,7 @@ from .cli import db_option, with_db
 from .errors import ConfigError
 from .presence import POLICIES, Rules
 from .sites import (
+    IDENTITY_LIFETIME,
     KEY_SOURCES,
     Site,
     SiteConfig,
@@ -80,6 +81,11 @@ def _site_options(f: F) -> F:
         click.option(
             "--identity-issuer", help="Required `iss` of identity tokens [default: the site key]."
         ),
+        click.option(
+            "--identity-max-lifetime",
+            type=click.IntRange(*IDENTITY_LIFETIME),
+            help="Longest lifetime of an identity token (exp - iat), seconds [default 3600].",
+        ),
         click.option("--oidc-issuer", help="OpenID provider sending back-channel logouts."),
         click.option("--oidc-client-id", help="Client id: the `aud` of logout tokens."),
         click.option(
@@ -137,6 +143,7 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
         "require_identity": "identity_required",
         "identity_algorithm": "identity_algorithm",
         "identity_issuer": "identity_issuer",
+        "identity_max_lifetime": "identity_max_lifetime",
         "oidc_issuer": "oidc_issuer",
         "oidc_client_id": "oidc_client_id",
         "store_failure": "store_failure",

@@ -5,7 +5,7 @@ mode, limit or policy come from the site rather than from the browser (the stron
 in the order of authority, see PRODUCT.md). Claims:
 
     sub     required  user id
-    exp     required  expiry (NumericDate)
+    exp     required  expiry (NumericDate), at most `max_lifetime` after iat (or now)
     aud     required  the site key
     iss     required  the site's identity issuer (its `identity_issuer`, else the site key)
     nbf     optional  not before
@@ -48,6 +48,7 @@ class IdentityConfig:
     audience: str  # the site key; tokens must name it in `aud`
     issuer: str  # tokens must carry exactly this `iss` (RFC 8725 §3.8)
     leeway: float = 30  # seconds of clock skew forgiven on exp, nbf and iat
+    max_lifetime: float = 3600  # longest `exp - iat` (`exp - now` without iat), seconds
     keys: KeySet = field(init=False, repr=False, compare=False)  # built from the above
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class IdentityConfig:
             raise ConfigError("identity tokens need an issuer (a non-empty string)")
         if not math.isfinite(self.leeway) or self.leeway < 0:
             raise ConfigError(f"identity leeway must be zero or more seconds, not {self.leeway}")
+        if not 0 < self.max_lifetime < math.inf:
+            raise ConfigError(f"identity max lifetime must be positive, not {self.max_lifetime}")
         object.__setattr__(self, "keys", self._keys())
 
     def _keys(self) -> KeySet:
@@ -109,7 +112,8 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
     key-confusion attack). With a JWKS, the token's `kid` picks the key. Tokens over
     8 KiB are refused unparsed. `exp` is required and compared with `now` (seconds since
     the epoch, from the caller's clock), as are `nbf` and `iat`, forgiving `config.leeway`
-    seconds of skew. `aud` must name `config.audience` and `iss` must equal
+    seconds of skew; `exp` may be at most `config.max_lifetime` after `iat` (after `now`
+    when there is no `iat`). `aud` must name `config.audience` and `iss` must equal
     `config.issuer` (RFC 8725 §3.8: a token without `iss` is refused). Optional claims
     must have the documented types and values.
 
@@ -123,7 +127,10 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):
         raise InvalidIdentity(f"{_WHAT} type {typ!r} not accepted (expected JWT)")
-    _, iat = check_times(claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT)
+    exp, iat = check_times(
+        claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT
+    )
+    _check_lifetime(exp, iat, config, now=now)
     check_audience(claims, config.audience, error=InvalidIdentity, what=_WHAT)
     check_issuer(claims, config.issuer, error=InvalidIdentity, what=_WHAT)
     if "sub" not in claims:
@@ -138,6 +145,20 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
         sid=_text(claims, "sid"),
         issued_at=iat,
     )
+
+
+def _check_lifetime(exp: float, iat: float | None, config: IdentityConfig, *, now: float) -> None:
+    """Refuse a token meant to live longer than the site allows: a leaked one would be good
+    for that long. Measured from `iat`, else from `now` (forgiving the clock skew)."""
+    if iat is not None:
+        lifetime, start, allowed = exp - iat, "iat", config.max_lifetime
+    else:
+        lifetime, start, allowed = exp - now, "now", config.max_lifetime + config.leeway
+    if lifetime > allowed:
+        raise InvalidIdentity(
+            f"{_WHAT} lives too long: exp is {lifetime:.0f} s after {start}, at most "
+            f"{config.max_lifetime:.0f} s (the site's identity_max_lifetime)"
+        )
 
 
 def issued_before(identity: Identity, cutoff: float | None) -> bool:

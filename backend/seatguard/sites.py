@@ -20,6 +20,7 @@ from .rules import Claims
 
 __all__ = [
     "ANY_ORIGIN",
+    "IDENTITY_LIFETIME",
     "KEY_SOURCES",
     "SELF_ORIGIN",
     "Site",
@@ -41,6 +42,7 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     identity_jwks: dict[str, Any] | None = None  # JWKS for RS256/ES256 identity tokens
     identity_jwks_uri: str | None = None  # or where that JWKS is fetched from (https)
     identity_issuer: str | None = None  # required `iss` of identity tokens; default: site key
+    identity_max_lifetime: int = 3600  # longest `exp - iat` of an identity token, seconds
     oidc_issuer: str | None = None  # OpenID provider sending back-channel logout tokens
     oidc_client_id: str | None = None  # `aud` of logout tokens
     oidc_jwks: dict[str, Any] | None = None  # the provider's signing keys
@@ -52,6 +54,10 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     store_failure: Literal["open", "closed"] = "open"
 
     def __post_init__(self) -> None:
+        low, high = IDENTITY_LIFETIME
+        lifetime = self.identity_max_lifetime
+        if isinstance(lifetime, bool) or not low <= lifetime <= high:
+            raise ValueError(f"identity_max_lifetime must be {low} to {high} seconds")
         for uri, stored in KEY_SOURCES.items():
             if getattr(self, uri) is None:
                 continue
@@ -62,6 +68,9 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
             if given := [name for name in stored if getattr(self, name) is not None]:
                 raise ValueError(f"{uri} and {' and '.join(given)} are exclusive: give one")
 
+
+IDENTITY_LIFETIME = (60, 30 * 86_400)
+"""Bounds of `identity_max_lifetime`: a minute to 30 days."""
 
 KEY_SOURCES: dict[str, tuple[str, ...]] = {
     "identity_jwks_uri": ("identity_public_key", "identity_jwks"),
@@ -128,6 +137,7 @@ def identity_config(site: Site, fetched: KeySet | None = None) -> IdentityConfig
         key_set=fetched,
         audience=site.key,
         issuer=c.identity_issuer or site.key,
+        max_lifetime=c.identity_max_lifetime,
     )
 
 

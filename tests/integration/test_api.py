@@ -81,12 +81,14 @@ async def test_site_rules_are_read_changed_and_kept(
             "client_settings": False,
             "identity_jwks_uri": None,
             "oidc_jwks_uri": None,
+            "identity_max_lifetime": 3600,
         }
         change = {
             "limit": 2,
             "policy": "evict-oldest",
             "idle_timeout": 600,
             "client_settings": True,
+            "identity_max_lifetime": 600,
         }
         r = await client.patch("/site", json=change)
         assert r.status_code == 200, r.text
@@ -126,6 +128,10 @@ async def test_site_rules_are_read_changed_and_kept(
         ({"idle_timeout": 0}, 422, "idle timeout must be positive"),
         ({"absolute_timeout": -5}, 422, "absolute timeout must be positive"),
         ({"client_settings": "yes"}, 422, "at `$.client_settings`"),
+        ({"identity_max_lifetime": 59}, 422, "Expected `int` >= 60"),
+        ({"identity_max_lifetime": 2592001}, 422, "Expected `int` <= 2592000"),
+        ({"identity_max_lifetime": None}, 422, "at `$.identity_max_lifetime`"),
+        ({"identity_max_lifetime": 3600.5}, 422, "at `$.identity_max_lifetime`"),
         ({"name": "Renamed"}, 422, "unknown field `name`"),
         ({"secret": "sk_mine"}, 422, "unknown field `secret`"),
         (b"{", 400, "Malformed JSON"),

@@ -165,8 +165,10 @@ def test_es256_with_a_pem_key_and_with_jwks(keys: Keys) -> None:
         {"iat": NOW + 29},
         {"aud": ["other", SITE]},
         {"typ_header": "jwt"},
+        {"iat": NOW - 100, "exp": NOW - 100 + 3600},  # exactly the longest lifetime
+        {"iat": None, "exp": NOW + 3600 + 30},  # without iat: from now, with the leeway
     ],
-    ids=["exp", "nbf", "iat", "aud-list", "typ"],
+    ids=["exp", "nbf", "iat", "aud-list", "typ", "max-lifetime", "max-lifetime-no-iat"],
 )
 def test_accepted_edges(keys: Keys, rs256: IdentityConfig, changes: dict[str, Any]) -> None:
     typ = changes.pop("typ_header", "JWT")

@@ -89,5 +89,8 @@ def test_site_rules_are_documented() -> None:
         "client_settings",
         "identity_jwks_uri",
         "oidc_jwks_uri",
+        "identity_max_lifetime",
     }
+    lifetime = fields["identity_max_lifetime"]
+    assert (lifetime["type"], lifetime["minimum"], lifetime["maximum"]) == ("integer", 60, 2592000)
     assert "404" in ops[("/users/{user}/revoke", "POST")]["responses"]
