@@ -9,7 +9,6 @@ same request and response structs used here.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -25,6 +24,7 @@ from .outbound import check_literal
 from .presence import Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .rules import SCOPES, Override, Scope
+from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
 from .types import Mode, Policy
 
@@ -171,6 +171,22 @@ class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
     identity_max_lifetime: Lifetime | UnsetType = UNSET
 
 
+Overlap = Annotated[int, msgspec.Meta(ge=0, le=MAX_OVERLAP)]
+
+
+class SecretRotationIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Which secret to replace, and how long the replaced one stays valid (seconds)."""
+
+    kind: SecretKind = "secret_key"
+    overlap: Overlap = DEFAULT_OVERLAP
+
+
+class SecretRotatedOut(msgspec.Struct):
+    kind: str  # secret_key, identity or webhook
+    secret: str  # the new secret, shown this once
+    previous_valid_until: float | None  # when the replaced one stops working; null: now
+
+
 def _json(value: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
 
@@ -187,9 +203,12 @@ def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]
         scheme, _, secret = auth.partition(" ")
         if scheme.lower() != "bearer" or not secret:
             return problem(401, "Unauthorized", "send the site's secret key as a Bearer token")
-        site = await node.db.site_by_secret(secret.strip())
-        if site is None or not hmac.compare_digest(site.secret, secret.strip()):
+        digest = node.box.digest(secret.strip())  # secret keys are stored as keyed hashes
+        site = await node.db.site_by_secret_hash(digest)
+        current = None if site is None else authenticate(site, digest, node.clock())
+        if site is None or current is None:
             return problem(401, "Unauthorized", "unknown secret key")
+        request.state.current_secret = current  # False: the replaced one, in its overlap
         try:
             return await handler(request, node, site)
         except ApiError as exc:
@@ -432,6 +451,30 @@ async def patch_site(request: Request, node: Node, site: Site) -> Response:
     return _json(_site_out(updated))
 
 
+async def rotate_secret(request: Request, node: Node, site: Site) -> Response:
+    """A new secret of the site, answered once; the replaced one stays valid for `overlap`."""
+    if not request.state.current_secret:
+        raise ApiError(
+            403, "Forbidden", "rotate with the current secret key, not the one it replaced"
+        )
+    body = await _body(request, SecretRotationIn)
+    held = site.secrets.of(body.kind)
+    if held.current is None:
+        raise ApiError(409, "Conflict", f"the site has no {body.kind} secret (it has no webhook)")
+    now = node.clock()
+    try:
+        secret = await rotate(node.db, node.box, site, body.kind, overlap=body.overlap, now=now)
+    except Stale:
+        raise ApiError(
+            409, "Conflict", "another rotation of this secret came first; nothing was changed"
+        ) from None
+    node.forget_site(site.key)
+    until = now + body.overlap if body.overlap else None
+    response = _json(SecretRotatedOut(body.kind, secret, until))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _defaults(site: Site) -> dict[str, Any]:
     r = site.rules
     return {"mode": r.mode, "limit": r.limit, "policy": r.policy}
@@ -456,6 +499,7 @@ def routes() -> list[BaseRoute]:
         _route("/users/{user}/revoke", {"POST": revoke_user}),
         _route("/revoke", {"POST": revoke_where}),
         _route("/site", {"GET": get_site, "PATCH": patch_site}),
+        _route("/site/secret", {"POST": rotate_secret}),
         _route("/overrides", {"GET": list_overrides}),
         _route("/audit", {"GET": audit_records}),
         _route("/overrides/{scope}/{name}", {"PUT": put_override, "DELETE": delete_override}),

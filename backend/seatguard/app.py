@@ -21,13 +21,14 @@ from starlette.routing import BaseRoute, Route
 from . import __version__, api
 from . import oidc as oidc_routes
 from . import openapi as openapi_doc
-from .auditkey import audit_key, checkpoint_path
+from .auditkey import audit_key, checkpoint_path, secrets_key
 from .collector import Collector
 from .db import open_database
 from .jwks import JwksCache
 from .node import Node
 from .problems import problem
 from .recorder import Recorder
+from .sealing import SecretBox
 from .settings import Settings
 from .store import MemoryStore, PresenceStore
 from .store.redis import RedisStore
@@ -119,7 +120,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         key = audit_key(settings, create=True)
-        db = await open_database(settings.database)
+        box = SecretBox(secrets_key(settings, create=True))
+        db = await open_database(settings.database, box)
         store: PresenceStore = (
             RedisStore(
                 settings.redis_url,
@@ -135,9 +137,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         await webhooks.start()
         jwks = JwksCache(min_interval=settings.jwks_refetch_interval, allow_private=private)
         await jwks.start()
-        node = Node(settings, store, db, jwks=jwks)
+        node = Node(settings, store, db, jwks=jwks, box=box)
         recorder = Recorder(
-            db.audit, key, node.site, webhooks, checkpoint=checkpoint_path(settings)
+            db.audit, key, node.site, webhooks, box=box, checkpoint=checkpoint_path(settings)
         )
         node.recorder = recorder
         app.state.node = node

@@ -121,8 +121,9 @@ def chain(prev: str, seq: int, event: AuditEvent, key: bytes) -> AuditRecord:
     return AuditRecord(seq, prev, sign(key, seq, prev, event), event)
 
 
-def load_audit_key(value: str) -> bytes:
-    """The audit key from text (a key file's content or an environment value).
+def load_audit_key(value: str, what: str = "the audit key") -> bytes:
+    """The audit key (or another key, `what`) from text (a key file's content or an
+    environment value).
 
     `hex:` or `base64:` in front says how it is written; without it, text made only of hex
     digits is hex, anything else base64 (standard or URL-safe, padding optional). Surrounding
@@ -130,7 +131,7 @@ def load_audit_key(value: str) -> bytes:
     """
     text = value.strip()
     if not text:
-        raise ConfigError("the audit key is empty")
+        raise ConfigError(f"{what} is empty")
     scheme, colon, rest = text.partition(":")
     if colon and scheme.lower() in ("hex", "base64"):
         scheme, text = scheme.lower(), rest.strip()
@@ -143,10 +144,10 @@ def load_audit_key(value: str) -> bytes:
             padded = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
             key = base64.b64decode(padded, validate=True)
     except (ValueError, binascii.Error):
-        raise ConfigError(f"the audit key is not valid {scheme}") from None
+        raise ConfigError(f"{what} is not valid {scheme}") from None
     if len(key) < MIN_KEY_BYTES:
         raise ConfigError(
-            f"the audit key has {len(key)} bytes, it needs at least {MIN_KEY_BYTES}"
+            f"{what} has {len(key)} bytes, it needs at least {MIN_KEY_BYTES}"
             " (make one with: python -c 'import secrets; print(secrets.token_hex(32))')"
         )
     return key

@@ -56,6 +56,7 @@ from .protocol import (
 )
 from .rules import Claims, resolve
 from .rules import who as account
+from .site_secrets import opened
 from .sites import Site, identity_config
 from .types import UserKey
 
@@ -320,8 +321,12 @@ class Channel:
             if not hello.user:
                 raise BadMessage("hello needs a user id or an identity token")
             return None
-        config = identity_config(site, fetched)
-        identity = verify_identity(hello.token, config, now=self.node.clock())
+        now = self.node.clock()
+        secrets: tuple[str, ...] = ()
+        if site.config.identity_algorithm == "HS256":
+            secrets = opened(self.node.box, site, "identity", now)  # read with the site
+        config = identity_config(site, fetched, secrets)
+        identity = verify_identity(hello.token, config, now=now)
         if hello.user and hello.user != identity.user:
             raise InvalidIdentity("the user id does not match the identity token's subject")
         return identity

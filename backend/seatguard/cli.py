@@ -11,11 +11,14 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 
+from .auditkey import secrets_key
 from .db import Database, open_database
 from .errors import ConfigError
 from .presence import Rules
+from .sealing import SecretBox
 from .settings import Settings
-from .sites import SELF_ORIGIN, Site, new_site
+from .site_secrets import Stale, rotate
+from .sites import SELF_ORIGIN, new_site
 
 __all__ = ["main"]
 
@@ -110,11 +113,30 @@ def _settings(**flags: Any) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
-def with_db(path: str, fn: Callable[[Database], Awaitable[T]]) -> T:
-    """Open the database (a SQLite path or a postgresql:// URL), run `fn`, close it."""
+def db_settings(db: str, **flags: Any) -> Settings:
+    """The settings of a command that names its database with `--db` (a path or a URL)."""
+    url = db if db.lower().startswith(("postgresql://", "postgres://")) else None
+    return _settings(db=db, database_url=url, **flags)
+
+
+def secret_box(settings: Settings, *, create: bool) -> SecretBox:
+    """The box of the secrets key the server uses with this database (see `auditkey`)."""
+    try:
+        return SecretBox(secrets_key(settings, create=create))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def with_db(path: str, fn: Callable[[Database], Awaitable[T]], box: SecretBox | None = None) -> T:
+    """Open the database (a SQLite path or a postgresql:// URL), run `fn`, close it.
+
+    The `box` seals the secrets of a database from an earlier version, if need be."""
 
     async def run() -> T:
-        db = await open_database(path)
+        try:
+            db = await open_database(path, box)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
         try:
             return await fn(db)
         finally:
@@ -168,30 +190,43 @@ def demo(**flags: Any) -> None:
     """Run the presence server with the Acme Stream demo site next to it."""
     from demo_site import DEMO_SITE_KEY
 
-    settings = _settings(demo=True, **flags)
-    site = with_db(settings.database, lambda db: _seed_demo(db, DEMO_SITE_KEY))
+    # The demo's own pages, and whatever you try it with, are on this machine.
+    settings = _settings(demo=True, allow_private_urls=True, **flags)
+    box = secret_box(settings, create=True)
+    secret = with_db(settings.database, lambda db: _seed_demo(db, box, DEMO_SITE_KEY), box)
     url = f"http://{settings.host}:{settings.port}/"
-    click.echo(f"Demo site key: {site.key}")
+    click.echo(f"Demo site key: {DEMO_SITE_KEY}")
+    click.echo(f"Demo secret key (REST API, new at each start): {secret}")
     click.echo(f"Acme Stream demo: {url}  (try {url}watch?user=alice&mode=concurrence&limit=1)")
     _run(settings)
 
 
-async def _seed_demo(db: Database, key: str) -> Site:
-    """The demo site, created on first use (by whichever of several demo nodes comes first)."""
+async def _seed_demo(db: Database, box: SecretBox, key: str) -> str:
+    """Create the demo site on first use (by whichever of several demo nodes comes first),
+    and give it a fresh secret key: the one it had cannot be read back (it is hashed)."""
     site = await db.site(key)
-    if site is not None:
-        return site
-    site = new_site(
-        "Acme Stream (demo)", [SELF_ORIGIN], Rules(), client_settings=True, now=time.time(), key=key
-    )
-    try:
-        await db.add_site(site)
-    except Exception:
-        existing = await db.site(key)  # another node seeded it at the same moment
-        if existing is None:
-            raise
-        return existing
-    return site
+    if site is None:
+        site, _ = new_site(
+            "Acme Stream (demo)",
+            [SELF_ORIGIN],
+            Rules(),
+            client_settings=True,
+            now=time.time(),
+            box=box,
+            key=key,
+        )
+        try:
+            await db.add_site(site)
+        except Exception:
+            site = await db.site(key)  # another node seeded it at the same moment
+            if site is None:
+                raise
+    for _ in range(10):
+        try:
+            return await rotate(db, box, site, "secret_key", overlap=0, now=time.time())
+        except Stale:  # another demo node started at the same moment: read it again
+            site = await db.site(key) or site
+    raise click.ClickException("could not give the demo site a secret key; start it again")
 
 
 def _register() -> None:

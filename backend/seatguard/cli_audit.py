@@ -11,21 +11,35 @@ import click
 from .audit import to_json
 from .audit_chain import verify
 from .audit_checkpoint import Checkpoint, CheckpointError, read_checkpoint
-from .auditkey import audit_key, checkpoint_path
-from .cli import db_option, with_db
+from .auditkey import audit_key, checkpoint_path, secrets_key
+from .cli import db_option, db_settings, with_db
 from .db import Database
 from .errors import ConfigError
+from .sealing import SecretBox
 from .settings import Settings
 
 __all__ = ["audit"]
 
 
 def _settings(db: str, key_file: str | None) -> Settings:
-    url = db if db.startswith(("postgresql://", "postgres://")) else None
+    _exists(db)
+    return db_settings(db, audit_key_file=key_file)
+
+
+def _exists(db: str) -> None:
+    """Refuse to read the audit trail of a SQLite file that is not there (opening it would
+    make an empty one, whose empty chain would verify)."""
+    if "://" not in db and db != ":memory:" and not Path(db).is_file():
+        raise click.UsageError(f"no database at {db!r} (--db names the server's database)")
+
+
+def _box(settings: Settings) -> SecretBox | None:
+    """The secrets key, if there is one: opening a database of an earlier version seals
+    its sites' secrets first, which needs it."""
     try:
-        return Settings.from_env(db=db, database_url=url, audit_key_file=key_file)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        return SecretBox(secrets_key(settings, create=False))
+    except ConfigError:
+        return None
 
 
 def _key(settings: Settings) -> bytes:
@@ -95,7 +109,7 @@ def audit_verify(
         head = None if checkpoint is None else (checkpoint.seq, checkpoint.hash)
         return verify(records, key, expected_head=anchor, checkpoint=head)
 
-    report = with_db(db, run)
+    report = with_db(db, run, _box(settings))
     click.echo(report.format())
     if no_checkpoint:
         line = "checkpoint skipped (--no-checkpoint): a cut tail would go unnoticed"
@@ -135,5 +149,6 @@ def audit_export(db: str, out: Any, site: str | None, user: str | None, after: i
             count += 1
         return count
 
-    count = with_db(db, run)
+    _exists(db)
+    count = with_db(db, run, _box(db_settings(db)))
     click.echo(f"exported {count} records", err=True)

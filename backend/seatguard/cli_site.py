@@ -1,4 +1,4 @@
-"""`seatguard site`: create, update, list and show sites."""
+"""`seatguard site`: create, update, list and show sites, and rotate their secrets."""
 
 from __future__ import annotations
 
@@ -11,9 +11,22 @@ from typing import Any, TypeVar
 
 import click
 
-from .cli import db_option, with_db
+from .auditkey import secrets_key
+from .cli import db_option, db_settings, secret_box, with_db
+from .db import Database
 from .errors import ConfigError
 from .presence import POLICIES, Rules
+from .sealing import SecretBox
+from .site_secrets import (
+    DEFAULT_OVERLAP,
+    MAX_OVERLAP,
+    Rotating,
+    SecretKind,
+    Stale,
+    fresh,
+    rotate,
+    stored,
+)
 from .sites import (
     IDENTITY_LIFETIME,
     KEY_SOURCES,
@@ -24,7 +37,6 @@ from .sites import (
     new_site,
     normalize_origin,
 )
-from .webhooks import new_webhook_secret
 
 __all__ = ["site"]
 
@@ -161,8 +173,6 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
             config[field] = o[field] or None
     if o["webhook_url"] is not None:
         config["webhook_url"] = o["webhook_url"] or None
-        if o["webhook_url"] and not site.config.webhook_secret:
-            config["webhook_secret"] = new_webhook_secret()
     changes: dict[str, Any] = {}
     if o["name"]:
         changes["name"] = o["name"]
@@ -196,22 +206,59 @@ def site() -> None:
     """Manage sites (tenants)."""
 
 
+def _box(db: str, *, needed: bool = True) -> SecretBox | None:
+    """The secrets key's box for the database `db` (the server's, from the same settings).
+
+    Needed to make or rotate secrets (a new key file is made beside a SQLite file, as the
+    server would); elsewhere only to seal the secrets of a database from an earlier
+    version, so it may be missing."""
+    settings = db_settings(db)
+    if needed:
+        return secret_box(settings, create=True)
+    try:
+        return SecretBox(secrets_key(settings, create=False))
+    except ConfigError:
+        return None
+
+
+def _say_where(db: str) -> None:
+    """Tell on stderr where a site was written when the database was not named."""
+    source = click.get_current_context().get_parameter_source("db")
+    if source is click.core.ParameterSource.DEFAULT and "://" not in db:
+        click.echo(f"wrote to the SQLite database {Path(db).resolve()} (--db to choose)", err=True)
+
+
 @site.command("create")
 @_site_options
 @db_option
 def site_create(db: str, **options: Any) -> None:
-    """Create a site and print its keys."""
+    """Create a site and print its keys and secrets (shown this once: the secret key is
+    kept only as a keyed hash)."""
     if not options["name"] or not options["origins"]:
         raise click.UsageError("a new site needs --name and at least one --origin")
+    box = _box(db)
+    assert box is not None
     try:
-        base = new_site(
-            options["name"], options["origins"], Rules(), client_settings=False, now=time.time()
+        base, shown = new_site(
+            options["name"],
+            options["origins"],
+            Rules(),
+            client_settings=False,
+            now=time.time(),
+            box=box,
         )
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from None
     created = _check(_apply(base, options))
-    with_db(db, lambda database: database.add_site(created))
-    click.echo(json.dumps(describe(created, secret=True), indent=2))
+    if created.config.webhook_url:
+        shown["webhook_secret"] = secret = fresh("webhook")
+        webhook = Rotating(stored(box, created.key, "webhook", secret))
+        created = dataclasses.replace(
+            created, secrets=dataclasses.replace(created.secrets, webhook=webhook)
+        )
+    with_db(db, lambda database: database.add_site(created), box)
+    _say_where(db)
+    click.echo(json.dumps({**describe(created), **shown}, indent=2))
 
 
 @site.command("update")
@@ -219,42 +266,112 @@ def site_create(db: str, **options: Any) -> None:
 @_site_options
 @db_option
 def site_update(key: str, db: str, **options: Any) -> None:
-    """Change a site's settings (only the options given)."""
-    found = with_db(db, lambda database: database.site(key))
-    if found is None:
-        raise click.ClickException(f"no site with key {key!r}")
-    updated = _check(_apply(found, options))
-    with_db(db, lambda database: database.update_site(updated))
-    click.echo(json.dumps(describe(updated, secret=bool(options["webhook_url"])), indent=2))
+    """Change a site's settings (only the options given). A first --webhook-url makes the
+    webhook secret, printed this once."""
+    box = _box(db)
+    assert box is not None
+
+    async def update(database: Database) -> tuple[Site, dict[str, str]]:
+        found = await database.site(key)
+        if found is None:
+            raise click.ClickException(f"no site with key {key!r}")
+        updated = _check(_apply(found, options))
+        await database.update_site(updated)
+        shown = {}
+        if updated.config.webhook_url and found.secrets.webhook.current is None:
+            try:
+                secret = await rotate(database, box, found, "webhook", overlap=0, now=time.time())
+            except Stale:
+                raise click.ClickException("the site changed meanwhile; try again") from None
+            shown["webhook_secret"] = secret
+        return updated, shown
+
+    updated, shown = with_db(db, update, box)
+    click.echo(json.dumps({**describe(updated), **shown}, indent=2))
+
+
+@site.command("rotate-secret")
+@click.argument("key")
+@click.option(
+    "--identity",
+    "kind",
+    flag_value="identity",
+    help="Rotate the identity-token secret (ik_...) instead of the secret key.",
+)
+@click.option(
+    "--webhook",
+    "kind",
+    flag_value="webhook",
+    help="Rotate the webhook signing secret (whsec_...) instead of the secret key.",
+)
+@click.option(
+    "--overlap",
+    type=click.IntRange(0, MAX_OVERLAP),
+    default=DEFAULT_OVERLAP,
+    show_default=True,
+    help="Seconds the replaced secret stays valid (0: it stops at once).",
+)
+@db_option
+def site_rotate_secret(key: str, kind: str | None, overlap: int, db: str) -> None:
+    """Replace a site's secret key (or identity or webhook secret) and print the new one,
+    this once; the old one keeps working for --overlap seconds. Servers pick up the change
+    within SEATGUARD_SITE_CACHE_TTL seconds."""
+    which: SecretKind = "identity" if kind == "identity" else "webhook" if kind else "secret_key"
+    box = _box(db)
+    assert box is not None
+
+    async def run(database: Database) -> dict[str, Any]:
+        found = await database.site(key)
+        if found is None:
+            raise click.ClickException(f"no site with key {key!r}")
+        if found.secrets.of(which).current is None:
+            raise click.ClickException(f"site {key!r} has no {which} secret (no --webhook-url)")
+        now = time.time()
+        try:
+            secret = await rotate(database, box, found, which, overlap=overlap, now=now)
+        except Stale:
+            raise click.ClickException("another rotation came first; nothing changed") from None
+        return {
+            "key": key,
+            "kind": which,
+            "secret": secret,
+            "previous_valid_until": now + overlap if overlap else None,
+        }
+
+    click.echo(json.dumps(with_db(db, run, box), indent=2))
 
 
 @site.command("list")
 @db_option
 def site_list(db: str) -> None:
     """List sites."""
-    for s in with_db(db, lambda database: database.sites()):
+    for s in with_db(db, lambda database: database.sites(), _box(db, needed=False)):
         rules = s.rules
         click.echo(f"{s.key}\t{s.name}\t{rules.mode} {rules.limit} {rules.policy}")
 
 
 @site.command("show")
 @click.argument("key")
-@click.option("--secret/--no-secret", default=False, help="Also print the secret keys.")
+@click.option("--secret", is_flag=True, hidden=True)
 @db_option
 def site_show(key: str, secret: bool, db: str) -> None:
-    """Show one site."""
-    found = with_db(db, lambda database: database.site(key))
+    """Show one site (never its secrets: see `seatguard site rotate-secret`)."""
+    if secret:
+        raise click.UsageError(
+            "secrets cannot be shown: the secret key is kept only as a keyed hash, and the "
+            "identity and webhook secrets are sealed; make new ones with "
+            f"`seatguard site rotate-secret {key} [--identity | --webhook]`"
+        )
+    found = with_db(db, lambda database: database.site(key), _box(db, needed=False))
     if found is None:
         raise click.ClickException(f"no site with key {key!r}")
-    click.echo(json.dumps(describe(found, secret=secret), indent=2))
+    click.echo(json.dumps(describe(found), indent=2))
 
 
-def describe(s: Site, *, secret: bool) -> dict[str, Any]:
-    """A site as JSON for people; secrets only when asked."""
+def describe(s: Site) -> dict[str, Any]:
+    """A site as JSON for people, without its secrets."""
     config = _config_fields(s.config)
-    if not secret:
-        config.pop("webhook_secret", None)
-    out: dict[str, Any] = {
+    return {
         "key": s.key,
         "name": s.name,
         "origins": list(s.origins),
@@ -266,6 +383,3 @@ def describe(s: Site, *, secret: bool) -> dict[str, Any]:
         "client_settings": s.client_settings,
         **{k: v for k, v in config.items() if v not in (None, False)},
     }
-    if secret:
-        out["secret"] = s.secret
-    return out

@@ -41,7 +41,8 @@ class IdentityConfig:
     """How one site signs its identity tokens; validated once, when built."""
 
     algorithm: Literal["HS256", "RS256", "ES256"]  # pinned: the token's `alg` never chooses
-    secret: str | None = field(default=None, repr=False)  # HS256: the site's secret
+    secret: str | None = field(default=None, repr=False)  # HS256: the site's identity secret
+    previous_secret: str | None = field(default=None, repr=False)  # HS256: the one it replaced
     public_key: str | None = None  # RS256/ES256: the verifying key, in PEM
     jwks: dict[str, Any] | None = None  # RS256/ES256: a stored JWKS document; `kid` picks
     key_set: KeySet | None = None  # RS256/ES256: keys fetched from a jwks_uri (jwks.py)
@@ -74,8 +75,10 @@ class IdentityConfig:
                 raise ConfigError("HS256 identity tokens take a secret, not a public key or jwks")
             if not self.secret:
                 raise ConfigError("HS256 identity tokens need the site secret")
-            return KeySet.from_secret(self.secret)
-        if self.secret is not None:
+            if self.previous_secret is None:
+                return KeySet.from_secret(self.secret)
+            return KeySet.from_secret(self.secret, self.previous_secret)  # during a rotation
+        if self.secret is not None or self.previous_secret is not None:
             raise ConfigError(f"{self.algorithm} identity tokens take a public key, not a secret")
         if len(sources) != 1:
             raise ConfigError(
@@ -127,9 +130,7 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):
         raise InvalidIdentity(f"{_WHAT} type {typ!r} not accepted (expected JWT)")
-    exp, iat = check_times(
-        claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT
-    )
+    exp, iat = check_times(claims, now=now, leeway=config.leeway, error=InvalidIdentity, what=_WHAT)
     _check_lifetime(exp, iat, config, now=now)
     check_audience(claims, config.audience, error=InvalidIdentity, what=_WHAT)
     check_issuer(claims, config.issuer, error=InvalidIdentity, what=_WHAT)

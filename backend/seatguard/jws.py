@@ -72,15 +72,21 @@ class KeySet:
     by_kid: bool = False
 
     @classmethod
-    def from_secret(cls, secret: str) -> KeySet:
-        """An HS256 shared secret of at least 32 bytes."""
-        if len(secret.encode()) < _MIN_SECRET_BYTES:
-            raise ConfigError(f"an HS256 secret must be at least {_MIN_SECRET_BYTES} bytes")
-        try:
-            key = jwt.get_algorithm_by_name("HS256").prepare_key(secret)
-        except jwt.PyJWTError:  # PyJWT refuses secrets that look like PEM or SSH keys
-            raise ConfigError("an HS256 secret must not be a public key") from None
-        return cls((VerifyKey("HS256", key),))
+    def from_secret(cls, *secrets: str) -> KeySet:
+        """HS256 shared secrets of at least 32 bytes each; a token is tried with each in
+        turn (two while a secret is being rotated)."""
+        keys = []
+        for secret in secrets:
+            if len(secret.encode()) < _MIN_SECRET_BYTES:
+                raise ConfigError(f"an HS256 secret must be at least {_MIN_SECRET_BYTES} bytes")
+            try:
+                key = jwt.get_algorithm_by_name("HS256").prepare_key(secret)
+            except jwt.PyJWTError:  # PyJWT refuses secrets that look like PEM or SSH keys
+                raise ConfigError("an HS256 secret must not be a public key") from None
+            keys.append(VerifyKey("HS256", key))
+        if not keys:
+            raise ConfigError("HS256 needs a secret")
+        return cls(tuple(keys))
 
     @classmethod
     def from_pem(cls, pem: str, algorithm: str) -> KeySet:
@@ -111,14 +117,15 @@ class KeySet:
             raise ConfigError("jwks has two keys with the same kid")
         return cls(tuple(keys), by_kid=True)
 
-    def select(self, kid: object, algorithm: str) -> VerifyKey | None:
-        """The key for a token's `kid` and `alg` headers, if exactly one fits."""
-        fits = [
+    def select(self, kid: object, algorithm: str) -> tuple[VerifyKey, ...]:
+        """The keys to try for a token's `kid` and `alg` headers: in a JWKS, the one key
+        that fits (none if several do); otherwise every key of the algorithm, in order."""
+        fits = tuple(
             k
             for k in self.keys
             if k.algorithm == algorithm and (not self.by_kid or kid is None or k.kid == kid)
-        ]
-        return fits[0] if len(fits) == 1 else None
+        )
+        return fits if len(fits) == 1 or not self.by_kid else ()
 
 
 def _algorithms_for(jwk: dict[str, Any], allowed: Collection[str]) -> list[str]:
@@ -195,18 +202,20 @@ def verify_signed(
     if not isinstance(alg, str) or alg not in algorithms:
         raise error(f"{what} algorithm {alg!r} not allowed (expected {_either(algorithms)})")
     kid = header.get("kid")
-    key = keys.select(kid, alg)
-    if key is None and kid is None:
+    candidates = keys.select(kid, alg)
+    if not candidates and kid is None:
         raise error(f"{what} has no 'kid' header to pick one of several keys")
-    if key is None:
+    if not candidates:
         raise error(f"{what} signing key {kid!r} is unknown")
-    try:
-        claims = jwt.decode(token, key.key, algorithms=[key.algorithm], options=_SIGNATURE_ONLY)
-    except jwt.InvalidSignatureError:
-        raise error(f"{what} signature is invalid") from None
-    except jwt.PyJWTError as exc:
-        raise error(f"{what} is malformed ({exc})") from None
-    return header, claims
+    for key in candidates:
+        try:
+            claims = jwt.decode(token, key.key, algorithms=[key.algorithm], options=_SIGNATURE_ONLY)
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as exc:
+            raise error(f"{what} is malformed ({exc})") from None
+        return header, claims
+    raise error(f"{what} signature is invalid")
 
 
 def _numeric_date(

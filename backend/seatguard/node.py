@@ -48,6 +48,7 @@ from .presence import (
 )
 from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
 from .rules import Claims, Scope, resolve
+from .sealing import SecretBox
 from .serial import KeyedLock
 from .settings import Settings
 from .sites import Site
@@ -141,8 +142,11 @@ class Node:
         db: Database,
         recorder: Recorder | None = None,
         jwks: JwksCache | None = None,
+        *,
+        box: SecretBox,
     ) -> None:
         self.settings = settings
+        self.box = box  # hashes secret keys and opens the sites' sealed secrets
         self.store = store
         self.db = db
         self.clock = store.now
@@ -165,6 +169,10 @@ class Node:
         self._touch_delay = (settings.session_timeout - settings.heartbeat_interval) / 2
 
     # --- sites -------------------------------------------------------------------------
+
+    def forget_site(self, key: str) -> None:
+        """Read the site from the database next time (its secrets or settings changed)."""
+        self._sites.pop(key, None)
 
     async def site(self, key: str) -> Site | None:
         """A site's settings, cached for `site_cache_ttl` seconds."""
@@ -422,7 +430,7 @@ class Node:
     async def refresh_rules(self, site_key: SiteKey) -> None:
         """Resolve the rules of this node's live tabs of a site again and adopt them: a
         lower limit blocks the sessions seated last; new timeouts apply from now on."""
-        self._sites.pop(site_key, None)
+        self.forget_site(site_key)
         self.overrides.forget(site_key)
         site = await self.site(site_key)
         if site is None:

@@ -20,6 +20,8 @@ from .api import (
     RevokeUserIn,
     RevokeWhereIn,
     SeatOut,
+    SecretRotatedOut,
+    SecretRotationIn,
     SessionsOut,
     SiteIn,
     SiteOut,
@@ -87,11 +89,14 @@ def _op(
     params: list[Any],
     body: type | None = None,
     missing: str | None = None,
+    more: dict[str, str] | None = None,
 ) -> Any:
-    """One operation; `missing` describes its 404, where it has one."""
+    """One operation; `missing` describes its 404, where it has one, and `more` its other
+    error statuses."""
     errors = {**_ALWAYS, **(_WITH_PARAMS if params else {}), **(_WITH_BODY if body else {})}
     if missing is not None:
         errors["404"] = _error(missing)
+    errors.update({status: _error(what) for status, what in (more or {}).items()})
     responses = {**ok, **dict(sorted(errors.items()))}
     op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
     if body is not None:
@@ -114,6 +119,8 @@ def document() -> dict[str, Any]:
         AuditPageOut,
         SiteIn,
         SiteOut,
+        SecretRotationIn,
+        SecretRotatedOut,
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
@@ -172,6 +179,20 @@ def document() -> dict[str, Any]:
                     params=[],
                     body=SiteIn,
                 ),
+            },
+            "/site/secret": {
+                "post": _op(
+                    "Replace the secret key, the identity secret or the webhook secret; the new "
+                    "one is answered this once, the replaced one stays valid for `overlap` s",
+                    {"200": {**ok, **_json(SecretRotatedOut)}},
+                    params=[],
+                    body=SecretRotationIn,
+                    more={
+                        "403": "Authenticated with the replaced secret key, which may not rotate",
+                        "409": "Another rotation came first, or the site has no such secret "
+                        "(no webhook); nothing changed",
+                    },
+                )
             },
             "/audit": {
                 "get": _op(

@@ -7,6 +7,7 @@ outside the database up to date, and queues the webhooks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,18 @@ from .audit import AuditEvent, AuditKind, AuditRecord
 from .audit_batch import AuditBatcher
 from .audit_checkpoint import CheckpointWriter
 from .db import AuditLog
+from .errors import ConfigError
 from .presence import EndReason, Outcome, SeatState
 from .protocol import BlockReason
+from .sealing import SecretBox
+from .site_secrets import opened
 from .sites import Site
 from .types import UserKey
 from .webhooks import EventType, WebhookDispatcher
 
 __all__ = ["Recorder", "audit_events", "refused_event", "webhook_events"]
+
+log = logging.getLogger("seatguard")
 
 _ENDED_KIND = {
     EndReason.idle: AuditKind.idle_expired,
@@ -123,6 +129,7 @@ class Recorder:
         site: Callable[[str], Awaitable[Site | None]],
         webhooks: WebhookDispatcher | None,
         *,
+        box: SecretBox | None = None,
         checkpoint: Path | None = None,
     ) -> None:
         self.audit = audit
@@ -130,6 +137,7 @@ class Recorder:
         self._batcher = AuditBatcher(audit, key)
         self.site = site
         self.webhooks = webhooks
+        self.box = box  # opens the sites' sealed webhook secrets
         self.checkpoint = (
             None if checkpoint is None else CheckpointWriter(checkpoint, key, self._stored_hash)
         )
@@ -162,13 +170,18 @@ class Recorder:
         if not hooks:
             return
         site = await self.site(key[0])
-        if site is None or not site.config.webhook_url or not site.config.webhook_secret:
+        if site is None or not site.config.webhook_url or self.box is None:
+            return
+        try:
+            secrets = opened(self.box, site, "webhook", now)  # new and old while rotating
+        except ConfigError as exc:
+            log.warning("webhooks of %s not sent: %s", site.key, exc)
+            return
+        if not secrets:
             return
         assert self.webhooks is not None
         for event_type, data in hooks:
-            self.webhooks.enqueue(
-                site.config.webhook_url, site.config.webhook_secret, event_type, data
-            )
+            self.webhooks.enqueue(site.config.webhook_url, secrets, event_type, data)
 
     async def refused(
         self,

@@ -37,6 +37,8 @@ class Settings:
     sweep_interval: float = 0.5  # seconds between expiry sweeps
     audit_key: str = ""  # HMAC key of the audit chain (hex or base64, >= 32 bytes)
     audit_key_file: str = ""  # file holding the audit key; default: <db>.audit-key
+    secrets_key: str = ""  # hashes and seals the sites' secrets (hex or base64, >= 32 bytes)
+    secrets_key_file: str = ""  # file holding the secrets key; default: <db>.secrets-key
     site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
     jwks_refetch_interval: float = 30.0  # at most one fetch of a JWKS URI this often
     allow_private_urls: bool = False  # let sites' JWKS URIs and webhooks reach private addresses

@@ -17,6 +17,8 @@ from .jws import KeySet
 from .presence import Rules
 from .protocol import Hello
 from .rules import Claims
+from .sealing import SecretBox
+from .site_secrets import SiteSecrets, issue
 
 __all__ = [
     "ANY_ORIGIN",
@@ -47,8 +49,7 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     oidc_client_id: str | None = None  # `aud` of logout tokens
     oidc_jwks: dict[str, Any] | None = None  # the provider's signing keys
     oidc_jwks_uri: str | None = None  # or where they are fetched from (the provider's jwks_uri)
-    webhook_url: str | None = None  # where seat events are posted
-    webhook_secret: str | None = None  # whsec_... signing secret of the webhooks
+    webhook_url: str | None = None  # where seat events are posted (signed: SiteSecrets.webhook)
     # When the shared presence store (Redis) cannot be reached: "open" admits new browsers
     # on the node they reach and reconciles when it is back; "closed" refuses them (1013).
     store_failure: Literal["open", "closed"] = "open"
@@ -89,13 +90,13 @@ class Site:
     """One tenant of the server."""
 
     key: str  # public site key, in the script tag
-    secret: str  # secret key: server API, signing
     name: str
     origins: tuple[str, ...]  # page origins allowed to use the site key
     rules: Rules  # default mode, limit and policy
     client_settings: bool  # whether load() options may set mode, limit and policy
     created_at: float
     config: SiteConfig = field(default_factory=SiteConfig)
+    secrets: SiteSecrets = field(default_factory=SiteSecrets)  # as stored: hashed or sealed
 
     def allows_origin(self, origin: str | None, own_origin: str) -> bool:
         """Whether a page from `origin` may use this site key."""
@@ -120,18 +121,24 @@ class Site:
         )
 
 
-def identity_config(site: Site, fetched: KeySet | None = None) -> IdentityConfig:
+def identity_config(
+    site: Site, fetched: KeySet | None = None, secrets: tuple[str, ...] = ()
+) -> IdentityConfig:
     """How identity tokens of a site are checked: pinned algorithm, key, audience, issuer.
 
     The audience is the site key, and so is the issuer unless the site configures its own.
-    A site with an `identity_jwks_uri` needs the keys `fetched` from it (`JwksCache`).
+    A site with an `identity_jwks_uri` needs the keys `fetched` from it (`JwksCache`); an
+    HS256 site needs its identity `secrets` opened (`site_secrets.opened`): the current one,
+    and the one it replaced while their overlap lasts.
     """
     c = site.config
     if c.identity_jwks_uri is not None and fetched is None:
         raise ConfigError(f"identity keys come from {c.identity_jwks_uri}: fetch them first")
+    hs256 = c.identity_algorithm == "HS256"
     return IdentityConfig(
         algorithm=c.identity_algorithm,
-        secret=site.secret if c.identity_algorithm == "HS256" else None,
+        secret=secrets[0] if hs256 and secrets else None,
+        previous_secret=secrets[1] if hs256 and len(secrets) > 1 else None,
         public_key=c.identity_public_key,
         jwks=c.identity_jwks,
         key_set=fetched,
@@ -144,18 +151,18 @@ def identity_config(site: Site, fetched: KeySet | None = None) -> IdentityConfig
 def check_identity(site: Site) -> None:
     """Refuse identity settings that cannot verify a token; raise ConfigError saying why.
 
-    Run before a site is saved. A site that neither requires identity tokens nor chose a
-    public-key algorithm or a JWKS URI is not checked (it verifies with its secret).
+    Run before a site is saved. An HS256 site verifies with its identity secret, which
+    every site has from its creation on; so only public-key settings are checked.
     """
     c = site.config
     if c.identity_jwks_uri is not None:
         if c.identity_algorithm == "HS256":
             raise ConfigError(
                 "a JWKS URI serves RS256/ES256 keys: set the identity algorithm to one of "
-                "them, or clear the URI (HS256 tokens are signed with the site's secret)"
+                "them, or clear the URI (HS256 tokens are signed with the identity secret)"
             )
         return  # its one source of keys (SiteConfig checks); they are fetched on use
-    if c.identity_required or c.identity_algorithm != "HS256":
+    if c.identity_algorithm != "HS256":
         identity_config(site)
 
 
@@ -199,22 +206,27 @@ def new_site(
     *,
     client_settings: bool,
     now: float,
+    box: SecretBox,
     key: str | None = None,
     config: SiteConfig | None = None,
-) -> Site:
-    """A new site with fresh random keys."""
+) -> tuple[Site, dict[str, str]]:
+    """A new site with fresh random keys, and its secrets in the clear (`secret`,
+    `identity_secret`), to show once: the site keeps only their stored forms."""
     if not name.strip():
         raise ConfigError("a site needs a name")
     normalized = tuple(dict.fromkeys(normalize_origin(o) for o in origins))
     if not normalized:
         raise ConfigError("a site needs at least one allowed origin")
-    return Site(
-        key=key or "pk_" + secrets.token_urlsafe(18),
-        secret="sk_" + secrets.token_urlsafe(32),
+    key = key or "pk_" + secrets.token_urlsafe(18)
+    kept, shown = issue(box, key)
+    site = Site(
+        key=key,
         name=name.strip(),
         origins=normalized,
         rules=rules,
         client_settings=client_settings,
         created_at=now,
         config=config or SiteConfig(),
+        secrets=kept,
     )
+    return site, shown

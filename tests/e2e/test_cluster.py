@@ -43,9 +43,12 @@ def demo_pair(
 
 @pytest.fixture(scope="module")
 def demo_site(demo_pair: Cluster) -> dict[str, Any]:
-    found: dict[str, Any] = json.loads(
-        seatguard("site", "show", "pk_demo_acme_stream", "--secret", "--db", demo_pair.database_url)
-    )
+    """The demo site with a secret key of the test's own (each demo node made one at start)."""
+    out = seatguard(
+        "site", "rotate-secret", "pk_demo_acme_stream", "--overlap", "0",
+        "--db", demo_pair.database_url, env=demo_pair.env,
+    )  # fmt: skip
+    found: dict[str, Any] = json.loads(out)
     return found
 
 

@@ -22,14 +22,14 @@ def api(server: Server, site: dict[str, Any]) -> httpx.AsyncClient:
 
 
 def identity_token(site: dict[str, Any], sub: str, **claims: Any) -> str:
-    """An HS256 identity token signed with the site's secret key, valid for 5 minutes.
+    """An HS256 identity token signed with the site's identity secret, valid for 5 minutes.
 
     Its issuer is the site key, what a site without its own `identity_issuer` expects.
     """
     now = int(time.time())
     payload = {"sub": sub, "aud": site["key"], "iss": site["key"], "iat": now, "exp": now + 300}
     payload.update(claims)
-    return jwt.encode(payload, str(site["secret"]), algorithm="HS256")
+    return jwt.encode(payload, str(site["identity_secret"]), algorithm="HS256")
 
 
 def logout_token(provider: dict[str, Any], **claims: Any) -> str:

@@ -67,7 +67,7 @@ class Cluster:
     def create_site(self, *args: str) -> dict[str, Any]:
         """A site in the cluster's database."""
         created: dict[str, Any] = json.loads(
-            seatguard("site", "create", "--db", self.database_url, *args)
+            seatguard("site", "create", "--db", self.database_url, *args, env=self.env)
         )
         return created
 
@@ -101,6 +101,7 @@ def start_cluster(
             "SEATGUARD_DATABASE_URL": url,
             "SEATGUARD_REDIS_URL": redis.url,
             "SEATGUARD_AUDIT_KEY": secrets.token_hex(32),
+            "SEATGUARD_SECRETS_KEY": secrets.token_hex(32),
             "SEATGUARD_NODE_LEASE": str(scaled(1.5)),
             "SEATGUARD_REDIS_TIMEOUT": str(scaled(1.0)),
             **env,

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from seatguard import oidc
 from seatguard.db import Database, SqliteDatabase
 from seatguard.presence import Rules, Session
+from seatguard.sealing import SecretBox
 from seatguard.sites import Site, SiteConfig, new_site
 from tests.conftest import Server, fresh_postgres_database, seatguard, start_server
 from tests.integration.api_client import logout_token
@@ -51,8 +52,10 @@ async def shared(
         yield Shared(str(tmp_path / "seatguard.db"))  # the file `start_server` passes as --db
         return
     async with fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
-        # Every node of a cluster signs the audit chain with the same key.
-        yield Shared(url, ("--database-url", url), {"SEATGUARD_AUDIT_KEY": secrets.token_hex(32)})
+        # Every node of a cluster signs the audit chain and reads the secrets with the same keys.
+        keys = {"SEATGUARD_AUDIT_KEY": secrets.token_hex(32)}
+        keys["SEATGUARD_SECRETS_KEY"] = secrets.token_hex(32)
+        yield Shared(url, ("--database-url", url), keys)
 
 
 def oidc_site(shared: Shared, provider: dict[str, Any]) -> str:
@@ -144,7 +147,15 @@ async def test_a_failed_logout_forgets_the_token_so_the_retry_passes(
         oidc_client_id=provider["client"],
         oidc_jwks=provider["jwks_document"],
     )
-    site = new_site("OIDC", ["*"], Rules(), client_settings=False, now=time.time(), config=config)
+    site, _ = new_site(
+        "OIDC",
+        ["*"],
+        Rules(),
+        client_settings=False,
+        now=time.time(),
+        box=SecretBox.ephemeral(),
+        config=config,
+    )
     db = await SqliteDatabase.open(str(tmp_path / "seatguard.db"))
     node = FlakyNode(db, site, failures=1)
     app = Starlette(routes=oidc.routes())

@@ -23,8 +23,11 @@ from seatguard.audit import AuditEvent, AuditKind, ProblemKind, VerifyReport, ve
 from seatguard.db import Database, PostgresDatabase, SqliteDatabase, open_database
 from seatguard.db import postgres as pg
 from seatguard.db import sqlite as lite
+from seatguard.errors import ConfigError
 from seatguard.presence import Rules
 from seatguard.rules import Override
+from seatguard.sealing import SecretBox
+from seatguard.site_secrets import Rotating, opened
 from seatguard.sites import Site, SiteConfig, new_site
 from tests.conftest import fresh_postgres_database, scaled
 
@@ -62,6 +65,10 @@ class Backend:
         """The migrations recorded as done, in order."""
         raise NotImplementedError
 
+    async def legacy(self, *statements: str) -> None:
+        """Make the schema of the version before secrets were sealed, then run `statements`."""
+        raise NotImplementedError
+
     async def tamper(self, *statements: str) -> None:
         """Edit rows the way an intruder with database access would: triggers first."""
         await self.drop_triggers()
@@ -90,6 +97,10 @@ class SqliteBackend(Backend):
         [(version,)] = await self.sql("PRAGMA user_version")
         return list(range(1, version + 1))
 
+    async def legacy(self, *statements: str) -> None:
+        steps = [x for step in lite.MIGRATIONS[:-1] for x in step]
+        await self.sql(*steps, f"PRAGMA user_version={len(lite.MIGRATIONS) - 1}", *statements)
+
 
 class PostgresBackend(Backend):
     name, migrations = "postgres", len(pg.MIGRATIONS)
@@ -116,6 +127,14 @@ class PostgresBackend(Backend):
     async def schema_versions(self) -> list[int]:
         rows = await self.sql("SELECT version FROM schema_version ORDER BY version")
         return [v for (v,) in rows]
+
+    async def legacy(self, *statements: str) -> None:
+        steps = [x for step in pg.MIGRATIONS[:-1] for x in step]
+        versions = [
+            f"INSERT INTO schema_version (version) VALUES ({v})"
+            for v in range(1, len(pg.MIGRATIONS))
+        ]
+        await self.sql(pg._SCHEMA_VERSION, *steps, *versions, *statements)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -170,15 +189,20 @@ JWKS = {
 }
 
 
+BOX = SecretBox(bytes(range(32, 64)))
+
+
 def a_site(name: str, now: float, **config: Any) -> Site:
-    return new_site(
+    site, _ = new_site(
         name,
         [f"https://{name.lower()}.example", "self"],
         Rules("device-limit", 3, "evict-oldest", idle_timeout=900.5, absolute_timeout=86400),
         client_settings=True,
         now=now,
+        box=BOX,
         config=SiteConfig(**config),
     )
+    return site
 
 
 # --- sites -------------------------------------------------------------------------------
@@ -196,18 +220,25 @@ async def test_sites_are_added_found_listed_and_updated(db: Database, backend: B
         oidc_client_id="seatguard",
         oidc_jwks={"keys": [{"kty": "oct", "k": "c2VjcmV0", "ext": True, "size": 256}]},
         webhook_url="https://hooks.example/in",
-        webhook_secret="whsec_" + "A" * 32,
     )
-    plain = new_site("Plain", ["*"], Rules(), client_settings=False, now=1_700_000_100)
+    sealed = BOX.seal("whsec_" + "A" * 32, site=full.key, purpose="webhook")
+    full = dataclasses.replace(
+        full,
+        secrets=dataclasses.replace(full.secrets, webhook=Rotating(sealed, "s1:old", 1e9 + 0.5)),
+    )
+    plain, _ = new_site("Plain", ["*"], Rules(), client_settings=False, now=1.7e9 + 100, box=BOX)
     older = a_site("News", 1_600_000_000.0)
     assert await db.sites() == []
     for site in (full, plain, older):
         await db.add_site(site)
     assert await db.site(full.key) == full
     assert await db.site(plain.key) == plain
-    assert await db.site_by_secret(full.secret) == full
+    digest = full.secrets.secret_key.current
+    assert digest is not None and digest.startswith("h1:")
+    assert await db.site_by_secret_hash(digest) == full
     assert await db.site("pk_missing") is None
-    assert await db.site_by_secret(full.key) is None
+    assert await db.site_by_secret_hash(full.key) is None
+    assert await db.site_by_secret_hash(digest + "\x00") is None
     assert await db.sites() == [older, full, plain]  # oldest first
     stored = await db.site(full.key)
     assert stored is not None and stored.config.identity_jwks == JWKS
@@ -219,14 +250,13 @@ async def test_sites_are_added_found_listed_and_updated(db: Database, backend: B
         rules=Rules(limit=2),
         client_settings=False,
         config=SiteConfig(identity_jwks={"keys": []}),
-        secret="sk_changed",  # keys and creation time stay as they are
+        secrets=plain.secrets,  # keys, secrets and creation time stay as they are
         created_at=1.0,
     )
     await db.update_site(updated)
-    expected = dataclasses.replace(updated, secret=full.secret, created_at=full.created_at)
+    expected = dataclasses.replace(updated, secrets=full.secrets, created_at=full.created_at)
     assert await db.site(full.key) == expected
-    assert await db.site_by_secret(full.secret) == expected
-    assert await db.site_by_secret("sk_changed") is None
+    assert await db.site_by_secret_hash(digest) == expected
     assert await db.site(plain.key) == plain
 
 
@@ -234,10 +264,94 @@ async def test_keys_and_secrets_are_unique(db: Database, backend: Backend) -> No
     site = a_site("Shop", 1.0)
     await db.add_site(site)
     with pytest.raises(backend.integrity_error):
-        await db.add_site(dataclasses.replace(site, secret="sk_other"))
+        other = dataclasses.replace(site.secrets, secret_key=Rotating("h1:other"))
+        await db.add_site(dataclasses.replace(site, secrets=other))
     with pytest.raises(backend.integrity_error):
-        await db.add_site(dataclasses.replace(site, key="pk_other"))
+        await db.add_site(dataclasses.replace(site, key="pk_other"))  # the same secret key
     assert await db.sites() == [site]
+
+
+# --- secrets -----------------------------------------------------------------------------
+
+
+async def test_a_rotation_is_a_compare_and_set_keeping_the_replaced_secret_until_told(
+    db: Database, backend: Backend
+) -> None:
+    site = a_site("Rotating", 1.0)
+    await db.add_site(site)
+    old = site.secrets.secret_key.current
+    assert await db.rotate_secret(site.key, "secret_key", old, "h1:new", 100.0)
+    got = await db.site(site.key)
+    assert got is not None and got.secrets.secret_key == Rotating("h1:new", old, 100.0)
+    assert got.secrets.identity == site.secrets.identity  # the other secrets stay
+    assert old is not None and await db.site_by_secret_hash(old) == got  # overlap: the caller's
+    # A rotation that read the secret before the first one changed it loses, and changes nothing.
+    assert not await db.rotate_secret(site.key, "secret_key", old, "h1:late", None)
+    assert await db.site(site.key) == got
+    # Without an overlap the replaced secret is forgotten at once.
+    assert await db.rotate_secret(site.key, "secret_key", "h1:new", "h1:newer", None)
+    now = await db.site(site.key)
+    assert now is not None and now.secrets.secret_key == Rotating("h1:newer")
+    assert await db.site_by_secret_hash("h1:new") is None
+    assert await db.site_by_secret_hash(old) is None
+    # A site without a webhook gets its first webhook secret the same way, once.
+    assert await db.rotate_secret(site.key, "webhook", None, "s1:first", None)
+    assert not await db.rotate_secret(site.key, "webhook", None, "s1:second", None)
+    assert not await db.rotate_secret("pk_missing", "identity", None, "s1:x", None)
+    # Rotations racing from two processes: exactly one wins.
+    other = await backend.open()
+    try:
+        current = site.secrets.identity.current
+        results = await asyncio.gather(
+            *(
+                (db, other)[i % 2].rotate_secret(site.key, "identity", current, f"s1:{i}", 5.0)
+                for i in range(10)
+            )
+        )
+    finally:
+        await other.close()
+    assert results.count(True) == 1
+    won = await db.site(site.key)
+    assert won is not None and won.secrets.identity.current == f"s1:{results.index(True)}"
+
+
+def legacy_site(secret: str, config: str = "{}") -> str:
+    """A site row as the version before sealing wrote it: its secret key in the clear."""
+    return (
+        "INSERT INTO sites (key, secret, name, origins, mode, seat_limit, policy, "
+        "client_settings, created_at, config) VALUES ('pk_old', "
+        f"'{secret}', 'Old', '[\"*\"]', 'concurrence', 1, 'block-new', false, 1.0, '{config}')"
+    )
+
+
+async def test_secrets_kept_in_the_clear_by_an_earlier_version_are_sealed_on_opening(
+    backend: Backend,
+) -> None:
+    # A database as the version before sealing left it, with one site in it.
+    webhook = "whsec_" + "QUJD" * 11
+    config = f'{{"webhook_url":"https://hooks.example/in","webhook_secret":"{webhook}"}}'
+    secret = "sk_" + "L" * 43
+    await backend.legacy(legacy_site(secret, config))
+    with pytest.raises(ConfigError, match="open it once with the secrets key"):
+        await open_database(backend.target)  # without the key: refused, nothing changed
+    assert await backend.schema_versions() == list(range(1, backend.migrations))
+    database = await open_database(backend.target, BOX)
+    try:
+        site = await database.site("pk_old")
+        assert site is not None and site.config.webhook_url == "https://hooks.example/in"
+        # The secret key opens the API as before, found by its keyed hash only...
+        assert await database.site_by_secret_hash(BOX.digest(secret)) == site
+        # ...it became the identity secret, so HS256 tokens signed as before still verify...
+        assert opened(BOX, site, "identity", 2.0) == (secret,)
+        # ...and the webhook secret left the settings, sealed.
+        assert opened(BOX, site, "webhook", 2.0) == (webhook,)
+    finally:
+        await database.close()
+    rows = await backend.sql(
+        "SELECT secret_hash, identity_secret, webhook_secret, config FROM sites"
+    )
+    assert not any(secret in str(v) or webhook in str(v) for v in rows[0]), rows
+    assert await backend.schema_versions() == list(range(1, backend.migrations + 1))
 
 
 # --- overrides ---------------------------------------------------------------------------
@@ -603,23 +717,22 @@ async def test_a_database_of_the_previous_schema_is_upgraded(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = lite if backend.name == "sqlite" else pg
-    site = a_site("Old", 5.0)
+    await backend.legacy(legacy_site("sk_" + "O" * 43))
     with monkeypatch.context() as m:
         m.setattr(module, "MIGRATIONS", module.MIGRATIONS[:-1])
         old = await backend.open()
         try:
-            await old.add_site(site)
             await old.audit.append([event(1)], KEY)
         finally:
             await old.close()
     assert await backend.schema_versions() == list(range(1, backend.migrations))
-    upgraded = await backend.open()
+    upgraded = await open_database(backend.target, BOX)
     try:
         assert await backend.schema_versions() == list(range(1, backend.migrations + 1))
-        assert await upgraded.sites() == [site]
+        assert [s.key for s in await upgraded.sites()] == ["pk_old"]
         assert (await check(upgraded)).ok
-        await upgraded.add_revocations(site.key, "alice", ["s1"], at=10, until=20)
-        assert await upgraded.revoked_sessions(site.key, ["s1"], now=15) == {"s1"}
+        await upgraded.add_revocations("pk_old", "alice", ["s1"], at=10, until=20)
+        assert await upgraded.revoked_sessions("pk_old", ["s1"], now=15) == {"s1"}
     finally:
         await upgraded.close()
 

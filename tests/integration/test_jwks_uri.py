@@ -330,9 +330,9 @@ async def test_rs256_identity_tokens_are_checked_with_fetched_keys(
     )
     frame, tab = await hello(server, site, forged)
     assert (frame["code"], frame["message"]) == (4013, "identity token signature is invalid")
-    # An HS256 token signed with the site's secret is not accepted by an RS256 site.
+    # An HS256 token signed with the site's identity secret is not accepted by an RS256 site.
     claims = {"sub": u, "aud": site, "iss": site, "exp": int(time.time()) + 60}
-    hs = jwt.encode(claims, str(created["secret"]), algorithm="HS256")
+    hs = jwt.encode(claims, str(created["identity_secret"]), algorithm="HS256")
     frame, tab = await hello(server, site, hs)
     assert frame["code"] == 4013 and "algorithm 'HS256' not allowed" in frame["message"]
     assert keys.hits == 1  # within the interval, made-up and forged tokens fetched nothing

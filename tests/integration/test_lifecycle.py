@@ -159,6 +159,7 @@ async def test_identity_token_is_required_and_checked(server: Server) -> None:
         ("no issuer", "no 'iss' claim"),
         ("wrong issuer", "issuer mismatch"),
         ("wrong secret", "signature is invalid"),
+        ("the API secret key", "signature is invalid"),  # identity tokens have their own
         ("alg none", "algorithm 'none' not allowed"),
         ("user mismatch", "does not match"),
     ],
@@ -168,7 +169,7 @@ async def test_bad_identity_tokens_are_refused(server: Server, forge: str, why: 
     u = user()
     now = int(time.time())
     claims: dict[str, Any] = {"sub": u, "aud": site["key"], "iss": site["key"], "exp": now + 60}
-    secret = str(site["secret"])
+    secret = str(site["identity_secret"])
     hello_user = None
     if forge == "expired":
         claims["exp"] = now - 3600
@@ -179,7 +180,9 @@ async def test_bad_identity_tokens_are_refused(server: Server, forge: str, why: 
     elif forge == "wrong issuer":
         claims["iss"] = "https://elsewhere.example"
     elif forge == "wrong secret":
-        secret = "sk_" + "x" * 40
+        secret = "ik_" + "x" * 40
+    elif forge == "the API secret key":
+        secret = str(site["secret"])
     elif forge == "user mismatch":
         hello_user = "somebody-else"
     import jwt

@@ -18,6 +18,7 @@ from seatguard.db import PostgresDatabase
 from seatguard.db.postgres import MIGRATION_LOCK, MIGRATIONS
 from seatguard.presence import Rules
 from seatguard.rules import Override
+from seatguard.sealing import SecretBox
 from seatguard.sites import new_site
 from tests.conftest import ROOT, fresh_postgres_database, scaled
 
@@ -82,14 +83,18 @@ async def test_nul_characters_are_refused_and_never_found(db: PostgresDatabase) 
     assert (await db.audit.records(after_seq=1)) == detail
     assert verify([r async for r in db.audit.all_records()], KEY).ok
 
-    site = new_site("Shop", ["*"], Rules(), client_settings=False, now=1.0)
+    box = SecretBox.ephemeral()
+    site, _ = new_site("Shop", ["*"], Rules(), client_settings=False, now=1.0, box=box)
+    nul, _ = new_site("Sh\x00p", ["*"], Rules(), client_settings=False, now=1.0, box=box)
     with pytest.raises(ValueError, match="NUL"):
-        await db.add_site(new_site("Sh\x00p", ["*"], Rules(), client_settings=False, now=1.0))
+        await db.add_site(nul)
     await db.add_site(site)
     with pytest.raises(ValueError, match="NUL"):
         await db.set_override(site.key, Override("user", "bo\x00b", limit=2))
     assert await db.site("pk\x00") is None
-    assert await db.site_by_secret(site.secret + "\x00") is None
+    assert await db.site_by_secret_hash(str(site.secrets.secret_key.current) + "\x00") is None
+    with pytest.raises(ValueError, match="NUL"):
+        await db.rotate_secret(site.key, "identity", None, "s1:\x00", None)
     assert await db.overrides(site.key, {"user": "bo\x00b"}) == {}
     assert await db.overrides("pk\x00") == {}
     assert await db.delete_override(site.key, "user", "bo\x00b") is False

@@ -39,7 +39,9 @@ class Receiver:
 
 @contextlib.asynccontextmanager
 async def serving(app: Starlette) -> AsyncIterator[str]:
-    """Run `app` under uvicorn in this event loop on a free port; yield its base URL."""
+    """Run `app` under uvicorn in this event loop on a free port; yield its base URL.
+
+    It is on loopback, so the dispatchers posting to it allow private addresses."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -64,7 +66,7 @@ async def test_delivers_once_after_two_503s_with_one_id_and_valid_signatures() -
     secret = new_webhook_secret()
     data = {"site": "pk_test", "user": "alice", "session": "s1", "device": "d1", "reason": "limit"}
     async with serving(receiver.app) as base:
-        dispatcher = WebhookDispatcher(base=0.01, cap=0.05, max_attempts=5)
+        dispatcher = WebhookDispatcher(base=0.01, cap=0.05, max_attempts=5, allow_private=True)
         async with dispatcher:  # opens its own httpx client; closes it on the way out
             msg_id = dispatcher.enqueue(base + "/hooks", secret, EventType.seat_blocked, data)
             await asyncio.wait_for(dispatcher.flush(), scaled(10))
@@ -83,7 +85,7 @@ async def test_delivers_once_after_two_503s_with_one_id_and_valid_signatures() -
 
 async def test_an_endpoint_that_refuses_connections_is_retried_then_failed() -> None:
     url = f"http://127.0.0.1:{free_port()}/hooks"  # nothing listens there
-    dispatcher = WebhookDispatcher(base=0.01, cap=0.02, max_attempts=3)
+    dispatcher = WebhookDispatcher(base=0.01, cap=0.02, max_attempts=3, allow_private=True)
     async with dispatcher:
         dispatcher.enqueue(url, new_webhook_secret(), EventType.session_revoked, {"user": "bob"})
         await asyncio.wait_for(dispatcher.flush(), scaled(10))
@@ -102,7 +104,9 @@ async def test_a_slow_endpoint_times_out_and_the_retry_is_delivered() -> None:
 
     app = Starlette(routes=[Route("/hooks", hook, methods=["POST"])])
     async with serving(app) as base:
-        dispatcher = WebhookDispatcher(timeout=scaled(0.3), base=0.01, cap=0.02, max_attempts=3)
+        dispatcher = WebhookDispatcher(
+            timeout=scaled(0.3), base=0.01, cap=0.02, max_attempts=3, allow_private=True
+        )
         async with dispatcher:
             msg_id = dispatcher.enqueue(
                 base + "/hooks", new_webhook_secret(), EventType.seat_evicted, {}

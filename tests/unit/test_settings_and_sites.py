@@ -11,6 +11,7 @@ from seatguard.errors import ConfigError
 from seatguard.presence import Rules
 from seatguard.protocol import Hello
 from seatguard.rules import Claims
+from seatguard.sealing import SecretBox
 from seatguard.settings import Settings
 from seatguard.sites import (
     Site,
@@ -21,6 +22,15 @@ from seatguard.sites import (
     new_site,
     normalize_origin,
 )
+
+BOX = SecretBox(bytes(range(32)))
+
+
+def make(name: str, origins: list[str], rules: Rules | None = None, **options: Any) -> Site:
+    """A new site (its secrets in the clear are left aside)."""
+    options.setdefault("client_settings", False)
+    site, _ = new_site(name, origins, rules or Rules(), now=0, box=BOX, **options)
+    return site
 
 
 def test_settings_read_the_environment_and_flags_win() -> None:
@@ -76,7 +86,7 @@ def hello(**changes: object) -> Hello:
 
 
 def test_site_origin_checks() -> None:
-    site = new_site("Shop", ["https://shop.example", "self"], Rules(), client_settings=False, now=0)
+    site = make("Shop", ["https://shop.example", "self"])
     own = "http://127.0.0.1:8000"
     assert site.allows_origin("https://shop.example", own)
     assert site.allows_origin("HTTPS://SHOP.EXAMPLE", own)
@@ -87,29 +97,36 @@ def test_site_origin_checks() -> None:
 
 def test_client_settings_apply_only_where_allowed() -> None:
     rules = Rules(limit=2)
-    locked = new_site("A", ["*"], rules, client_settings=False, now=0)
-    open_ = new_site("B", ["*"], rules, client_settings=True, now=0)
+    locked = make("A", ["*"], rules)
+    open_ = make("B", ["*"], rules, client_settings=True)
     asked = hello(limit=5, mode="device-limit", org="acme")
     assert locked.page_claims(asked) is None
     assert open_.page_claims(asked) == Claims("u", org="acme", mode="device-limit", limit=5)
     assert open_.page_claims(hello(user=None)) is None
 
 
-def test_new_sites_get_distinct_keys() -> None:
-    a = new_site("A", ["*"], Rules(), client_settings=False, now=0)
-    b = new_site("B", ["*"], Rules(), client_settings=False, now=0)
-    assert a.key.startswith("pk_") and a.secret.startswith("sk_")
-    assert a.key != b.key and a.secret != b.secret
+def test_new_sites_get_distinct_keys_and_keep_their_secrets_only_hashed_or_sealed() -> None:
+    a, shown_a = new_site("A", ["*"], Rules(), client_settings=False, now=0, box=BOX)
+    b, shown_b = new_site("B", ["*"], Rules(), client_settings=False, now=0, box=BOX)
+    assert a.key.startswith("pk_") and shown_a["secret"].startswith("sk_")
+    assert shown_a["identity_secret"].startswith("ik_")
+    assert a.key != b.key and shown_a != shown_b
+    assert shown_a["secret"] != shown_a["identity_secret"]
+    kept = repr(a)
+    assert shown_a["secret"] not in kept and shown_a["identity_secret"] not in kept
+    assert a.secrets.secret_key.current == BOX.digest(shown_a["secret"])
+    assert a.secrets.webhook.current is None  # none until a webhook is set
     with pytest.raises(ConfigError):
-        new_site(" ", ["*"], Rules(), client_settings=False, now=0)
+        new_site(" ", ["*"], Rules(), client_settings=False, now=0, box=BOX)
 
 
 def test_identity_issuer_defaults_to_the_site_key() -> None:
-    site = new_site("A", ["*"], Rules(), client_settings=False, now=0)
-    assert identity_config(site).issuer == site.key
+    secret = ("ik_" + "x" * 43,)
+    site = make("A", ["*"])
+    assert identity_config(site, secrets=secret).issuer == site.key
     own = SiteConfig(identity_issuer="https://id.example")
-    site = new_site("B", ["*"], Rules(), client_settings=False, now=0, config=own)
-    assert identity_config(site).issuer == "https://id.example"
+    site = make("B", ["*"], config=own)
+    assert identity_config(site, secrets=secret).issuer == "https://id.example"
 
 
 # Keys fetched from a JWKS URI: one source of keys per purpose.
@@ -148,9 +165,7 @@ def test_a_key_source_given_replaces_the_others_of_its_purpose() -> None:
 
 def test_identity_keys_from_a_uri_are_for_public_key_algorithms() -> None:
     def site(**config: Any) -> Site:
-        return new_site(
-            "A", ["*"], Rules(), client_settings=False, now=0, config=SiteConfig(**config)
-        )
+        return make("A", ["*"], config=SiteConfig(**config))
 
     check_identity(site(identity_algorithm="RS256", identity_jwks_uri=URI))
     check_identity(site(identity_algorithm="ES256", identity_jwks_uri=URI, identity_required=True))

@@ -1,5 +1,6 @@
 """Durable records: sites, overrides and the audit trail, in SQLite or PostgreSQL."""
 
+from ..sealing import SecretBox
 from .base import AuditLog, Database
 from .postgres import PostgresDatabase
 from .sqlite import SqliteDatabase
@@ -9,12 +10,13 @@ __all__ = ["AuditLog", "Database", "PostgresDatabase", "SqliteDatabase", "open_d
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-async def open_database(target: str) -> Database:
+async def open_database(target: str, box: SecretBox | None = None) -> Database:
     """Open and migrate the database at `target`.
 
     A `postgresql://` or `postgres://` URL opens PostgreSQL; anything else is the path of a
-    SQLite file (or `:memory:`).
+    SQLite file (or `:memory:`). The `box` (secrets key) is needed only to seal the secrets
+    of a database an earlier version wrote.
     """
     if target.lower().startswith(_POSTGRES_SCHEMES):
-        return await PostgresDatabase.open(target)
-    return await SqliteDatabase.open(target)
+        return await PostgresDatabase.open(target, box=box)
+    return await SqliteDatabase.open(target, box=box)

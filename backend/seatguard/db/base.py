@@ -12,6 +12,7 @@ from typing import Protocol
 
 from ..audit import AuditEvent, AuditRecord
 from ..rules import Override, Scope
+from ..site_secrets import SecretKind
 from ..sites import Site
 
 __all__ = ["AuditLog", "Database"]
@@ -66,8 +67,25 @@ class Database(Protocol):
         """The site with this public key."""
         ...
 
-    async def site_by_secret(self, secret: str) -> Site | None:
-        """The site with this secret key."""
+    async def site_by_secret_hash(self, digest: str) -> Site | None:
+        """The site whose secret key, current or replaced, has this keyed hash (see
+        `site_secrets.authenticate` for whether it is still valid)."""
+        ...
+
+    async def rotate_secret(
+        self,
+        site: str,
+        kind: SecretKind,
+        expected: str | None,
+        new: str,
+        previous_until: float | None,
+    ) -> bool:
+        """Make `new` the stored current secret of `kind` if it is still `expected`.
+
+        A compare-and-set in one statement: of rotations racing in any process, exactly one
+        wins; False for the others, and for an unknown site. The replaced secret stays
+        valid until `previous_until` (None: not at all, and it is forgotten).
+        """
         ...
 
     async def sites(self) -> list[Site]:
@@ -75,11 +93,11 @@ class Database(Protocol):
         ...
 
     async def add_site(self, site: Site) -> None:
-        """Store a new site; its key and secret must be unused."""
+        """Store a new site with its secrets; its key and secret key must be unused."""
         ...
 
     async def update_site(self, site: Site) -> None:
-        """Replace a site's settings (keys and creation time stay)."""
+        """Replace a site's settings (keys, secrets and creation time stay)."""
         ...
 
     async def set_override(self, site: str, override: Override) -> None:

@@ -17,15 +17,23 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from ..rules import Override, Scope
+from ..sealing import SecretBox
+from ..site_secrets import SecretKind
 from ..sites import Site
 from .audit_postgres import SCHEMA as AUDIT_SCHEMA
 from .audit_postgres import AuditPostgres, refuse_nul
 from .rows import (
+    LEGACY_SITES,
     OVERRIDE_COLUMNS,
     REVOCATIONS_SCHEMA,
+    SECRET_COLUMNS,
+    SECRETS_SCHEMA,
+    SETTINGS_COLUMNS,
     SITE_COLUMNS,
     override_from_row,
     override_row,
+    sealed_legacy,
+    settings_row,
     site_from_row,
     site_row,
 )
@@ -66,6 +74,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     AUDIT_SCHEMA,
     REVOCATIONS_SCHEMA,
+    SECRETS_SCHEMA,
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 
@@ -79,6 +88,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 )
 """
 _SITE_PARAMS = ", ".join(f"${i}" for i in range(1, len(SITE_COLUMNS.split(",")) + 1))
+_SETTINGS = ", ".join(f"{c}=${i}" for i, c in enumerate(SETTINGS_COLUMNS.split(", "), 1))
 _OVERRIDE_UPSERT = (
     f"INSERT INTO overrides (site, {OVERRIDE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) "
     "ON CONFLICT (site, scope, name) DO UPDATE SET mode = EXCLUDED.mode, "
@@ -95,11 +105,16 @@ class PostgresDatabase:
         self.audit = AuditPostgres(pool)  # the audit log, on the same pool
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
-        """Connect a pool to `url` (postgresql://user:password@host:port/db) and migrate."""
+    async def open(
+        cls, url: str, *, box: SecretBox | None = None, min_size: int = 1, max_size: int = 10
+    ) -> PostgresDatabase:
+        """Connect a pool to `url` (postgresql://user:password@host:port/db) and migrate.
+
+        The `box` (secrets key) is needed once, to seal the secrets of a database from an
+        earlier version."""
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
         try:
-            await migrate(pool)
+            await migrate(pool, box)
         except BaseException:
             await pool.close()
             raise
@@ -114,22 +129,38 @@ class PostgresDatabase:
         await self.pool.execute(f"INSERT INTO sites ({SITE_COLUMNS}) VALUES ({_SITE_PARAMS})", *row)
 
     async def update_site(self, site: Site) -> None:
-        """Replace a site's settings (keys and creation time stay)."""
-        row = site_row(site)
-        refuse_nul(**dict(zip(SITE_COLUMNS.split(", "), row, strict=True)))
-        await self.pool.execute(
-            "UPDATE sites SET name=$1, origins=$2, mode=$3, seat_limit=$4, policy=$5, "
-            "client_settings=$6, idle_timeout=$7, absolute_timeout=$8, config=$9 WHERE key=$10",
-            *row[2:8],
-            *row[9:],
-            site.key,
-        )
+        """Replace a site's settings (keys, secrets and creation time stay)."""
+        row = settings_row(site)
+        refuse_nul(**dict(zip(SETTINGS_COLUMNS.split(", "), row, strict=True)))
+        n = len(row) + 1
+        await self.pool.execute(f"UPDATE sites SET {_SETTINGS} WHERE key=${n}", *row, site.key)
 
     async def site(self, key: str) -> Site | None:
-        return await self._site_where("key", key)
+        return await self._site_where("key = $1", key)
 
-    async def site_by_secret(self, secret: str) -> Site | None:
-        return await self._site_where("secret", secret)
+    async def site_by_secret_hash(self, digest: str) -> Site | None:
+        return await self._site_where("secret_hash = $1 OR previous_secret_hash = $1", digest)
+
+    async def rotate_secret(
+        self,
+        site: str,
+        kind: SecretKind,
+        expected: str | None,
+        new: str,
+        previous_until: float | None,
+    ) -> bool:
+        refuse_nul(site=site, new=new)
+        current, previous, until = SECRET_COLUMNS[kind]
+        status = await self.pool.execute(
+            f"UPDATE sites SET {current}=$1, "
+            f"{previous}=CASE WHEN $2::double precision IS NULL THEN NULL ELSE {current} END, "
+            f"{until}=$2 WHERE key=$3 AND {current} IS NOT DISTINCT FROM $4",
+            new,
+            previous_until,
+            site,
+            expected,
+        )
+        return str(status) == "UPDATE 1"
 
     async def sites(self) -> list[Site]:
         rows = await self.pool.fetch(f"SELECT {SITE_COLUMNS} FROM sites ORDER BY created_at, key")
@@ -239,17 +270,18 @@ class PostgresDatabase:
         )
         return None if cutoff is None else float(cutoff)
 
-    async def _site_where(self, column: str, value: str) -> Site | None:
+    async def _site_where(self, condition: str, value: str) -> Site | None:
         if "\x00" in value:
             return None
-        row = await self.pool.fetchrow(
-            f"SELECT {SITE_COLUMNS} FROM sites WHERE {column} = $1", value
-        )
+        row = await self.pool.fetchrow(f"SELECT {SITE_COLUMNS} FROM sites WHERE {condition}", value)
         return site_from_row(row) if row else None
 
 
-async def migrate(pool: Any) -> int:
-    """Run the migrations not yet recorded, in one transaction; the schema version after."""
+async def migrate(pool: Any, box: SecretBox | None = None) -> int:
+    """Run the migrations not yet recorded, in one transaction; the schema version after.
+
+    Rows from before secrets were sealed are converted in the same transaction, with `box`.
+    """
     async with pool.acquire() as conn, conn.transaction():
         # Taken first, so that a second process waits here and then finds the work done.
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -258,5 +290,13 @@ async def migrate(pool: Any) -> int:
         for version, step in enumerate(MIGRATIONS[done:], start=done + 1):
             for statement in step:
                 await conn.execute(statement)
+            if step is SECRETS_SCHEMA:
+                for key, secret, config in await conn.fetch(LEGACY_SITES):
+                    await conn.execute(
+                        "UPDATE sites SET secret_hash=$1, identity_secret=$2, webhook_secret=$3, "
+                        "config=$4 WHERE key=$5",
+                        *sealed_legacy(box, key, secret, config),
+                        key,
+                    )
             await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
         return max(done, len(MIGRATIONS))

@@ -14,26 +14,47 @@ from typing import Any
 import msgspec
 
 from ..audit import AuditRecord, decode
+from ..errors import ConfigError
 from ..presence import Rules
 from ..rules import Override
+from ..sealing import SecretBox
+from ..site_secrets import KINDS, Rotating, SecretKind, SiteSecrets
 from ..sites import Site, SiteConfig
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "LEGACY_SITES",
     "OVERRIDE_COLUMNS",
     "REVOCATIONS_SCHEMA",
+    "SECRETS_SCHEMA",
+    "SECRET_COLUMNS",
+    "SETTINGS_COLUMNS",
     "SITE_COLUMNS",
     "audit_records",
     "audit_row",
     "override_from_row",
     "override_row",
+    "sealed_legacy",
+    "settings_row",
     "site_from_row",
     "site_row",
 ]
 
+SETTINGS_COLUMNS = (
+    "name, origins, mode, seat_limit, policy, client_settings, idle_timeout, absolute_timeout, "
+    "config"
+)
+SECRET_COLUMNS: dict[SecretKind, tuple[str, str, str]] = {
+    "secret_key": ("secret_hash", "previous_secret_hash", "previous_secret_until"),
+    "identity": ("identity_secret", "previous_identity_secret", "previous_identity_until"),
+    "webhook": ("webhook_secret", "previous_webhook_secret", "previous_webhook_until"),
+}
+"""Each secret's columns: the current one, the one it replaced, and until when that is valid."""
 SITE_COLUMNS = (
-    "key, secret, name, origins, mode, seat_limit, policy, client_settings, created_at, "
-    "idle_timeout, absolute_timeout, config"
+    "key, created_at, "
+    + SETTINGS_COLUMNS
+    + ", "
+    + ", ".join(c for kind in KINDS for c in SECRET_COLUMNS[kind])
 )
 OVERRIDE_COLUMNS = "scope, name, mode, seat_limit, policy, idle_timeout, absolute_timeout"
 AUDIT_COLUMNS = "seq, prev, hash, at, site, user_id, session, device, ip, kind, reason, detail"
@@ -74,31 +95,85 @@ REVOCATIONS_SCHEMA: tuple[str, ...] = (
 migration step; the same text serves both databases (SQLite reads `double precision` as
 REAL)."""
 
+SECRETS_SCHEMA: tuple[str, ...] = (
+    "ALTER TABLE sites RENAME COLUMN secret TO secret_hash",  # filled by `sealed_legacy`
+    *(
+        f"ALTER TABLE sites ADD COLUMN {name} {'double precision' if i == 2 else 'text'}"
+        for kind in KINDS
+        for i, name in enumerate(SECRET_COLUMNS[kind])
+        if name != "secret_hash"
+    ),
+    "CREATE INDEX sites_previous_secret ON sites (previous_secret_hash)",
+)
+"""The columns of the secrets as stored (`site_secrets.py`), as one migration step; the
+rows written before it are converted by `sealed_legacy` in the same transaction."""
 
-def site_row(site: Site) -> tuple[object, ...]:
-    """A site's values in `SITE_COLUMNS` order (`client_settings` a bool)."""
+LEGACY_SITES = "SELECT key, secret_hash, config FROM sites WHERE identity_secret IS NULL"
+"""Rows from before `SECRETS_SCHEMA`: their secret key in the clear, no identity secret."""
+
+
+def sealed_legacy(
+    box: SecretBox | None, key: str, secret: str, config: str
+) -> tuple[str, str, str | None, str]:
+    """A site row from before secrets were sealed, converted: the keyed hash of its secret
+    key, that same key sealed as its identity secret (so HS256 tokens signed as before
+    still verify), its webhook secret moved out of the config and sealed, and the config
+    without it. Raise ConfigError without a `box`: the conversion needs the secrets key."""
+    if box is None:
+        raise ConfigError(
+            "this database keeps the sites' secret keys in the clear (written by an earlier "
+            "version): open it once with the secrets key (SEATGUARD_SECRETS_KEY or "
+            "SEATGUARD_SECRETS_KEY_FILE, created beside a SQLite file by `seatguard serve` or "
+            "`seatguard site`) so that they are hashed and sealed"
+        )
+    settings = json.loads(config)
+    webhook = settings.pop("webhook_secret", None)
     return (
-        site.key,
-        site.secret,
+        box.digest(secret),
+        box.seal(secret, site=key, purpose="identity"),
+        None if webhook is None else box.seal(webhook, site=key, purpose="webhook"),
+        json.dumps(settings, separators=(",", ":")),
+    )
+
+
+def settings_row(site: Site) -> tuple[object, ...]:
+    """A site's settings in `SETTINGS_COLUMNS` order (`client_settings` a bool)."""
+    return (
         site.name,
         json.dumps(list(site.origins)),
         site.rules.mode,
         site.rules.limit,
         site.rules.policy,
         bool(site.client_settings),
-        site.created_at,
         site.rules.idle_timeout,
         site.rules.absolute_timeout,
         msgspec.json.encode(site.config).decode(),
     )
 
 
+def site_row(site: Site) -> tuple[object, ...]:
+    """A site's values in `SITE_COLUMNS` order."""
+    stored = site.secrets
+    secrets = [getattr(stored.of(k), f) for k in KINDS for f in _ROTATING]
+    return (site.key, site.created_at, *settings_row(site), *secrets)
+
+
+_ROTATING = ("current", "previous", "previous_until")
+
+
 def site_from_row(row: Iterable[object]) -> Site:
     """A site from values in `SITE_COLUMNS` order."""
-    key, secret, name, origins, mode, limit, policy, client, created, idle, absolute, config = row
+    values = list(row)
+    key, created, name, origins, mode, limit, policy, client, idle, absolute, config = values[:11]
+    held = [values[11 + 3 * i : 14 + 3 * i] for i in range(len(KINDS))]
     return Site(
         key=str(key),
-        secret=str(secret),
+        secrets=SiteSecrets(
+            **{
+                kind: Rotating(_text(current), _text(previous), _float(until))
+                for kind, (current, previous, until) in zip(KINDS, held, strict=True)
+            }
+        ),
         name=str(name),
         origins=tuple(json.loads(str(origins))),
         rules=Rules(
@@ -169,3 +244,7 @@ def _plain(value: Any) -> Any:
 
 def _float(value: object) -> float | None:
     return None if value is None else float(str(value))
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

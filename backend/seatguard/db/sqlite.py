@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 import sqlite3
 import time
@@ -11,16 +13,25 @@ from pathlib import Path
 
 import aiosqlite
 
+from ..auditkey import make_private_dirs
 from ..rules import Override, Scope
+from ..sealing import SecretBox
+from ..site_secrets import SecretKind
 from ..sites import Site
 from .audit_sqlite import SCHEMA as AUDIT_SCHEMA
 from .audit_sqlite import AuditSqlite
 from .rows import (
+    LEGACY_SITES,
     OVERRIDE_COLUMNS,
     REVOCATIONS_SCHEMA,
+    SECRET_COLUMNS,
+    SECRETS_SCHEMA,
+    SETTINGS_COLUMNS,
     SITE_COLUMNS,
     override_from_row,
     override_row,
+    sealed_legacy,
+    settings_row,
     site_from_row,
     site_row,
 )
@@ -63,6 +74,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     AUDIT_SCHEMA,
     REVOCATIONS_SCHEMA,
+    SECRETS_SCHEMA,
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
@@ -70,14 +82,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 class SqliteDatabase:
     """The embedded database. Open with `await SqliteDatabase.open(path)`."""
 
-    def __init__(self, conn: aiosqlite.Connection, audit_conn: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        audit_conn: aiosqlite.Connection,
+        box: SecretBox | None = None,
+    ) -> None:
         self.conn = conn
+        self._box = box  # converts rows written before secrets were sealed, if any
         self._audit_conn = audit_conn
         self.audit = AuditSqlite(audit_conn)  # the audit log, on a connection of its own
 
     @classmethod
-    async def open(cls, path: str, *, setup_timeout: float = 30.0) -> SqliteDatabase:
+    async def open(
+        cls, path: str, *, box: SecretBox | None = None, setup_timeout: float = 30.0
+    ) -> SqliteDatabase:
         """Connect and migrate; processes opening one new file at once take turns.
+
+        A new file is made readable by its owner only (0600), and so are its `-wal` and
+        `-shm` files, which SQLite creates with the main file's mode; missing directories
+        are made 0700. The `box` (secrets key) is needed once, to seal the secrets of a
+        file from an earlier version.
 
         Switching a new file to WAL and migrating it need locks that another opener may
         hold, and SQLite reports some of those conflicts as "database is locked" at once
@@ -85,7 +110,7 @@ class SqliteDatabase:
         connection of a failed try closed, for up to `setup_timeout` seconds.
         """
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         deadline = time.monotonic() + setup_timeout
         delay = 0.01
         while True:
@@ -94,7 +119,7 @@ class SqliteDatabase:
                 opened.append(await _connect(path, _SETUP_BUSY_MS))
                 if path != ":memory:":
                     opened.append(await _connect(path, _SETUP_BUSY_MS))
-                db = cls(opened[0], opened[-1])
+                db = cls(opened[0], opened[-1], box)
                 await db._migrate()
                 for conn in opened:
                     await conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
@@ -118,31 +143,53 @@ class SqliteDatabase:
 
     async def _migrate(self) -> None:
         await self.conn.execute("BEGIN IMMEDIATE")
+        sealed = False
         try:
             row = _first(await self.conn.execute_fetchall("PRAGMA user_version"))
             done = row[0] if row else 0
             for i, step in enumerate(MIGRATIONS[done:], start=done + 1):
                 for statement in step:
                     await self.conn.execute(statement)
+                if step is SECRETS_SCHEMA:
+                    sealed = await self._seal_legacy()
                 await self.conn.execute(f"PRAGMA user_version={i}")
             await self.conn.execute("COMMIT")
         except BaseException:
             await self.conn.execute("ROLLBACK")
             raise
+        if sealed:  # the secrets in the clear must not linger in the write-ahead log
+            await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def _seal_legacy(self) -> bool:
+        """Hash and seal the secrets of rows from before they were; whether there were any.
+
+        Their old cells are overwritten (`secure_delete`), not merely marked free."""
+        rows = await self.conn.execute_fetchall(LEGACY_SITES)
+        if not rows:
+            return False
+        await self.conn.execute("PRAGMA secure_delete=ON")
+        for key, secret, config in rows:
+            digest, identity, webhook, settings = sealed_legacy(
+                self._box, str(key), str(secret), str(config)
+            )
+            await self.conn.execute(
+                "UPDATE sites SET secret_hash=?, identity_secret=?, webhook_secret=?, config=? "
+                "WHERE key=?",
+                (digest, identity, webhook, settings, key),
+            )
+        return True
 
     async def add_site(self, site: Site) -> None:
+        params = ",".join("?" for _ in SITE_COLUMNS.split(","))
         await self.conn.execute(
-            f"INSERT INTO sites ({SITE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            site_row(site),
+            f"INSERT INTO sites ({SITE_COLUMNS}) VALUES ({params})", site_row(site)
         )
 
     async def update_site(self, site: Site) -> None:
-        """Replace a site's settings (keys and creation time stay)."""
-        row = site_row(site)
+        """Replace a site's settings (keys, secrets and creation time stay)."""
+        assignments = ", ".join(f"{c}=?" for c in SETTINGS_COLUMNS.split(", "))
         await self.conn.execute(
-            "UPDATE sites SET name=?, origins=?, mode=?, seat_limit=?, policy=?, "
-            "client_settings=?, idle_timeout=?, absolute_timeout=?, config=? WHERE key=?",
-            (*row[2:8], *row[9:], site.key),
+            f"UPDATE sites SET {assignments} WHERE key=?", (*settings_row(site), site.key)
         )
 
     async def site(self, key: str) -> Site | None:
@@ -150,10 +197,27 @@ class SqliteDatabase:
         row = _first(await self.conn.execute_fetchall(sql, (key,)))
         return site_from_row(row) if row else None
 
-    async def site_by_secret(self, secret: str) -> Site | None:
-        sql = f"SELECT {SITE_COLUMNS} FROM sites WHERE secret = ?"
-        row = _first(await self.conn.execute_fetchall(sql, (secret,)))
+    async def site_by_secret_hash(self, digest: str) -> Site | None:
+        sql = f"SELECT {SITE_COLUMNS} FROM sites WHERE secret_hash = ? OR previous_secret_hash = ?"
+        row = _first(await self.conn.execute_fetchall(sql, (digest, digest)))
         return site_from_row(row) if row else None
+
+    async def rotate_secret(
+        self,
+        site: str,
+        kind: SecretKind,
+        expected: str | None,
+        new: str,
+        previous_until: float | None,
+    ) -> bool:
+        current, previous, until = SECRET_COLUMNS[kind]
+        cur = await self.conn.execute(
+            f"UPDATE sites SET {current}=?, "
+            f"{previous}=CASE WHEN ? IS NULL THEN NULL ELSE {current} END, {until}=? "
+            f"WHERE key=? AND {current} IS ?",
+            (new, previous_until, previous_until, site, expected),
+        )
+        return cur.rowcount == 1
 
     async def sites(self) -> list[Site]:
         sql = f"SELECT {SITE_COLUMNS} FROM sites ORDER BY created_at"
@@ -260,6 +324,17 @@ def _first(rows: Iterable[sqlite3.Row]) -> sqlite3.Row | None:
     """The first row, if any (reads go through `execute_fetchall`: one hop to the
     connection's thread instead of three)."""
     return next(iter(rows), None)
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only, unless it exists.
+
+    An empty file is an empty SQLite database; SQLite then gives its journal files the
+    same mode. A file that exists keeps its mode (the operator's to choose).
+    """
+    make_private_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
