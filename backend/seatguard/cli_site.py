@@ -268,8 +268,7 @@ def site_create(db: str, **options: Any) -> None:
 def site_update(key: str, db: str, **options: Any) -> None:
     """Change a site's settings (only the options given). A first --webhook-url makes the
     webhook secret, printed this once."""
-    box = _box(db)
-    assert box is not None
+    box = _box(db, needed=bool(options["webhook_url"]))
 
     async def update(database: Database) -> tuple[Site, dict[str, str]]:
         found = await database.site(key)
@@ -279,6 +278,7 @@ def site_update(key: str, db: str, **options: Any) -> None:
         await database.update_site(updated)
         shown = {}
         if updated.config.webhook_url and found.secrets.webhook.current is None:
+            assert box is not None  # needed, so loaded
             try:
                 secret = await rotate(database, box, found, "webhook", overlap=0, now=time.time())
             except Stale:

@@ -8,14 +8,16 @@ checked before any claim is read; times are compared with the caller's `now`.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.types import Options
 
 from .errors import ConfigError, IdentityError
 
@@ -42,17 +44,6 @@ ASYMMETRIC: frozenset[str] = frozenset(
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _PRIVATE_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)
 _MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
-_SIGNATURE_ONLY: Options = {
-    "verify_signature": True,
-    "verify_exp": False,  # times, audience and issuer are checked here, against `now`
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_aud": False,
-    "verify_iss": False,
-    "verify_sub": False,
-    "verify_jti": False,
-    "enforce_minimum_key_length": True,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +176,13 @@ def verify_signed(
     """The header and claims of a compact JWS whose signature checks out.
 
     `algorithms` is the verifier's pinned choice; the token's `alg` header must be one of
-    them and match the key its `kid` selects. Claims are not checked here. Every failure
-    raises `error` with a message starting with `what` (e.g. "identity token").
+    them and match the key its `kid` selects. The header and the claims are parsed here,
+    strictly, rather than by PyJWT: each part must be base64url of a JSON object without a
+    repeated member (parsers that keep the first and those that keep the last would read
+    two different tokens) nested at most `_MAX_DEPTH` deep; `crit` extensions and an
+    unencoded payload (`b64: false`) are refused, and headers naming keys (`jwk`, `jku`,
+    `x5u`, `x5c`) are never used. PyJWT checks the signature. Claims are not checked
+    here. Every failure raises `error` with a message starting with `what`.
     """
     if not isinstance(token, str) or not token:
         raise error(f"{what} is empty")
@@ -194,14 +190,19 @@ def verify_signed(
         raise error(f"{what} is too long ({len(token)} bytes, at most {MAX_TOKEN_BYTES})")
     if not token.isascii() or token.count(".") != 2:
         raise error(f"{what} is malformed (expected three base64url parts)")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise error(f"{what} is malformed (unreadable header)") from None
+    head, body, signature = token.split(".")
+    header = _json_object(_base64url(head, "header", error, what), "header", error, what)
+    _base64url(signature, "signature", error, what)
+    if "crit" in header:
+        raise error(f"{what} has critical header parameters this server does not process")
+    if header.get("b64", True) is not True:
+        raise error(f"{what} has an unencoded payload (b64), which is not accepted")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
         raise error(f"{what} algorithm {alg!r} not allowed (expected {_either(algorithms)})")
     kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise error(f"{what} 'kid' header must be a string")
     candidates = keys.select(kid, alg)
     if not candidates and kid is None:
         raise error(f"{what} has no 'kid' header to pick one of several keys")
@@ -209,13 +210,70 @@ def verify_signed(
         raise error(f"{what} signing key {kid!r} is unknown")
     for key in candidates:
         try:
-            claims = jwt.decode(token, key.key, algorithms=[key.algorithm], options=_SIGNATURE_ONLY)
+            jwt.api_jws.decode_complete(token, key.key, algorithms=[key.algorithm])
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError as exc:
             raise error(f"{what} is malformed ({exc})") from None
-        return header, claims
+        payload = _base64url(body, "payload", error, what)
+        return header, _json_object(payload, "payload", error, what)
     raise error(f"{what} signature is invalid")
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+_MAX_DEPTH = 16  # JSON nesting of a header or payload; ours are at most 3 deep
+
+
+def _base64url(part: str, name: str, error: type[IdentityError], what: str) -> bytes:
+    """One part of a compact JWS, decoded: unpadded base64url (RFC 7515 §2) in its one
+    canonical spelling (no stray bits in the last character), nothing else."""
+    if _BASE64URL.fullmatch(part) and len(part) % 4 != 1:
+        decoded = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        if base64.urlsafe_b64encode(decoded).rstrip(b"=") == part.encode():
+            return decoded
+    raise error(f"{what} is malformed (its {name} is not base64url)")
+
+
+def _json_object(raw: bytes, name: str, error: type[IdentityError], what: str) -> dict[str, Any]:
+    """A header or payload: a JSON object, no member twice, nested at most `_MAX_DEPTH`."""
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if len(found) != len(pairs):
+            twice = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+            raise error(f"{what} is malformed (its {name} has {twice!r} twice)")
+        return found
+
+    try:
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=members)
+    except RecursionError:
+        value = None
+        depth = _MAX_DEPTH + 1
+    except ValueError:  # not UTF-8, not JSON
+        raise error(f"{what} is malformed (its {name} is not a JSON object)") from None
+    else:
+        depth = _depth(value)
+    if depth > _MAX_DEPTH:
+        raise error(f"{what} is malformed (its {name} nests deeper than {_MAX_DEPTH} levels)")
+    if not isinstance(value, dict):
+        raise error(f"{what} is malformed (its {name} is not a JSON object)")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if level <= _MAX_DEPTH:
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _numeric_date(

@@ -16,9 +16,13 @@ from tests.integration.client import Tab
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    server_env: dict[str, str],
 ) -> Iterator[Server]:
-    s = start_server(tmp_path_factory.mktemp("server"), "serve", server_env)
+    """A server for the module, with the module's `SERVER_ENV` if it has one."""
+    env = {**server_env, **getattr(request.module, "SERVER_ENV", {})}
+    s = start_server(tmp_path_factory.mktemp("server"), "serve", env)
     yield s
     s.stop()
 

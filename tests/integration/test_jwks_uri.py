@@ -23,7 +23,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import SEATGUARD, Server, free_port, scaled, seatguard, start_server
+from tests.conftest import SEATGUARD, Server, free_port, scaled, seatguard
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Tab, ident
 
@@ -31,6 +31,10 @@ pytestmark = pytest.mark.anyio
 
 REFETCH = scaled(1.5)
 """Seconds between two fetches of one key URL, for this module's server."""
+SERVER_ENV = {
+    "SEATGUARD_JWKS_REFETCH_INTERVAL": str(REFETCH),
+    "SEATGUARD_ALLOW_PRIVATE_URLS": "1",  # the key servers listen on loopback
+}
 
 
 def user() -> str:
@@ -99,21 +103,6 @@ class Signer:
 
     def sign(self, claims: dict[str, Any], **headers: Any) -> str:
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid, **headers})
-
-
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
-) -> Iterator[Server]:
-    # The key servers of these tests listen on loopback: an operator's choice to allow.
-    env = {
-        **server_env,
-        "SEATGUARD_JWKS_REFETCH_INTERVAL": str(REFETCH),
-        "SEATGUARD_ALLOW_PRIVATE_URLS": "1",
-    }
-    s = start_server(tmp_path_factory.mktemp("server"), "serve", env)
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module")

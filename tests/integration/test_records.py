@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,9 @@ from tests.integration.api_client import api, logout_token
 from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio
+
+SERVER_ENV = {"SEATGUARD_ALLOW_PRIVATE_URLS": "1"}
+"""The module's server may post webhooks to its receivers, on loopback."""
 
 
 def user() -> str:
@@ -207,17 +209,6 @@ def test_an_acknowledged_revocation_survives_kill_9(
     kinds = [r["kind"] for r in rows(s) if r["user"] == u]
     assert kinds[-1] == "revoked", kinds
     assert audit(s, "verify").returncode == 0
-
-
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
-) -> Iterator[Server]:
-    """A server that may post webhooks to the receivers of these tests, on loopback."""
-    env = {**server_env, "SEATGUARD_ALLOW_PRIVATE_URLS": "1"}
-    s = start_server(tmp_path_factory.mktemp("server"), "serve", env)
-    yield s
-    s.stop()
 
 
 class Receiver:

@@ -7,7 +7,6 @@ tests/integration/test_backchannel_logout.py and the database contract.
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
@@ -127,13 +125,11 @@ def test_es256_token(keys: Keys, config: BackchannelConfig) -> None:
         (None, claims()),  # providers that predate explicit typing
         ("application/logout+jwt", claims()),
         ("Logout+JWT", claims()),
-        ("logout+jwt", claims(aud=["other", CLIENT])),
         ("logout+jwt", claims(events={LOGOUT_EVENT: {}, "https://other.example/event": {}})),
         ("logout+jwt", claims(iat=NOW - 329)),  # max_age 300 plus leeway 30, less 1 s
         ("logout+jwt", claims(iat=NOW + 30, exp=NOW + 150)),  # a provider clock 30 s ahead
-        ("logout+jwt", claims(exp=NOW - 29)),
     ],
-    ids=["no-typ", "typ-media-type", "typ-case", "aud-list", "more-events", "old", "ahead", "exp"],
+    ids=["no-typ", "typ-media-type", "typ-case", "more-events", "old", "ahead"],
 )
 def test_accepted_edges(
     keys: Keys, config: BackchannelConfig, typ: str | None, body: dict[str, Any]
@@ -144,15 +140,8 @@ def test_accepted_edges(
 # -- refused tokens -----------------------------------------------------------------------
 
 
-def _confused(k: Keys) -> str:
-    """HS256 keyed with the provider's public key, which anyone can fetch."""
-    secret = k.rsa.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    header = {"alg": "HS256", "typ": "logout+jwt", "kid": "r1"}
-    return forge(header, claims(), lambda m: hmac.digest(secret, m, "sha256"))
-
-
+# The attacks every signed token must withstand (algorithms, keys, shape, times, audience,
+# issuer, claim types) are in test_jwt_matrix.py; these are logout tokens' own.
 REFUSALS: list[tuple[str, Callable[[Keys], str], str]] = [
     ("events-missing", lambda k: k.sign(claims(events=None)), "no 'events' claim"),
     (
@@ -173,53 +162,19 @@ REFUSALS: list[tuple[str, Callable[[Keys], str], str]] = [
     ("nonce", lambda k: k.sign(claims(nonce="n-0S6_WzA2Mj")), "must not contain a 'nonce' claim"),
     ("no-sub-no-sid", lambda k: k.sign(claims(sid=None)), "neither a 'sub' nor a 'sid'"),
     ("sid-empty", lambda k: k.sign(claims(sid="")), "'sid' must be a non-empty string"),
-    ("sub-number", lambda k: k.sign(claims(sub=7)), "'sub' must be a non-empty string"),
-    ("wrong-issuer", lambda k: k.sign(claims(iss="https://evil.example")), "issuer mismatch"),
-    ("issuer-missing", lambda k: k.sign(claims(iss=None)), "no 'iss' claim"),
-    ("wrong-audience", lambda k: k.sign(claims(aud="another-client")), "audience mismatch"),
-    ("audience-missing", lambda k: k.sign(claims(aud=None)), "no 'aud' claim"),
     (
         "too-old",
         lambda k: k.sign(claims(iat=NOW - 330)),
         r"too old \(issued 330 s ago, at most 300 s\)",
     ),
-    ("iat-future", lambda k: k.sign(claims(iat=NOW + 31)), "issued in the future"),
-    ("iat-missing", lambda k: k.sign(claims(iat=None)), "no 'iat' claim"),
-    ("iat-string", lambda k: k.sign(claims(iat="now")), "'iat' must be a NumericDate"),
-    ("exp-missing", lambda k: k.sign(claims(exp=None)), "no 'exp' claim"),
-    ("expired", lambda k: k.sign(claims(exp=NOW - 31)), "logout token expired"),
     ("jti-missing", lambda k: k.sign(claims(jti=None)), "no 'jti' claim"),
     ("jti-number", lambda k: k.sign(claims(jti=12)), "'jti' must be a non-empty string"),
-    (
-        "bad-signature",
-        lambda k: jwt.encode(claims(), k.attacker, algorithm="RS256", headers={"kid": "r1"}),
-        "signature is invalid",
-    ),
     (
         "ec-signature-for-rsa-kid",
         lambda k: jwt.encode(claims(), k.ec, algorithm="ES256", headers={"kid": "r1"}),
         "signing key 'r1' is unknown",
     ),
-    ("unknown-kid", lambda k: k.sign(claims(), kid="r9"), "signing key 'r9' is unknown"),
-    (
-        "alg-none",
-        lambda k: forge({"alg": "none", "typ": "logout+jwt"}, claims(), lambda m: b""),
-        r"algorithm 'none' not allowed \(expected RS256 or ES256\)",
-    ),
-    ("hs256-keyed-with-public-key", _confused, "algorithm 'HS256' not allowed"),
-    (
-        "rs512",
-        lambda k: jwt.encode(claims(), k.rsa, algorithm="RS512", headers={"kid": "r1"}),
-        "algorithm 'RS512' not allowed",
-    ),
-    (
-        "typ-jwt",
-        lambda k: k.sign(claims(), typ="JWT"),
-        r"type 'JWT' not accepted \(expected logout\+jwt\)",
-    ),
     ("typ-id-token", lambda k: k.sign(claims(), typ="at+jwt"), "type 'at\\+jwt' not accepted"),
-    ("garbage", lambda k: "garbage", "malformed"),
-    ("oversized", lambda k: k.sign(claims(sub="u" * 9000)), "too long"),
 ]
 
 

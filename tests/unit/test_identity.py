@@ -160,15 +160,11 @@ def test_es256_with_a_pem_key_and_with_jwks(keys: Keys) -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        {"exp": NOW - 29},  # expired 29 s ago, within the 30 s leeway
-        {"nbf": NOW + 29},
-        {"iat": NOW + 29},
-        {"aud": ["other", SITE]},
         {"typ_header": "jwt"},
         {"iat": NOW - 100, "exp": NOW - 100 + 3600},  # exactly the longest lifetime
         {"iat": None, "exp": NOW + 3600 + 30},  # without iat: from now, with the leeway
     ],
-    ids=["exp", "nbf", "iat", "aud-list", "typ", "max-lifetime", "max-lifetime-no-iat"],
+    ids=["typ", "max-lifetime", "max-lifetime-no-iat"],
 )
 def test_accepted_edges(keys: Keys, rs256: IdentityConfig, changes: dict[str, Any]) -> None:
     typ = changes.pop("typ_header", "JWT")
@@ -223,76 +219,16 @@ def _hs256_with_public_pem(k: Keys) -> str:
     )
 
 
-def _tampered(k: Keys) -> str:
-    header, _, signature = k.rs256(claims()).split(".")
-    return f"{header}.{b64(json.dumps(claims(limit=1000)).encode())}.{signature}"
-
-
+# The attacks every signed token must withstand (algorithms, keys, shape, times, audience,
+# issuer, claim types, lifetime) are in test_jwt_matrix.py; these are identity tokens' own.
 REFUSALS: list[tuple[str, Callable[[Keys], str], str]] = [
-    (
-        "alg-none",
-        lambda k: forge({"alg": "none"}, claims(), lambda m: b""),
-        r"algorithm 'none' not allowed \(expected RS256\)",
-    ),
-    (
-        "alg-none-with-signature",
-        lambda k: forge({"alg": "none"}, claims(), lambda m: b"x"),
-        "algorithm 'none' not allowed",
-    ),
-    (
-        "alg-missing",
-        lambda k: forge({"typ": "JWT"}, claims(), lambda m: b"x"),
-        "algorithm None not allowed",
-    ),
-    (
-        "alg-not-a-string",
-        lambda k: forge({"alg": ["RS256"]}, claims(), lambda m: b"x"),
-        r"algorithm \['RS256'\] not allowed",
-    ),
-    ("hs256-keyed-with-public-pem", _hs256_with_public_pem, "algorithm 'HS256' not allowed"),
     (
         "es256-to-rs256-site",
         lambda k: jwt.encode(claims(), k.ec, algorithm="ES256"),
         "algorithm 'ES256' not allowed",
     ),
-    (
-        "rs384-to-rs256-site",
-        lambda k: jwt.encode(claims(), k.rsa, algorithm="RS384"),
-        "algorithm 'RS384' not allowed",
-    ),
-    (
-        "bad-signature",
-        lambda k: jwt.encode(claims(), k.rsa2, algorithm="RS256"),
-        "signature is invalid",
-    ),
-    ("tampered-claims", _tampered, "signature is invalid"),
-    (
-        "empty-signature",
-        lambda k: k.rs256(claims()).rsplit(".", 1)[0] + ".",
-        "signature is invalid",
-    ),
-    ("expired", lambda k: k.rs256(claims(exp=NOW - 31)), "identity token expired"),
-    ("expired-at-leeway", lambda k: k.rs256(claims(exp=NOW - 30)), "expired"),
-    ("not-yet-valid", lambda k: k.rs256(claims(nbf=NOW + 31)), "not yet valid"),
-    ("issued-in-future", lambda k: k.rs256(claims(iat=NOW + 31)), "issued in the future"),
-    ("exp-missing", lambda k: k.rs256(claims(exp=None)), "no 'exp' claim"),
-    ("exp-string", lambda k: k.rs256(claims(exp="tomorrow")), "'exp' must be a NumericDate"),
-    ("exp-boolean", lambda k: k.rs256(claims(exp=True)), "'exp' must be a NumericDate"),
-    ("exp-huge", lambda k: k.rs256(claims(exp=10**400)), "'exp' must be a NumericDate"),
-    (
-        "nbf-null",
-        lambda k: forge({"alg": "RS256"}, {**claims(), "nbf": None}, _rs(k)),
-        "'nbf' must be a NumericDate",
-    ),
-    ("wrong-audience", lambda k: k.rs256(claims(aud="pk_other")), "audience mismatch"),
-    ("audience-list-without-site", lambda k: k.rs256(claims(aud=["a", "b"])), "audience mismatch"),
-    ("audience-missing", lambda k: k.rs256(claims(aud=None)), "no 'aud' claim"),
-    ("audience-number", lambda k: k.rs256(claims(aud=7)), "'aud' must be a string or an array"),
-    ("wrong-issuer", lambda k: k.rs256(claims(iss="https://evil.example")), "issuer mismatch"),
-    ("issuer-missing", lambda k: k.rs256(claims(iss=None)), "no 'iss' claim"),
     ("sub-missing", lambda k: k.rs256(claims(sub=None)), "no 'sub' claim"),
     ("sub-empty", lambda k: k.rs256(claims(sub=" ")), "'sub' must be a non-empty string"),
-    ("sub-number", lambda k: k.rs256(claims(sub=42)), "'sub' must be a non-empty string"),
     ("org-number", lambda k: k.rs256(claims(org=7)), "'org' must be a non-empty string"),
     ("role-empty", lambda k: k.rs256(claims(role="")), "'role' must be a non-empty string"),
     ("limit-zero", lambda k: k.rs256(claims(limit=0)), "between 1 and 1000, not 0"),
@@ -303,27 +239,12 @@ REFUSALS: list[tuple[str, Callable[[Keys], str], str]] = [
     ("mode-unknown", lambda k: k.rs256(claims(mode="sharing")), "'mode' is 'sharing', not one"),
     ("policy-unknown", lambda k: k.rs256(claims(policy="kick")), "'policy' is 'kick', not one"),
     ("policy-number", lambda k: k.rs256(claims(policy=1)), "'policy' is 1, not one"),
-    ("typ-logout", lambda k: k.rs256(claims(), typ="logout+jwt"), "type 'logout\\+jwt' not"),
-    ("oversized", lambda k: k.rs256(claims(org="x" * MAX_TOKEN_BYTES)), "too long"),
-    ("garbage", lambda k: "not a token", "malformed"),
-    ("three-garbage-parts", lambda k: "a.b.c", "malformed"),
-    ("non-ascii", lambda k: "é.é.é", "malformed"),
-    ("empty", lambda k: "", "empty"),
-    ("payload-not-json", lambda k: _rs_raw(k, b"not json"), "malformed"),
-    ("payload-array", lambda k: _rs_raw(k, b"[1]"), "malformed"),
-    ("unknown-crit", lambda k: k.rs256(claims(), crit=["exp-v2"], **{"exp-v2": 1}), "malformed"),
 ]
 
 
 def _rs(k: Keys) -> Callable[[bytes], bytes]:
     """An RS256 signer for hand-made tokens."""
     return lambda m: jwt.get_algorithm_by_name("RS256").sign(m, k.rsa)
-
-
-def _rs_raw(k: Keys, payload: bytes) -> str:
-    """A validly signed token whose payload is arbitrary bytes."""
-    signing_input = f"{b64(json.dumps({'alg': 'RS256'}).encode())}.{b64(payload)}"
-    return f"{signing_input}.{b64(_rs(k)(signing_input.encode()))}"
 
 
 @pytest.mark.parametrize(
