@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import click
 
 from .auditkey import secrets_key
-from .cli import db_option, db_settings, secret_box, with_db
+from .cli import DEFAULTS, db_option, db_settings, secret_box, with_db
 from .db import Database
 from .errors import ConfigError
+from .outbound import check_literal
 from .presence import POLICIES, Rules
 from .sealing import SecretBox
 from .site_secrets import (
@@ -73,7 +74,7 @@ def _site_options(f: F) -> F:
         click.option(
             "--identity-algorithm",
             type=click.Choice(["HS256", "RS256", "ES256"]),
-            help="Algorithm of identity tokens (HS256 is signed with the site's secret key).",
+            help="Algorithm of identity tokens (HS256 is signed with the site's identity secret).",
         ),
         click.option(
             "--identity-public-key",
@@ -173,6 +174,7 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
             config[field] = o[field] or None
     if o["webhook_url"] is not None:
         config["webhook_url"] = o["webhook_url"] or None
+    _warn_if_private(config)
     changes: dict[str, Any] = {}
     if o["name"]:
         changes["name"] = o["name"]
@@ -186,6 +188,19 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
     except (ValueError, TypeError, ConfigError) as exc:
         raise click.BadParameter(str(exc)) from None
     return dataclasses.replace(site, rules=rules, config=merged, **changes)
+
+
+def _warn_if_private(config: dict[str, Any]) -> None:
+    """Say (without refusing: this is the operator) when a URL the server will fetch names
+    an address the server refuses to reach unless SEATGUARD_ALLOW_PRIVATE_URLS is set."""
+    if db_settings(DEFAULTS.db).allow_private_urls:
+        return
+    for name in ("identity_jwks_uri", "oidc_jwks_uri", "webhook_url"):
+        if isinstance(url := config.get(name), str):
+            try:
+                check_literal(url, name)
+            except ConfigError as exc:
+                click.echo(f"warning: {exc}", err=True)
 
 
 def _config_fields(config: SiteConfig) -> dict[str, Any]:

@@ -94,3 +94,21 @@ def test_site_rules_are_documented() -> None:
     lifetime = fields["identity_max_lifetime"]
     assert (lifetime["type"], lifetime["minimum"], lifetime["maximum"]) == ("integer", 60, 2592000)
     assert "404" in ops[("/users/{user}/revoke", "POST")]["responses"]
+
+
+def test_secret_rotation_is_documented_with_its_bounds() -> None:
+    op = operations()[("/site/secret", "POST")]
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SecretRotationIn"
+    }
+    assert {"200", "401", "403", "409", "422"} <= set(op["responses"])
+    fields = document()["components"]["schemas"]["SecretRotationIn"]["properties"]
+    assert fields["overlap"] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 604800,
+        "default": 86400,
+    }
+    assert sorted(fields["kind"]["enum"]) == ["identity", "secret_key", "webhook"]
+    out = document()["components"]["schemas"]["SecretRotatedOut"]["properties"]
+    assert set(out) == {"kind", "secret", "previous_valid_until"}

@@ -161,7 +161,10 @@ class Bench:
         run = self.tmp / f"run{len(list(self.tmp.iterdir()))}"
         run.mkdir()
         db = run / "bench.db"
-        env = {"SEATGUARD_AUDIT_KEY": os.urandom(32).hex()}
+        env = {
+            "SEATGUARD_AUDIT_KEY": os.urandom(32).hex(),
+            "SEATGUARD_SECRETS_KEY": os.urandom(32).hex(),
+        }
         key = site_key(db, env)
         started: list[Target] = []
         try:
