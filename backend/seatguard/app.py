@@ -136,8 +136,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         await jwks.start()
         node = Node(settings, store, db, jwks=jwks)
         recorder = Recorder(
-            db.audit, key, node.site, webhooks, checkpoint=checkpoint_path(settings)
+            db.audit,
+            key,
+            node.site,
+            webhooks,
+            checkpoint=checkpoint_path(settings),
+            checkpoint_lag=settings.audit_checkpoint_lag,
         )
+        await recorder.start()
         node.recorder = recorder
         app.state.node = node
         await store.start(node)

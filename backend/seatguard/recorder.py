@@ -112,8 +112,10 @@ def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict
 class Recorder:
     """Appends audit rows and queues webhooks for every outcome of the node.
 
-    With a `checkpoint` path, the head of the log is written there after appends (at most
-    about once a second); call `flush()` at shutdown so that it names the very last record.
+    With a `checkpoint` path, the head of the log is written there at `start()`, after
+    appends (at most about once a second, and at once when it is more than
+    `checkpoint_lag` records behind), and at `flush()`, which the server calls at shutdown
+    so that it names the very last record.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class Recorder:
         webhooks: WebhookDispatcher | None,
         *,
         checkpoint: Path | None = None,
+        checkpoint_lag: int | None = None,
     ) -> None:
         self.audit = audit
         self.key = key
@@ -131,8 +134,15 @@ class Recorder:
         self.site = site
         self.webhooks = webhooks
         self.checkpoint = (
-            None if checkpoint is None else CheckpointWriter(checkpoint, key, self._stored_hash)
+            None
+            if checkpoint is None
+            else CheckpointWriter(checkpoint, key, self._stored_hash, lag=checkpoint_lag)
         )
+
+    async def start(self) -> None:
+        """Bring the head checkpoint up to the log as it stands (the server is starting)."""
+        if self.checkpoint is not None:
+            await self.checkpoint.start(await self.audit.head())
 
     async def flush(self) -> None:
         """Bring the head checkpoint up to the last record appended."""
@@ -142,7 +152,7 @@ class Recorder:
     async def _append(self, events: Sequence[AuditEvent]) -> None:
         records = await self._batcher.append(events)
         if records and self.checkpoint is not None:
-            self.checkpoint.note(records[-1].seq, records[-1].hash)
+            await self.checkpoint.advance(records[-1].seq, records[-1].hash)
 
     async def _stored_hash(self, seq: int) -> str | None:
         found: list[AuditRecord] = await self.audit.records(after_seq=seq - 1, limit=1)

@@ -37,6 +37,7 @@ class Settings:
     sweep_interval: float = 0.5  # seconds between expiry sweeps
     audit_key: str = ""  # HMAC key of the audit chain (hex or base64, >= 32 bytes)
     audit_key_file: str = ""  # file holding the audit key; default: <db>.audit-key
+    audit_checkpoint_lag: int = 100  # records the head checkpoint may lag before appends wait
     site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
     jwks_refetch_interval: float = 30.0  # at most one fetch of a JWKS URI this often
     gc_freeze_interval: float = 1.0  # seconds between freezes of survivors (0: as Python ships)
@@ -59,6 +60,8 @@ class Settings:
             )
         if self.max_message_bytes < 256:
             raise ConfigError("max message bytes must be at least 256")
+        if self.audit_checkpoint_lag < 1:
+            raise ConfigError("the audit checkpoint lag must be at least one record")
         if self.sweep_interval <= 0:
             raise ConfigError("sweep interval must be positive")
         if self.node_lease <= 0 or self.redis_timeout <= 0:
