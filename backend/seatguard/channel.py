@@ -104,6 +104,7 @@ class Channel:
         "rules",
         "seen",
         "seq",
+        "since",
         "state",
         "token",
         "told",
@@ -140,6 +141,7 @@ class Channel:
         self.active_at: float | None = None
         self.seq = 0
         self.told: tuple[SeatState, BlockReason | None] | None = None
+        self.since: float | None = None
         self.idle: float | None = None
 
     def _move(self, to: ChannelState) -> None:

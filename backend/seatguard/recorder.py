@@ -35,12 +35,24 @@ _BLOCKED_KIND = {
 
 
 def audit_events(
-    key: UserKey, outcome: Outcome, now: float, context: Mapping[str, str] | None = None
+    key: UserKey,
+    outcome: Outcome,
+    now: float,
+    context: Mapping[str, str] | None = None,
+    decision: int | None = None,
 ) -> list[AuditEvent]:
     """The audit rows of one outcome, in the order things happened: endings free seats
-    before others take them. `context` (who revoked, and what) goes with revoked rows."""
+    before others take them. `context` (who revoked, and what) goes with revoked rows.
+
+    `decision`, the store's sequence number of the decision (rising for each user across
+    every node), goes in each row's detail: the nodes of a cluster append their rows each
+    on their own, so one user's rows of decisions made a few milliseconds apart on two
+    nodes may be stored in the other order; sorted by `decision` (then `seq`), a user's
+    rows replay the decisions as they were made.
+    """
     site, user = key
     events: list[AuditEvent] = []
+    order = {} if decision is None else {"decision": decision}
 
     def add(
         kind: AuditKind,
@@ -50,6 +62,7 @@ def audit_events(
         reason: str | None,
         **detail: Any,
     ) -> None:
+        detail = {**order, **detail}
         events.append(
             AuditEvent(now, site, user, session, device, ip or None, kind, reason, detail)
         )
@@ -164,8 +177,9 @@ class Recorder:
         outcome: Outcome,
         now: float,
         context: Mapping[str, str] | None = None,
+        decision: int | None = None,
     ) -> None:
-        events = audit_events(key, outcome, now, context)
+        events = audit_events(key, outcome, now, context, decision)
         if events:
             await self._append(events)
         hooks = webhook_events(key, outcome) if self.webhooks else []
