@@ -285,7 +285,7 @@ def join(
     if tomb is not None and tomb[1] > now:
         return Outcome(refused=tomb[0])
     before = up.states()
-    _set_rules(up, rules)
+    _apply_rules(up, rules)
     s = up.sessions.get(arrival.session)
     created = None
     if s is None:
@@ -449,14 +449,7 @@ def adopt(up: UserPresence, rules: Rules, *, now: Timestamp) -> Outcome:
     if rules == up.rules:
         return Outcome()
     before = up.states()
-    _set_rules(up, rules)
-    excess = len(up.seats) - rules.limit
-    if excess > 0 and rules.policy != "monitor":
-        for unit in sorted(up.seats, key=lambda u: up.seats[u], reverse=True)[:excess]:
-            del up.seats[unit]
-            for s in up.sessions.values():
-                if up.unit(s) == unit:
-                    s.reason = BlockReason.limit
+    _apply_rules(up, rules)
     _fill(up, now)
     return _diff(up, before)
 
@@ -489,7 +482,7 @@ def revoke(
 ) -> Outcome:
     """End the given sessions (all when None, but `keep`) for good: they cannot re-attach."""
     chosen = list(up.sessions) if sessions is None else [s for s in sessions if s in up.sessions]
-    chosen = [s for s in chosen if s != keep]
+    chosen = [s for s in dict.fromkeys(chosen) if s != keep]  # each once
     for sid in chosen:
         up.tombstones[sid] = (Refusal.revoked, now + timing.tombstone_ttl)
     return _remove(up, [(sid, EndReason.revoked) for sid in chosen], now)
@@ -549,8 +542,9 @@ def _over_limit(up: UserPresence, s: Session, now: Timestamp) -> tuple[SessionId
     if policy == "monitor":
         up.seats[up.unit(s)] = now
         return (s.id,)
-    if policy in ("block-new", "challenge") or len(up.seats) < up.rules.limit:
-        # (a seat can be free only while it is kept for a holder the store lost)
+    if policy in ("block-new", "challenge") or len(up.seats) < up.rules.limit or up.restoring(now):
+        # While the store's lost holders come back (a seat may be free, kept for them), a
+        # browser the store lost that waited before is no newcomer: it waits again.
         s.reason = BlockReason.challenge if policy == "challenge" else BlockReason.limit
         return ()
     _evict(up, _choose_victim(up, policy), BlockReason.evicted, now)
@@ -614,6 +608,20 @@ def _fill(up: UserPresence, now: Timestamp) -> None:
             line[unit] = min(line.get(unit, s.queued_at), s.queued_at)
     for unit in sorted(line, key=lambda u: line[u])[:free]:
         up.seats[unit] = now
+
+
+def _apply_rules(up: UserPresence, rules: Rules) -> None:
+    """Adopt new rules (those of an operator, or of a tab's identity token): a lower limit,
+    or a change of mode that counts more units, blocks the units seated last; they keep
+    their place in line, by when they first came. Monitor blocks nobody."""
+    _set_rules(up, rules)
+    excess = len(up.seats) - rules.limit
+    if excess > 0 and rules.policy != "monitor":
+        for unit in sorted(up.seats, key=lambda u: up.seats[u], reverse=True)[:excess]:
+            del up.seats[unit]
+            for s in up.sessions.values():
+                if up.unit(s) == unit:
+                    s.reason = BlockReason.limit
 
 
 def _set_rules(up: UserPresence, rules: Rules) -> None:
