@@ -47,6 +47,7 @@ from .presence import (
     next_deadline,
 )
 from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
+from .ratelog import RateLog
 from .rules import Claims, Scope, resolve
 from .serial import KeyedLock
 from .settings import Settings
@@ -58,6 +59,7 @@ from .types import SessionId, SiteKey, TabId, UserKey
 __all__ = ["Joined", "Node", "Recorder", "Tab"]
 
 log = logging.getLogger("seatguard")
+_bad_notices = RateLog(log)  # whoever can publish on the Redis channels can send them
 
 _TICK_SLICE = 64  # users a tick syncs or expires before it lets the sockets be answered
 
@@ -566,7 +568,7 @@ class Node:
         try:
             notice = decode_notice(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            log.warning("ignoring a malformed notice from another node")
+            _bad_notices("ignoring a malformed notice from another node")
             return
         await self._tell(notice.key, notice.outcome, notice.seq, notice.takeover)
 
