@@ -48,7 +48,9 @@ class CloseCode(enum.IntEnum):
 
     normal = 1000
     going_away = 1001
+    protocol_error = 1002  # sent by the WebSocket layer: frames that break RFC 6455
     unsupported_data = 1003
+    invalid_data = 1007  # text that is not UTF-8
     too_big = 1009
     internal_error = 1011
     service_restart = 1012

@@ -130,6 +130,7 @@ class Socket(asyncio.Protocol):
     __slots__ = (
         "_busy",
         "_channel",
+        "_close_timer",
         "_fragments",
         "_handshake",
         "_head_left",
@@ -158,6 +159,7 @@ class Socket(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None  # that task, held so that it is not collected
         self._fragments: list[Any] | None = None  # opcode, then the parts of a message
         self._timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None  # for the peer's closing frame
         self._hello_at = 0.0  # when the hello frame came in, to time the admission
         # Until the hello is answered: the connection's timer and place under the caps.
         self._handshake = handshake
@@ -205,6 +207,9 @@ class Socket(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         # What this socket holds is freed by reference counting, not left to the garbage
         # collector (see `seatguard.collector`): the protocol's parser, suspended or ended,
         # holds the protocol in its frame, and so does the traceback of how it ended.
@@ -222,7 +227,7 @@ class Socket(asyncio.Protocol):
         """The server is stopping: ask the tab to come back later (to another node)."""
         if self._proto.state is State.OPEN:
             self._proto.send_close(int(CloseCode.service_restart), "server restarting")
-            self._flush()
+            self._flushed_close()
         elif self.transport is not None:
             self.transport.close()
 
@@ -240,7 +245,7 @@ class Socket(asyncio.Protocol):
     async def close(self, code: int, reason: str) -> None:
         if self._proto.state is State.OPEN:
             self._proto.send_close(code, reason)
-        self._flush()
+        self._flushed_close()
 
     def send_now(self, text: bytes) -> None:
         if self._proto.state is State.OPEN:
@@ -256,14 +261,36 @@ class Socket(asyncio.Protocol):
         for chunk in self._proto.data_to_send():
             if chunk:
                 transport.write(chunk)
-            else:  # end of the connection: the closing handshake is done
-                transport.close()
+            else:  # end of the connection: the closing handshake is done, or failed
+                self._linger(transport)
                 return
         if self._proto.close_expected() and self._proto.state is State.CLOSED:
             transport.close()
         elif transport.get_write_buffer_size() > _MAX_BUFFERED:
             log.info("dropping a socket whose peer does not read")
             transport.abort()
+
+    def _flushed_close(self) -> None:
+        """Send the close frame; a peer that does not answer it within the handshake
+        timeout is cut off (without this, it would hold its file forever)."""
+        self._flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self._close_deadline(self.transport)
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Half-close, and close once the peer does (or at the handshake timeout). Closing
+        at once with bytes of the peer unread would reset the connection, and the peer
+        could lose the close frame or the HTTP answer just sent to it."""
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._close_deadline(transport)
+
+    def _close_deadline(self, transport: asyncio.Transport) -> None:
+        if self._close_timer is None:
+            timeout = self._node.settings.handshake_timeout
+            self._close_timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
 
     def _upgrade(self, request: Request) -> None:
         proto, transport = self._proto, self.transport
@@ -335,7 +362,7 @@ class Socket(asyncio.Protocol):
         try:
             text = data.decode()
         except UnicodeDecodeError:
-            self._proto.fail(1007, "invalid UTF-8")
+            self._proto.fail(int(CloseCode.invalid_data), "invalid UTF-8")
             return
         if not self._hello_at and channel is not None:
             self._hello_at = time.perf_counter()
@@ -384,7 +411,7 @@ class Socket(asyncio.Protocol):
         """The request head is over `max_head_bytes`: 431, and close."""
         self._head_left = None
         proto = self._proto
-        if proto.state is State.CONNECTING:
+        if proto.state is State.CONNECTING and proto.handshake_exc is None:  # none answered
             proto.send_response(
                 proto.reject(431, "Failed to open a WebSocket connection: head too large.\n")
             )

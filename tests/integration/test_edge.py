@@ -318,3 +318,23 @@ async def _ws_from(server: Server, source: str) -> ClientConnection:
     )
     Tab.opened.append(ws)
     return ws
+
+
+async def test_a_socket_that_never_answers_the_close_frame_is_cut_off(edge: Server) -> None:
+    # A bad frame, then silence: the server's close frame is never answered. The socket is
+    # dropped after the handshake timeout, instead of holding its file forever.
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    try:
+        writer.write(
+            b"GET /ws/v1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+        writer.write(b"\x81\x84\x00\x00\x00\x00{bad")  # a masked text frame, mask of zeros
+        start, answer = time.monotonic(), b""
+        with contextlib.suppress(ConnectionError), anyio.fail_after(TIMEOUT + scaled(3)):
+            answer = await reader.read()  # the error and close frames, then the end
+        assert b"bad_message" in answer
+        assert TIMEOUT * 0.9 < time.monotonic() - start < TIMEOUT + scaled(1.5)
+    finally:
+        writer.transport.abort()
