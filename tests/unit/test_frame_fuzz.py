@@ -21,12 +21,15 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.requests import Request
 
+from seatguard import api
 from seatguard.channel import Channel, ChannelState
 from seatguard.db import open_database
 from seatguard.node import Node
 from seatguard.notices import Notice, decode_notice, encode_notice
 from seatguard.presence import Outcome, Rules
+from seatguard.problems import ApiError
 from seatguard.protocol import CloseCode, decode_client_frame
 from seatguard.settings import Settings
 from seatguard.sites import new_site
@@ -146,6 +149,24 @@ def test_a_notice_nested_past_the_recursion_limit_is_a_decode_error() -> None:
     payload = bytes([good[0] + 1]) + good[1:] + b"\x91" * 5000 + b"\xc0"
     with pytest.raises(msgspec.DecodeError, match="nested too deeply"):
         decode_notice(payload)
+
+
+class Loose(msgspec.Struct):
+    """A request body with free-form JSON in it, as a future API field might have."""
+
+    extra: dict[str, Any] = {}
+
+
+def test_an_api_body_nested_past_the_recursion_limit_is_a_400() -> None:
+    body = b'{"extra":{"a":' + b"[" * 5000 + b"]" * 5000 + b"}}"
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    request = Request({"type": "http", "method": "PATCH", "headers": []}, receive)
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(api._body(request, Loose))
+    assert (refused.value.status, refused.value.detail) == (400, "JSON nested too deeply")
 
 
 # --- a channel -----------------------------------------------------------------------------
