@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +91,10 @@ def start_server(
     env: Mapping[str, str] | None = None,
     *args: str,
     db: Path | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> Server:
-    """Start `seatguard <command>` on a free port and wait until it answers."""
+    """Start `seatguard <command>` on a free port and wait until it answers; `preexec` runs
+    in the child before it starts (e.g. to lower its limits)."""
     port = free_port()
     db = db or tmp / "seatguard.db"
     log = tmp / f"server-{port}.log"
@@ -103,6 +105,7 @@ def start_server(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             cwd=ROOT,
+            preexec_fn=preexec,
         )
     server = Server(port, db, process, log)
     deadline = time.monotonic() + scaled(20)

@@ -231,6 +231,8 @@ async def _body(request: Request, kind: type[S]) -> S:
         raise ApiError(422, "Invalid request", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "Malformed JSON", str(exc)) from None
+    except RecursionError:  # msgspec walks nesting by recursion, even where a scalar is due
+        raise ApiError(400, "Malformed JSON", "JSON nested too deeply") from None
 
 
 def _param(request: Request, name: str) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import resource
 import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
@@ -24,6 +25,7 @@ from . import openapi as openapi_doc
 from .auditkey import audit_key, checkpoint_path, secrets_key
 from .collector import Collector
 from .db import open_database
+from .handshakes import Handshakes
 from .jwks import JwksCache
 from .node import Node
 from .problems import problem
@@ -64,6 +66,7 @@ async def _tick_forever(node: Node, collector: Collector) -> None:
 async def health(request: Request) -> Response:
     """`ok`, or `degraded` while the shared presence store cannot be reached.
 
+    `handshakes` counts the connections not past their handshake, against their cap.
     `admission` gives percentiles of the node's recent admissions (hello frame in to
     welcome out); `?admissions=N` limits them to the last N (at most 2,000 are kept).
     """
@@ -81,6 +84,7 @@ async def health(request: Request) -> Response:
                 "reachable": store.healthy,
             },
             "tabs": node.tab_count(),
+            "handshakes": request.app.state.handshakes.stats(),
             "admission": node.admissions.summary(last),
             "collector": dataclasses.asdict(request.app.state.collector.stats()),
         }
@@ -114,7 +118,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     The Starlette app serves HTTP: the SDK file and its language packs, health, REST API,
     back-channel logout and the demo. The WebSocket endpoint `/ws/v1` is
     `sockets.HttpProtocol`, which uvicorn runs as its protocol class (`seatguard serve`); the
-    lifespan hands it the node.
+    lifespan hands it the node and the caps on unfinished handshakes.
     """
 
     @contextlib.asynccontextmanager
@@ -139,8 +143,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         await jwks.start()
         node = Node(settings, store, db, jwks=jwks, box=box)
         recorder = Recorder(
-            db.audit, key, node.site, webhooks, box=box, checkpoint=checkpoint_path(settings)
+            db.audit,
+            key,
+            node.site,
+            webhooks,
+            box=box,
+            checkpoint=checkpoint_path(settings),
+            checkpoint_lag=settings.audit_checkpoint_lag,
         )
+        await recorder.start()
         node.recorder = recorder
         app.state.node = node
         await store.start(node)
@@ -150,8 +161,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         app.state.collector = collector
         collector.start()
         ticker = asyncio.create_task(_tick_forever(node, collector))
+        # Read here, after `seatguard serve` raised the soft limit as far as it goes.
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        handshakes = Handshakes.from_settings(settings, open_files)
+        app.state.handshakes = handshakes
         try:
-            yield {"node": node}
+            yield {"node": node, "handshakes": handshakes}
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

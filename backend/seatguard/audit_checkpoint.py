@@ -10,10 +10,16 @@ File format, one JSON line: `{"seq": 42, "hash": "<64 hex>", "mac": "<64 hex>"}`
 atomically (a temporary file in the same directory, then a rename), so a reader never
 sees half a file.
 
-`CheckpointWriter` writes after appends, at most once per `interval` seconds plus a final
-`flush()`. It never moves a checkpoint its log does not hold: if the record at the file's seq
-is missing or different when the writer starts, the log was cut or rewritten, and the file is
-kept as the evidence (remove it to accept the log as it stands).
+Seq 0 with the hash `GENESIS` names the empty log: the server writes it at start-up on a
+new database, so that from its first moment a missing file means a removed one.
+
+`CheckpointWriter` writes the head at start-up (`start`), after appends at most once per
+`interval` seconds, at once when the file has fallen more than `lag` records behind (the
+append that finds it so waits for the write), and a final `flush()` at shutdown. So a crash
+leaves at most `lag` records, or one interval's worth, past the checkpoint. It never moves a
+checkpoint its log does not hold: if the record at the file's seq is missing or different
+when the writer starts, the log was cut or rewritten, and the file is kept as the evidence
+(remove it to accept the log as it stands).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .audit_chain import GENESIS
 
 __all__ = [
     "Checkpoint",
@@ -68,7 +76,7 @@ def _mac(key: bytes, seq: int, digest: str) -> str:
 def encode(checkpoint: Checkpoint, key: bytes) -> bytes:
     """The file's content for `checkpoint`, signed with `key`."""
     seq, digest = checkpoint.seq, checkpoint.hash
-    if type(seq) is not int or seq < 1 or not _HEX64.fullmatch(digest):
+    if not _is_head(seq, digest):
         raise ValueError(f"not a record head: seq {seq!r}, hash {digest!r}")
     doc = {"seq": seq, "hash": digest, "mac": _mac(key, seq, digest)}
     return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
@@ -83,14 +91,24 @@ def decode(content: bytes, key: bytes) -> Checkpoint:
     if not isinstance(doc, dict) or set(doc) != {"seq", "hash", "mac"}:
         raise CheckpointError("not a checkpoint (expected seq, hash and mac)")
     seq, digest, mac = doc["seq"], doc["hash"], doc["mac"]
-    if type(seq) is not int or seq < 1 or not isinstance(digest, str) or not isinstance(mac, str):
-        raise CheckpointError("not a checkpoint (seq must be a positive integer)")
-    if not _HEX64.fullmatch(digest) or not hmac.compare_digest(_mac(key, seq, digest), mac):
+    if not isinstance(digest, str) or not _is_head(seq, digest) or not isinstance(mac, str):
+        raise CheckpointError(
+            "not a checkpoint (seq must be a positive integer and hash 64 hex digits, or "
+            "seq 0 with the genesis hash)"
+        )
+    if not hmac.compare_digest(_mac(key, seq, digest), mac):
         raise CheckpointError(
             f"its HMAC does not match the audit key (seq {seq}): forged, damaged, "
             "or the key changed"
         )
     return Checkpoint(seq, digest)
+
+
+def _is_head(seq: object, digest: str) -> bool:
+    """Whether (seq, digest) can head a log: a record's, or the empty log's (0, GENESIS)."""
+    if type(seq) is not int or seq < 0 or not _HEX64.fullmatch(digest):
+        return False
+    return (seq == 0) == (digest == GENESIS)
 
 
 def read_checkpoint(path: Path, key: bytes) -> Checkpoint | None:
@@ -129,7 +147,8 @@ Lookup = Callable[[int], Awaitable[str | None]]
 
 
 class CheckpointWriter:
-    """Keeps the checkpoint file up with the log's head, throttled; `flush()` at shutdown."""
+    """Keeps the checkpoint file up with the log's head: `start()` when the server starts,
+    `advance()` after every append, `flush()` at shutdown."""
 
     def __init__(
         self,
@@ -138,21 +157,55 @@ class CheckpointWriter:
         lookup: Lookup,
         *,
         interval: float = 1.0,
+        lag: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if lag is not None and lag < 1:
+            raise ValueError("the checkpoint lag must be at least one record")
         self.path = path
         self.key = key
         self.lookup = lookup
-        self.interval = interval  # at most one write per this many seconds, but for flush()
+        self.interval = interval  # at most one write per this many seconds, but see `lag`
+        self.lag = lag  # records the file may fall behind before an append waits for it
         self.clock = clock
         self.sleep = sleep
         self._pending: Checkpoint | None = None  # the newest head not yet written
+        self._written = 0  # the seq of the newest head in the file, as far as we know
         self._last_write = -float("inf")
         self._timer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._checked = False  # whether the file found at start was held up against the log
         self._stuck = False  # the log does not hold the file's record: keep it as evidence
+        self._failing = False  # the last write failed: retried by the timer, not every append
+
+    async def start(self, head: tuple[int, str] | None) -> None:
+        """Write the log's head as the server starts (`None`: the log is empty).
+
+        A crash may have come before the last appends were written down; and a new log
+        gets its file at once, so that a checkpoint that is missing later was removed.
+        """
+        if head is not None:
+            with contextlib.suppress(CheckpointError):  # a bad file is reported by `_write`
+                if await asyncio.to_thread(read_checkpoint, self.path, self.key) is None:
+                    log.warning(
+                        "no audit checkpoint at %s although the log holds %d records: writing "
+                        "one now (if it was removed, check the log against a copy kept "
+                        "elsewhere: `seatguard audit verify --expect-head`)",
+                        self.path,
+                        head[0],
+                    )
+        self._pending = None
+        self.note(*(head or (0, GENESIS)))
+        await self.flush()
+
+    async def advance(self, seq: int, digest: str) -> None:
+        """Records up to `seq` (whose hash is `digest`) are committed: write them down soon,
+        and now if the file is more than `lag` records behind (then the caller waits)."""
+        self.note(seq, digest)
+        behind = self.lag is not None and seq - self._written > self.lag
+        if behind and not (self._stuck or self._failing):
+            await self.flush()
 
     def note(self, seq: int, digest: str) -> None:
         """Records up to `seq` (whose hash is `digest`) are committed: write them down soon.
@@ -193,18 +246,24 @@ class CheckpointWriter:
                     self._checked = True
                     if self._stuck:
                         return
-                await asyncio.to_thread(self._replace, pending)
+                self._written = max(self._written, await asyncio.to_thread(self._replace, pending))
+                self._failing = False
             except Exception:
+                self._failing = True
+                if self._pending is None:  # tried again with the next append, or at flush()
+                    self._pending = pending
                 # The rows are committed already; a checkpoint that lags is only weaker.
                 log.exception("could not write the audit checkpoint %s", self.path)
 
-    def _replace(self, checkpoint: Checkpoint) -> None:
-        """Write `checkpoint` unless the file already holds a later head (another process's)."""
+    def _replace(self, checkpoint: Checkpoint) -> int:
+        """Write `checkpoint` unless the file already holds a later head (another process's);
+        return the seq the file holds now."""
         with contextlib.suppress(CheckpointError):
             found = read_checkpoint(self.path, self.key)
             if found is not None and found.seq >= checkpoint.seq:
-                return
+                return found.seq
         write_checkpoint(self.path, checkpoint, self.key)
+        return checkpoint.seq
 
     async def _agrees_with_the_log(self) -> bool:
         """Whether the checkpoint found at start names a record the log holds, as it was."""
@@ -218,8 +277,8 @@ class CheckpointWriter:
                 exc,
             )
             return False
-        if found is None or await self.lookup(found.seq) == found.hash:
-            return True
+        if found is None or found.seq == 0 or await self.lookup(found.seq) == found.hash:
+            return True  # (every log holds the empty log)
         log.error(
             "the audit log does not hold record %d of its checkpoint %s: it was cut or rewritten."
             " The checkpoint is kept as evidence and no longer updated: run `seatguard audit"

@@ -22,6 +22,7 @@ from .errors import (
     KeysUnavailable,
     OriginNotAllowed,
     OutOfOrder,
+    ProtocolError,
     SeatguardError,
     SessionExpired,
     SessionRevoked,
@@ -54,15 +55,20 @@ from .protocol import (
     encode,
     explain,
 )
+from .ratelog import RateLog
 from .rules import Claims, resolve
 from .rules import who as account
 from .site_secrets import opened
 from .sites import Site, identity_config
 from .types import UserKey
 
-__all__ = ["Channel", "ChannelState", "Transport"]
+__all__ = ["Channel", "ChannelState", "Transport", "unexpected"]
 
 log = logging.getLogger("seatguard")
+_bad_frames = RateLog(log, logging.INFO)  # any client can send them
+unexpected = RateLog(log, logging.ERROR)
+"""A server bug met on a socket, with its traceback: a client that found a way to cause it
+must not fill the log with it."""
 
 
 class Transport(Protocol):
@@ -105,6 +111,7 @@ class Channel:
         "rules",
         "seen",
         "seq",
+        "since",
         "state",
         "token",
         "told",
@@ -141,6 +148,7 @@ class Channel:
         self.active_at: float | None = None
         self.seq = 0
         self.told: tuple[SeatState, BlockReason | None] | None = None
+        self.since: float | None = None
         self.idle: float | None = None
 
     def _move(self, to: ChannelState) -> None:
@@ -155,9 +163,11 @@ class Channel:
         try:
             await self._receive(data)
         except SeatguardError as exc:
+            if isinstance(exc, ProtocolError):
+                _bad_frames("refused a frame from %s: %r", self.ip or "?", str(exc))
             await self.end(close_code(exc), str(exc))
         except Exception:
-            log.exception("unexpected error handling a frame")
+            unexpected("unexpected error handling a frame", exc_info=True)
             await self.end(CloseCode.internal_error, "internal error")
 
     def heartbeat_now(self, data: bytes) -> bytes | None:

@@ -95,6 +95,12 @@ def _server_options(f: F) -> F:
             help=f"Seconds a new socket has to say hello [default {DEFAULTS.hello_timeout}].",
         ),
         click.option(
+            "--handshake-timeout",
+            type=float,
+            help="Seconds a new connection has to send its whole request head "
+            f"[default {DEFAULTS.handshake_timeout}].",
+        ),
+        click.option(
             "--max-message-bytes",
             type=int,
             help=f"Largest accepted frame [default {DEFAULTS.max_message_bytes}].",

@@ -126,6 +126,9 @@ def audit_verify(
         line = f"checkpoint: none yet at {path} (the log is empty)"
     else:
         line = f"checkpoint at {path}: seq {checkpoint.seq}"
+        behind = (report.head[0] if report.head else 0) - checkpoint.seq
+        if behind > 0:
+            line += f" ({behind} later record(s) not yet in it)"
     click.echo(line)
     sys.exit(0 if report.ok and broken is None else 1)
 

@@ -47,6 +47,7 @@ from .presence import (
     next_deadline,
 )
 from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
+from .ratelog import RateLog
 from .rules import Claims, Scope, resolve
 from .sealing import SecretBox
 from .serial import KeyedLock
@@ -59,6 +60,7 @@ from .types import SessionId, SiteKey, TabId, UserKey
 __all__ = ["Joined", "Node", "Recorder", "Tab"]
 
 log = logging.getLogger("seatguard")
+_bad_notices = RateLog(log)  # whoever can publish on the Redis channels can send them
 
 _TICK_SLICE = 64  # users a tick syncs or expires before it lets the sockets be answered
 
@@ -78,6 +80,7 @@ class Tab(Protocol):
     active_at: float | None  # its last frame that reported user input
     seq: int  # the snapshot seq of the last news it was told
     told: Told | None  # the seat state it was last told
+    since: float | None  # while admitted: when its seat was taken, as last told
     idle: float | None  # the idle timeout in force when it joined
 
     async def push(self, frame: ServerFrame) -> None: ...
@@ -94,7 +97,10 @@ class Recorder(Protocol):
         outcome: Outcome,
         now: float,
         context: Mapping[str, str] | None = None,
-    ) -> None: ...
+        decision: int | None = None,
+    ) -> None:
+        """Write down an outcome; `decision` is the snapshot seq the store gave it."""
+        ...
 
     async def refused(
         self,
@@ -167,6 +173,9 @@ class Node:
         # Heartbeats reach the store within this delay: a tab's recorded last frame lags
         # by at most one heartbeat interval plus the delay, well inside the session timeout.
         self._touch_delay = (settings.session_timeout - settings.heartbeat_interval) / 2
+        # How long seats are kept for their holders after a shared store lost a user: every
+        # node that is alive writes its tabs again within its lease (`presence.restore`).
+        self._restore_window = settings.node_lease if store.node_id else 0.0
 
     # --- sites -------------------------------------------------------------------------
 
@@ -234,7 +243,7 @@ class Node:
         # Operations of one user leave the store in seq order and are told in that order.
         async with self._serial(key):
             if self.recorder is not None:
-                await self.recorder.record(key, outcome, now, context)
+                await self.recorder.record(key, outcome, now, context, seq)
             await self._tell(key, outcome, seq, rules.takeover, skip)
             nodes.discard(self.store.node_id)
             if nodes and store is self.store and _is_news(outcome):
@@ -256,31 +265,30 @@ class Node:
         tab.key = key
         replaced = self._register(key, arrival, tab)
 
-        def op(up: UserPresence, now: float) -> tuple[Outcome, Told | None]:
+        def op(up: UserPresence, now: float) -> tuple[Outcome, _Seat | None]:
             outcome = presence.join(up, arrival, rules=rules, now=now)
             if outcome.refused:
                 return outcome, None
-            state = up.state(arrival.session)
-            blocked = state is SeatState.blocked
-            return outcome, (state, up.sessions[arrival.session].reason if blocked else None)
+            return outcome, _seat_of(up, arrival.session)
 
-        def seated(told: Told | None, seq: int) -> None:
+        def seated(seat: _Seat | None, seq: int) -> None:
             if seq > tab.seq:  # news newer than the join may have reached the tab first
-                tab.seq, tab.told = seq, told
+                tab.seq = seq
+                tab.told, tab.since = (None, None) if seat is None else (seat[:2], seat[2])
 
         try:
             try:
-                told, done = await self._change(key, op, skip=tab, applied=seated)
+                seat, done = await self._change(key, op, skip=tab, applied=seated)
             except StoreUnavailable:
                 if not fail_open:
                     raise
                 log.warning("presence store unavailable: deciding %s on this node", key)
                 self._degraded.add(key)
-                told, done = await self._change(key, op, skip=tab, applied=seated)
+                seat, done = await self._change(key, op, skip=tab, applied=seated)
         except BaseException:
             self._forget(tab)
             raise
-        if done.outcome.refused or told is None:
+        if done.outcome.refused or seat is None:
             self._forget(tab)
             return Joined(SeatState.blocked, None, done.rules, done.outcome.refused)
         tab.idle = done.rules.idle_timeout
@@ -288,8 +296,8 @@ class Node:
         if replaced is not None and replaced is not tab:
             await replaced.end(CloseCode.normal, "replaced by a new socket of the same tab")
         return Joined(
-            told[0],
-            told[1],
+            seat[0],
+            seat[1],
             done.rules,
             conflict=arrival.session in done.outcome.conflicts,
             seq=done.seq,
@@ -470,31 +478,33 @@ class Node:
         """
         tabs = [t for s in self._tabs.get(key, {}).values() for t in s.values()]
         me = self.store.node_id
-        # Seated tabs first, so that a store that lost everything seats them again first.
-        tabs.sort(key=lambda t: (t.told is None or t.told[0] is not SeatState.admitted, t.seen))
+        # Seated tabs first, oldest seat first, so that a store that lost everything seats
+        # them again first (and, while it restores, keeps their seats for them).
+        tabs.sort(key=lambda t: (_held(t) is None, _held(t) or 0.0, t.seen))
         seen = [Seen(a.session, a.tab, t.seen, t.active_at) for t, a in _arrivals(tabs)]
-        arrivals = {(a.session, a.tab): (a, t.rules) for t, a in _arrivals(tabs)}
+        arrivals = {(a.session, a.tab): (a, t.rules, _held(t)) for t, a in _arrivals(tabs)}
+        window = self._restore_window
 
         def op(
             up: UserPresence, now: float
-        ) -> tuple[Outcome, tuple[dict[SessionId, Told], dict[SessionId, Refusal]]]:
+        ) -> tuple[Outcome, tuple[dict[SessionId, _Seat], dict[SessionId, Refusal]]]:
             missing = presence.touch(up, seen, now)
+            if missing:
+                presence.restore(up, until=now + window, now=now)
             outcome = Outcome()
             if me:
                 outcome += presence.release_node(up, me, keep=arrivals, now=now)
             refused: dict[SessionId, Refusal] = {}
             for pair in missing:
-                arrival, rules = arrivals[pair]
-                joined = presence.join(up, arrival, rules=rules, now=now)
+                arrival, rules, held = arrivals[pair]
+                joined = presence.join(up, arrival, rules=rules, now=now, held=held)
                 if joined.refused is not None:
                     refused[arrival.session] = joined.refused
                 outcome += joined
-            states: dict[SessionId, Told] = {}
-            for arrival, _ in arrivals.values():
-                s = up.sessions.get(arrival.session)
-                if s is not None:
-                    state = up.state(s.id)
-                    states[s.id] = (state, s.reason if state is SeatState.blocked else None)
+            states: dict[SessionId, _Seat] = {}
+            for arrival, _, _ in arrivals.values():
+                if arrival.session in up.sessions:
+                    states[arrival.session] = _seat_of(up, arrival.session)
             return outcome, (states, refused)
 
         (states, refused), done = await self._change(key, op)
@@ -503,7 +513,7 @@ class Node:
     async def _reconcile(
         self,
         key: UserKey,
-        states: dict[SessionId, Told],
+        states: dict[SessionId, _Seat],
         refused: dict[SessionId, Refusal],
         seq: int,
         takeover: bool,
@@ -518,7 +528,7 @@ class Node:
                         else:
                             await tab.end(CloseCode.expired, "this browser session has expired")
                 elif session in states:
-                    await self._tell_state(tab, *states[session], takeover, seq)
+                    await self._tell_state(tab, states[session], takeover, seq)
 
     async def tick(self) -> None:
         """Run what is due: syncs of heartbeats, then expiry checks.
@@ -566,7 +576,7 @@ class Node:
         try:
             notice = decode_notice(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            log.warning("ignoring a malformed notice from another node")
+            _bad_notices("ignoring a malformed notice from another node")
             return
         await self._tell(notice.key, notice.outcome, notice.seq, notice.takeover)
 
@@ -663,7 +673,7 @@ class Node:
         for t in outcome.transitions:
             for tab in list(sessions.get(t.session, {}).values()):
                 if tab is not skip:
-                    await self._tell_state(tab, t.state, t.reason, takeover, seq)
+                    await self._tell_state(tab, (t.state, t.reason, t.since), takeover, seq)
         for session in outcome.conflicts:
             for tab in list(sessions.get(session, {}).values()):
                 if tab is not skip:
@@ -673,12 +683,12 @@ class Node:
                 if _told_before(tab, seq) and self._forget(tab):
                     await self._end(tab, ending.reason)
 
-    async def _tell_state(
-        self, tab: Tab, state: SeatState, reason: BlockReason | None, takeover: bool, seq: int
-    ) -> None:
+    async def _tell_state(self, tab: Tab, seat: _Seat, takeover: bool, seq: int) -> None:
         if seq <= tab.seq:
             return  # it already knows something newer
         tab.seq = seq
+        state, reason, since = seat
+        tab.since = since if state is SeatState.admitted else None
         told = (state, reason if state is SeatState.blocked else None)
         if tab.told == told:
             return
@@ -703,6 +713,25 @@ def _told_before(tab: Tab, seq: int) -> bool:
     and its own join gets the verdict for it.
     """
     return 0 < tab.seq < seq
+
+
+_Seat = tuple[SeatState, BlockReason | None, float | None]
+"""A session's seat state, why it waits, and since when its unit holds the seat."""
+
+
+def _seat_of(up: UserPresence, session: SessionId) -> _Seat:
+    s = up.sessions[session]
+    unit = up.unit(s)
+    if unit in up.seats:
+        return SeatState.admitted, None, up.seats[unit]
+    return SeatState.blocked, s.reason, None
+
+
+def _held(tab: Tab) -> float | None:
+    """Since when a tab's session held a seat, as far as its node knows; None if it waits."""
+    if tab.told is None or tab.told[0] is not SeatState.admitted:
+        return None
+    return tab.since if tab.since is not None else tab.seen
 
 
 def _arrivals(tabs: list[Tab]) -> list[tuple[Tab, Arrival]]:

@@ -70,7 +70,10 @@ def encode_notice(notice: Notice) -> bytes:
 
 def decode_notice(payload: bytes) -> Notice:
     """Parse a notice; raise `msgspec.DecodeError` or `ValidationError` if invalid."""
-    return _decoder.decode(payload)
+    try:
+        return _decoder.decode(payload)
+    except RecursionError:  # nested past Python's recursion limit
+        raise msgspec.DecodeError("notice nested too deeply") from None
 
 
 def state_frame(state: SeatState, reason: BlockReason | None, takeover: bool) -> ServerFrame:

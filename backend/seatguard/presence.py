@@ -44,6 +44,7 @@ __all__ = [
     "logout",
     "next_deadline",
     "release_node",
+    "restore",
     "revoke",
     "take_over",
     "touch",
@@ -192,6 +193,9 @@ class UserPresence:
     seats: dict[str, Timestamp] = field(default_factory=dict)  # unit -> seated since
     tombstones: dict[SessionId, tuple[Refusal, Timestamp]] = field(default_factory=dict)
     seq: int = 0  # raised by the store on every write; orders notices across nodes
+    # After the store lost this user, until when seats go only to sessions whose node says
+    # they held one (see `restore`); None otherwise.
+    restoring_until: Timestamp | None = None
 
     def unit(self, session: Session) -> str:
         """The key a seat counts for this session under the current mode."""
@@ -212,6 +216,10 @@ class UserPresence:
         """The nodes holding a socket of any tab of this user."""
         return {n for s in self.sessions.values() for n in s.homes.values()}
 
+    def restoring(self, now: Timestamp) -> bool:
+        """Whether seats are kept for the holders the store lost (see `restore`)."""
+        return self.restoring_until is not None and now < self.restoring_until
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
@@ -222,6 +230,7 @@ class Transition:
     reason: BlockReason | None
     device: DeviceKey = ""
     ip: str = ""
+    since: Timestamp | None = None  # admitted: when its unit took the seat
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,13 +268,24 @@ class Outcome:
         )
 
 
-def join(up: UserPresence, arrival: Arrival, *, rules: Rules, now: Timestamp) -> Outcome:
-    """Attach a tab to its browser session, creating the session and seating it if it can."""
+def join(
+    up: UserPresence,
+    arrival: Arrival,
+    *,
+    rules: Rules,
+    now: Timestamp,
+    held: Timestamp | None = None,
+) -> Outcome:
+    """Attach a tab to its browser session, creating the session and seating it if it can.
+
+    `held` is for a tab the store lost (see `restore`): the time since which its node
+    knows its session held a seat.
+    """
     tomb = up.tombstones.get(arrival.session)
     if tomb is not None and tomb[1] > now:
         return Outcome(refused=tomb[0])
     before = up.states()
-    _set_rules(up, rules)
+    _apply_rules(up, rules)
     s = up.sessions.get(arrival.session)
     created = None
     if s is None:
@@ -296,12 +316,28 @@ def join(up: UserPresence, arrival: Arrival, *, rules: Rules, now: Timestamp) ->
     s.last_seen = now
     s.detached_at = None
     s.unloaded = False
+    if held is not None and up.restoring(now):
+        _claim(up, up.unit(s), held)
     _fill(up, now)
     conflicts: tuple[SessionId, ...] = ()
     if newcomer and up.unit(s) not in up.seats:
         conflicts = _over_limit(up, s, now)
     diff = _diff(up, before)
     return Outcome(diff.transitions, conflicts=conflicts, created=created)
+
+
+def restore(up: UserPresence, *, until: Timestamp, now: Timestamp) -> None:
+    """The store lost this user (it restarted empty): keep seats for their holders until
+    `until`, as the nodes holding their tabs write them again.
+
+    The nodes come back one at a time, in no particular order. Until `until` (the nodes'
+    lease: a node that has not written by then is dead) a seat goes only to a session whose
+    node says it held one, by `join(held=...)`, the oldest seat first; a browser that was
+    waiting keeps waiting, even on a node that writes first, and is seated when the window
+    closes if a seat is still free. A snapshot the store still holds is not restored.
+    """
+    if up.is_empty() and until > now:
+        up.restoring_until = until
 
 
 def heartbeat(
@@ -380,6 +416,8 @@ def next_deadline(up: UserPresence, timing: Timing) -> Timestamp | None:
     """The earliest time at which `expire` may change this snapshot; None if never."""
     rules = up.rules
     times: list[Timestamp] = [until for _, until in up.tombstones.values()]
+    if up.restoring_until is not None:
+        times.append(up.restoring_until)
     for s in up.sessions.values():
         if rules.absolute_timeout is not None:
             times.append(s.created_at + rules.absolute_timeout)
@@ -411,14 +449,7 @@ def adopt(up: UserPresence, rules: Rules, *, now: Timestamp) -> Outcome:
     if rules == up.rules:
         return Outcome()
     before = up.states()
-    _set_rules(up, rules)
-    excess = len(up.seats) - rules.limit
-    if excess > 0 and rules.policy != "monitor":
-        for unit in sorted(up.seats, key=lambda u: up.seats[u], reverse=True)[:excess]:
-            del up.seats[unit]
-            for s in up.sessions.values():
-                if up.unit(s) == unit:
-                    s.reason = BlockReason.limit
+    _apply_rules(up, rules)
     _fill(up, now)
     return _diff(up, before)
 
@@ -451,7 +482,7 @@ def revoke(
 ) -> Outcome:
     """End the given sessions (all when None, but `keep`) for good: they cannot re-attach."""
     chosen = list(up.sessions) if sessions is None else [s for s in sessions if s in up.sessions]
-    chosen = [s for s in chosen if s != keep]
+    chosen = [s for s in dict.fromkeys(chosen) if s != keep]  # each once
     for sid in chosen:
         up.tombstones[sid] = (Refusal.revoked, now + timing.tombstone_ttl)
     return _remove(up, [(sid, EndReason.revoked) for sid in chosen], now)
@@ -511,7 +542,9 @@ def _over_limit(up: UserPresence, s: Session, now: Timestamp) -> tuple[SessionId
     if policy == "monitor":
         up.seats[up.unit(s)] = now
         return (s.id,)
-    if policy in ("block-new", "challenge") or not up.seats:
+    if policy in ("block-new", "challenge") or len(up.seats) < up.rules.limit or up.restoring(now):
+        # While the store's lost holders come back (a seat may be free, kept for them), a
+        # browser the store lost that waited before is no newcomer: it waits again.
         s.reason = BlockReason.challenge if policy == "challenge" else BlockReason.limit
         return ()
     _evict(up, _choose_victim(up, policy), BlockReason.evicted, now)
@@ -540,8 +573,31 @@ def _choose_victim(up: UserPresence, policy: Policy) -> str:
     return min(up.seats, key=lambda u: up.seats[u])
 
 
+def _claim(up: UserPresence, unit: str, held: Timestamp) -> None:
+    """Seat a unit that held a seat since `held` before the store lost it: it keeps the
+    older seat time; with every seat taken, it takes the seat of the unit seated last if
+    that one was seated after it (the other waits, first in line)."""
+    if unit in up.seats:
+        up.seats[unit] = min(up.seats[unit], held)
+        return
+    if len(up.seats) >= up.rules.limit and up.rules.policy != "monitor":
+        last = max(up.seats, key=lambda u: up.seats[u])
+        if up.seats[last] <= held:
+            return
+        del up.seats[last]
+        for other in up.sessions.values():
+            if up.unit(other) == last:
+                other.reason = BlockReason.limit
+    up.seats[unit] = held
+
+
 def _fill(up: UserPresence, now: Timestamp) -> None:
-    """Give free seats to attached waiting units, first come first served."""
+    """Give free seats to attached waiting units, first come first served (once the seats
+    kept for holders the store lost are no longer kept)."""
+    if up.restoring_until is not None:
+        if now < up.restoring_until:
+            return
+        up.restoring_until = None
     free = up.rules.limit - len(up.seats)
     if free <= 0:
         return
@@ -552,6 +608,20 @@ def _fill(up: UserPresence, now: Timestamp) -> None:
             line[unit] = min(line.get(unit, s.queued_at), s.queued_at)
     for unit in sorted(line, key=lambda u: line[u])[:free]:
         up.seats[unit] = now
+
+
+def _apply_rules(up: UserPresence, rules: Rules) -> None:
+    """Adopt new rules (those of an operator, or of a tab's identity token): a lower limit,
+    or a change of mode that counts more units, blocks the units seated last; they keep
+    their place in line, by when they first came. Monitor blocks nobody."""
+    _set_rules(up, rules)
+    excess = len(up.seats) - rules.limit
+    if excess > 0 and rules.policy != "monitor":
+        for unit in sorted(up.seats, key=lambda u: up.seats[u], reverse=True)[:excess]:
+            del up.seats[unit]
+            for s in up.sessions.values():
+                if up.unit(s) == unit:
+                    s.reason = BlockReason.limit
 
 
 def _set_rules(up: UserPresence, rules: Rules) -> None:
@@ -573,6 +643,8 @@ def _diff(up: UserPresence, before: dict[SessionId, SeatState]) -> Outcome:
     for sid, s in up.sessions.items():
         state = up.state(sid)
         if before.get(sid) != state:
-            reason = s.reason if state is SeatState.blocked else None
-            transitions.append(Transition(sid, state, reason, s.device, s.ip))
+            admitted = state is SeatState.admitted
+            reason = None if admitted else s.reason
+            since = up.seats[up.unit(s)] if admitted else None
+            transitions.append(Transition(sid, state, reason, s.device, s.ip, since))
     return Outcome(tuple(transitions))

@@ -48,7 +48,9 @@ class CloseCode(enum.IntEnum):
 
     normal = 1000
     going_away = 1001
+    protocol_error = 1002  # sent by the WebSocket layer: frames that break RFC 6455
     unsupported_data = 1003
+    invalid_data = 1007  # text that is not UTF-8
     too_big = 1009
     internal_error = 1011
     service_restart = 1012
@@ -216,7 +218,8 @@ _encoder = msgspec.json.Encoder()
 
 
 def decode_client_frame(data: str | bytes) -> ClientFrame:
-    """Parse one client frame; raise `msgspec.DecodeError` or `ValidationError` if invalid.
+    """Parse one client frame; raise `msgspec.DecodeError` or `ValidationError` if invalid
+    (nothing else, whatever `data` is).
 
     A hello of another protocol version may carry fields this one does not know: it
     parses as a `Hello` with that version, so the caller refuses the version, not the
@@ -227,11 +230,15 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
     except msgspec.ValidationError as invalid:
         try:
             seen = _versioned.decode(data)
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, RecursionError):
             raise invalid from None
         if seen.t != "hello" or seen.v == PROTOCOL_VERSION:
             raise
         return Hello(v=seen.v, site="?", session="?", tab="?", device="?")
+    except RecursionError:
+        # msgspec walks nested arrays and objects by recursion, even where the schema
+        # wants a scalar: a 2 KB frame of brackets reaches Python's recursion limit.
+        raise msgspec.DecodeError("JSON nested too deeply") from None
     return frame
 
 

@@ -41,12 +41,24 @@ _BLOCKED_KIND = {
 
 
 def audit_events(
-    key: UserKey, outcome: Outcome, now: float, context: Mapping[str, str] | None = None
+    key: UserKey,
+    outcome: Outcome,
+    now: float,
+    context: Mapping[str, str] | None = None,
+    decision: int | None = None,
 ) -> list[AuditEvent]:
     """The audit rows of one outcome, in the order things happened: endings free seats
-    before others take them. `context` (who revoked, and what) goes with revoked rows."""
+    before others take them. `context` (who revoked, and what) goes with revoked rows.
+
+    `decision`, the store's sequence number of the decision (rising for each user across
+    every node), goes in each row's detail: the nodes of a cluster append their rows each
+    on their own, so one user's rows of decisions made a few milliseconds apart on two
+    nodes may be stored in the other order; sorted by `decision` (then `seq`), a user's
+    rows replay the decisions as they were made.
+    """
     site, user = key
     events: list[AuditEvent] = []
+    order = {} if decision is None else {"decision": decision}
 
     def add(
         kind: AuditKind,
@@ -56,6 +68,7 @@ def audit_events(
         reason: str | None,
         **detail: Any,
     ) -> None:
+        detail = {**order, **detail}
         events.append(
             AuditEvent(now, site, user, session, device, ip or None, kind, reason, detail)
         )
@@ -118,8 +131,10 @@ def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict
 class Recorder:
     """Appends audit rows and queues webhooks for every outcome of the node.
 
-    With a `checkpoint` path, the head of the log is written there after appends (at most
-    about once a second); call `flush()` at shutdown so that it names the very last record.
+    With a `checkpoint` path, the head of the log is written there at `start()`, after
+    appends (at most about once a second, and at once when it is more than
+    `checkpoint_lag` records behind), and at `flush()`, which the server calls at shutdown
+    so that it names the very last record.
     """
 
     def __init__(
@@ -131,6 +146,7 @@ class Recorder:
         *,
         box: SecretBox | None = None,
         checkpoint: Path | None = None,
+        checkpoint_lag: int | None = None,
     ) -> None:
         self.audit = audit
         self.key = key
@@ -139,8 +155,15 @@ class Recorder:
         self.webhooks = webhooks
         self.box = box  # opens the sites' sealed webhook secrets
         self.checkpoint = (
-            None if checkpoint is None else CheckpointWriter(checkpoint, key, self._stored_hash)
+            None
+            if checkpoint is None
+            else CheckpointWriter(checkpoint, key, self._stored_hash, lag=checkpoint_lag)
         )
+
+    async def start(self) -> None:
+        """Bring the head checkpoint up to the log as it stands (the server is starting)."""
+        if self.checkpoint is not None:
+            await self.checkpoint.start(await self.audit.head())
 
     async def flush(self) -> None:
         """Bring the head checkpoint up to the last record appended."""
@@ -150,7 +173,7 @@ class Recorder:
     async def _append(self, events: Sequence[AuditEvent]) -> None:
         records = await self._batcher.append(events)
         if records and self.checkpoint is not None:
-            self.checkpoint.note(records[-1].seq, records[-1].hash)
+            await self.checkpoint.advance(records[-1].seq, records[-1].hash)
 
     async def _stored_hash(self, seq: int) -> str | None:
         found: list[AuditRecord] = await self.audit.records(after_seq=seq - 1, limit=1)
@@ -162,8 +185,9 @@ class Recorder:
         outcome: Outcome,
         now: float,
         context: Mapping[str, str] | None = None,
+        decision: int | None = None,
     ) -> None:
-        events = audit_events(key, outcome, now, context)
+        events = audit_events(key, outcome, now, context, decision)
         if events:
             await self._append(events)
         hooks = webhook_events(key, outcome) if self.webhooks else []

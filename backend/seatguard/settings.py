@@ -33,10 +33,15 @@ class Settings:
     reload_grace: float = 5.0  # a browser whose tabs all left keeps its seat this long
     unload_grace: float = 1.5  # the same after a goodbye with no hint of a next page
     hello_timeout: float = 10.0  # a new socket must say hello within this many seconds
+    handshake_timeout: float = 10.0  # a new connection must send its request head within this
+    max_head_bytes: int = 32768  # larger request heads are refused (431)
+    max_handshakes: int = 0  # connections not past their handshake at once (0: open files / 4)
+    max_handshakes_per_ip: int = 64  # of those, from one address (IPv6: one /64)
     max_message_bytes: int = 16384  # larger frames (UTF-8 bytes) close the socket with 1009
     sweep_interval: float = 0.5  # seconds between expiry sweeps
     audit_key: str = ""  # HMAC key of the audit chain (hex or base64, >= 32 bytes)
     audit_key_file: str = ""  # file holding the audit key; default: <db>.audit-key
+    audit_checkpoint_lag: int = 100  # records the head checkpoint may lag before appends wait
     secrets_key: str = ""  # hashes and seals the sites' secrets (hex or base64, >= 32 bytes)
     secrets_key_file: str = ""  # file holding the secrets key; default: <db>.secrets-key
     site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
@@ -53,6 +58,7 @@ class Settings:
             or self.reload_grace < 0
             or self.unload_grace < 0
             or self.hello_timeout <= 0
+            or not 0 < self.handshake_timeout < math.inf
         ):
             raise ConfigError("timings must be positive")
         if self.session_timeout <= self.heartbeat_interval:
@@ -62,6 +68,12 @@ class Settings:
             )
         if self.max_message_bytes < 256:
             raise ConfigError("max message bytes must be at least 256")
+        if self.audit_checkpoint_lag < 1:
+            raise ConfigError("the audit checkpoint lag must be at least one record")
+        if self.max_head_bytes < 1024:
+            raise ConfigError("max head bytes must be at least 1024")
+        if self.max_handshakes < 0 or self.max_handshakes_per_ip < 1:
+            raise ConfigError("max handshakes must be 0 (automatic) or more; per IP at least 1")
         if self.sweep_interval <= 0:
             raise ConfigError("sweep interval must be positive")
         if self.node_lease <= 0 or self.redis_timeout <= 0:

@@ -3,10 +3,13 @@ sans-I/O protocol, one small object per socket and no task, timer or ping per co
 
 `seatguard serve` runs uvicorn with `HttpProtocol` as its HTTP protocol class. A connection
 whose request is for `/ws/v1` becomes a `Socket`; any other request is handed, with the
-bytes read so far, to uvicorn's own HTTP protocol, which serves the Starlette app (SDK
-file, REST API, demo). Heartbeats are answered inside `data_received` without an await;
-other frames run through the channel in a task, one at a time and in order.
-Compression is declined: it would triple the memory of every connection.
+bytes read so far, to uvicorn's own HTTP protocol (`plainhttp.PlainHttp`), which serves the
+Starlette app (SDK file, REST API, demo). Heartbeats are answered inside `data_received`
+without an await; other frames run through the channel in a task, one at a time and in
+order. Compression is declined: it would triple the memory of every connection.
+
+From accept until its request head is in, or for a socket its hello answered, a
+connection is a `handshakes.Handshake`: timed, bounded in size and counted under caps.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ from collections import deque
 from typing import Any, cast
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
-from .channel import Channel, ChannelState
+from .channel import Channel, ChannelState, unexpected
+from .handshakes import LOCAL_PROXIES, Handshake, Handshakes, head_size, plain_response
 from .node import Node
+from .plainhttp import PlainHttp
 from .protocol import CloseCode
 
 __all__ = ["WS_PATH", "HttpProtocol", "Socket"]
@@ -35,9 +39,10 @@ log = logging.getLogger("seatguard")
 _quiet = logging.getLogger("seatguard.websockets")  # the sans-I/O protocol's own logger
 
 WS_PATH = "/ws/v1"
-_MAX_HEAD = 16384  # bytes of request head read before giving up on finding its first line
+_MAX_HEAD = 16384  # bytes of request head read for its first line, without handshake caps
 _MAX_BUFFERED = 1 << 20  # bytes queued to a peer that does not read; then it is dropped
-_TRUSTED_PROXIES = frozenset({"127.0.0.1", "::1"})  # whose X-Forwarded-* headers count
+_TRUSTED_PROXIES = LOCAL_PROXIES  # whose X-Forwarded-* headers count
+_LINE_TOO_LONG = plain_response(414, "URI Too Long", "the request line is over the size limit\n")
 
 
 class _Timeout:
@@ -62,45 +67,61 @@ class HttpProtocol(asyncio.Protocol):
         self._server_state = server_state
         self._app_state = app_state
         self._loop = _loop or asyncio.get_running_loop()
-        self._head = b""
+        self._head = bytearray()
+        self._handshake: Handshake | None = None  # handed on with the connection
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        gate: Handshakes | None = self._app_state.get("handshakes")
+        if gate is not None:
+            self._handshake = gate.start(self.transport)
+            if self._handshake is None:
+                return  # turned away: answered 503, closing
         self._server_state.connections.add(self)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server_state.connections.discard(self)
+        if self._handshake is not None:
+            self._handshake.done()
+            self._handshake = None
 
     def shutdown(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        self._head += data
-        line_end = self._head.find(b"\r\n")
-        if line_end < 0 and len(self._head) < _MAX_HEAD:
-            return
-        parts = self._head[: max(line_end, 0)].split(b" ")
-        target = parts[1].split(b"?", 1)[0] if len(parts) == 3 else b""
-        transport, head = self.transport, self._head
+        transport, head, handshake = self.transport, self._head, self._handshake
         assert transport is not None
+        if transport.is_closing():
+            return
+        start = max(len(head) - 1, 0)  # where a CRLF may begin that was not looked at yet
+        head += data
+        line_end = head.find(b"\r\n", start)
+        if line_end < 0:
+            if len(head) > (handshake.max_head if handshake is not None else _MAX_HEAD):
+                transport.write(_LINE_TOO_LONG)
+                transport.close()
+            return
+        parts = bytes(head[:line_end]).split(b" ")
+        target = parts[1].split(b"?", 1)[0] if len(parts) == 3 else b""
         self._server_state.connections.discard(self)
-        self._head = b""
+        self._head, self._handshake = bytearray(), None
         node: Node | None = self._app_state.get("node")
         nxt: asyncio.Protocol
         if target == WS_PATH.encode() and node is not None:
-            nxt = Socket(node, self._server_state)
+            nxt = Socket(node, self._server_state, handshake)
         else:
-            nxt = HttpToolsProtocol(
+            nxt = PlainHttp(
                 config=self._config,
                 server_state=self._server_state,
                 app_state=self._app_state,
+                handshake=handshake,
                 _loop=self._loop,
             )
         transport.set_protocol(nxt)
         nxt.connection_made(transport)
-        nxt.data_received(head)
+        nxt.data_received(bytes(head))
 
 
 class Socket(asyncio.Protocol):
@@ -109,7 +130,10 @@ class Socket(asyncio.Protocol):
     __slots__ = (
         "_busy",
         "_channel",
+        "_close_timer",
         "_fragments",
+        "_handshake",
+        "_head_left",
         "_hello_at",
         "_node",
         "_proto",
@@ -120,7 +144,9 @@ class Socket(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, node: Node, server_state: ServerState) -> None:
+    def __init__(
+        self, node: Node, server_state: ServerState, handshake: Handshake | None = None
+    ) -> None:
         self._node = node
         self._server_state = server_state
         limit = node.settings.max_message_bytes
@@ -133,7 +159,12 @@ class Socket(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None  # that task, held so that it is not collected
         self._fragments: list[Any] | None = None  # opcode, then the parts of a message
         self._timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None  # for the peer's closing frame
         self._hello_at = 0.0  # when the hello frame came in, to time the admission
+        # Until the hello is answered: the connection's timer and place under the caps.
+        self._handshake = handshake
+        # Bytes the request head may still take; None once it is in (or when unbounded).
+        self._head_left = handshake.max_head if handshake is not None else None
         self.transport: asyncio.Transport | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
@@ -144,12 +175,23 @@ class Socket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         proto = self._proto
-        proto.receive_data(data)
-        for event in proto.events_received():
-            if isinstance(event, Frame):
-                self._frame(event)
-            elif isinstance(event, Request):
-                self._handshake(event)
+        try:
+            proto.receive_data(data)
+            for event in proto.events_received():
+                if isinstance(event, Frame):
+                    self._frame(event)
+                elif isinstance(event, Request):
+                    self._upgrade(event)
+            if self._head_left is not None:
+                self._head_left -= len(data)
+                if self._head_left < 0:
+                    self._head_too_large()
+        except Exception:  # a bug: this socket ends, the event loop does not log it each time
+            unexpected("unexpected error reading a socket", exc_info=True)
+            if proto.state is not State.OPEN and self.transport is not None:
+                self.transport.abort()
+                return
+            proto.fail(int(CloseCode.internal_error), "internal error")
         self._flush()
 
     def eof_received(self) -> bool | None:
@@ -159,9 +201,15 @@ class Socket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server_state.connections.discard(self)
+        if self._handshake is not None:
+            self._handshake.done()
+            self._handshake = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         # What this socket holds is freed by reference counting, not left to the garbage
         # collector (see `seatguard.collector`): the protocol's parser, suspended or ended,
         # holds the protocol in its frame, and so does the traceback of how it ended.
@@ -179,7 +227,7 @@ class Socket(asyncio.Protocol):
         """The server is stopping: ask the tab to come back later (to another node)."""
         if self._proto.state is State.OPEN:
             self._proto.send_close(int(CloseCode.service_restart), "server restarting")
-            self._flush()
+            self._flushed_close()
         elif self.transport is not None:
             self.transport.close()
 
@@ -197,7 +245,7 @@ class Socket(asyncio.Protocol):
     async def close(self, code: int, reason: str) -> None:
         if self._proto.state is State.OPEN:
             self._proto.send_close(code, reason)
-        self._flush()
+        self._flushed_close()
 
     def send_now(self, text: bytes) -> None:
         if self._proto.state is State.OPEN:
@@ -213,8 +261,8 @@ class Socket(asyncio.Protocol):
         for chunk in self._proto.data_to_send():
             if chunk:
                 transport.write(chunk)
-            else:  # end of the connection: the closing handshake is done
-                transport.close()
+            else:  # end of the connection: the closing handshake is done, or failed
+                self._linger(transport)
                 return
         if self._proto.close_expected() and self._proto.state is State.CLOSED:
             transport.close()
@@ -222,13 +270,44 @@ class Socket(asyncio.Protocol):
             log.info("dropping a socket whose peer does not read")
             transport.abort()
 
-    def _handshake(self, request: Request) -> None:
+    def _flushed_close(self) -> None:
+        """Send the close frame; a peer that does not answer it within the handshake
+        timeout is cut off (without this, it would hold its file forever)."""
+        self._flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self._close_deadline(self.transport)
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Half-close, and close once the peer does (or at the handshake timeout). Closing
+        at once with bytes of the peer unread would reset the connection, and the peer
+        could lose the close frame or the HTTP answer just sent to it."""
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._close_deadline(transport)
+
+    def _close_deadline(self, transport: asyncio.Transport) -> None:
+        if self._close_timer is None:
+            timeout = self._node.settings.handshake_timeout
+            self._close_timer = asyncio.get_running_loop().call_later(timeout, transport.abort)
+
+    def _upgrade(self, request: Request) -> None:
         proto, transport = self._proto, self.transport
         assert transport is not None
+        self._head_left = None
+        handshake = self._handshake
+        if handshake is not None and (
+            head_size(request.path, request.headers.raw_items()) > handshake.max_head
+        ):
+            self._head_too_large()  # it came in whole, in one read
+            return
         response = proto.accept(request)
         proto.send_response(response)
         if response.status_code != 101:
             return
+        if handshake is not None:
+            handshake.upgraded()  # the hello timeout takes over
         if not proto.reader.buffer:
             # The handshake's parser keeps the request (headers and all) alive for as long
             # as the connection lives; a fresh frame parser lets it go. Nothing of the next
@@ -283,7 +362,7 @@ class Socket(asyncio.Protocol):
         try:
             text = data.decode()
         except UnicodeDecodeError:
-            self._proto.fail(1007, "invalid UTF-8")
+            self._proto.fail(int(CloseCode.invalid_data), "invalid UTF-8")
             return
         if not self._hello_at and channel is not None:
             self._hello_at = time.perf_counter()
@@ -318,12 +397,24 @@ class Socket(asyncio.Protocol):
                     self._timer = None
                     if channel.state is ChannelState.joined:
                         self._node.admissions.add(time.perf_counter() - self._hello_at)
+                if self._handshake is not None and channel.state is not ChannelState.awaiting_hello:
+                    self._handshake.done()
+                    self._handshake = None
         except Exception:
-            log.exception("unexpected error on a socket")
+            unexpected("unexpected error on a socket", exc_info=True)
         finally:
             self._busy = False
             self._queue = None
             self._task = None
+
+    def _head_too_large(self) -> None:
+        """The request head is over `max_head_bytes`: 431, and close."""
+        self._head_left = None
+        proto = self._proto
+        if proto.state is State.CONNECTING and proto.handshake_exc is None:  # none answered
+            proto.send_response(
+                proto.reject(431, "Failed to open a WebSocket connection: head too large.\n")
+            )
 
     def _hello_timeout(self) -> None:
         # In the channel's queue, so that a hello that came in just before is handled first

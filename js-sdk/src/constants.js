@@ -5,7 +5,9 @@ export const PROTOCOL_VERSION = 1;
 export const CLOSE = {
   normal: 1000,
   going_away: 1001,
+  protocol_error: 1002,
   unsupported_data: 1003,
+  invalid_data: 1007,
   too_big: 1009,
   internal_error: 1011,
   service_restart: 1012,

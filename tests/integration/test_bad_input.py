@@ -85,6 +85,16 @@ CASES: dict[str, tuple[Bad, int, str]] = {
         1009,
         "18",
     ),
+    "deeply nested": (  # 6 KB of brackets: past Python's recursion limit in the decoder
+        lambda ws, site, u: ws.send('{"t":' + "[" * 3000 + "]" * 3000 + "}"),
+        4000,
+        "nested too deeply",
+    ),
+    "deeply nested, unknown field": (
+        lambda ws, site, u: ws.send('{"x":' + "[" * 3000 + "]" * 3000 + "}"),
+        4000,
+        "nested too deeply",
+    ),
     "binary frame": (lambda ws, site, u: ws.send(b"\x00\x01"), 1003, "binary"),
     "heartbeat before hello": (
         lambda ws, site, u: send_json(ws, {"t": "hb", "ref": 1}),
@@ -129,6 +139,11 @@ AFTER_WELCOME: dict[str, tuple[Callable[[str, str], object], int, str]] = {
     "heartbeat ref over 2**53": (lambda site, u: {"t": "hb", "ref": 2**53}, 4000, "ref"),
     "negative heartbeat ref": (lambda site, u: {"t": "hb", "ref": -1}, 4000, "ref"),
     "bad goodbye": (lambda site, u: {"t": "bye", "next": "mars"}, 4000, "next"),
+    "deeply nested heartbeat": (  # sent as it is (json.dumps refuses such depth)
+        lambda site, u: '{"t":"hb","ref":1,"active":' + "[" * 3000 + "]" * 3000 + "}",
+        4000,
+        "at `$.active`",
+    ),
 }
 
 
@@ -142,7 +157,8 @@ async def test_bad_frames_after_welcome_close_only_their_socket(
     waiter, _ = await Tab.open(server.ws, site, Browser(u))
     bad, welcome = await Tab.open(server.ws, site, Browser(u))
     assert welcome["state"] == "blocked"
-    await bad.send(frame(site, u))
+    sent = frame(site, u)
+    await (bad.ws.send(sent) if isinstance(sent, str) else bad.send(sent))
     got_code, reason, frames = await bad.closed()
     assert got_code == code and message in reason
     assert frames[-1]["t"] == "error" and frames[-1]["code"] == code
@@ -150,6 +166,18 @@ async def test_bad_frames_after_welcome_close_only_their_socket(
     assert await frames_of([holder, waiter], 0.5) == [[], []]
     assert await holder.bye("close") == 1000
     assert await waiter.recv() == {"t": "unblock"}
+
+
+async def test_bad_frames_leave_no_traceback_in_the_log(server: Server, site: str) -> None:
+    # After the cases above (same server): each bad frame ended its socket with its code,
+    # and the log holds no traceback. A few more, from one client, in a row.
+    for _ in range(20):
+        ws = await Tab.connect(server.ws)
+        await ws.send('{"t":' + "[" * 3000 + "]" * 3000 + "}")
+        code, _, _ = await Tab(ws, Browser("u"), ident()).closed()
+        assert code == 4000
+    log = server.log.read_text(errors="replace")
+    assert "Traceback" not in log and "unexpected error" not in log, log[-3000:]
 
 
 async def test_silence_before_hello_closes_the_socket(server: Server) -> None:

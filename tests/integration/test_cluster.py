@@ -182,3 +182,54 @@ async def test_every_node_reports_its_health(cluster: Cluster) -> None:
         assert health["status"] == "ok" and health["store"] == {"kind": "redis", "reachable": True}
         nodes.add(health["node"])
     assert len(nodes) == 3
+
+
+_SEATED = {"admitted": True, "unblocked": True, "blocked": False, "evicted": False,
+           "taken_over": False}  # fmt: skip
+_ENDED = {"ended", "revoked", "idle_expired", "absolute_expired"}
+
+
+def replay(rows: list[dict[str, Any]], limit: int) -> None:
+    """Play one user's audit rows back in order; fail where they show the limit exceeded or
+    a session seated or blocked after it ended."""
+    seated: set[str] = set()
+    ended: set[str] = set()
+    for r in rows:
+        session, kind = r["session"], r["kind"]
+        if kind in ("created", "refused"):
+            continue
+        assert session not in ended, f"{kind} of {session} after it ended: {r}"
+        if kind in _ENDED:
+            ended.add(session)
+            seated.discard(session)
+        elif _SEATED[kind]:
+            seated.add(session)
+        else:
+            seated.discard(session)
+        assert len(seated) <= limit, f"{sorted(seated)} seated at once at {r}"
+
+
+async def test_a_users_rows_replay_the_decisions_in_order(
+    cluster: Cluster, site: dict[str, Any]
+) -> None:
+    # Timeline: 30 browsers of one user (limit 1) spread over the three nodes; every one of
+    # them says goodbye at once. Each goodbye ends a session on its own node and seats the
+    # next browser in line, which another node ends a moment later: decisions milliseconds
+    # apart whose rows different nodes append each on their own. Sorted by the store's
+    # sequence of each decision (`detail.decision`), the rows replay them as they were made.
+    u = user()
+    tabs: list[Tab] = []
+    for i in range(30):
+        tab, _ = await Tab.open(cluster.nodes[i % 3].ws, site["key"], Browser(u))
+        tabs.append(tab)
+    await asyncio.gather(*(tab.bye("close") for tab in tabs))
+    rows: list[dict[str, Any]] = []
+    async with api(cluster.nodes[0], site) as client:
+        with anyio.fail_after(scaled(20)):
+            while sum(r["kind"] == "ended" for r in rows) < 30:
+                await anyio.sleep(0.2)
+                page = await client.get("/audit", params={"user": u, "limit": 1000})
+                rows = page.json()["records"]
+    decided = [r for r in rows if r["kind"] != "refused"]
+    assert all(isinstance(r["detail"]["decision"], int) for r in decided)
+    replay(sorted(decided, key=lambda r: (r["detail"]["decision"], r["seq"])), limit=1)

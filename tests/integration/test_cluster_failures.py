@@ -176,3 +176,47 @@ async def test_a_node_that_lost_redis_says_so_on_its_health_endpoint(
     assert health["status"] == "degraded" and health["store"]["kind"] == "redis"
     redis.start()
     await eventually(lambda: pair.health(0)["status"] == pair.health(1)["status"] == "ok")
+
+
+@pytest.fixture
+def trio(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis: RedisServer,
+    postgres_url: str,
+    server_env: dict[str, str],
+) -> Iterator[Cluster]:
+    yield from start_cluster(tmp_path_factory.mktemp("trio"), redis, postgres_url, server_env, 3)
+
+
+async def test_a_redis_restart_keeps_every_seat_where_it_was(
+    trio: Cluster, redis: RedisServer
+) -> None:
+    # Timeline: nine users of a limit-1 site (three failing open, six failing closed), each
+    # with the seat held by a browser on one node and a browser waiting on another, spread
+    # so that every node holds holders and waiters. Redis restarts empty. Every node writes
+    # the tabs it holds again, in whatever order the nodes come back: each holder keeps its
+    # seat and each waiter keeps waiting; nobody is told anything, and no two sessions of a
+    # user are admitted at once at any moment (which a tab would hear as an unblock).
+    opened = trio.create_site("--name", "Open", "--origin", "*")
+    closed = trio.create_site("--name", "Closed", "--origin", "*")
+    seatguard(
+        "site", "update", closed["key"], "--store-failure", "closed", "--db", trio.database_url
+    )
+    people: list[tuple[dict[str, Any], str, Tab, Tab]] = []
+    for i in range(9):
+        site, u = (opened if i < 3 else closed), user()
+        holder, wh = await Tab.open(trio.nodes[i % 3].ws, site["key"], Browser(u))
+        waiter, ww = await Tab.open(trio.nodes[(i + 1 + i // 3) % 3].ws, site["key"], Browser(u))
+        assert (wh["state"], ww["state"]) == ("admitted", "blocked")
+        people.append((site, u, holder, waiter))
+
+    redis.stop()
+    redis.start()
+    tabs = [t for _, _, holder, waiter in people for t in (holder, waiter)]
+    frames = await frames_of(tabs, scaled(6))  # well past the nodes' lease (1.5 s)
+    assert frames == [[] for _ in tabs]
+    for site, u, holder, waiter in people:
+        async with api(trio.nodes[0], site) as client:
+            seat = (await client.get(f"/users/{u}/seat")).json()
+        assert seat["admitted"] == [holder.browser.session], seat
+        assert seat["blocked"] == [waiter.browser.session], seat

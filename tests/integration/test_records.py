@@ -298,3 +298,47 @@ def test_cli_refuses_a_bad_site_clearly(tmp_path: Path) -> None:
             [*SEATGUARD, *args, "--db", db], capture_output=True, text=True, check=False
         )
         assert done.returncode != 0 and message in done.stderr, (args, done.stderr)
+
+
+def checkpoint_lag(report: str, head: int) -> int:
+    """How many records of the log are past the checkpoint `audit verify` reported."""
+    line = next(x for x in report.splitlines() if x.startswith("checkpoint at "))
+    return head - int(line.split(": seq ")[1].split()[0])
+
+
+def kill_9(server: Server) -> None:
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+
+
+def test_kill_9_at_any_moment_leaves_a_log_that_verifies_with_a_close_checkpoint(
+    tmp_path: Path, server_env: dict[str, str]
+) -> None:
+    # Timeline: a server starts on a new database and is killed at once, before any record:
+    # its checkpoint (of the empty log) is there already. It starts again, admits 60 users
+    # at once (120 records, in the first second of its life) and is killed again the
+    # moment the last welcome arrives: the checkpoint is at most the lag (10) behind.
+    env = {**server_env, "SEATGUARD_AUDIT_CHECKPOINT_LAG": "10"}
+    s = start_server(tmp_path, "serve", env)
+    kill_9(s)
+    first = audit(s, "verify")
+    assert first.returncode == 0, first.stdout
+    assert f"checkpoint at {s.db}.audit-key.head: seq 0\n" in first.stdout
+    site = s.create_site("--name", "Crash", "--origin", "*")
+
+    async def storm(server: Server) -> None:
+        async def one() -> None:
+            await Tab.open(server.ws, str(site["key"]), Browser(user()))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(60):
+                tg.start_soon(one)
+
+    again = start_server(tmp_path, "serve", env)
+    anyio.run(storm, again)
+    kill_9(again)
+    report = audit(s, "verify")
+    assert report.returncode == 0, report.stdout
+    head = rows(s)[-1]["seq"]
+    assert head >= 120
+    assert checkpoint_lag(report.stdout, head) <= 10, report.stdout

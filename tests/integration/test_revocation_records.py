@@ -59,8 +59,11 @@ async def test_a_revoked_session_stays_refused_after_a_restart(
     assert await hello_code(server, site["key"], Browser(u), user=u) == 0
     async with api(server, site) as client:
         rows = (await client.get("/audit", params={"user": u})).json()["records"]
+    # Decisions carry the store's sequence number (`decision`); a refusal decides nothing.
     kinds = [(r["kind"], r["reason"], r["detail"]) for r in rows]
-    assert ("revoked", "revoked", {"by": "api", "scope": "session"}) in kinds
+    [revoked] = [detail for kind, _, detail in kinds if kind == "revoked"]
+    assert revoked == {"by": "api", "scope": "session", "decision": revoked["decision"]}
+    assert isinstance(revoked["decision"], int)
     assert ("refused", "revoked", {}) in kinds
 
 
@@ -81,4 +84,5 @@ async def test_revoking_a_user_refuses_identity_tokens_issued_before(
     async with api(server, site) as client:
         rows = (await client.get("/audit", params={"user": u})).json()["records"]
     assert ("refused", "token_revoked") in [(r["kind"], r["reason"]) for r in rows]
-    assert {"by": "api", "scope": "user"} in [r["detail"] for r in rows if r["kind"] == "revoked"]
+    [revoked] = [r["detail"] for r in rows if r["kind"] == "revoked"]
+    assert revoked == {"by": "api", "scope": "user", "decision": revoked["decision"]}

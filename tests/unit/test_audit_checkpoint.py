@@ -279,3 +279,89 @@ async def test_a_failed_write_is_logged_and_harms_nothing(
     w.note(2, H[2])  # the next write goes through
     await w.flush()
     assert read_checkpoint(tmp_path / "head", KEY) == Checkpoint(2, H[2])
+
+
+# -- start-up, the lag bound --------------------------------------------------------------
+
+
+def test_the_empty_log_has_a_checkpoint_of_its_own() -> None:
+    content = encode(Checkpoint(0, GENESIS), KEY)
+    assert decode(content, KEY) == Checkpoint(0, GENESIS)
+    with pytest.raises(ValueError, match="not a record head"):
+        encode(Checkpoint(1, GENESIS), KEY)  # only the empty log ends in the genesis hash
+    forged = json.loads(content) | {"seq": 1}
+    with pytest.raises(CheckpointError, match="genesis"):
+        decode(json.dumps(forged).encode(), KEY)
+    # Any log holds the empty log: verify passes and still finds a cut tail elsewhere.
+    assert verify(log(3), KEY, checkpoint=(0, GENESIS)).ok
+    assert verify([], KEY, checkpoint=(0, GENESIS)).ok
+
+
+async def test_start_writes_the_head_of_a_new_log_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "head"
+    w, _, sleeps = writer(path)
+    await w.start(None)  # a new database: the file exists before any record
+    assert read_checkpoint(path, KEY) == Checkpoint(0, GENESIS)
+    w.note(1, H[1])
+    await w.flush()
+    assert read_checkpoint(path, KEY) == Checkpoint(1, H[1])
+    assert sleeps.asked == []
+
+
+async def test_start_catches_up_with_records_a_crash_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The last run wrote seq 2, then appended up to 5 and was killed.
+    path = tmp_path / "head"
+    write_checkpoint(path, Checkpoint(2, H[2]), KEY)
+    w, _, _ = writer(path, {2: H[2], 5: H[5]})
+    await w.start((5, H[5]))
+    assert read_checkpoint(path, KEY) == Checkpoint(5, H[5])
+    assert "no audit checkpoint" not in caplog.text
+    # A log with records but no file: written, and said so.
+    other = tmp_path / "other"
+    w, _, _ = writer(other, {5: H[5]})
+    await w.start((5, H[5]))
+    assert read_checkpoint(other, KEY) == Checkpoint(5, H[5])
+    assert "no audit checkpoint at" in caplog.text
+
+
+async def test_start_keeps_a_checkpoint_past_the_log_as_evidence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "head"
+    write_checkpoint(path, Checkpoint(7, H[7]), KEY)
+    w, _, _ = writer(path, {5: H[5]})  # the log was cut to 5 while the server was down
+    await w.start((5, H[5]))
+    assert read_checkpoint(path, KEY) == Checkpoint(7, H[7])
+    assert "cut or rewritten" in caplog.text
+
+
+async def test_an_append_waits_for_the_file_once_it_lags_too_far(tmp_path: Path) -> None:
+    path = tmp_path / "head"
+
+    async def lookup(seq: int) -> str | None:
+        return None
+
+    clock, sleeps = Clock(100.0), Sleeps()
+    w = CheckpointWriter(path, KEY, lookup, interval=1.0, lag=3, clock=clock, sleep=sleeps)
+    await w.start(None)
+    for seq in (1, 2, 3):  # within the lag: left to the throttled timer
+        await w.advance(seq, H[seq])
+    assert read_checkpoint(path, KEY) == Checkpoint(0, GENESIS)
+    await w.advance(4, H[4])  # 4 records behind: this append waits for the write
+    assert read_checkpoint(path, KEY) == Checkpoint(4, H[4])
+    await w.advance(5, H[5])
+    assert read_checkpoint(path, KEY) == Checkpoint(4, H[4])
+    with pytest.raises(ValueError, match="at least one record"):
+        CheckpointWriter(path, KEY, lookup, lag=0)
+
+
+async def test_the_checkpoint_of_the_empty_log_moves_on_with_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "head"
+    write_checkpoint(path, Checkpoint(0, GENESIS), KEY)  # the last run appended nothing
+    w, _, _ = writer(path, {1: H[1]})
+    await w.start(None)
+    w.note(1, H[1])
+    await w.flush()
+    assert read_checkpoint(path, KEY) == Checkpoint(1, H[1])

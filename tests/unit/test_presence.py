@@ -401,3 +401,31 @@ def test_tombstones_expire() -> None:
     expire(up, TIMING, now=11)
     assert up.is_empty()
     assert open_tab(up, "s1", 12) is A
+
+
+def test_revoking_a_session_named_twice_revokes_it_once() -> None:
+    up = UserPresence()
+    open_tab(up, "s1", 0)
+    outcome = revoke(up, sessions=["s1", "s1"], timing=TIMING, now=1)
+    assert [e.session for e in outcome.ended] == ["s1"]
+
+
+def test_a_tab_bringing_a_lower_limit_blocks_the_browsers_seated_last() -> None:
+    # Two browsers hold seats under a limit of 2; a tab of the first comes back with an
+    # identity token saying 1: the one seated last is blocked, as when an operator lowers it.
+    up = UserPresence()
+    assert open_tab(up, "s1", 0, rules=Rules(limit=2)) is A
+    assert open_tab(up, "s2", 1, rules=Rules(limit=2)) is A
+    assert open_tab(up, "s1", 2, tab="s1-again", rules=Rules(limit=1)) is A
+    assert up.states() == {"s1": A, "s2": B} and up.sessions["s2"].reason is BlockReason.limit
+
+
+def test_switching_to_counting_browsers_keeps_the_limit() -> None:
+    # Three browsers share one seated device; counting browsers instead, only the limit's
+    # worth keep a seat (the first seated; the others wait in the order they came).
+    up = UserPresence()
+    rules = Rules(mode="device-limit")
+    for i, session in enumerate(["s1", "s2", "s3"]):
+        assert open_tab(up, session, i, device="laptop", rules=rules) is A
+    open_tab(up, "s1", 5, tab="again", device="laptop", rules=Rules())
+    assert len(up.seats) == 1

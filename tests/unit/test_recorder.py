@@ -166,6 +166,17 @@ def test_endings_come_first_then_the_seats_they_freed() -> None:
     ]
 
 
+def test_every_row_of_a_decision_carries_its_sequence_beside_the_context() -> None:
+    outcome = Outcome(transitions=(seated("s2"),), ended=(ended("s1", EndReason.revoked),))
+    context = {"by": "api", "scope": "user"}
+    events = audit_events(KEY, outcome, NOW, context, decision=1_700_000_000_123_456)
+    assert [dict(e.detail) for e in events] == [
+        {"decision": 1_700_000_000_123_456, "by": "api", "scope": "user"},
+        {"decision": 1_700_000_000_123_456},
+    ]
+    assert [dict(e.detail) for e in audit_events(KEY, outcome, NOW)] == [{}, {}]
+
+
 # -- monitor ------------------------------------------------------------------------------
 
 

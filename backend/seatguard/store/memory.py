@@ -25,7 +25,9 @@ class MemoryStore:
         self._clock = clock
         # One counter for every user: a snapshot deleted when empty and made again later
         # still gets seqs above the old one's, so news of the old one is never taken for
-        # news of the new (see `PresenceStore.update`).
+        # news of the new (see `PresenceStore.update`). It follows the clock in microseconds,
+        # as the Redis store's does, so that decisions made here while Redis is away fall
+        # in order between the decisions made there.
         self._seq = 0
 
     def now(self) -> float:
@@ -43,10 +45,11 @@ class MemoryStore:
         up = self._users.get(key)
         if up is None:
             up = self._users[key] = UserPresence()
-        self._seq += 1
+        now = self._clock()
+        self._seq = max(self._seq + 1, int(now * 1_000_000))
         up.seq = self._seq
         try:
-            return op(up, self._clock())
+            return op(up, now)
         finally:
             if up.is_empty():
                 del self._users[key]
