@@ -226,6 +226,8 @@ class Socket(asyncio.Protocol):
         proto, transport = self._proto, self.transport
         assert transport is not None
         response = proto.accept(request)
+        if response.status_code != 101:  # a plain-text refusal, like every HTTP answer's
+            response.headers["X-Content-Type-Options"] = "nosniff"
         proto.send_response(response)
         if response.status_code != 101:
             return
