@@ -69,7 +69,10 @@ def test_origins_are_normalized(raw: str, origin: str) -> None:
     assert normalize_origin(raw) == origin
 
 
-@pytest.mark.parametrize("raw", ["example.com", "ftp://x.org", "https://x.org/path", ""])
+@pytest.mark.parametrize(
+    "raw",
+    ["example.com", "ftp://x.org", "https://x.org/path", "", "http://x.org:port", "http://x:99999"],
+)
 def test_non_origins_are_refused(raw: str) -> None:
     with pytest.raises(ConfigError):
         normalize_origin(raw)
