@@ -14,7 +14,7 @@ import uvicorn
 from .db import Database, open_database
 from .errors import ConfigError
 from .presence import Rules
-from .settings import Settings
+from .settings import HEALTH_DETAILS, Settings
 from .sites import SELF_ORIGIN, Site, new_site
 
 __all__ = ["main"]
@@ -101,6 +101,12 @@ def _server_options(f: F) -> F:
             "--max-message-bytes",
             type=int,
             help=f"Largest accepted frame [default {DEFAULTS.max_message_bytes}].",
+        ),
+        click.option(
+            "--health-details",
+            type=click.Choice(HEALTH_DETAILS),
+            help="Who sees /healthz's details (node, tabs, admission times, collector): "
+            f"anyone, loopback clients only, or nobody [default {DEFAULTS.health_details}].",
         ),
         click.option("--log-level", help=f"Log level [default {DEFAULTS.log_level}]."),
     ]
