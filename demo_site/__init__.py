@@ -3,23 +3,36 @@
 The demo's own "backend" routes (under /demo) act as a site's server would: they set a
 user's idle timeout as a server-side override and revoke sessions, through the same node
 operations the REST API uses.
+
+Integrators copy it, so it defends itself as a site should, although anyone may sign in
+as anyone here: its pages carry a Content-Security-Policy whose inline scripts run by a
+nonce drawn for each answer, and may not be framed; `POST /demo/revoke` is refused unless
+the browser says it comes from the demo's own pages (`same_origin`); and `GET /watch`, which
+sets or clears the user's idle override (a deep link carries the plan), does so for a
+top-level navigation or the demo's own requests, not for another site's image, frame or
+script (`may_change_plan`).
 """
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from seatguard.errors import ConfigError
+from seatguard.names import MAX_NAME, is_name
 from seatguard.node import Node
 from seatguard.rules import Override
+from seatguard.sites import normalize_origin
 
-__all__ = ["DEMO_SITE_KEY", "routes"]
+__all__ = ["DEMO_SITE_KEY", "may_change_plan", "routes", "same_origin"]
 
 DEMO_SITE_KEY = "pk_demo_acme_stream"
 """Site key seeded by `seatguard demo`; the demo site allows client-side settings."""
@@ -34,17 +47,72 @@ POLICIES = {
     "monitor": "monitor: nobody is blocked, conflicts are recorded",
 }
 templates = Jinja2Templates(directory=HERE / "templates")
+# The SDK's overlay adds its own <style> element: styles need 'unsafe-inline', scripts a nonce.
+CSP = (
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self' {socket}; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _origin(value: str) -> str | None:
+    try:
+        return normalize_origin(value)
+    except ConfigError:
+        return None
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a state-changing request comes from the demo's own pages.
+
+    The `Origin` header decides when the browser sent one; else `Sec-Fetch-Site`; else the
+    `Referer`. A request none of them places on this origin is refused: a page of another
+    site must not sign a user out.
+    """
+    own = _origin(f"{request.url.scheme}://{request.headers.get('host', '')}")
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return own is not None and _origin(origin) == own
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    referer = urlsplit(request.headers.get("referer", ""))
+    return own is not None and _origin(f"{referer.scheme}://{referer.netloc}") == own
+
+
+def may_change_plan(request: Request) -> bool:
+    """Whether `GET /watch` may write the plan's override: not for a request another site's
+    page made for an image, a frame or a script (Fetch Metadata); a top-level navigation is
+    a deep link, whose page the visitor sees. Browsers that send no `Sec-Fetch-*` pass."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site in (None, "same-origin", "none"):
+        return True
+    h = request.headers
+    return h.get("sec-fetch-mode") == "navigate" and h.get("sec-fetch-dest") == "document"
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    """A page of the demo, with its Content-Security-Policy and the nonce its scripts carry."""
+    nonce = secrets.token_urlsafe(16)
+    socket = ("wss" if request.url.scheme == "https" else "ws") + "://" + request.url.netloc
+    headers = {"Content-Security-Policy": CSP.format(nonce=nonce, socket=socket)}
+    return templates.TemplateResponse(
+        request, name, {**context, "csp_nonce": nonce}, status_code=status, headers=headers
+    )
 
 
 def _plan(request: Request) -> tuple[dict[str, Any], list[str]]:
     """Read and check the plan from the query string."""
     q = request.query_params
     errors = []
-    user = q.get("user", "").strip()
+    user = q.get("user", "").strip()  # what a person typed; ids are never trimmed elsewhere
     if not user:
         errors.append("Enter a user id.")
-    elif len(user) > 256:
-        errors.append("A user id has at most 256 characters.")
+    elif not is_name(user):
+        errors.append(
+            f"A user id has 1 to {MAX_NAME} characters of printable text, no control characters."
+        )
     mode = q.get("mode", "concurrence")
     if mode not in MODES:
         errors.append(f"Mode must be one of {', '.join(MODES)}.")
@@ -72,7 +140,7 @@ def _plan(request: Request) -> tuple[dict[str, Any], list[str]]:
 
 def _form(request: Request, plan: dict[str, Any], errors: list[str], status: int) -> Response:
     context = {"plan": plan, "modes": MODES, "policies": POLICIES, "errors": errors}
-    return templates.TemplateResponse(request, "home.html", context, status_code=status)
+    return _page(request, "home.html", context, status)
 
 
 async def home(request: Request) -> Response:
@@ -81,6 +149,8 @@ async def home(request: Request) -> Response:
 
 
 async def watch(request: Request) -> Response:
+    if not may_change_plan(request):
+        return PlainTextResponse("another site's page may not open a plan", status_code=403)
     plan, errors = _plan(request)
     if errors:
         return _form(request, plan, errors, 400)
@@ -93,21 +163,19 @@ async def watch(request: Request) -> Response:
     else:
         await node.db.delete_override(DEMO_SITE_KEY, "user", plan["user"])
         await node.rules_changed(DEMO_SITE_KEY)
-    return templates.TemplateResponse(
-        request, "watch.html", {"plan": plan, "site_key": DEMO_SITE_KEY}
-    )
+    return _page(request, "watch.html", {"plan": plan, "site_key": DEMO_SITE_KEY})
 
 
 def _user(request: Request) -> str | None:
     user = request.query_params.get("user", "")
-    return user if 1 <= len(user) <= 256 else None
+    return user if is_name(user) else None
 
 
 async def sessions(request: Request) -> Response:
     """The user's browsers, for the watch page's panel."""
     user = _user(request)
     if user is None:
-        return JSONResponse({"error": "user is required"}, status_code=400)
+        return JSONResponse({"error": "a valid user id is required"}, 400, NO_STORE)
     node: Node = request.app.state.node
     up = await node.snapshot((DEMO_SITE_KEY, user))
     return JSONResponse(
@@ -120,21 +188,24 @@ async def sessions(request: Request) -> Response:
                 "since": s.created_at,
             }
             for s in up.sessions.values()
-        ]
+        ],
+        headers=NO_STORE,
     )
 
 
 async def revoke(request: Request) -> Response:
-    """Revoke one browser of the user, or all of them."""
+    """Revoke one browser of the user, or all of them, when the demo's own page asks."""
+    if not same_origin(request):
+        return JSONResponse({"error": "cross-site requests are refused"}, 403, NO_STORE)
     user = _user(request)
     if user is None:
-        return JSONResponse({"error": "user is required"}, status_code=400)
+        return JSONResponse({"error": "a valid user id is required"}, 400, NO_STORE)
     node: Node = request.app.state.node
     session = request.query_params.get("session")
     revoked = await node.revoke(
         (DEMO_SITE_KEY, user), sessions=[session] if session else None, by="demo"
     )
-    return JSONResponse({"revoked": revoked})
+    return JSONResponse({"revoked": revoked}, headers=NO_STORE)
 
 
 def routes() -> list[BaseRoute]:

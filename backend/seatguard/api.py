@@ -3,14 +3,20 @@
 Errors are RFC 9457 problem details (`application/problem+json`) with a plain message
 (`problems.py`, whose `exception_handlers()` the app installs for unknown routes and wrong
 methods). The OpenAPI document (`/api/v1/openapi.json`) is built in `openapi.py` from the
-same request and response structs used here.
+same structs used here: request bodies, path parameters and query parameters are decoded
+into structs (`inputs.py`) whose `msgspec.Meta` bounds are both the check and the schema.
+
+A user id (or override name) in a path is any valid name (names.py), `/` included, so
+its routes take the rest of the path (`{user:any}`): a client percent-encodes the id, the
+server decodes it, and a route with a segment after the user (`/sessions/{session}`)
+still splits one way only, since a session id has no `/`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -19,10 +25,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .errors import ConfigError, StoreUnavailable
+from .headers import CHALLENGE
+from .inputs import read_json, read_params
+from .jwks import JWKS_URI_PATTERN, MAX_URI
+from .names import Name
 from .node import Node
 from .outbound import check_literal
 from .presence import Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
+from .protocol import Ident, Limit
 from .rules import SCOPES, Override, Scope
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
@@ -30,8 +41,15 @@ from .types import Mode, Policy
 
 __all__ = ["Problem", "exception_handlers", "problem", "routes"]
 
-S = TypeVar("S")
-Name = msgspec.Meta(min_length=1, max_length=256)
+MAX_SEQ = 2**63 - 1
+"""The largest audit sequence number a database holds (a signed 64-bit integer)."""
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+JwksUri = Annotated[
+    str,
+    # Checked by `jwks.check_jwks_uri` (through `SiteConfig`), whose messages say what is
+    # wrong; the pattern it ends with is what the schema shows.
+    msgspec.Meta(extra_json_schema={"maxLength": MAX_URI, "pattern": JWKS_URI_PATTERN}),
+]
 
 
 class RulesOut(msgspec.Struct):
@@ -81,13 +99,30 @@ class SeatOut(msgspec.Struct):
 
 
 class RevokeUserIn(msgspec.Struct, forbid_unknown_fields=True):
-    keep: str | None = None  # keep this session, revoke the others
+    keep: Ident | None = None  # keep this session, revoke the others
 
 
 class RevokeWhereIn(msgspec.Struct, forbid_unknown_fields=True):
-    org: str | None = None
-    role: str | None = None
+    """Exactly one of `org`, `role` or `all: true` (`REVOKE_WHERE_CHOICES`)."""
+
+    org: Name | None = None
+    role: Name | None = None
     all: bool = False
+
+
+_NULL: dict[str, Any] = {"type": "null"}
+REVOKE_WHERE_CHOICES: list[dict[str, Any]] = [
+    {
+        "required": ["org"],
+        "properties": {"org": {"type": "string"}, "role": _NULL, "all": {"const": False}},
+    },
+    {
+        "required": ["role"],
+        "properties": {"role": {"type": "string"}, "org": _NULL, "all": {"const": False}},
+    },
+    {"required": ["all"], "properties": {"all": {"const": True}, "org": _NULL, "role": _NULL}},
+]
+"""The schema's `oneOf` for `RevokeWhereIn`: what `revoke_where` checks, in JSON Schema."""
 
 
 class RevokedOut(msgspec.Struct):
@@ -100,10 +135,10 @@ class RevokedCountOut(msgspec.Struct):
 
 class OverrideIn(msgspec.Struct, forbid_unknown_fields=True):
     mode: Literal["concurrence", "device-limit"] | None = None
-    limit: int | None = msgspec.field(default=None)
+    limit: Limit | None = None
     policy: Literal["block-new", "evict-oldest", "evict-idle", "challenge", "monitor"] | None = None
-    idle_timeout: float | None = None
-    absolute_timeout: float | None = None
+    idle_timeout: Seconds | None = None
+    absolute_timeout: Seconds | None = None
 
 
 class OverrideOut(msgspec.Struct):
@@ -161,13 +196,13 @@ class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
     """
 
     mode: Mode | UnsetType = UNSET
-    limit: int | UnsetType = UNSET
+    limit: Limit | UnsetType = UNSET
     policy: Policy | UnsetType = UNSET
-    idle_timeout: float | UnsetType | None = UNSET
-    absolute_timeout: float | UnsetType | None = UNSET
+    idle_timeout: Seconds | UnsetType | None = UNSET
+    absolute_timeout: Seconds | UnsetType | None = UNSET
     client_settings: bool | UnsetType = UNSET
-    identity_jwks_uri: str | UnsetType | None = UNSET
-    oidc_jwks_uri: str | UnsetType | None = UNSET
+    identity_jwks_uri: JwksUri | UnsetType | None = UNSET
+    oidc_jwks_uri: JwksUri | UnsetType | None = UNSET
     identity_max_lifetime: Lifetime | UnsetType = UNSET
 
 
@@ -187,6 +222,33 @@ class SecretRotatedOut(msgspec.Struct):
     previous_valid_until: float | None  # when the replaced one stops working; null: now
 
 
+class UserPath(msgspec.Struct):
+    """The path parameters of a user's routes."""
+
+    user: Name
+
+
+class SessionPath(msgspec.Struct):
+    """The path parameters of one browser session of a user."""
+
+    user: Name
+    session: Ident
+
+
+class OverridePath(msgspec.Struct):
+    """The path parameters of one override, past its scope (404 when unknown)."""
+
+    name: Name
+
+
+class AuditQuery(msgspec.Struct):
+    """The query of `GET /audit`; an empty `user` is no filter, as if absent."""
+
+    user: Name | None = None
+    after: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
 def _json(value: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
 
@@ -201,13 +263,15 @@ def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]
         node: Node = request.app.state.node
         auth = request.headers.get("authorization", "")
         scheme, _, secret = auth.partition(" ")
-        if scheme.lower() != "bearer" or not secret:
-            return problem(401, "Unauthorized", "send the site's secret key as a Bearer token")
+        if scheme.lower() != "bearer":
+            return _unauthorized("send the site's secret key as a Bearer token", None)
+        if not secret.strip():
+            return _unauthorized("the Bearer token is empty", "invalid_request")
         digest = node.box.digest(secret.strip())  # secret keys are stored as keyed hashes
         site = await node.db.site_by_secret_hash(digest)
         current = None if site is None else authenticate(site, digest, node.clock())
         if site is None or current is None:
-            return problem(401, "Unauthorized", "unknown secret key")
+            return _unauthorized("unknown secret key", "invalid_token")
         request.state.current_secret = current  # False: the replaced one, in its overlap
         try:
             return await handler(request, node, site)
@@ -221,25 +285,12 @@ def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]
     return endpoint
 
 
-async def _body(request: Request, kind: type[S]) -> S:
-    raw = await request.body()
-    if len(raw) > 16384:
-        raise ApiError(413, "Payload too large", "request bodies are limited to 16 KiB")
-    try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
-    except msgspec.ValidationError as exc:
-        raise ApiError(422, "Invalid request", str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "Malformed JSON", str(exc)) from None
-    except RecursionError:  # msgspec walks nesting by recursion, even where a scalar is due
-        raise ApiError(400, "Malformed JSON", "JSON nested too deeply") from None
-
-
-def _param(request: Request, name: str) -> str:
-    value = str(request.path_params[name])
-    if not 1 <= len(value) <= 256:
-        raise ApiError(422, "Invalid request", f"{name} must have 1 to 256 characters")
-    return value
+def _unauthorized(detail: str, error: str | None) -> Response:
+    """401 with the RFC 6750 challenge: an `error` only when a token came (section 3.1)."""
+    challenge = CHALLENGE
+    if error is not None:
+        challenge += f', error="{error}", error_description="{detail}"'
+    return problem(401, "Unauthorized", detail, {"WWW-Authenticate": challenge})
 
 
 def _rules_out(rules: Rules) -> RulesOut:
@@ -268,7 +319,7 @@ def _session_out(up: UserPresence, s: Session) -> SessionOut:
 
 
 async def user_sessions(request: Request, node: Node, site: Site) -> Response:
-    user = _param(request, "user")
+    user = read_params(request.path_params, UserPath).user
     up = await node.snapshot((site.key, user))
     devices: dict[str, DeviceOut] = {}
     for s in up.sessions.values():
@@ -286,7 +337,7 @@ async def user_sessions(request: Request, node: Node, site: Site) -> Response:
 
 
 async def user_seat(request: Request, node: Node, site: Site) -> Response:
-    user = _param(request, "user")
+    user = read_params(request.path_params, UserPath).user
     up = await node.snapshot((site.key, user))
     states = up.states()
     return _json(
@@ -301,7 +352,8 @@ async def user_seat(request: Request, node: Node, site: Site) -> Response:
 
 
 async def revoke_session(request: Request, node: Node, site: Site) -> Response:
-    user, session = _param(request, "user"), _param(request, "session")
+    path = read_params(request.path_params, SessionPath)
+    user, session = path.user, path.session
     revoked = await node.revoke((site.key, user), sessions=[session])
     if not revoked:
         raise ApiError(404, "Not found", f"user {user!r} has no live session {session!r}")
@@ -309,8 +361,8 @@ async def revoke_session(request: Request, node: Node, site: Site) -> Response:
 
 
 async def revoke_user(request: Request, node: Node, site: Site) -> Response:
-    user = _param(request, "user")
-    body = await _body(request, RevokeUserIn)
+    user = read_params(request.path_params, UserPath).user
+    body = await read_json(request, RevokeUserIn)
     if body.keep is not None and body.keep not in (await node.snapshot((site.key, user))).sessions:
         # A typo in `keep` must not sign the user out everywhere.
         raise ApiError(404, "Not found", f"user {user!r} has no live session {body.keep!r} to keep")
@@ -318,7 +370,7 @@ async def revoke_user(request: Request, node: Node, site: Site) -> Response:
 
 
 async def revoke_where(request: Request, node: Node, site: Site) -> Response:
-    body = await _body(request, RevokeWhereIn)
+    body = await read_json(request, RevokeWhereIn)
     chosen = sum(1 for x in (body.org, body.role) if x is not None) + int(body.all)
     if chosen != 1:
         raise ApiError(422, "Invalid request", 'give exactly one of "org", "role" or "all": true')
@@ -345,14 +397,18 @@ def _scope(request: Request) -> Scope:
     return scope
 
 
+def _override_name(request: Request) -> str:
+    return read_params({"name": request.path_params["name"]}, OverridePath).name
+
+
 async def list_overrides(request: Request, node: Node, site: Site) -> Response:
     found = await node.db.overrides(site.key)
     return _json([_override_out(o) for o in found.values()])
 
 
 async def put_override(request: Request, node: Node, site: Site) -> Response:
-    scope, name = _scope(request), _param(request, "name")
-    body = await _body(request, OverrideIn)
+    scope, name = _scope(request), _override_name(request)
+    body = await read_json(request, OverrideIn)
     override = Override(
         scope, name, body.mode, body.limit, body.policy, body.idle_timeout, body.absolute_timeout
     )
@@ -366,7 +422,7 @@ async def put_override(request: Request, node: Node, site: Site) -> Response:
 
 
 async def delete_override(request: Request, node: Node, site: Site) -> Response:
-    scope, name = _scope(request), _param(request, "name")
+    scope, name = _scope(request), _override_name(request)
     if not await node.db.delete_override(site.key, scope, name):
         raise ApiError(404, "Not found", f"no override for {scope} {name!r}")
     await node.rules_changed(site.key)
@@ -374,16 +430,10 @@ async def delete_override(request: Request, node: Node, site: Site) -> Response:
 
 
 async def audit_records(request: Request, node: Node, site: Site) -> Response:
-    q = request.query_params
-    try:
-        after = int(q.get("after", "0"))
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        raise ApiError(422, "Invalid request", "after and limit are whole numbers") from None
-    if after < 0 or not 1 <= limit <= 1000:
-        raise ApiError(422, "Invalid request", "after >= 0 and 1 <= limit <= 1000")
-    user = q.get("user") or None
-    found = await node.db.audit.records(site=site.key, user=user, after_seq=after, limit=limit)
+    given = {k: v for k, v in request.query_params.items() if k != "user" or v}
+    q = read_params(given, AuditQuery)
+    after, limit = q.after, q.limit
+    found = await node.db.audit.records(site=site.key, user=q.user, after_seq=after, limit=limit)
     records = [
         AuditOut(
             seq=r.seq,
@@ -422,7 +472,7 @@ async def get_site(request: Request, node: Node, site: Site) -> Response:
 
 
 async def patch_site(request: Request, node: Node, site: Site) -> Response:
-    body = await _body(request, SiteIn)
+    body = await read_json(request, SiteIn)
     names = ("mode", "limit", "policy", "idle_timeout", "absolute_timeout")
     changes = {n: getattr(body, n) for n in names if getattr(body, n) is not UNSET}
     try:
@@ -435,18 +485,26 @@ async def patch_site(request: Request, node: Node, site: Site) -> Response:
     others = {}
     if body.identity_max_lifetime is not UNSET:
         others["identity_max_lifetime"] = body.identity_max_lifetime
-    try:
-        if not node.settings.allow_private_urls:
-            for name, uri in keys.items():
+    if not node.settings.allow_private_urls:
+        for name, uri in keys.items():
+            try:
                 if isinstance(uri, str):
                     check_literal(uri, name)
+            except ConfigError as exc:  # well-formed, but the operator keeps such places off
+                raise ApiError(403, "Forbidden", str(exc)) from None
+    try:
         changes = {**keys, **others}
         config = changed_config(site.config, changes) if changes else site.config
-        updated = dataclasses.replace(site, rules=rules, client_settings=client, config=config)
+    except ConfigError as exc:
+        raise ApiError(422, "Invalid request", str(exc)) from None
+    updated = dataclasses.replace(site, rules=rules, client_settings=client, config=config)
+    try:
         if keys:
             check_identity(updated)
     except ConfigError as exc:
-        raise ApiError(422, "Invalid request", str(exc)) from None
+        # A well-formed change that this site's other settings rule out (an identity JWKS
+        # URI on a site that signs with HS256): a conflict with its state, not a bad body.
+        raise ApiError(409, "Conflict", str(exc)) from None
     if updated != site:
         await node.db.update_site(updated)
         await node.rules_changed(site.key)
@@ -459,7 +517,7 @@ async def rotate_secret(request: Request, node: Node, site: Site) -> Response:
         raise ApiError(
             403, "Forbidden", "rotate with the current secret key, not the one it replaced"
         )
-    body = await _body(request, SecretRotationIn)
+    body = await read_json(request, SecretRotationIn)
     held = site.secrets.of(body.kind)
     if held.current is None:
         raise ApiError(409, "Conflict", f"the site has no {body.kind} secret (it has no webhook)")
@@ -495,14 +553,14 @@ def _route(path: str, handlers: Mapping[str, Handler]) -> Route:
 def routes() -> list[BaseRoute]:
     """The API's routes, under /api/v1."""
     return [
-        _route("/users/{user}/sessions", {"GET": user_sessions}),
-        _route("/users/{user}/seat", {"GET": user_seat}),
-        _route("/users/{user}/sessions/{session}", {"DELETE": revoke_session}),
-        _route("/users/{user}/revoke", {"POST": revoke_user}),
+        _route("/users/{user:any}/sessions", {"GET": user_sessions}),
+        _route("/users/{user:any}/seat", {"GET": user_seat}),
+        _route("/users/{user:any}/sessions/{session}", {"DELETE": revoke_session}),
+        _route("/users/{user:any}/revoke", {"POST": revoke_user}),
         _route("/revoke", {"POST": revoke_where}),
         _route("/site", {"GET": get_site, "PATCH": patch_site}),
         _route("/site/secret", {"POST": rotate_secret}),
         _route("/overrides", {"GET": list_overrides}),
         _route("/audit", {"GET": audit_records}),
-        _route("/overrides/{scope}/{name}", {"PUT": put_override, "DELETE": delete_override}),
+        _route("/overrides/{scope}/{name:any}", {"PUT": put_override, "DELETE": delete_override}),
     ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
+import re
 import resource
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,19 +15,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from . import __version__, api
 from . import oidc as oidc_routes
 from . import openapi as openapi_doc
+from .assets import Assets
 from .auditkey import audit_key, checkpoint_path, secrets_key
 from .collector import Collector
 from .db import open_database
 from .handshakes import Handshakes
+from .headers import SecurityHeaders
 from .jwks import JwksCache
 from .node import Node
 from .problems import problem
@@ -36,7 +40,7 @@ from .store import MemoryStore, PresenceStore
 from .store.redis import RedisStore
 from .webhooks import WebhookDispatcher
 
-__all__ = ["SDK_LANGUAGES", "SDK_PATH", "create_app"]
+__all__ = ["SDK_LANGUAGES", "SDK_PATH", "App", "create_app"]
 
 log = logging.getLogger("seatguard")
 
@@ -63,20 +67,35 @@ async def _tick_forever(node: Node, collector: Collector) -> None:
         collector.step()
 
 
+_COUNT = re.compile(r"[0-9]{1,5}")  # ASCII digits only: `str.isdigit` also takes "²"
+_FORWARDED = ("forwarded", "x-real-ip")  # a proxy's word that the client is someone else
+
+
 async def health(request: Request) -> Response:
     """`ok`, or `degraded` while the shared presence store cannot be reached.
 
+    The details (node, tabs, handshakes, admission times, collector) go to whom
+    `health_details` allows; the status alone is for anyone, load balancers included.
     `handshakes` counts the connections not past their handshake, against their cap.
     `admission` gives percentiles of the node's recent admissions (hello frame in to
-    welcome out); `?admissions=N` limits them to the last N (at most 2,000 are kept).
+    welcome out); `?admissions=N` limits them to the last N, 1 to the number kept (2,000).
     """
     node: Node = request.app.state.node
-    raw = request.query_params.get("admissions", "")
-    last = int(raw) if raw.isdigit() and int(raw) > 0 else None
+    raw = request.query_params.get("admissions")
+    last = None
+    if raw is not None:
+        kept = node.admissions.size
+        if not (_COUNT.fullmatch(raw) and 1 <= int(raw) <= kept):
+            detail = f"admissions must be a whole number from 1 to {kept}"
+            return problem(422, "Invalid request", detail)
+        last = int(raw)
     store = node.store
+    status = "ok" if store.healthy else "degraded"
+    if not _shows_details(request, node.settings.health_details):
+        return JSONResponse({"status": status})
     return JSONResponse(
         {
-            "status": "ok" if store.healthy else "degraded",
+            "status": status,
             "version": __version__,
             "node": store.node_id or None,
             "store": {
@@ -91,15 +110,36 @@ async def health(request: Request) -> Response:
     )
 
 
-async def _built(path: Path, media_type: str) -> Response:
+def _shows_details(request: Request, who: str) -> bool:
+    """Whether `health_details` (`public`, `local`, `off`) lets this client see them.
+
+    `local` is a client on the loopback interface. uvicorn has already put the client
+    named by `X-Forwarded-For` in the place of a trusted proxy (127.0.0.1 and ::1 by
+    default, `FORWARDED_ALLOW_IPS`); a request that names its client otherwise (`Forwarded`,
+    `X-Real-IP`) came through a proxy too, so is not taken for local.
+    """
+    if who == "public":
+        return True
+    if who == "off" or request.client is None:
+        return False
+    try:
+        loopback = ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
+    return loopback and not any(name in request.headers for name in _FORWARDED)
+
+
+async def _built(request: Request, path: Path, media_type: str) -> Response:
     """A file `npm run build` writes, or 503 while it is not built."""
-    if not await anyio.Path(path).exists():
+    assets: Assets = request.app.state.assets
+    asset = await assets.get(path)
+    if asset is None:
         return PlainTextResponse(NOT_BUILT, status_code=503)
-    return FileResponse(path, media_type=media_type, headers=SDK_HEADERS)
+    return assets.response(request, asset, media_type, SDK_HEADERS)
 
 
 async def sdk(request: Request) -> Response:
-    return await _built(SDK_PATH, "text/javascript; charset=utf-8")
+    return await _built(request, SDK_PATH, "text/javascript; charset=utf-8")
 
 
 async def sdk_language(request: Request) -> Response:
@@ -109,7 +149,15 @@ async def sdk_language(request: Request) -> Response:
         known = ", ".join(SDK_LANGUAGES)
         detail = f"no SDK language pack {lang!r}; there are {known} (English is built in)"
         return problem(404, "Not found", detail, SDK_HEADERS)
-    return await _built(SDK_PATH.parent / "lang" / f"{lang}.json", "application/json")
+    return await _built(request, SDK_PATH.parent / "lang" / f"{lang}.json", "application/json")
+
+
+class App(Starlette):
+    """Starlette with `SecurityHeaders` outside all its middleware, the one that answers
+    500 included, so that every answer has them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
@@ -191,4 +239,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         import demo_site
 
         routes += demo_site.routes()
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=api.exception_handlers())
+    app = App(routes=routes, lifespan=lifespan, exception_handlers=api.exception_handlers())
+    app.state.assets = Assets()
+    return app

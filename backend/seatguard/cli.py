@@ -16,7 +16,7 @@ from .db import Database, open_database
 from .errors import ConfigError
 from .presence import Rules
 from .sealing import SecretBox
-from .settings import Settings
+from .settings import HEALTH_DETAILS, Settings
 from .site_secrets import Stale, rotate
 from .sites import SELF_ORIGIN, new_site
 
@@ -104,6 +104,12 @@ def _server_options(f: F) -> F:
             "--max-message-bytes",
             type=int,
             help=f"Largest accepted frame [default {DEFAULTS.max_message_bytes}].",
+        ),
+        click.option(
+            "--health-details",
+            type=click.Choice(HEALTH_DETAILS),
+            help="Who sees /healthz's details (node, tabs, admission times, collector): "
+            f"anyone, loopback clients only, or nobody [default {DEFAULTS.health_details}].",
         ),
         click.option("--log-level", help=f"Log level [default {DEFAULTS.log_level}]."),
     ]

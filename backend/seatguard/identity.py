@@ -4,13 +4,13 @@ A site's backend signs a short-lived JWT for the page, so that the user, org, ro
 mode, limit or policy come from the site rather than from the browser (the strongest source
 in the order of authority, see PRODUCT.md). Claims:
 
-    sub     required  user id
+    sub     required  user id: a name (names.py), as the hello's `user`
     exp     required  expiry (NumericDate), at most `max_lifetime` after iat (or now)
     aud     required  the site key
     iss     required  the site's identity issuer (its `identity_issuer`, else the site key)
     nbf     optional  not before
     iat     optional  issued at; not in the future; compared with revocation cut-offs
-    org, role         optional non-empty strings
+    org, role         optional names (names.py), as the hello's `org` and `role`
     mode              optional "concurrence" | "device-limit"
     limit             optional integer, 1..1000
     policy            optional "block-new" | "evict-oldest" | "evict-idle" | "challenge" | "monitor"
@@ -25,6 +25,7 @@ from typing import Any, Literal, cast, get_args
 
 from .errors import ConfigError, InvalidIdentity
 from .jws import KeySet, check_audience, check_issuer, check_times, verify_signed
+from .names import name_problem
 from .types import Mode, Policy, UserId
 
 __all__ = ["Identity", "IdentityConfig", "issued_before", "verify_identity"]
@@ -137,9 +138,9 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
     if "sub" not in claims:
         raise InvalidIdentity(f"{_WHAT} has no 'sub' claim")
     return Identity(
-        user=cast(str, _text(claims, "sub")),
-        org=_text(claims, "org"),
-        role=_text(claims, "role"),
+        user=cast(str, _name(claims, "sub")),
+        org=_name(claims, "org"),
+        role=_name(claims, "role"),
         mode=cast("Mode | None", _choice(claims, "mode", _MODES)),
         limit=_limit(claims),
         policy=cast("Policy | None", _choice(claims, "policy", _POLICIES)),
@@ -180,6 +181,17 @@ def _text(claims: Mapping[str, Any], name: str) -> str | None:
     value = claims[name]
     if not isinstance(value, str) or not value.strip():
         raise InvalidIdentity(f"{_WHAT} claim {name!r} must be a non-empty string")
+    return value
+
+
+def _name(claims: Mapping[str, Any], name: str) -> str | None:
+    """An optional claim that must be a name (names.py), as the hello's `user`, `org` and
+    `role` must: an id the REST API could not address (its sessions, its override, its
+    org's revocation) is refused, not admitted."""
+    value = _text(claims, name)
+    problem = None if value is None else name_problem(value, f"{_WHAT} claim {name!r}")
+    if problem is not None:
+        raise InvalidIdentity(problem)
     return value
 
 

@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,14 +39,42 @@ from . import __version__, outbound
 from .errors import ConfigError, KeysUnavailable
 from .jws import ASYMMETRIC, KeySet
 
-__all__ = ["Fetch", "Fetched", "JwksCache", "check_jwks_uri", "httpx_fetch", "max_age"]
+__all__ = [
+    "JWKS_URI_PATTERN",
+    "MAX_URI",
+    "Fetch",
+    "Fetched",
+    "JwksCache",
+    "check_jwks_uri",
+    "httpx_fetch",
+    "max_age",
+]
 
 log = logging.getLogger("seatguard")
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 """Hosts a `jwks_uri` may reach over plain http (tests and local development)."""
 
-_MAX_URI = 2048
+MAX_URI = 2048
+
+
+def _anycase(word: str) -> str:
+    """`word` in a pattern that ignores case without a flag (JSON Schema has none)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+_PORT = r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?"
+_LOCAL = "|".join(_anycase(host) for host in ("localhost", "127.0.0.1"))
+JWKS_URI_PATTERN = (
+    rf"^(?:{_anycase('https://')}(?:[A-Za-z0-9_.-]+|\[::1\])"
+    rf"|{_anycase('http://')}(?:{_LOCAL}|\[::1\]))"
+    + _PORT
+    + r"(?:[/?][A-Za-z0-9._~!$&()*+,;=:@/?%-]*)?$"
+)
+"""Every JWKS URI `check_jwks_uri` accepts matches this (its last check), so that the REST
+API's schema can show it: a host name or address, a port, a path and query of the
+characters URLs are written with, and nothing else."""
+_JWKS_URI = re.compile(JWKS_URI_PATTERN)
 
 
 def check_jwks_uri(value: str) -> str:
@@ -55,8 +84,8 @@ def check_jwks_uri(value: str) -> str:
     """
     if not isinstance(value, str) or not value:
         raise ConfigError("a JWKS URI must be a non-empty URL")
-    if len(value) > _MAX_URI:
-        raise ConfigError(f"a JWKS URI has at most {_MAX_URI} characters")
+    if len(value) > MAX_URI:
+        raise ConfigError(f"a JWKS URI has at most {MAX_URI} characters")
     if not value.isascii() or any(c.isspace() or not c.isprintable() for c in value):
         raise ConfigError(f"JWKS URI {value!r} has spaces or characters URLs do not have")
     try:
@@ -73,8 +102,13 @@ def check_jwks_uri(value: str) -> str:
         )
     if parts.username is not None or parts.password is not None:
         raise ConfigError(f"JWKS URI {value!r} must not carry a user name or password")
-    if parts.fragment:
+    if parts.fragment or "#" in value:
         raise ConfigError(f"JWKS URI {value!r} must not have a #fragment")
+    if not _JWKS_URI.match(value):
+        raise ConfigError(
+            f"JWKS URI {value!r} is not a plain URL: a host name or address, an optional "
+            "port, a path and query of letters, digits and - . _ ~ ! $ & ( ) * + , ; = : @ / ? %"
+        )
     return value
 
 

@@ -13,6 +13,11 @@ The provider's keys are a stored JWKS document or its `jwks_uri` (`oidc_jwks_uri
 and cached by the node (`jwks.py`). While no good key set can be had the answer is 503
 (`temporarily_unavailable`, with `Retry-After`) and the token's id is not remembered, so
 the provider's retry passes once the keys can be fetched.
+
+The body is read with a 16 KiB cap enforced as it streams in (a logout token is a few
+hundred bytes; nobody needs to be authenticated to send one), and parsed strictly as form
+encoding in UTF-8. Every error, 413 and routing errors (`problems.py`) included, is an
+OAuth error body: `{"error": ..., "error_description": ...}`.
 """
 
 from __future__ import annotations
@@ -20,27 +25,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .backchannel import LOGOUT_ALGORITHMS, BackchannelConfig, verify_logout_token
 from .errors import ConfigError, InvalidLogoutToken, KeysUnavailable
+from .inputs import read_capped
 from .jws import token_kid
 from .node import Node
 from .presence import Session
+from .problems import NO_STORE
+from .problems import oauth_error as _error
 
-__all__ = ["routes"]
+__all__ = ["MAX_FORM", "routes"]
 
 log = logging.getLogger("seatguard")
 
-_NO_STORE = {"Cache-Control": "no-store"}
+MAX_FORM = 16384
+"""Bytes of a logout request's body, at most (413 beyond)."""
 
 
-def _error(status: int, error: str, description: str) -> Response:
-    body = {"error": error, "error_description": description}
-    return JSONResponse(body, status_code=status, headers=_NO_STORE)
+async def _logout_token(request: Request) -> str | Response:
+    """The form field `logout_token`, or the error answer saying why there is none."""
+    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+        return _error(400, "invalid_request", "send logout_token as a form field")
+    raw = await read_capped(request, MAX_FORM)
+    if raw is None:
+        return _error(413, "invalid_request", f"the body is over {MAX_FORM // 1024} KiB")
+    try:
+        text = raw.decode()
+        fields = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
+    except ValueError as exc:  # UnicodeDecodeError included
+        return _error(400, "invalid_request", f"the body is not form encoding in UTF-8: {exc}")
+    tokens = [value for name, value in fields if name == "logout_token"]
+    if len(tokens) > 1:
+        return _error(400, "invalid_request", "logout_token is given more than once")
+    if not tokens or not tokens[0]:
+        return _error(400, "invalid_request", "logout_token is missing")
+    return tokens[0]
 
 
 async def backchannel_logout(request: Request) -> Response:
@@ -51,12 +76,9 @@ async def backchannel_logout(request: Request) -> Response:
     c = site.config
     if not (c.oidc_issuer and c.oidc_client_id and (c.oidc_jwks or c.oidc_jwks_uri)):
         return _error(404, "invalid_request", "back-channel logout is not set up for this site")
-    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
-        return _error(400, "invalid_request", "send logout_token as a form field")
-    form = await request.form()
-    token = form.get("logout_token")
-    if not isinstance(token, str) or not token:
-        return _error(400, "invalid_request", "logout_token is missing")
+    token = await _logout_token(request)
+    if isinstance(token, Response):
+        return token
     fetched = None
     if c.oidc_jwks_uri is not None:
         try:
@@ -106,7 +128,7 @@ async def backchannel_logout(request: Request) -> Response:
     except BaseException:  # cancelled: the retry must pass all the same
         await asyncio.shield(node.db.forget_token(*seen))
         raise
-    return Response(status_code=200, headers=_NO_STORE)
+    return Response(status_code=200, headers=NO_STORE)
 
 
 def routes() -> list[BaseRoute]:

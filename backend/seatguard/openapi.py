@@ -1,4 +1,12 @@
-"""The OpenAPI 3.1 document of REST API v1, built from the API's own structs."""
+"""The OpenAPI 3.1 document of REST API v1, built from the API's own structs.
+
+Bodies, path parameters and query parameters come from the structs the API decodes them
+into, so their bounds (`msgspec.Meta`) are the same here and in the checks. What a struct
+cannot say is added here, next to the code that enforces it: "exactly one of" on
+`POST /revoke` (`REVOKE_WHERE_CHOICES`), and an empty `user` in the audit query. The
+document describes exactly what the server accepts; `tests/integration/test_schemathesis.py`
+holds it to that.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +19,12 @@ from starlette.responses import Response
 
 from . import __version__
 from .api import (
+    REVOKE_WHERE_CHOICES,
     AuditPageOut,
+    AuditQuery,
     OverrideIn,
     OverrideOut,
+    OverridePath,
     Problem,
     RevokedCountOut,
     RevokedOut,
@@ -22,10 +33,14 @@ from .api import (
     SeatOut,
     SecretRotatedOut,
     SecretRotationIn,
+    SessionPath,
     SessionsOut,
     SiteIn,
     SiteOut,
+    UserPath,
 )
+from .inputs import MAX_BODY
+from .rules import SCOPES
 
 __all__ = ["document", "endpoint"]
 
@@ -44,42 +59,79 @@ def _json(kind: type | dict[str, Any]) -> dict[str, Any]:
 _PROBLEM = {"content": {"application/problem+json": {"schema": _ref(Problem)}}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, **_PROBLEM}
+def _error(description: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A problem-details answer; `headers` describes the headers it always has."""
+    answer: dict[str, Any] = {"description": description, **_PROBLEM}
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return answer
 
 
 _ALWAYS = {
-    "401": _error("Missing or unknown secret key"),
-    "405": _error("Method not allowed on this path (the Allow header lists those that are)"),
-    "503": _error("The shared presence store (Redis) cannot be reached; retry (Retry-After)"),
+    "401": _error(
+        "Missing or unknown secret key",
+        {"WWW-Authenticate": "The Bearer challenge (RFC 6750), error=invalid_token if unknown"},
+    ),
+    "405": _error("Method not allowed on this path", {"Allow": "The methods this path takes"}),
+    "503": _error(
+        "The shared presence store (Redis) cannot be reached; retry",
+        {"Retry-After": "Seconds to wait"},
+    ),
 }
 _WITH_BODY = {
     "400": _error("Malformed JSON body"),
-    "413": _error("Body over 16 KiB"),
+    "413": _error(f"Body over {MAX_BODY // 1024} KiB"),
     "422": _error("Invalid request: a field of the wrong type or value, or an unknown field"),
 }
 _WITH_PARAMS = {"422": _error("Invalid request: a parameter out of range")}
 
-
-def _param(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
-    }
+_DESCRIPTIONS = {
+    "user": "The site's user id: 1 to 256 characters of printable text, not blank. "
+    "Percent-encode it in the path: any valid id, `/` included, reaches its user.",
+    "session": "A browser session id",
+    "name": "The org, role or user id the override applies to (a user id's rules)",
+}
 
 
-USER = _param("user", "The site's user id")
-SESSION = _param("session", "A browser session id")
+def _params(kind: type, where: str = "path") -> list[dict[str, Any]]:
+    """The parameters of one struct (`UserPath`, `AuditQuery`...), with its schemas."""
+    (schema,), components = msgspec.json.schema_components([kind], ref_template=_REF)
+    struct = components[schema["$ref"].rsplit("/", 1)[1]]
+    params = []
+    for name, prop in struct["properties"].items():
+        if "anyOf" in prop:  # `X | None`: absent from a query, never null in it
+            default = prop.get("default")
+            (prop,) = [p for p in prop["anyOf"] if p != {"type": "null"}]
+            if default is not None:
+                prop = {**prop, "default": default}
+        param = {"name": name, "in": where, "required": name in struct["required"]}
+        if name in _DESCRIPTIONS:
+            param["description"] = _DESCRIPTIONS[name]
+        params.append({**param, "schema": prop})
+    return params
+
+
+USER = _params(UserPath)
+USER_SESSION = _params(SessionPath)
 SCOPE = {
     "name": "scope",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "enum": ["org", "role", "user"]},
+    "schema": {"type": "string", "enum": list(SCOPES)},
 }
-NAME = _param("name", "The org, role or user id the override applies to")
+OVERRIDE = [SCOPE, *_params(OverridePath)]
+
+
+def _audit_params() -> list[dict[str, Any]]:
+    params = _params(AuditQuery, "query")
+    for p in params:
+        if p["name"] == "user":
+            p["description"] = "Only this user's records; empty or absent: every user's"
+            p["schema"] = {"anyOf": [p["schema"], {"const": ""}]}
+    return params
 
 
 def _op(
@@ -88,6 +140,7 @@ def _op(
     *,
     params: list[Any],
     body: type | None = None,
+    body_required: bool = False,
     missing: str | None = None,
     more: dict[str, str] | None = None,
 ) -> Any:
@@ -100,7 +153,7 @@ def _op(
     responses = {**ok, **dict(sorted(errors.items()))}
     op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
     if body is not None:
-        op["requestBody"] = {"required": False, **_json(body)}
+        op["requestBody"] = {"required": body_required, **_json(body)}
     return op
 
 
@@ -124,6 +177,7 @@ def document() -> dict[str, Any]:
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
+    components["RevokeWhereIn"]["oneOf"] = REVOKE_WHERE_CHOICES
     ok = {"description": "OK"}
     return {
         "openapi": "3.1.0",
@@ -140,17 +194,17 @@ def document() -> dict[str, Any]:
                 "get": _op(
                     "List a user's browser sessions and devices",
                     {"200": {**ok, **_json(SessionsOut)}},
-                    params=[USER],
+                    params=USER,
                 )
             },
             "/users/{user}/seat": {
-                "get": _op("A user's seat state", {"200": {**ok, **_json(SeatOut)}}, params=[USER])
+                "get": _op("A user's seat state", {"200": {**ok, **_json(SeatOut)}}, params=USER)
             },
             "/users/{user}/sessions/{session}": {
                 "delete": _op(
                     "Revoke one browser session",
                     {"200": {**ok, **_json(RevokedOut)}},
-                    params=[USER, SESSION],
+                    params=USER_SESSION,
                     missing="No such live session",
                 )
             },
@@ -158,7 +212,7 @@ def document() -> dict[str, Any]:
                 "post": _op(
                     "Revoke all of a user's sessions, optionally all but one",
                     {"200": {**ok, **_json(RevokedOut)}},
-                    params=[USER],
+                    params=USER,
                     body=RevokeUserIn,
                     missing="`keep` names no live session of the user; nothing was revoked",
                 )
@@ -169,13 +223,24 @@ def document() -> dict[str, Any]:
                     {"200": {**ok, **_json(RevokedCountOut)}},
                     params=[],
                     body=RevokeWhereIn,
+                    body_required=True,
                 )
             },
             "/site": {
                 "get": _op("The site's own rules", {"200": {**ok, **_json(SiteOut)}}, params=[]),
                 "patch": _op(
                     "Change the site's own rules (live sessions adopt them) or its JWKS URIs",
-                    {"200": {**ok, **_json(SiteOut)}},
+                    {
+                        "200": {**ok, **_json(SiteOut)},
+                        "403": _error(
+                            "A JWKS URI naming a loopback, private or other non-public "
+                            "address, which this server does not reach"
+                        ),
+                        "409": _error(
+                            "A well-formed change that the site's other settings rule out, "
+                            "such as an identity JWKS URI on a site signing with HS256"
+                        ),
+                    },
                     params=[],
                     body=SiteIn,
                 ),
@@ -198,11 +263,7 @@ def document() -> dict[str, Any]:
                 "get": _op(
                     "The site's audit trail, oldest first, a page at a time",
                     {"200": {**ok, **_json(AuditPageOut)}},
-                    params=[
-                        {"name": "user", "in": "query", "schema": {"type": "string"}},
-                        {"name": "after", "in": "query", "schema": {"type": "integer"}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                    ],
+                    params=_audit_params(),
                 )
             },
             "/overrides": {
@@ -216,14 +277,14 @@ def document() -> dict[str, Any]:
                 "put": _op(
                     "Set the rules of one org, role or user",
                     {"200": {**ok, **_json(OverrideOut)}},
-                    params=[SCOPE, NAME],
+                    params=OVERRIDE,
                     body=OverrideIn,
                     missing="No such scope",
                 ),
                 "delete": _op(
                     "Remove an override",
                     {"204": {"description": "Removed"}},
-                    params=[SCOPE, NAME],
+                    params=OVERRIDE,
                     missing="No such scope, or no such override",
                 ),
             },

@@ -2,7 +2,9 @@
 
 `problem()` builds one answer; `ApiError` carries one out of a handler; `exception_handlers()`
 is what the app installs so that Starlette's own 404 (no such route) and 405 (method not
-allowed) under `/api/` answer problem JSON too, while other paths keep Starlette's plain text.
+allowed) under `/api/` answer problem JSON too, and under `/oidc/` the OAuth error body
+(`oauth_error()`, RFC 6749 section 5.2) that back-channel logout answers with, while other
+paths keep Starlette's plain text.
 """
 
 from __future__ import annotations
@@ -16,10 +18,22 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-__all__ = ["API_PREFIX", "ApiError", "Problem", "exception_handlers", "problem"]
+__all__ = [
+    "API_PREFIX",
+    "NO_STORE",
+    "OIDC_PREFIX",
+    "ApiError",
+    "Problem",
+    "exception_handlers",
+    "oauth_error",
+    "problem",
+]
 
 API_PREFIX = "/api/"
 """Paths whose routing errors are answered as problem details."""
+OIDC_PREFIX = "/oidc/"
+"""Paths whose routing errors are answered as OAuth errors."""
+NO_STORE = {"Cache-Control": "no-store"}
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -49,10 +63,31 @@ def problem(
     return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def oauth_error(
+    status: int, error: str, description: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """An OAuth error answer, `{"error": ..., "error_description": ...}`, never cached."""
+    body = msgspec.json.encode({"error": error, "error_description": description})
+    return Response(
+        body,
+        status_code=status,
+        media_type="application/json",
+        headers={**(headers or {}), **NO_STORE},
+    )
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's routing errors: problem details under /api/, plain text elsewhere."""
+    """Starlette's routing errors: problem details under /api/, OAuth errors under /oidc/,
+    plain text elsewhere."""
     assert isinstance(exc, HTTPException)
     status, headers = exc.status_code, exc.headers
+    if request.url.path.startswith(OIDC_PREFIX) and status in (404, 405):
+        where = f"{request.method} {request.url.path}"
+        if status == 404:
+            return oauth_error(404, "invalid_request", f"no route {where}")
+        allowed = _allowed(headers)
+        detail = f"{where} is not allowed; this path takes {allowed or 'no method'}"
+        return oauth_error(405, "invalid_request", detail, {**(headers or {}), "Allow": allowed})
     if not request.url.path.startswith(API_PREFIX):
         if status in (204, 304):
             return Response(status_code=status, headers=headers)
@@ -61,14 +96,18 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if status == 404:
         title, detail = "Not found", f"no API route {where}; see /api/v1/openapi.json"
     elif status == 405:
-        # Starlette lists a route's methods from a set: sort them, so the answer is stable.
-        allowed = ", ".join(sorted(filter(None, (headers or {}).get("Allow", "").split(", "))))
+        allowed = _allowed(headers)
         headers = {**(headers or {}), "Allow": allowed}
         title = "Method not allowed"
         detail = f"{where} is not allowed; this path takes {allowed or 'no method'}"
     else:
         title, detail = _phrase(status), exc.detail
     return problem(status, title, detail, headers)
+
+
+def _allowed(headers: Mapping[str, str] | None) -> str:
+    """Starlette lists a route's methods from a set: sorted, so the answer is stable."""
+    return ", ".join(sorted(filter(None, (headers or {}).get("Allow", "").split(", "))))
 
 
 def _phrase(status: int) -> str:

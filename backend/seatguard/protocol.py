@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from .names import NAME_PATTERN, NAME_WORDS, Name
+
 __all__ = [
     "PATTERNS",
     "PROTOCOL_VERSION",
@@ -85,16 +87,15 @@ class BlockReason(enum.StrEnum):
 
 _IDENT = r"^[A-Za-z0-9_-]{8,64}$"
 _FINGERPRINT = r"^[A-Za-z0-9_-]{4,64}$"
-_TEXT = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 PATTERNS = {
     _IDENT: "8 to 64 characters of A-Z a-z 0-9 _ -",
     _FINGERPRINT: "4 to 64 characters of A-Z a-z 0-9 _ -",
-    _TEXT: "printable text, not blank",
+    NAME_PATTERN: NAME_WORDS,
 }
 """What each pattern of a frame field asks for, in words (for error messages)."""
 Ident = Annotated[str, msgspec.Meta(pattern=_IDENT)]
 Fingerprint = Annotated[str, msgspec.Meta(pattern=_FINGERPRINT)]
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_TEXT)]
+Text = Name  # a user id, org, role or site key: names.py
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
 

@@ -12,9 +12,12 @@ from typing import Any
 from .errors import ConfigError
 from .presence import Timing
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["ENV_PREFIX", "HEALTH_DETAILS", "Settings"]
 
 ENV_PREFIX = "SEATGUARD_"
+HEALTH_DETAILS = ("public", "local", "off")
+"""Who sees the details of `/healthz` (node, tabs, admission times, collector): anyone, only
+clients on the loopback interface, or nobody; the status is for everyone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,7 @@ class Settings:
     allow_private_urls: bool = False  # let sites' JWKS URIs and webhooks reach private addresses
     gc_freeze_interval: float = 1.0  # seconds between freezes of survivors (0: as Python ships)
     gc_full_interval: float = 3600.0  # seconds between full garbage collections (0: never)
+    health_details: str = "local"  # who sees /healthz's details: public, local (loopback) or off
     demo: bool = False  # also serve the Acme Stream demo site
     log_level: str = "info"  # uvicorn log level
 
@@ -82,6 +86,11 @@ class Settings:
             raise ConfigError("the JWKS refetch interval must be positive")
         if not (0 <= self.gc_freeze_interval < math.inf and 0 <= self.gc_full_interval < math.inf):
             raise ConfigError("garbage collector intervals must be 0 or positive")
+        if self.health_details not in HEALTH_DETAILS:
+            raise ConfigError(
+                f"health details must be one of {', '.join(HEALTH_DETAILS)}, "
+                f"not {self.health_details!r}"
+            )
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"not a Redis URL: {self.redis_url!r} (expected redis://host:port)")
 

@@ -195,7 +195,11 @@ def normalize_origin(value: str) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError(f"an origin has no path: {value!r}")
     default_port = {"http": 80, "https": 443}[parts.scheme]
-    port = "" if parts.port in (None, default_port) else f":{parts.port}"
+    try:
+        given = parts.port
+    except ValueError as exc:  # not a number, or out of range
+        raise ConfigError(f"not an origin: {value!r} ({exc})") from None
+    port = "" if given in (None, default_port) else f":{given}"
     return f"{parts.scheme}://{parts.hostname}{port}"
 
 

@@ -303,6 +303,8 @@ class Socket(asyncio.Protocol):
             self._head_too_large()  # it came in whole, in one read
             return
         response = proto.accept(request)
+        if response.status_code != 101:  # a plain-text refusal, like every HTTP answer's
+            response.headers["X-Content-Type-Options"] = "nosniff"
         proto.send_response(response)
         if response.status_code != 101:
             return

@@ -11,6 +11,7 @@ class Latencies:
     """The last `size` durations of something, in seconds; percentiles in milliseconds."""
 
     def __init__(self, size: int = 2_000) -> None:
+        self.size = size  # how many are kept
         self._values: deque[float] = deque(maxlen=size)
         self.count = 0
 

@@ -162,3 +162,46 @@ def test_the_demo_refuses_a_bad_plan_clearly(demo: Server, device: Device) -> No
     response = page.goto(demo.http + "/watch?user=bob&limit=0")
     assert response is not None and response.status == 400
     expect(page.get_by_role("alert")).to_contain_text("Limit must be")
+
+
+def csp_violations(page: Page) -> list[str]:
+    """The Content-Security-Policy violations `page` reports, as they come."""
+    found: list[str] = []
+    page.on(
+        "console", lambda m: found.append(m.text) if "Content Security Policy" in m.text else None
+    )
+    return found
+
+
+def test_the_demo_runs_under_its_content_security_policy(demo: Server, device: Device) -> None:
+    url = watch_url(demo, user())
+    first = device().new_page()
+    first_violations = csp_violations(first)
+    open_watch(first, url, "admitted")
+    second = device().new_page()
+    second_violations = csp_violations(second)
+    open_watch(second, url, "blocked")
+    # The overlay's own stylesheet applies: the dialog covers the page.
+    overlay = second.locator(".seatguard")
+    expect(overlay).to_be_visible()
+    assert overlay.evaluate("el => getComputedStyle(el).position") == "fixed"
+    # The panel's fetches and its revoke (a same-origin POST, Origin checked) work.
+    expect(first.locator("#sg-browsers li")).to_have_count(2)
+    first.click("#revoke-all")
+    wait_state(second, "revoked")
+    wait_state(first, "revoked")
+    assert first_violations == [] and second_violations == []
+
+
+def test_another_page_cannot_frame_the_demo(demo: Server, device: Device) -> None:
+    page = device().new_page()
+    messages: list[str] = []
+    page.on("console", lambda m: messages.append(m.text))
+    page.set_content(
+        f'<iframe src="{demo.http}/"></iframe>'  # the sign-in form: framed, it could be clickjacked
+        f'<iframe src="{watch_url(demo, user())}"></iframe>'
+    )
+    page.wait_for_timeout(scaled(1) * 1000)
+    assert any("frame-ancestors 'none'" in text for text in messages), messages
+    for frame in page.frames[1:]:
+        assert "Acme" not in frame.content(), frame.url

@@ -177,3 +177,84 @@ async def test_a_failed_logout_forgets_the_token_so_the_retry_passes(
             assert node.revoked == ["alice"]
     finally:
         await db.close()
+
+
+# The body: capped while it streams in, parsed strictly, every error an OAuth error body.
+
+
+@pytest.fixture
+def logout_url(server: Server, provider: dict[str, Any]) -> str:
+    site = server.create_site(
+        "--name", "OIDC", "--origin", "*",
+        "--oidc-issuer", provider["issuer"], "--oidc-client-id", provider["client"],
+        "--oidc-jwks", str(provider["jwks"]),
+    )  # fmt: skip
+    return f"{server.http}/oidc/v1/{site['key']}/backchannel-logout"
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def oauth_error(r: httpx.Response, status: int, error: str = "invalid_request") -> str:
+    """Check that `r` is an OAuth error answer; its description."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    body = r.json()
+    assert set(body) == {"error", "error_description"} and body["error"] == error, body
+    return str(body["error_description"])
+
+
+async def test_a_body_over_16_kib_is_413_before_it_is_read(
+    logout_url: str, provider: dict[str, Any]
+) -> None:
+    token = logout_token(provider, sub="alice")
+    padding = "&pad=" + "x" * 20_000
+    async with httpx.AsyncClient() as client:
+        r = await client.post(logout_url, content="logout_token=" + token + padding, headers=FORM)
+        assert "16 KiB" in oauth_error(r, 413)
+
+        async def stream() -> AsyncIterator[bytes]:  # chunked: no Content-Length to go by
+            yield f"logout_token={token}".encode()
+            for _ in range(64):
+                yield b"&pad=" + b"x" * 1024
+
+        r = await client.post(logout_url, content=stream(), headers=FORM)
+        assert "content-length" not in r.request.headers
+        assert "16 KiB" in oauth_error(r, 413)
+        # The token was never taken: it still logs out once.
+        r = await client.post(logout_url, data={"logout_token": token})
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"logout_token=%FF%FE", "not form encoding in UTF-8"),
+        (b"logout_token=\xff", "not form encoding in UTF-8"),
+        (b"logout_token", "not form encoding"),
+        (b"logout_token=a&&x=1", "not form encoding"),
+        (b"", "logout_token is missing"),
+        (b"logout_token=", "logout_token is missing"),
+        (b"other=1", "logout_token is missing"),
+        (b"logout_token=a&logout_token=b", "more than once"),
+    ],
+    ids=lambda v: repr(v)[:24],
+)
+async def test_a_body_that_is_not_one_form_field_is_a_clear_400(
+    logout_url: str, body: bytes, why: str
+) -> None:
+    async with httpx.AsyncClient() as client:
+        r = await client.post(logout_url, content=body, headers=FORM)
+    assert why in oauth_error(r, 400)
+
+
+async def test_every_refusal_is_an_oauth_error(logout_url: str, server: Server) -> None:
+    async with httpx.AsyncClient() as client:
+        oauth_error(await client.post(logout_url, content=b"{}"), 400)  # not a form
+        oauth_error(await client.post(logout_url, data={"logout_token": "a.b.c"}), 400)
+        unknown = f"{server.http}/oidc/v1/pk_nobody/backchannel-logout"
+        oauth_error(await client.post(unknown, data={"logout_token": "x"}), 404)
+        r = await client.get(logout_url)
+        assert "is not allowed" in oauth_error(r, 405) and r.headers["allow"] == "POST"

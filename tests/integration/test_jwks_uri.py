@@ -253,14 +253,15 @@ async def test_a_site_with_stored_keys_moves_to_a_uri_through_the_api(
         r = await post_logout(server, key, logout_token(signers[0], sub=user()))
         assert r.status_code == 200, r.text
         assert keys.hits == 1
-        for body, why in [
-            ({"oidc_jwks_uri": "http://op.example/jwks"}, "must use https"),
-            ({"oidc_jwks_uri": "https://user:pw@op.example/jwks"}, "user name or password"),
-            ({"oidc_jwks_uri": 42}, "Expected `str | null`"),
-            ({"identity_jwks_uri": keys.url}, "RS256/ES256"),  # this site signs with HS256
+        for body, status, why in [
+            ({"oidc_jwks_uri": "http://op.example/jwks"}, 422, "must use https"),
+            ({"oidc_jwks_uri": "https://user:pw@op.example/jwks"}, 422, "user name or password"),
+            ({"oidc_jwks_uri": 42}, 422, "Expected `str | null`"),
+            # Well formed, but this site signs with HS256: a conflict with its settings.
+            ({"identity_jwks_uri": keys.url}, 409, "RS256/ES256"),
         ]:
             refused = await client.patch("/site", json=body)
-            assert refused.status_code == 422, refused.text
+            assert refused.status_code == status, refused.text
             assert why in refused.json()["detail"], refused.json()
         assert (await client.get("/site")).json()["oidc_jwks_uri"] == keys.url
         # null clears it: back-channel logout is then no longer set up.

@@ -65,7 +65,7 @@ async def test_a_secret_key_cannot_set_a_url_naming_a_local_address(
         ]:
             for name in ("oidc_jwks_uri", "identity_jwks_uri"):
                 r = await client.patch("/site", json={name: uri})
-                assert r.status_code == 422, (uri, r.text)
+                assert r.status_code == 403, (uri, r.text)
                 assert "local or private address" in r.json()["detail"], r.json()
         shown = (await client.get("/site")).json()
         assert (shown["oidc_jwks_uri"], shown["identity_jwks_uri"]) == (None, None)

@@ -333,10 +333,11 @@ def test_kill_9_at_any_moment_leaves_a_log_that_verifies_with_a_close_checkpoint
         async with anyio.create_task_group() as tg:
             for _ in range(60):
                 tg.start_soon(one)
+        kill_9(server)  # the moment the last welcome is in
+        await Tab.close_all()
 
     again = start_server(tmp_path, "serve", env)
     anyio.run(storm, again)
-    kill_9(again)
     report = audit(s, "verify")
     assert report.returncode == 0, report.stdout
     head = rows(s)[-1]["seq"]

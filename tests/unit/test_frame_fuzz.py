@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from seatguard import api
+from seatguard import inputs
 from seatguard.channel import Channel, ChannelState
 from seatguard.db import open_database
 from seatguard.node import Node
@@ -166,7 +166,7 @@ def test_an_api_body_nested_past_the_recursion_limit_is_a_400() -> None:
 
     request = Request({"type": "http", "method": "PATCH", "headers": []}, receive)
     with pytest.raises(ApiError) as refused:
-        asyncio.run(api._body(request, Loose))
+        asyncio.run(inputs.read_json(request, Loose))
     assert (refused.value.status, refused.value.detail) == (400, "JSON nested too deeply")
 
 

@@ -172,6 +172,13 @@ def test_accepted_edges(keys: Keys, rs256: IdentityConfig, changes: dict[str, An
     assert verify_identity(token, rs256, now=NOW).user == "u1"
 
 
+@pytest.mark.parametrize(
+    "sub", ["u" * 256, "a/b", "50% off?#x", " spaced user ", "ünïcødé 用户"], ids=repr
+)
+def test_any_user_id_is_a_subject(keys: Keys, rs256: IdentityConfig, sub: str) -> None:
+    assert verify_identity(keys.rs256(claims(sub=sub)), rs256, now=NOW).user == sub
+
+
 def test_issuer_must_match_exactly(keys: Keys, rs256: IdentityConfig) -> None:
     # RFC 8725 §3.8: `iss` is always required and compared as a string, never as a prefix.
     for iss in (ISSUER + "/", ISSUER.upper(), SITE):
@@ -229,7 +236,15 @@ REFUSALS: list[tuple[str, Callable[[Keys], str], str]] = [
     ),
     ("sub-missing", lambda k: k.rs256(claims(sub=None)), "no 'sub' claim"),
     ("sub-empty", lambda k: k.rs256(claims(sub=" ")), "'sub' must be a non-empty string"),
+    # `sub` is a user id as the hello's `user` is (names.py): what the API can address.
+    ("sub-257", lambda k: k.rs256(claims(sub="u" * 257)), "'sub' must be printable text"),
+    ("sub-control", lambda k: k.rs256(claims(sub="u\x00v")), "without control characters"),
+    ("sub-c1-control", lambda k: k.rs256(claims(sub="u\x85")), "without control characters"),
+    ("sub-surrogate", lambda k: k.rs256(claims(sub="\ud800")), "without control characters"),
+    ("sub-tab", lambda k: k.rs256(claims(sub="\tu")), "'sub' must be printable text"),
     ("org-number", lambda k: k.rs256(claims(org=7)), "'org' must be a non-empty string"),
+    ("org-257", lambda k: k.rs256(claims(org="o" * 257)), "'org' must be printable text"),
+    ("role-control", lambda k: k.rs256(claims(role="r\x1b[31m")), "'role' must be printable"),
     ("role-empty", lambda k: k.rs256(claims(role="")), "'role' must be a non-empty string"),
     ("limit-zero", lambda k: k.rs256(claims(limit=0)), "between 1 and 1000, not 0"),
     ("limit-string", lambda k: k.rs256(claims(limit="3")), "'limit' must be an integer"),
@@ -283,9 +298,9 @@ def test_errors_belong_to_the_identity_branch() -> None:
 
 
 def test_token_just_under_the_cap_is_parsed(keys: Keys, rs256: IdentityConfig) -> None:
-    token = keys.rs256(claims(org="x" * 5000))
+    token = keys.rs256(claims(extra="x" * 5000))  # a claim of the site's own, not checked
     assert len(token) <= MAX_TOKEN_BYTES
-    assert verify_identity(token, rs256, now=NOW).org == "x" * 5000
+    assert verify_identity(token, rs256, now=NOW).user == "u1"
 
 
 def test_hmac_digest_matches_pyjwt() -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import hypothesis
+from hypothesis import strategies as st
 from starlette.routing import Route
 
 from seatguard import api
+from seatguard.jwks import JWKS_URI_PATTERN, check_jwks_uri
+from seatguard.names import MAX_NAME, NAME_PATTERN
 from seatguard.openapi import document
 
 PREFIX = "/api/v1"
@@ -22,12 +26,15 @@ def operations() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def routed() -> set[tuple[str, str]]:
-    """(path under /api/v1, method) for every route of `api.routes()`; HEAD goes with GET."""
+    """(path under /api/v1, method) for every route of `api.routes()`; HEAD goes with GET.
+
+    Paths as OpenAPI writes them: `{user}` where the route says `{user:any}`."""
     found = set()
     for route in api.routes():
         assert isinstance(route, Route) and route.path.startswith(PREFIX + "/")
         assert route.methods is not None
-        found |= {(route.path[len(PREFIX) :], m) for m in route.methods if m != "HEAD"}
+        path = route.path_format[len(PREFIX) :]
+        found |= {(path, m) for m in route.methods if m != "HEAD"}
     return found
 
 
@@ -94,6 +101,85 @@ def test_site_rules_are_documented() -> None:
     lifetime = fields["identity_max_lifetime"]
     assert (lifetime["type"], lifetime["minimum"], lifetime["maximum"]) == ("integer", 60, 2592000)
     assert "404" in ops[("/users/{user}/revoke", "POST")]["responses"]
+
+
+def schemas() -> dict[str, Any]:
+    found: dict[str, Any] = document()["components"]["schemas"]
+    return found
+
+
+def params(path: str, method: str) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in operations()[(path, method)]["parameters"]}
+
+
+NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NAME_PATTERN}
+
+
+def test_a_user_id_in_any_path_is_any_valid_name() -> None:
+    for (path, method), op in operations().items():
+        for p in op["parameters"]:
+            if p["name"] in ("user", "name") and p["in"] == "path":
+                assert p["required"] is True
+                assert p["schema"] == NAME, (path, method)
+    session = params("/users/{user}/sessions/{session}", "DELETE")["session"]
+    assert session["schema"] == {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"}
+    assert params("/overrides/{scope}/{name}", "PUT")["scope"]["schema"]["enum"] == [
+        "org",
+        "role",
+        "user",
+    ]
+
+
+def test_the_bounds_the_server_enforces_are_in_the_document() -> None:
+    limit = {"type": "integer", "minimum": 1, "maximum": 1000}
+    seconds = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}]}
+    override, site = schemas()["OverrideIn"]["properties"], schemas()["SiteIn"]["properties"]
+    assert override["limit"] == {"anyOf": [limit, {"type": "null"}], "default": None}
+    assert site["limit"] == limit
+    for name in ("idle_timeout", "absolute_timeout"):
+        assert override[name] == {**seconds, "default": None}
+        assert site[name] == seconds
+    for name in ("identity_jwks_uri", "oidc_jwks_uri"):
+        (uri, null) = site[name]["anyOf"]
+        assert (uri["pattern"], uri["maxLength"], null) == (
+            JWKS_URI_PATTERN,
+            2048,
+            {"type": "null"},
+        )
+    audit = params("/audit", "GET")
+    assert audit["limit"]["schema"] == {**limit, "default": 100}
+    assert audit["after"]["schema"] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 2**63 - 1,
+        "default": 0,
+    }
+    assert audit["user"]["schema"] == {"anyOf": [NAME, {"const": ""}]}
+    assert not any(p["required"] for p in audit.values())
+
+
+def test_revoking_a_group_takes_exactly_one_of_org_role_or_all() -> None:
+    revoke = operations()[("/revoke", "POST")]
+    assert revoke["requestBody"]["required"] is True  # without a body it cannot say which
+    choices = schemas()["RevokeWhereIn"]["oneOf"]
+    assert [c["required"] for c in choices] == [["org"], ["role"], ["all"]]
+    assert choices[2]["properties"]["all"] == {"const": True}
+
+
+def test_a_conflicting_site_change_is_documented() -> None:
+    assert "409" in operations()[("/site", "PATCH")]["responses"]
+
+
+def test_401_and_405_document_their_headers() -> None:
+    for op in operations().values():
+        assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
+        assert "Allow" in op["responses"]["405"]["headers"]
+
+
+@hypothesis.settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@hypothesis.given(st.from_regex(JWKS_URI_PATTERN, fullmatch=True).filter(lambda u: len(u) <= 2048))
+def test_every_jwks_uri_the_document_allows_is_accepted(uri: str) -> None:
+    assert check_jwks_uri(uri) == uri
 
 
 def test_secret_rotation_is_documented_with_its_bounds() -> None:

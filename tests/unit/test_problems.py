@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from seatguard import api
+from seatguard import api, oidc
 
 pytestmark = pytest.mark.anyio
 
@@ -66,3 +66,24 @@ async def test_other_paths_keep_plain_text_errors() -> None:
         assert (r.status_code, r.headers["content-type"]) == (404, "text/plain; charset=utf-8")
         r = await c.post("/watch")
         assert (r.status_code, r.text) == (405, "Method Not Allowed")
+
+
+def oidc_client() -> httpx.AsyncClient:
+    app = Starlette(routes=oidc.routes(), exception_handlers=api.exception_handlers())
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_back_channel_logout_routing_errors_are_oauth_errors() -> None:
+    async with oidc_client() as c:
+        r = await c.get("/oidc/v1/pk_x/backchannel-logout")
+        assert (r.status_code, r.headers["content-type"]) == (405, "application/json")
+        assert r.headers["allow"] == "POST"
+        assert r.headers["cache-control"] == "no-store"
+        assert r.json() == {
+            "error": "invalid_request",
+            "error_description": "GET /oidc/v1/pk_x/backchannel-logout is not allowed; "
+            "this path takes POST",
+        }
+        r = await c.post("/oidc/v1/pk_x/front-channel-logout")
+        assert (r.status_code, r.headers["content-type"]) == (404, "application/json")
+        assert r.json()["error"] == "invalid_request"

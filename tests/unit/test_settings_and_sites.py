@@ -33,6 +33,12 @@ def make(name: str, origins: list[str], rules: Rules | None = None, **options: A
     return site
 
 
+def test_health_details_are_for_loopback_clients_unless_told() -> None:
+    assert Settings().health_details == "local"
+    for who in ("public", "local", "off"):
+        assert Settings.from_env({"SEATGUARD_HEALTH_DETAILS": who}).health_details == who
+
+
 def test_settings_read_the_environment_and_flags_win() -> None:
     env = {"SEATGUARD_PORT": "9000", "SEATGUARD_RELOAD_GRACE": "2.5", "SEATGUARD_DEMO": "yes"}
     s = Settings.from_env(env, port=9100)
@@ -50,6 +56,8 @@ def test_settings_read_the_environment_and_flags_win() -> None:
         ({"SEATGUARD_JWKS_REFETCH_INTERVAL": "nan"}, "JWKS refetch interval"),
         ({"SEATGUARD_GC_FREEZE_INTERVAL": "-1"}, "garbage collector intervals"),
         ({"SEATGUARD_GC_FULL_INTERVAL": "inf"}, "garbage collector intervals"),
+        ({"SEATGUARD_HEALTH_DETAILS": "everyone"}, "health details must be one of public"),
+        ({"SEATGUARD_HEALTH_DETAILS": "LOCAL"}, "health details must be one of public"),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
@@ -71,7 +79,10 @@ def test_origins_are_normalized(raw: str, origin: str) -> None:
     assert normalize_origin(raw) == origin
 
 
-@pytest.mark.parametrize("raw", ["example.com", "ftp://x.org", "https://x.org/path", ""])
+@pytest.mark.parametrize(
+    "raw",
+    ["example.com", "ftp://x.org", "https://x.org/path", "", "http://x.org:port", "http://x:99999"],
+)
 def test_non_origins_are_refused(raw: str) -> None:
     with pytest.raises(ConfigError):
         normalize_origin(raw)

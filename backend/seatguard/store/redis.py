@@ -432,7 +432,7 @@ class RedisStore:
                     await asyncio.sleep(0.5)
                 finally:
                     with contextlib.suppress(*_LINK_ERRORS, RedisError):
-                        await pubsub.aclose()
+                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         finally:
             await client.aclose()
 

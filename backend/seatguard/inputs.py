@@ -1,0 +1,96 @@
+"""What a request brings in: its body, read with a size cap enforced while it streams in; its
+JSON, decoded into a struct; its path and query parameters, converted into structs.
+
+uvicorn puts no limit on a request body: reading it whole and measuring it afterwards lets
+anyone make the server hold as much as they send, so `read_capped` stops at the first chunk
+past the cap (at once when `Content-Length` already says so). Structs carry the bounds
+(`msgspec.Meta`), so that the checks and the OpenAPI document come from one place; a value
+out of bounds is an `ApiError` 422 whose message names the field.
+
+The `any` path convertor (`{user:any}`) takes the rest of a path, `/` and line breaks
+included: Starlette's own `path` stops at a line break, so an id holding one would miss its
+route (404) instead of being refused for what it is (422).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+
+from .problems import ApiError
+from .protocol import explain
+
+__all__ = ["MAX_BODY", "read_capped", "read_json", "read_params"]
+
+S = TypeVar("S")
+MAX_BODY = 16384
+"""Bytes of a REST API request body, at most (413 beyond)."""
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The body of `request`, or None as soon as it is known to pass `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, kind: type[S]) -> S:
+    """The JSON body as a `kind` (an empty body is `{}`); ApiError 413, 400 or 422."""
+    raw = await read_capped(request, MAX_BODY)
+    if raw is None:
+        raise ApiError(413, "Payload too large", "request bodies are limited to 16 KiB")
+    try:
+        return msgspec.convert(_whole(msgspec.json.decode(raw or b"{}")), kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "Invalid request", explain(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "Malformed JSON", str(exc)) from None
+    except RecursionError:  # the decoder and `_whole` walk nesting by recursion
+        raise ApiError(400, "Malformed JSON", "JSON nested too deeply") from None
+
+
+def _whole(value: Any) -> Any:
+    """JSON numbers as JSON Schema (and so the OpenAPI document) reads them: `2.0` is the
+    integer 2, which an `int` field takes, as it takes `2`."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def read_params(values: Mapping[str, str], kind: type[S]) -> S:
+    """Path or query parameters as a `kind`, numbers read from their text; ApiError 422."""
+    try:
+        return msgspec.convert(values, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "Invalid request", explain(exc)) from None
+
+
+class _AnyConvertor(Convertor[str]):
+    """`{name:any}`: the rest of the path, whatever it holds."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any", _AnyConvertor())

@@ -1,0 +1,171 @@
+"""The demo defends itself as a site should: a CSP on its pages, no cross-site state changes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from demo_site import DEMO_SITE_KEY
+
+from tests.conftest import Server, scaled, seatguard, start_server
+from tests.integration.api_client import api
+from tests.integration.client import Browser, Tab, ident
+
+pytestmark = pytest.mark.anyio
+
+CROSS_SITE = "https://evil.example"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -> Iterator[Server]:
+    s = start_server(tmp_path_factory.mktemp("demo"), "demo", server_env)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+async def client(demo: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=demo.http, timeout=scaled(10)) as c:
+        yield c
+
+
+def demo_site(demo: Server) -> dict[str, Any]:
+    shown = seatguard("site", "show", DEMO_SITE_KEY, "--db", str(demo.db), "--secret")
+    found: dict[str, Any] = json.loads(shown)
+    return found
+
+
+def policy(r: httpx.Response) -> dict[str, str]:
+    header = r.headers["content-security-policy"]
+    return {d.split(" ", 1)[0]: d.split(" ", 1)[1] for d in header.split("; ")}
+
+
+@pytest.mark.parametrize("path", ["/", "/watch?user=alice", "/watch?user=bob&limit=0"])
+async def test_pages_carry_a_csp_whose_nonce_their_inline_scripts_bear(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    r = await client.get(path)
+    assert r.status_code in (200, 400) and r.headers["content-type"].startswith("text/html")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    csp = policy(r)
+    assert csp["frame-ancestors"] == "'none'"
+    assert csp["object-src"] == "'none'" and csp["base-uri"] == "'none'"
+    assert "'unsafe-inline'" not in csp["script-src"]
+    (nonce,) = re.findall(r"'nonce-([A-Za-z0-9_-]{20,})'", csp["script-src"])
+    scripts = re.findall(r"<script([^>]*)>", r.text)
+    inline = [attrs for attrs in scripts if "src=" not in attrs]
+    assert all(f'nonce="{nonce}"' in attrs for attrs in inline), scripts
+    assert (await client.get(path)).headers["content-security-policy"] != r.headers[
+        "content-security-policy"
+    ]  # a nonce per answer
+
+
+async def live_user(demo: Server) -> tuple[str, Tab]:
+    user = "demo-" + ident()
+    tab, welcome = await Tab.open(demo.ws, DEMO_SITE_KEY, Browser(user), origin=demo.http)
+    assert welcome["state"] == "admitted"
+    return user, tab
+
+
+REVOKES = {
+    # Refused: a page of another site, or nothing that says where the request came from.
+    "origin": ({"Origin": CROSS_SITE}, False),
+    "null-origin": ({"Origin": "null"}, False),  # a sandboxed frame or a data: URL
+    "origin-wins": ({"Origin": CROSS_SITE, "Sec-Fetch-Site": "same-origin"}, False),
+    "fetch-site": ({"Sec-Fetch-Site": "cross-site"}, False),
+    "same-site": ({"Sec-Fetch-Site": "same-site"}, False),
+    "referer": ({"Referer": CROSS_SITE + "/attack"}, False),
+    "referer-prefix": ({"Referer": "{own}.evil.example/watch"}, False),
+    "nothing": ({}, False),
+    # Passed: the demo's own page, by whichever header the browser sent.
+    "own-origin": ({"Origin": "{own}"}, True),
+    "own-fetch-site": ({"Sec-Fetch-Site": "same-origin"}, True),
+    "own-referer": ({"Referer": "{own}/watch?user=x"}, True),
+}
+
+
+@pytest.mark.parametrize("case", REVOKES)
+async def test_only_the_demos_own_pages_revoke(
+    demo: Server, client: httpx.AsyncClient, case: str
+) -> None:
+    headers, allowed = REVOKES[case]
+    user, tab = await live_user(demo)
+    sent = {k: v.format(own=demo.http) for k, v in headers.items()}
+    r = await client.post("/demo/revoke", params={"user": user}, headers=sent)
+    if not allowed:
+        assert (r.status_code, r.json()) == (403, {"error": "cross-site requests are refused"})
+        assert await tab.heartbeat() == {"t": "ack", "ref": 1}  # still signed in
+        return
+    assert (r.status_code, r.json()) == (200, {"revoked": [tab.browser.session]}), r.text
+    code, _, _ = await tab.closed()
+    assert code == 4010
+
+
+async def idle_override(demo: Server, user: str) -> float | None:
+    async with api(demo, demo_site(demo)) as rest:
+        for o in (await rest.get("/overrides")).json():
+            if (o["scope"], o["name"]) == ("user", user):
+                return float(o["idle_timeout"])
+    return None
+
+
+SUBRESOURCE = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {**SUBRESOURCE, "Sec-Fetch-Dest": "image"},
+        {**SUBRESOURCE, "Sec-Fetch-Dest": "script"},
+        {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"},
+        {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"},
+    ],
+    ids=["img", "script", "iframe", "fetch"],
+)
+async def test_another_sites_page_cannot_change_a_plan(
+    demo: Server, client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    user = "demo-" + ident()
+    await client.get("/watch", params={"user": user, "idle": "600"})
+    assert await idle_override(demo, user) == 600
+    for idle in ("1", ""):  # neither set it to one second nor remove it
+        r = await client.get("/watch", params={"user": user, "idle": idle}, headers=headers)
+        assert r.status_code == 403
+        assert await idle_override(demo, user) == 600
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {
+            "Sec-Fetch-Site": "cross-site",
+            "Sec-Fetch-Mode": "navigate",
+            "Sec-Fetch-Dest": "document",
+        },
+        {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"},
+        {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"},
+        {},  # a browser without Fetch Metadata, or curl
+    ],
+    ids=["deep-link", "typed", "own-form", "no-metadata"],
+)
+async def test_a_deep_link_still_opens_its_plan(
+    demo: Server, client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    user = "demo-" + ident()
+    r = await client.get("/watch", params={"user": user, "idle": "30"}, headers=headers)
+    assert r.status_code == 200
+    assert await idle_override(demo, user) == 30
+
+
+@pytest.mark.parametrize("user", ["tab\there", "u" * 257, "c1\x85inside"], ids=repr)
+async def test_the_demo_takes_the_same_user_ids(client: httpx.AsyncClient, user: str) -> None:
+    r = await client.get("/watch", params={"user": user})
+    assert r.status_code == 400 and "A user id has 1 to 256 characters" in r.text
+    r = await client.get("/demo/sessions", params={"user": user})
+    assert r.status_code == 400
+    r = await client.get("/demo/sessions", params={"user": "a/b ✓"})
+    assert (r.status_code, r.json(), r.headers["cache-control"]) == (200, [], "no-store")
