@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -9,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -230,23 +232,35 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Serve while the block runs; stop after it."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.server.serve)
+            while not self.server.started:  # noqa: ASYNC110 (uvicorn exposes only a flag)
+                await anyio.sleep(0.01)
+            try:
+                yield
+            finally:
+                self.server.should_exit = True
+
+    async def wait(self, count: int) -> None:
+        """Until at least `count` webhooks came."""
+        with anyio.fail_after(scaled(5)):
+            while len(self.got) < count:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+
 
 async def test_webhooks_are_signed_and_sent_for_blocks_and_revocations(server: Server) -> None:
     receiver = Receiver()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(receiver.server.serve)
-        while not receiver.server.started:  # noqa: ASYNC110 (uvicorn exposes only a flag)
-            await anyio.sleep(0.01)
+    async with receiver.running():
         site = server.create_site("--name", "Hooks", "--origin", "*", "--webhook-url", receiver.url)
         u = user()
         await Tab.open(server.ws, str(site["key"]), Browser(u))
         await Tab.open(server.ws, str(site["key"]), Browser(u))
         async with api(server, site) as client:
             await client.post(f"/users/{u}/revoke", json={})
-        with anyio.fail_after(scaled(5)):
-            while len(receiver.got) < 3:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
-        receiver.server.should_exit = True
+        await receiver.wait(3)
     types = []
     for headers, body in receiver.got:
         verify(str(site["webhook_secret"]), headers, body, now=time.time())

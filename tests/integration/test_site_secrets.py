@@ -72,10 +72,7 @@ async def test_the_database_and_key_files_are_the_owners_alone(
 
 async def test_no_secret_is_kept_or_logged_in_the_clear(server: Server, tmp_path: Path) -> None:
     receiver = Receiver()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(receiver.server.serve)
-        while not receiver.server.started:  # noqa: ASYNC110 (uvicorn exposes only a flag)
-            await anyio.sleep(0.01)
+    async with receiver.running():
         site = server.create_site(
             "--name", "Kept", "--origin", "*", "--limit", "1", "--webhook-url", receiver.url
         )
@@ -85,10 +82,7 @@ async def test_no_secret_is_kept_or_logged_in_the_clear(server: Server, tmp_path
         await Tab.open(server.ws, str(site["key"]), Browser(u), token=identity_token(site, u))
         await Tab.open(server.ws, str(site["key"]), Browser(u))  # blocked: a webhook
         rotated = (await rotate(server, shown[0], overlap=60)).json()["secret"]
-        with anyio.fail_after(scaled(5)):
-            while not receiver.got:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
-        receiver.server.should_exit = True
+        await receiver.wait(1)
     for path in (server.db, Path(f"{server.db}-wal"), server.log):
         raw = path.read_bytes().decode("latin-1")
         assert not [s for s in [*shown, rotated] if s in raw], path
@@ -202,10 +196,7 @@ async def test_identity_tokens_signed_with_either_secret_pass_during_the_overlap
 
 async def test_webhooks_are_signed_with_both_secrets_during_the_overlap(server: Server) -> None:
     receiver = Receiver()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(receiver.server.serve)
-        while not receiver.server.started:  # noqa: ASYNC110 (uvicorn exposes only a flag)
-            await anyio.sleep(0.01)
+    async with receiver.running():
         site = server.create_site("--name", "Hooks", "--origin", "*", "--webhook-url", receiver.url)
         key, old = str(site["key"]), str(site["webhook_secret"])
         r = await rotate(server, str(site["secret"]), kind="webhook", overlap=60)
@@ -213,10 +204,7 @@ async def test_webhooks_are_signed_with_both_secrets_during_the_overlap(server: 
         new = r.json()["secret"]
         await Tab.open(server.ws, key, Browser("u1"))
         await Tab.open(server.ws, key, Browser("u1"))  # blocked: one webhook
-        with anyio.fail_after(scaled(5)):
-            while not receiver.got:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
-        receiver.server.should_exit = True
+        await receiver.wait(1)
     headers, body = receiver.got[0]
     assert len(headers["webhook-signature"].split()) == 2
     for secret in (old, new):
