@@ -174,6 +174,7 @@ class CheckpointWriter:
         self._written = 0  # the seq of the newest head in the file, as far as we know
         self._last_write = -float("inf")
         self._timer: asyncio.Task[None] | None = None
+        self._timer_due = 0.0  # how long that timer was asked to sleep (0: writing now)
         self._lock = asyncio.Lock()
         self._checked = False  # whether the file found at start was held up against the log
         self._stuck = False  # the log does not hold the file's record: keep it as evidence
@@ -201,11 +202,19 @@ class CheckpointWriter:
 
     async def advance(self, seq: int, digest: str) -> None:
         """Records up to `seq` (whose hash is `digest`) are committed: write them down soon,
-        and now if the file is more than `lag` records behind (then the caller waits)."""
+        at once (in the background) past half the `lag`, and now if the file is more than
+        `lag` records behind (then the caller waits). At a steady rate the background write
+        keeps the file within the lag, so that appends seldom wait."""
         self.note(seq, digest)
-        behind = self.lag is not None and seq - self._written > self.lag
-        if behind and not (self._stuck or self._failing):
+        if self.lag is None or self._stuck or self._failing:
+            return
+        behind = seq - self._written
+        if behind > self.lag:
             await self.flush()
+        elif 2 * behind > self.lag and self._timer is not None and self._timer_due > 0:
+            self._timer.cancel()  # still asleep: wake it now
+            self._timer = asyncio.create_task(self._write_later(0.0))
+            self._timer_due = 0.0
 
     def note(self, seq: int, digest: str) -> None:
         """Records up to `seq` (whose hash is `digest`) are committed: write them down soon.
@@ -218,6 +227,7 @@ class CheckpointWriter:
         if self._timer is None:
             wait = max(0.0, self._last_write + self.interval - self.clock())
             self._timer = asyncio.create_task(self._write_later(wait))
+            self._timer_due = wait
 
     async def flush(self) -> None:
         """Write the newest head now (at shutdown), and wait for any write under way."""

@@ -365,3 +365,27 @@ async def test_the_checkpoint_of_the_empty_log_moves_on_with_the_log(tmp_path: P
     w.note(1, H[1])
     await w.flush()
     assert read_checkpoint(path, KEY) == Checkpoint(1, H[1])
+
+
+async def test_past_half_the_lag_the_write_starts_at_once_without_holding_the_append(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "head"
+
+    async def lookup(seq: int) -> str | None:
+        return None
+
+    clock, sleeps = Clock(100.0), Sleeps()
+    w = CheckpointWriter(path, KEY, lookup, interval=1.0, lag=10, clock=clock, sleep=sleeps)
+    await w.start(None)
+    clock.now += 0.1
+    await w.advance(3, H[3])  # within half the lag: the throttled timer, asleep for 0.9 s
+    await asyncio.sleep(0)
+    assert sleeps.asked == [pytest.approx(0.9)]
+    await w.advance(6, H[6])  # past half: written now, in the background; nobody waits
+    for _ in range(50):
+        if read_checkpoint(path, KEY) == Checkpoint(6, H[6]):
+            break
+        await asyncio.sleep(0.01)
+    assert read_checkpoint(path, KEY) == Checkpoint(6, H[6])
+    assert not sleeps.gate.is_set()  # the throttled timer never had to wake up
