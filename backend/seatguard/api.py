@@ -26,8 +26,8 @@ from starlette.routing import BaseRoute, Route
 
 from .errors import ConfigError, StoreUnavailable
 from .headers import CHALLENGE
+from .identity.jwks import JWKS_URI_PATTERN, MAX_URI
 from .inputs import read_json, read_params
-from .jwks import JWKS_URI_PATTERN, MAX_URI
 from .names import Name
 from .node import Node
 from .outbound import check_literal

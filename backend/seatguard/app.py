@@ -25,12 +25,12 @@ from . import __version__, api
 from . import oidc as oidc_routes
 from . import openapi as openapi_doc
 from .assets import Assets
-from .auditkey import audit_key, checkpoint_path, secrets_key
 from .collector import Collector
 from .db import open_database
 from .handshakes import Handshakes
 from .headers import SecurityHeaders
-from .jwks import JwksCache
+from .identity.jwks import JwksCache
+from .keys import audit_key, checkpoint_path, secrets_key
 from .node import Node
 from .problems import problem
 from .recorder import Recorder

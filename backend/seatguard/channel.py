@@ -33,7 +33,7 @@ from .errors import (
     close_code,
 )
 from .identity import Identity, issued_before, verify_identity
-from .jws import KeySet, token_kid
+from .identity.jws import KeySet, token_kid
 from .node import Node
 from .presence import Arrival, Leave, Refusal, Rules, SeatState
 from .protocol import (

@@ -31,7 +31,7 @@ from . import presence
 from .db import Database
 from .deadlines import Deadlines
 from .errors import StoreUnavailable
-from .jwks import JwksCache
+from .identity.jwks import JwksCache
 from .lookups import OverrideCache, RevocationChecks
 from .notices import ENDINGS, Notice, decode_notice, encode_notice, state_frame
 from .presence import (

@@ -10,7 +10,7 @@ before the sessions are revoked and forgotten again if revoking fails, so that t
 provider's retry of the same token is not taken for a replay.
 
 The provider's keys are a stored JWKS document or its `jwks_uri` (`oidc_jwks_uri`), fetched
-and cached by the node (`jwks.py`). While no good key set can be had the answer is 503
+and cached by the node (`identity/jwks.py`). While no good key set can be had the answer is 503
 (`temporarily_unavailable`, with `Retry-After`) and the token's id is not remembered, so
 the provider's retry passes once the keys can be fetched.
 
@@ -31,10 +31,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .backchannel import LOGOUT_ALGORITHMS, BackchannelConfig, verify_logout_token
 from .errors import ConfigError, InvalidLogoutToken, KeysUnavailable
+from .identity.backchannel import LOGOUT_ALGORITHMS, BackchannelConfig, verify_logout_token
+from .identity.jws import token_kid
 from .inputs import read_capped
-from .jws import token_kid
 from .node import Node
 from .presence import Session
 from .problems import NO_STORE

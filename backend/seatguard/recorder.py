@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .audit import AuditEvent, AuditKind, AuditRecord
-from .audit_batch import AuditBatcher
-from .audit_checkpoint import CheckpointWriter
+from .audit.batch import AuditBatcher
+from .audit.checkpoint import CheckpointWriter
 from .db import AuditLog
 from .errors import ConfigError
 from .presence import EndReason, Outcome, SeatState

@@ -12,7 +12,7 @@ as a site, sign its identity tokens or forge its webhooks. So the database holds
   the secret's purpose as associated data, so that a sealed value copied to another site's
   row, or from the webhook column to the identity one, does not open.
 
-The secrets key is kept outside the database, like the audit key (`auditkey.py`). The hash
+The secrets key is kept outside the database, like the audit key (`keys.py`). The hash
 and the seal use two keys derived from it with HKDF-SHA256, one per use. Primitives come
 from `hmac` and `cryptography`; nothing here is hand-made crypto.
 """

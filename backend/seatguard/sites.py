@@ -12,8 +12,8 @@ import msgspec
 
 from .errors import ConfigError
 from .identity import IdentityConfig
-from .jwks import check_jwks_uri
-from .jws import KeySet
+from .identity.jwks import check_jwks_uri
+from .identity.jws import KeySet
 from .presence import Rules
 from .protocol import Hello
 from .rules import Claims

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seatguard.audit import AuditEvent, AuditKind, AuditRecord, verify
-from seatguard.audit_batch import AuditBatcher
+from seatguard.audit.batch import AuditBatcher
 from seatguard.db import AuditLog, SqliteDatabase
 
 pytestmark = pytest.mark.anyio

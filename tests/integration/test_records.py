@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seatguard.audit import load_audit_key
-from seatguard.audit_checkpoint import Checkpoint, write_checkpoint
+from seatguard.audit.checkpoint import Checkpoint, write_checkpoint
+from seatguard.keys import load_audit_key
 from seatguard.webhooks import verify
 from tests.conftest import SEATGUARD, Server, free_port, scaled, start_server
 from tests.integration.api_client import api, logout_token

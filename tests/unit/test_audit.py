@@ -19,11 +19,11 @@ from seatguard.audit import (
     canonical,
     chain,
     from_json,
-    load_audit_key,
     to_json,
     verify,
 )
 from seatguard.errors import ConfigError
+from seatguard.keys import load_audit_key
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

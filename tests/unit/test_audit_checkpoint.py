@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from seatguard import audit_checkpoint
 from seatguard.audit import (
     GENESIS,
     AuditEvent,
@@ -20,7 +19,8 @@ from seatguard.audit import (
     chain,
     verify,
 )
-from seatguard.audit_checkpoint import (
+from seatguard.audit import checkpoint as audit_checkpoint
+from seatguard.audit.checkpoint import (
     Checkpoint,
     CheckpointError,
     CheckpointWriter,
@@ -29,7 +29,7 @@ from seatguard.audit_checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from seatguard.auditkey import checkpoint_path
+from seatguard.keys import checkpoint_path
 from seatguard.settings import Settings
 from tests.unit.fakes import Clock
 

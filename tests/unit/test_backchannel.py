@@ -17,15 +17,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from seatguard.backchannel import (
+from seatguard.errors import ConfigError, IdentityError, InvalidLogoutToken
+from seatguard.identity.backchannel import (
     LOGOUT_ALGORITHMS,
     LOGOUT_EVENT,
     BackchannelConfig,
     LogoutRequest,
     verify_logout_token,
 )
-from seatguard.errors import ConfigError, IdentityError, InvalidLogoutToken
-from seatguard.jws import KeySet
+from seatguard.identity.jws import KeySet
 
 NOW = 1_700_000_000.0
 ISSUER = "https://idp.example"

@@ -18,7 +18,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.errors import ConfigError, IdentityError, IdentityRequired, InvalidIdentity
 from seatguard.identity import Identity, IdentityConfig, issued_before, verify_identity
-from seatguard.jws import MAX_TOKEN_BYTES, KeySet
+from seatguard.identity.jws import MAX_TOKEN_BYTES, KeySet
 
 NOW = 1_700_000_000.0
 SITE = "pk_acme"

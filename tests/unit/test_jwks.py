@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.errors import ConfigError, IdentityError, KeysUnavailable, close_code
-from seatguard.jwks import Fetched, JwksCache, check_jwks_uri, httpx_fetch, max_age
-from seatguard.jws import token_kid
+from seatguard.identity.jwks import Fetched, JwksCache, check_jwks_uri, httpx_fetch, max_age
+from seatguard.identity.jws import token_kid
 from seatguard.protocol import CloseCode
 from tests.unit.fakes import Clock
 

@@ -29,10 +29,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from seatguard.backchannel import LOGOUT_EVENT, BackchannelConfig, verify_logout_token
 from seatguard.errors import IdentityError, InvalidIdentity, InvalidLogoutToken
 from seatguard.identity import IdentityConfig, verify_identity
-from seatguard.jws import MAX_TOKEN_BYTES
+from seatguard.identity.backchannel import LOGOUT_EVENT, BackchannelConfig, verify_logout_token
+from seatguard.identity.jws import MAX_TOKEN_BYTES
 
 NOW = 1_700_000_000.0
 RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the signer's key

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 from seatguard import api
-from seatguard.jwks import JWKS_URI_PATTERN, check_jwks_uri
+from seatguard.identity.jwks import JWKS_URI_PATTERN, check_jwks_uri
 from seatguard.names import MAX_NAME, NAME_PATTERN
 from seatguard.openapi import document
 

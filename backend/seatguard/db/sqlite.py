@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from ..auditkey import make_private_dirs
+from ..keys import make_private_dirs
 from ..rules import Override, Scope
 from ..sealing import SecretBox
 from ..site_secrets import SecretKind

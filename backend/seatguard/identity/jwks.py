@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import __version__, outbound
-from .errors import ConfigError, KeysUnavailable
+from .. import __version__, outbound
+from ..errors import ConfigError, KeysUnavailable
 from .jws import ASYMMETRIC, KeySet
 
 __all__ = [

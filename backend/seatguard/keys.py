@@ -9,15 +9,18 @@ creates owner-only (0700). With PostgreSQL it must be given: every node needs th
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audit import load_audit_key
+from .audit.chain import MIN_KEY_BYTES
 from .errors import ConfigError
 from .settings import Settings
 
@@ -29,12 +32,13 @@ __all__ = [
     "audit_key",
     "checkpoint_path",
     "default_key_path",
+    "load_audit_key",
     "make_private_dirs",
     "secrets_key",
 ]
 
 CHECKPOINT_ENV = "SEATGUARD_AUDIT_CHECKPOINT"
-"""The environment variable naming the head checkpoint file (see `audit_checkpoint`)."""
+"""The environment variable naming the head checkpoint file (see `seatguard.audit.checkpoint`)."""
 
 log = logging.getLogger("seatguard")
 
@@ -63,6 +67,38 @@ class KeySource:
 
 AUDIT = KeySource("audit key", "audit_key", ".audit-key", "sign the audit chain")
 SECRETS = KeySource("secrets key", "secrets_key", ".secrets-key", "read the sites' secrets")
+
+
+def load_audit_key(value: str, what: str = "the audit key") -> bytes:
+    """The audit key (or another key, `what`) from text (a key file's content or an
+    environment value).
+
+    `hex:` or `base64:` in front says how it is written; without it, text made only of hex
+    digits is hex, anything else base64 (standard or URL-safe, padding optional). Surrounding
+    whitespace is ignored. ConfigError unless it decodes to at least `MIN_KEY_BYTES` bytes.
+    """
+    text = value.strip()
+    if not text:
+        raise ConfigError(f"{what} is empty")
+    scheme, colon, rest = text.partition(":")
+    if colon and scheme.lower() in ("hex", "base64"):
+        scheme, text = scheme.lower(), rest.strip()
+    else:
+        scheme = "hex" if re.fullmatch(r"[0-9a-fA-F]+", text) else "base64"
+    try:
+        if scheme == "hex":
+            key = bytes.fromhex(text)
+        else:
+            padded = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
+            key = base64.b64decode(padded, validate=True)
+    except (ValueError, binascii.Error):
+        raise ConfigError(f"{what} is not valid {scheme}") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"{what} has {len(key)} bytes, it needs at least {MIN_KEY_BYTES}"
+            " (make one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return key
 
 
 def default_key_path(settings: Settings, source: KeySource = AUDIT) -> Path:

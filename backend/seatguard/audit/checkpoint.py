@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audit_chain import GENESIS
+from .chain import GENESIS
 
 __all__ = [
     "Checkpoint",

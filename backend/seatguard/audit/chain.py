@@ -17,21 +17,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-if TYPE_CHECKING:
-    from .audit import AuditEvent, AuditRecord
+from .records import AuditEvent, AuditRecord, normalized
 
 __all__ = [
     "GENESIS",
+    "MIN_KEY_BYTES",
     "WINDOW",
     "Problem",
     "ProblemKind",
     "VerifyReport",
     "canonical",
+    "chain",
     "sign",
     "verify",
 ]
@@ -39,9 +41,13 @@ __all__ = [
 GENESIS = "0" * 64
 """The `prev` of record 1."""
 
+MIN_KEY_BYTES = 32
+"""The shortest audit key accepted: as long as the HMAC-SHA256 output."""
+
 WINDOW = 10_000
 """How many recent records `verify` remembers to recognise a copied or moved row."""
 
+_HASH = re.compile(r"[0-9a-f]{64}")
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -72,6 +78,22 @@ def canonical(seq: int, prev: str, event: AuditEvent) -> bytes:
 def sign(key: bytes, seq: int, prev: str, event: AuditEvent) -> str:
     """HMAC-SHA256 of the canonical bytes, in lowercase hex."""
     return hmac.new(key, canonical(seq, prev, event), hashlib.sha256).hexdigest()
+
+
+def chain(prev: str, seq: int, event: AuditEvent, key: bytes) -> AuditRecord:
+    """Record `seq` of the log, linked to the record whose hash is `prev` and signed.
+
+    The event is checked and normalised first (`at` a float, `kind` an `AuditKind`, `detail`
+    a private copy); ValueError says what is wrong with it.
+    """
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"the audit key needs at least {MIN_KEY_BYTES} bytes")
+    if type(seq) is not int or seq < 1:
+        raise ValueError(f"seq must be a positive integer, not {seq!r}")
+    if not _HASH.fullmatch(prev) or (seq == 1) != (prev == GENESIS):
+        raise ValueError(f"record {seq} cannot follow {prev!r}")
+    event = normalized(event)
+    return AuditRecord(seq, prev, sign(key, seq, prev, event), event)
 
 
 class ProblemKind(StrEnum):

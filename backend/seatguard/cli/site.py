@@ -11,14 +11,13 @@ from typing import Any, TypeVar
 
 import click
 
-from .auditkey import secrets_key
-from .cli import DEFAULTS, db_option, db_settings, secret_box, with_db
-from .db import Database
-from .errors import ConfigError
-from .outbound import check_literal
-from .presence import POLICIES, Rules
-from .sealing import SecretBox
-from .site_secrets import (
+from ..db import Database
+from ..errors import ConfigError
+from ..keys import secrets_key
+from ..outbound import check_literal
+from ..presence import POLICIES, Rules
+from ..sealing import SecretBox
+from ..site_secrets import (
     DEFAULT_OVERLAP,
     MAX_OVERLAP,
     Rotating,
@@ -28,7 +27,7 @@ from .site_secrets import (
     rotate,
     stored,
 )
-from .sites import (
+from ..sites import (
     IDENTITY_LIFETIME,
     KEY_SOURCES,
     Site,
@@ -38,6 +37,7 @@ from .sites import (
     new_site,
     normalize_origin,
 )
+from .options import DEFAULTS, db_option, db_settings, secret_box, with_db
 
 __all__ = ["site"]
 

@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 import uvicorn
 
-from .auditkey import secrets_key
-from .db import Database, open_database
-from .errors import ConfigError
-from .presence import Rules
-from .sealing import SecretBox
-from .settings import HEALTH_DETAILS, Settings
-from .site_secrets import Stale, rotate
-from .sites import SELF_ORIGIN, new_site
+from ..db import Database
+from ..presence import Rules
+from ..sealing import SecretBox
+from ..settings import HEALTH_DETAILS, Settings
+from ..site_secrets import Stale, rotate
+from ..sites import SELF_ORIGIN, new_site
+from .options import DEFAULTS, secret_box, settings_from, with_db
 
 __all__ = ["main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
-
-
-DEFAULTS = Settings()
-
-
-def db_option(f: F) -> F:
-    """`--db`: a SQLite file or a postgresql:// URL."""
-    return click.option(
-        "--db",
-        envvar=["SEATGUARD_DATABASE_URL", "SEATGUARD_DB"],
-        default=DEFAULTS.db,
-        show_default=True,
-        help="SQLite file or postgresql:// URL [env SEATGUARD_DATABASE_URL, SEATGUARD_DB].",
-    )(f)
 
 
 def _server_options(f: F) -> F:
@@ -118,48 +101,9 @@ def _server_options(f: F) -> F:
     return f
 
 
-def _settings(**flags: Any) -> Settings:
-    try:
-        return Settings.from_env(**flags)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def db_settings(db: str, **flags: Any) -> Settings:
-    """The settings of a command that names its database with `--db` (a path or a URL)."""
-    url = db if db.lower().startswith(("postgresql://", "postgres://")) else None
-    return _settings(db=db, database_url=url, **flags)
-
-
-def secret_box(settings: Settings, *, create: bool) -> SecretBox:
-    """The box of the secrets key the server uses with this database (see `auditkey`)."""
-    try:
-        return SecretBox(secrets_key(settings, create=create))
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def with_db(path: str, fn: Callable[[Database], Awaitable[T]], box: SecretBox | None = None) -> T:
-    """Open the database (a SQLite path or a postgresql:// URL), run `fn`, close it.
-
-    The `box` seals the secrets of a database from an earlier version, if need be."""
-
-    async def run() -> T:
-        try:
-            db = await open_database(path, box)
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
-        try:
-            return await fn(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
-
-
 def _run(settings: Settings) -> None:
-    from .app import create_app
-    from .sockets import HttpProtocol
+    from ..app import create_app
+    from ..sockets import HttpProtocol
 
     raise_open_files_limit()
     uvicorn.run(
@@ -193,7 +137,7 @@ def main() -> None:
 @_server_options
 def serve(**flags: Any) -> None:
     """Run the presence server."""
-    _run(_settings(**flags))
+    _run(settings_from(**flags))
 
 
 @main.command()
@@ -203,7 +147,7 @@ def demo(**flags: Any) -> None:
     from demo_site import DEMO_SITE_KEY
 
     # The demo's own pages, and whatever you try it with, are on this machine.
-    settings = _settings(demo=True, allow_private_urls=True, **flags)
+    settings = settings_from(demo=True, allow_private_urls=True, **flags)
     box = secret_box(settings, create=True)
     secret = with_db(settings.database, lambda db: _seed_demo(db, box, DEMO_SITE_KEY), box)
     url = f"http://{settings.host}:{settings.port}/"
@@ -242,9 +186,9 @@ async def _seed_demo(db: Database, box: SecretBox, key: str) -> str:
 
 
 def _register() -> None:
-    from .bench.command import bench
-    from .cli_audit import audit
-    from .cli_site import site
+    from ..bench.command import bench
+    from .audit import audit
+    from .site import site
 
     main.add_command(site)
     main.add_command(audit)

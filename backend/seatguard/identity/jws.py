@@ -19,7 +19,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .errors import ConfigError, IdentityError
+from ..errors import ConfigError, IdentityError
 
 __all__ = [
     "ASYMMETRIC",

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from .errors import ConfigError, InvalidLogoutToken
+from ..errors import ConfigError, InvalidLogoutToken
 from .jws import ASYMMETRIC, KeySet, check_audience, check_issuer, check_times, verify_signed
 
 __all__ = [

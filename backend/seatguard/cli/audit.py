@@ -8,15 +8,15 @@ from typing import Any
 
 import click
 
-from .audit import to_json
-from .audit_chain import verify
-from .audit_checkpoint import Checkpoint, CheckpointError, read_checkpoint
-from .auditkey import audit_key, checkpoint_path, secrets_key
-from .cli import db_option, db_settings, with_db
-from .db import Database
-from .errors import ConfigError
-from .sealing import SecretBox
-from .settings import Settings
+from ..audit import to_json
+from ..audit.chain import verify
+from ..audit.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from ..db import Database
+from ..errors import ConfigError
+from ..keys import audit_key, checkpoint_path, secrets_key
+from ..sealing import SecretBox
+from ..settings import Settings
+from .options import db_option, db_settings, with_db
 
 __all__ = ["audit"]
 

@@ -1,60 +1,27 @@
-"""The audit trail: lifecycle events as records of an append-only, HMAC-chained log.
-
-Record `seq` (1, 2, 3, ... without gaps) carries `prev`, the hash of record `seq - 1`
-(`GENESIS`, 64 zeros, for the first), and `hash = HMAC-SHA256(key, canonical bytes)`. The
-key lives outside the database, so whoever can write the database can neither forge nor
-re-hash a record; `verify` (in `audit_chain`, re-exported here) finds what was touched.
-
-Canonical bytes: the JSON object of `seq, prev, at, site, user, session, device, ip, kind,
-reason, detail` with sorted keys, no whitespace, ASCII only (`\\uXXXX` escapes) and no NaN or
-infinity. Numbers keep their JSON type: `at` is always a float and, like every float in
-`detail`, is written as Python's `repr`, the shortest text that reads back to the same
-double (`1` and `1.0` differ). A double survives SQLite REAL, PostgreSQL double precision and
-a JSON line unchanged; `detail` is stored as JSON text (in PostgreSQL `text`, never `jsonb`,
-which rewrites numbers), so a stored record re-encodes to exactly the bytes that were signed.
-
-Nothing here does I/O.
-"""
+"""Audit events and records: what each holds, how an event is checked before it is signed,
+and the JSON lines `seatguard audit export` writes. Nothing here does I/O."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from .audit_chain import GENESIS, Problem, ProblemKind, VerifyReport, canonical, sign, verify
-from .errors import ConfigError
-
 __all__ = [
     "DETAIL_BYTES",
-    "GENESIS",
-    "MIN_KEY_BYTES",
     "AuditEvent",
     "AuditKind",
     "AuditRecord",
     "Detail",
-    "Problem",
-    "ProblemKind",
     "Scalar",
-    "VerifyReport",
-    "canonical",
-    "chain",
     "decode",
     "from_json",
-    "load_audit_key",
+    "normalized",
     "to_json",
-    "verify",
 ]
-
-MIN_KEY_BYTES = 32
-"""The shortest audit key accepted: as long as the HMAC-SHA256 output."""
-
 DETAIL_BYTES = 2048
 """The most an event's `detail` may take as canonical JSON."""
 
@@ -103,54 +70,6 @@ class AuditRecord:
     prev: str
     hash: str
     event: AuditEvent
-
-
-def chain(prev: str, seq: int, event: AuditEvent, key: bytes) -> AuditRecord:
-    """Record `seq` of the log, linked to the record whose hash is `prev` and signed.
-
-    The event is checked and normalised first (`at` a float, `kind` an `AuditKind`, `detail`
-    a private copy); ValueError says what is wrong with it.
-    """
-    if len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"the audit key needs at least {MIN_KEY_BYTES} bytes")
-    if type(seq) is not int or seq < 1:
-        raise ValueError(f"seq must be a positive integer, not {seq!r}")
-    if not _HASH.fullmatch(prev) or (seq == 1) != (prev == GENESIS):
-        raise ValueError(f"record {seq} cannot follow {prev!r}")
-    event = _normalized(event)
-    return AuditRecord(seq, prev, sign(key, seq, prev, event), event)
-
-
-def load_audit_key(value: str, what: str = "the audit key") -> bytes:
-    """The audit key (or another key, `what`) from text (a key file's content or an
-    environment value).
-
-    `hex:` or `base64:` in front says how it is written; without it, text made only of hex
-    digits is hex, anything else base64 (standard or URL-safe, padding optional). Surrounding
-    whitespace is ignored. ConfigError unless it decodes to at least `MIN_KEY_BYTES` bytes.
-    """
-    text = value.strip()
-    if not text:
-        raise ConfigError(f"{what} is empty")
-    scheme, colon, rest = text.partition(":")
-    if colon and scheme.lower() in ("hex", "base64"):
-        scheme, text = scheme.lower(), rest.strip()
-    else:
-        scheme = "hex" if re.fullmatch(r"[0-9a-fA-F]+", text) else "base64"
-    try:
-        if scheme == "hex":
-            key = bytes.fromhex(text)
-        else:
-            padded = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
-            key = base64.b64decode(padded, validate=True)
-    except (ValueError, binascii.Error):
-        raise ConfigError(f"{what} is not valid {scheme}") from None
-    if len(key) < MIN_KEY_BYTES:
-        raise ConfigError(
-            f"{what} has {len(key)} bytes, it needs at least {MIN_KEY_BYTES}"
-            " (make one with: python -c 'import secrets; print(secrets.token_hex(32))')"
-        )
-    return key
 
 
 def to_json(record: AuditRecord) -> str:
@@ -222,10 +141,9 @@ _FIELDS = (
     "detail",
 )
 _KINDS: dict[str, AuditKind] = {k.value: k for k in AuditKind}
-_HASH = re.compile(r"[0-9a-f]{64}")
 
 
-def _normalized(event: AuditEvent) -> AuditEvent:
+def normalized(event: AuditEvent) -> AuditEvent:
     """The event as it is signed and stored; ValueError if it cannot be."""
     at = event.at
     if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):

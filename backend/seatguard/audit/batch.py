@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from .audit import AuditEvent, AuditRecord
-from .db import AuditLog
+from ..db import AuditLog
+from .records import AuditEvent, AuditRecord
 
 __all__ = ["AuditBatcher"]
 

@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
-from .errors import ConfigError, InvalidIdentity
+from ..errors import ConfigError, InvalidIdentity
+from ..names import name_problem
+from ..types import Mode, Policy, UserId
 from .jws import KeySet, check_audience, check_issuer, check_times, verify_signed
-from .names import name_problem
-from .types import Mode, Policy, UserId
 
 __all__ = ["Identity", "IdentityConfig", "issued_before", "verify_identity"]
 
