@@ -31,6 +31,7 @@ from .handshakes import Handshakes
 from .headers import SecurityHeaders
 from .identity.jwks import JwksCache
 from .keys import audit_key, checkpoint_path, secrets_key
+from .lookups import OverrideCache, RevocationChecks, SiteCache
 from .node import Node
 from .problems import problem
 from .recorder import Recorder
@@ -189,18 +190,28 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         await webhooks.start()
         jwks = JwksCache(min_interval=settings.jwks_refetch_interval, allow_private=private)
         await jwks.start()
-        node = Node(settings, store, db, jwks=jwks, box=box)
+        sites = SiteCache(db, store.now, settings.site_cache_ttl)
         recorder = Recorder(
             db.audit,
             key,
-            node.site,
+            sites.get,
             webhooks,
             box=box,
             checkpoint=checkpoint_path(settings),
             checkpoint_lag=settings.audit_checkpoint_lag,
         )
         await recorder.start()
-        node.recorder = recorder
+        node = Node(
+            settings,
+            store,
+            db,
+            box=box,
+            recorder=recorder,
+            sites=sites,
+            overrides=OverrideCache(db, store.now, settings.site_cache_ttl),
+            revocations=RevocationChecks(db),
+            jwks=jwks,
+        )
         app.state.node = node
         await store.start(node)
         # Everything built so far lives as long as the process, and so do most objects of

@@ -13,27 +13,19 @@ from typing import Protocol
 
 import msgspec
 
+from .admission import Refused, admit
 from .devices import device_type
 from .errors import (
     BadMessage,
-    IdentityError,
-    IdentityRequired,
-    InvalidIdentity,
-    KeysUnavailable,
-    OriginNotAllowed,
     OutOfOrder,
     ProtocolError,
     SeatguardError,
     SessionExpired,
     SessionRevoked,
     TooBig,
-    UnknownSite,
     UnsupportedData,
-    UnsupportedVersion,
     close_code,
 )
-from .identity import Identity, issued_before, verify_identity
-from .identity.jws import KeySet, token_kid
 from .node import Node
 from .presence import Arrival, Leave, Refusal, Rules, SeatState
 from .protocol import (
@@ -56,10 +48,7 @@ from .protocol import (
     explain,
 )
 from .ratelog import RateLog
-from .rules import Claims, resolve
-from .rules import who as account
-from .site_secrets import opened
-from .sites import Site, identity_config
+from .rules import Claims
 from .types import UserKey
 
 __all__ = ["Channel", "ChannelState", "Transport", "unexpected"]
@@ -212,51 +201,33 @@ class Channel:
             raise OutOfOrder("hello was already received")
 
     async def _hello(self, hello: Hello) -> None:
-        if hello.v != PROTOCOL_VERSION:
-            raise UnsupportedVersion(
-                f"protocol version {hello.v} is not supported; this server speaks "
-                f"{PROTOCOL_VERSION}"
-            )
-        site = await self.node.site(hello.site)
-        if site is None:
-            raise UnknownSite(f"unknown site key {hello.site!r}")
-        if not site.allows_origin(self.origin, self.own_origin):
-            await self._refused(site, hello.user or "", hello, "origin_not_allowed")
-            raise OriginNotAllowed(f"origin {self.origin!r} is not allowed for this site")
-        try:
-            fetched = None
-            if hello.token is not None and site.config.identity_jwks_uri is not None:
-                fetched = await self._fetched_keys(site, site.config.identity_jwks_uri, hello.token)
-            identity = self._identity(site, hello, fetched)
-        except IdentityError as exc:
-            await self._refused(site, hello.user or "", hello, close_code(exc).name)
-            raise
-        token = self.token = _claims(identity) if identity is not None else None
-        page = self.page = site.page_claims(hello)
-        who = account(page, token, hello.user)
-        await self._not_revoked(site, who.user, hello, identity)
-        overrides = await self.node.overrides.get(
-            site.key, {"org": who.org, "role": who.role, "user": who.user}
+        verdict = await admit(
+            hello, self.node.sources, origin=self.origin, own_origin=self.own_origin
         )
-        self.rules = resolve(site.rules, page=page, token=token, overrides=overrides, user=who.user)
+        if isinstance(verdict, Refused):
+            if verdict.key is not None and verdict.reason is not None:
+                await self._refused(verdict.key, hello, verdict.reason)
+            raise verdict.error
+        self.page, self.token, self.rules = verdict.page, verdict.token, verdict.rules
         self.seen = self.node.clock()
+        account = verdict.account
         self.arrival = Arrival(
             session=hello.session,
             tab=hello.tab,
             device=hello.fp or hello.device,
             device_type=device_type(self.user_agent),
-            org=who.org,
-            role=who.role,
-            sid=who.sid,
+            org=account.org,
+            role=account.role,
+            sid=account.sid,
             ip=self.ip,
             user_agent=self.user_agent,
             node=self.node.store.node_id,
         )
-        key = (site.key, who.user)
-        joined = await self.node.join(key, self, fail_open=site.config.store_failure == "open")
+        fail_open = verdict.site.config.store_failure == "open"
+        joined = await self.node.join(verdict.key, self, fail_open=fail_open)
         hb = round(self.node.settings.heartbeat_interval * 1000)
         if joined.refused is not None:
-            await self._refused(site, who.user, hello, joined.refused.value)
+            await self._refused(verdict.key, hello, joined.refused.value)
         if joined.refused is Refusal.revoked:
             raise SessionRevoked("this browser session was revoked; sign in again")
         if joined.refused is Refusal.expired:
@@ -285,61 +256,9 @@ class Channel:
             if seq > joined.seq:  # older news is already in the welcome
                 await self.push(frame)
 
-    async def _refused(self, site: Site, user: str, hello: Hello, reason: str) -> None:
+    async def _refused(self, key: UserKey, hello: Hello, reason: str) -> None:
         device = hello.fp or hello.device
-        await self.node.refused((site.key, user), hello.session, self.ip, reason, device)
-
-    async def _not_revoked(
-        self, site: Site, user: str, hello: Hello, identity: Identity | None
-    ) -> None:
-        """Refuse a revoked session id, and an identity token older than the user's
-        revocation, as recorded in the database: this holds even when presence was lost."""
-        db = self.node.db
-        if await self.node.revocations.revoked(site.key, hello.session, self.node.clock()):
-            await self._refused(site, user, hello, "revoked")
-            raise SessionRevoked("this browser session was revoked; sign in again")
-        if identity is not None and issued_before(
-            identity, await db.user_revoked_before(site.key, user)
-        ):
-            await self._refused(site, user, hello, "token_revoked")
-            raise SessionRevoked(
-                "this identity token was issued before the user's sessions were revoked; "
-                "sign in again"
-            )
-
-    async def _fetched_keys(self, site: Site, uri: str, token: str) -> KeySet:
-        """The keys at the site's `identity_jwks_uri` for this token (cached by the node).
-
-        Why they could not be had goes to the server's log (once per fetch), never to the
-        page: what answered at the URL is none of the page's business (`outbound.py`).
-        """
-        algorithms = (site.config.identity_algorithm,)
-        try:
-            return await self.node.jwks.keys(uri, algorithms, kid=token_kid(token))
-        except KeysUnavailable as exc:
-            raise KeysUnavailable(
-                "identity token keys could not be fetched; try again later",
-                reason=exc.reason,
-                retry_after=exc.retry_after,
-            ) from None
-
-    def _identity(self, site: Site, hello: Hello, fetched: KeySet | None) -> Identity | None:
-        """The hello's verified identity token, or None where none is needed."""
-        if hello.token is None:
-            if site.config.identity_required:
-                raise IdentityRequired("this site requires a signed identity token")
-            if not hello.user:
-                raise BadMessage("hello needs a user id or an identity token")
-            return None
-        now = self.node.clock()
-        secrets: tuple[str, ...] = ()
-        if site.config.identity_algorithm == "HS256":
-            secrets = opened(self.node.box, site, "identity", now)  # read with the site
-        config = identity_config(site, fetched, secrets)
-        identity = verify_identity(hello.token, config, now=now)
-        if hello.user and hello.user != identity.user:
-            raise InvalidIdentity("the user id does not match the identity token's subject")
-        return identity
+        await self.node.refused(key, hello.session, self.ip, reason, device)
 
     async def _take_over(self) -> None:
         outcome = await self.node.take_over(self)
@@ -420,18 +339,6 @@ _DENIED = {
 
 _QUIET_CODES = frozenset({CloseCode.normal, CloseCode.going_away, CloseCode.logged_out})
 """Close codes that end a socket without an `error` frame."""
-
-
-def _claims(identity: Identity) -> Claims:
-    return Claims(
-        identity.user,
-        org=identity.org,
-        role=identity.role,
-        mode=identity.mode,
-        limit=identity.limit,
-        policy=identity.policy,
-        sid=identity.sid,
-    )
 
 
 def _activity_ms(idle_timeout: float | None, hb_ms: int) -> int | None:

@@ -1,5 +1,5 @@
-"""Reads every hello needs, made cheap: overrides cached per site, revocation checks
-batched. Without them each hello would wait for two database round trips of its own.
+"""Reads every hello needs, made cheap: sites and overrides cached per site, revocation
+checks batched. Without them each hello would wait for database round trips of its own.
 """
 
 from __future__ import annotations
@@ -9,10 +9,37 @@ from collections.abc import Callable, Mapping
 
 from .db import Database
 from .rules import Override, Scope
+from .sites import Site
 
-__all__ = ["OverrideCache", "RevocationChecks"]
+__all__ = ["OverrideCache", "RevocationChecks", "SiteCache"]
 
 _WHOLE_SITE = 5_000  # a site with more overrides than this is queried per hello instead
+
+
+class SiteCache:
+    """Sites' settings, each read at most once per `ttl` seconds."""
+
+    def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
+        self._db = db
+        self._clock = clock
+        self._ttl = ttl
+        self._sites: dict[str, tuple[Site | None, float]] = {}
+
+    async def get(self, key: str) -> Site | None:
+        """The site with this public key, None if there is none."""
+        now = self._clock()
+        cached = self._sites.get(key)
+        if cached is not None and now - cached[1] < self._ttl:
+            return cached[0]
+        site = await self._db.site(key)
+        if len(self._sites) > 10_000:
+            self._sites.clear()
+        self._sites[key] = (site, now)
+        return site
+
+    def forget(self, key: str) -> None:
+        """Read the site from the database next time (its secrets or settings changed)."""
+        self._sites.pop(key, None)
 
 
 class OverrideCache:
@@ -51,7 +78,8 @@ class OverrideCache:
 
 
 class RevocationChecks:
-    """`await revoked(site, session, now)`; checks waiting together share one query."""
+    """What the database says was revoked: `await revoked(site, session, now)`, where checks
+    waiting together share one query, and each user's cut-off for identity tokens."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -66,6 +94,10 @@ class RevocationChecks:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         return await future
+
+    async def user_revoked_before(self, site: str, user: str) -> float | None:
+        """The user's cut-off: identity tokens issued before it are refused; None if none."""
+        return await self._db.user_revoked_before(site, user)
 
     async def _run(self) -> None:
         try:

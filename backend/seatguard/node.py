@@ -28,11 +28,12 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from . import presence
+from .admission import Sources, rules_for
 from .db import Database
 from .deadlines import Deadlines
 from .errors import StoreUnavailable
 from .identity.jwks import JwksCache
-from .lookups import OverrideCache, RevocationChecks
+from .lookups import OverrideCache, RevocationChecks, SiteCache
 from .notices import ENDINGS, Notice, decode_notice, encode_notice, state_frame
 from .presence import (
     Arrival,
@@ -48,7 +49,7 @@ from .presence import (
 )
 from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
 from .ratelog import RateLog
-from .rules import Claims, Scope, resolve
+from .rules import Claims
 from .sealing import SecretBox
 from .serial import KeyedLock
 from .settings import Settings
@@ -146,24 +147,37 @@ class Node:
         settings: Settings,
         store: PresenceStore,
         db: Database,
-        recorder: Recorder | None = None,
-        jwks: JwksCache | None = None,
         *,
         box: SecretBox,
+        recorder: Recorder | None = None,
+        sites: SiteCache | None = None,
+        overrides: OverrideCache | None = None,
+        revocations: RevocationChecks | None = None,
+        jwks: JwksCache | None = None,
     ) -> None:
+        """The caches not given are made here, over `db` and the store's clock."""
         self.settings = settings
         self.box = box  # hashes secret keys and opens the sites' sealed secrets
         self.store = store
         self.db = db
         self.clock = store.now
         self.recorder = recorder
+        ttl = settings.site_cache_ttl
+        self.sites = sites if sites is not None else SiteCache(db, store.now, ttl)
+        self.overrides = overrides if overrides is not None else OverrideCache(db, store.now, ttl)
         self.jwks = jwks if jwks is not None else JwksCache()  # keys of the jwks_uri settings
+        # What this node's channels check hellos against (`admission.admit`).
+        self.sources = Sources(
+            sites=self.sites,
+            overrides=self.overrides,
+            revocations=revocations if revocations is not None else RevocationChecks(db),
+            keys=self.jwks,
+            box=box,
+            clock=self.clock,
+        )
         self.timing = settings.timing
         self._tabs: dict[UserKey, dict[SessionId, dict[TabId, Tab]]] = {}
-        self._sites: dict[str, tuple[Site | None, float]] = {}
-        self.overrides = OverrideCache(db, store.now, settings.site_cache_ttl)
         self.admissions = Latencies()  # hello frame in to welcome out, on this node
-        self.revocations = RevocationChecks(db)
         # What one user's operations changed is recorded and told one at a time, in order.
         self._serial: KeyedLock[UserKey] = KeyedLock()
         self._watch: Deadlines[UserKey] = Deadlines()  # next expiry check of each user
@@ -181,19 +195,11 @@ class Node:
 
     def forget_site(self, key: str) -> None:
         """Read the site from the database next time (its secrets or settings changed)."""
-        self._sites.pop(key, None)
+        self.sites.forget(key)
 
     async def site(self, key: str) -> Site | None:
         """A site's settings, cached for `site_cache_ttl` seconds."""
-        now = self.clock()
-        cached = self._sites.get(key)
-        if cached is not None and now - cached[1] < self.settings.site_cache_ttl:
-            return cached[0]
-        site = await self.db.site(key)
-        if len(self._sites) > 10_000:
-            self._sites.clear()
-        self._sites[key] = (site, now)
-        return site
+        return await self.sites.get(key)
 
     async def refused(
         self,
@@ -448,15 +454,8 @@ class Node:
             if not tabs:
                 continue
             newest = max(tabs, key=lambda t: t.seen)
-            account = newest.token or newest.page or Claims(key[1])
-            wanted: dict[Scope, str | None] = {
-                "org": account.org,
-                "role": account.role,
-                "user": key[1],
-            }
-            overrides = await self.overrides.get(site_key, wanted)
-            rules = resolve(
-                site.rules, page=newest.page, token=newest.token, overrides=overrides, user=key[1]
+            rules = await rules_for(
+                self.overrides, site, page=newest.page, token=newest.token, user=key[1]
             )
             for tab in tabs:
                 tab.rules, tab.idle = rules, rules.idle_timeout
