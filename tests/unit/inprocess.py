@@ -23,7 +23,7 @@ import msgspec
 from seatguard.channel import Channel
 from seatguard.db import Database, open_database
 from seatguard.errors import StoreUnavailable
-from seatguard.node import Node
+from seatguard.node import Node, Tab
 from seatguard.presence import Arrival, Outcome, Rules, SeatState, UserPresence
 from seatguard.protocol import (
     PROTOCOL_VERSION,
@@ -386,13 +386,19 @@ class World:
         self.site = dataclasses.replace(self.site, rules=rules)
         await self.db.update_site(self.site)
 
-    async def elapse(self, seconds: float, nodes: Iterable[Node], step: float = 1.0) -> None:
-        """Let time pass in steps, ticking every node and delivering what they send."""
-        nodes = list(nodes)
+    async def elapse(
+        self, seconds: float, nodes: Iterable[Node], beating: Iterable[Tab] = (), step: float = 1.0
+    ) -> None:
+        """Let time pass in steps: every step, the `beating` tabs send a heartbeat (no user
+        input) to whichever node holds them, every node ticks, and what they sent is
+        delivered."""
+        nodes, beating = list(nodes), list(beating)
         end = self.clock.now + seconds
         while self.clock.now < end:
             self.clock.now = min(end, self.clock.now + step)
             for node in nodes:
+                for tab in beating:
+                    node.heartbeat(tab, active=False)
                 await node.tick()
             await self.hub.deliver()
 
