@@ -6,11 +6,13 @@ Frames are asserted as the socket received them, decoded with the protocol modul
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from seatguard.channel import ChannelState
+from seatguard.node import Node
 from seatguard.presence import Rules, SeatState
 from seatguard.protocol import (
     Ack,
@@ -31,7 +33,7 @@ from seatguard.protocol import (
     encode,
 )
 
-from .inprocess import World, open_world
+from .inprocess import HubStore, World, open_world
 
 pytestmark = pytest.mark.anyio
 
@@ -43,6 +45,11 @@ S1, S2, S3 = "session-one", "session-two", "session-three"
 async def world() -> AsyncIterator[World]:
     async with open_world(Rules(limit=1)) as w:
         yield w
+
+
+def store_of(node: Node) -> HubStore:
+    assert isinstance(node.store, HubStore)
+    return node.store
 
 
 def welcome(frames: list[ServerFrame]) -> Welcome:
@@ -221,3 +228,100 @@ async def test_monitor_admits_over_the_limit_and_says_so() -> None:
         frames = second.new()
         assert isinstance(frames[0], Welcome) and frames[0].state == "admitted"
         assert frames[1:] == [Conflict()]
+
+
+# --- news that races a hello ------------------------------------------------------------
+
+
+async def test_a_notice_newer_than_the_join_is_sent_right_after_the_welcome(
+    world: World,
+) -> None:
+    # S2's hello on B is written to the store (S2 waits) but B has not heard back yet;
+    # meanwhile S1 leaves on A, which seats S2 and tells B before B's welcome goes out.
+    a, b = await world.node("A"), await world.node("B")
+    holder = world.socket(a)
+    await holder.hello(ALICE, S1)
+    joining = world.socket(b)
+    hold = store_of(b).hold(after_write=True)
+    hello = asyncio.create_task(joining.hello(ALICE, S2))
+    await hold.reached.wait()
+    await holder.send(Bye(next="close"))
+    await world.hub.deliver()
+    assert joining.new() == []  # no frame before the welcome
+    hold.release()
+    await hello
+    w, *rest = joining.new()
+    assert isinstance(w, Welcome) and (w.state, w.reason) == ("blocked", "limit")
+    assert rest == [Unblock()]
+    assert set((await world.hub.snapshot(world.key(ALICE))).seats) == {S2}
+
+
+async def test_a_notice_older_than_the_join_is_not_sent_after_the_welcome(
+    world: World,
+) -> None:
+    # S2 waits on B; a second tab of S2 says hello on B. Before its join is written, S1
+    # leaves on A: the notice (S2 seated) reaches both tabs on B, then the join is
+    # written, so its welcome already says what the notice said.
+    a, b = await world.node("A"), await world.node("B")
+    holder = world.socket(a)
+    await holder.hello(ALICE, S1)
+    first_tab = world.socket(b)
+    await first_tab.hello(ALICE, S2, tab="tab-aaaa")
+    first_tab.new()
+    await world.hub.deliver()
+    second_tab = world.socket(b)
+    hold = store_of(b).hold(after_write=False)
+    hello = asyncio.create_task(second_tab.hello(ALICE, S2, tab="tab-bbbb"))
+    await hold.reached.wait()
+    await holder.send(Bye(next="close"))
+    await world.hub.deliver()
+    assert first_tab.new() == [Unblock()]
+    hold.release()
+    await hello
+    assert welcome(second_tab.new()).state == "admitted"
+    assert second_tab.new() == []
+
+
+# --- a store that goes away -------------------------------------------------------------
+
+
+async def test_while_the_store_is_down_a_site_failing_open_decides_on_the_node() -> None:
+    async with open_world(Rules(limit=1, policy="challenge")) as world:
+        node = await world.node()
+        store_of(node).down = True
+        first, second = world.socket(node), world.socket(node)
+        await first.hello(ALICE, S1)
+        await second.hello(ALICE, S2)
+        assert welcome(first.new()).state == "admitted"
+        assert welcome(second.new()).state == "blocked"
+        await second.send(TakeOver())  # decided by the node alone, as the hellos were
+        assert second.new() == [Unblock()]
+        assert first.new() == [Block(reason="taken_over", takeover=True)]
+        assert (await world.hub.snapshot(world.key(ALICE))).is_empty()
+
+
+async def test_take_over_is_denied_while_the_store_that_seated_the_holder_is_down() -> None:
+    async with open_world(Rules(limit=1, policy="challenge")) as world:
+        node = await world.node()
+        first, second = world.socket(node), world.socket(node)
+        await first.hello(ALICE, S1)
+        await second.hello(ALICE, S2)
+        first.new()
+        second.new()
+        store_of(node).down = True
+        await second.send(TakeOver())
+        (denied,) = second.new()
+        assert isinstance(denied, Denied) and denied.reason == "unavailable"
+        assert second.closed is None and first.new() == []
+
+
+async def test_while_the_store_is_down_a_site_failing_closed_says_come_back_later() -> None:
+    async with open_world(Rules(limit=1), store_failure="closed") as world:
+        node = await world.node()
+        store_of(node).down = True
+        tab = world.socket(node)
+        await tab.hello(ALICE, S1)
+        (error,) = tab.new()
+        assert isinstance(error, Error) and error.code == CloseCode.try_again_later
+        assert tab.closed == CloseCode.try_again_later
+        assert node.tab_count() == 0
