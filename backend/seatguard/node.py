@@ -184,6 +184,7 @@ class Node:
         self._flush: Deadlines[UserKey] = Deadlines()  # when each user's tabs are synced
         self._fallback = MemoryStore(store.now)  # decides alone while the store is down
         self._degraded: set[UserKey] = set()  # users decided on the fallback meanwhile
+        self._lost: set[UserKey] = set()  # users whose tabs left here while it was down
         # Heartbeats reach the store within this delay: a tab's recorded last frame lags
         # by at most one heartbeat interval plus the delay, well inside the session timeout.
         self._touch_delay = (settings.session_timeout - settings.heartbeat_interval) / 2
@@ -330,7 +331,7 @@ class Node:
             return  # already replaced by a newer socket of the same tab, or dropped
         key, a = tab.key, tab.arrival
         assert key is not None and a is not None
-        with self._unless_unavailable("leave"):
+        with self._unless_unavailable("leave", key):
             await self._change(
                 key,
                 lambda up, now: (
@@ -349,6 +350,7 @@ class Node:
             )
         except StoreUnavailable:
             # Tell this node's tabs now; the store releases them when it is back.
+            self._lost.add(key)
             ending = presence.Ending(a.session, presence.EndReason.logout, a.device)
             await self._tell(key, Outcome(ended=(ending,)), tab.seq + 1, False)
 
@@ -507,6 +509,7 @@ class Node:
             return outcome, (states, refused)
 
         (states, refused), done = await self._change(key, op)
+        self._lost.discard(key)
         await self._reconcile(key, states, refused, done.seq, done.rules.takeover)
 
     async def _reconcile(
@@ -547,7 +550,7 @@ class Node:
                 await asyncio.sleep(0)
 
         for key in self._flush.pop_due(now):
-            if self._tabs.get(key):
+            if self._tabs.get(key) or key in self._lost:
                 await run(key, self.sync(key), self._flush)
         for key in self._watch.pop_due(now):
             await run(key, self._expire(key), self._watch)
@@ -596,7 +599,7 @@ class Node:
         for key in self._degraded:
             self._fallback.update_now(key, _clear)
         self._degraded.clear()
-        for key in self._tabs:
+        for key in [*self._tabs, *self._lost]:
             self._flush.set(key, now)
 
     async def close(self) -> None:
@@ -649,11 +652,14 @@ class Node:
         return {key for key in self._degraded if key[0] == site}
 
     @contextlib.contextmanager
-    def _unless_unavailable(self, what: str) -> Iterator[None]:
-        """Carry on when the store is down: the next sync repairs what this step missed."""
+    def _unless_unavailable(self, what: str, lost: UserKey | None = None) -> Iterator[None]:
+        """Carry on when the store is down: the next sync repairs what this step missed
+        (of the user whose tab left, `lost`, once the store is back)."""
         try:
             yield
         except StoreUnavailable:
+            if lost is not None:
+                self._lost.add(lost)
             log.info("presence store unavailable during %s; the next sync repairs it", what)
 
     # --- telling tabs -------------------------------------------------------------------
