@@ -82,7 +82,7 @@ async def make_node(
 ) -> Node:
     """A node on the world's database and hub, started (it hears its notices)."""
     store = world.hub.store(node_id)
-    node = Node(settings, store, world.db, recorder, box=world.box)
+    node = Node(settings, store, world.db, box=world.box, recorder=recorder)
     await store.start(node)
     return node
 
