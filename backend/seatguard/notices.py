@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .presence import EndReason, Outcome, SeatState, Transition
+from .presence import EndReason, Outcome, SeatState
 from .protocol import (
     Block,
     BlockReason,
@@ -29,7 +29,6 @@ __all__ = [
     "decode_notice",
     "encode_notice",
     "state_frame",
-    "transition_frame",
 ]
 
 ENDINGS: dict[EndReason, tuple[ServerFrame, CloseCode, str]] = {
@@ -81,7 +80,3 @@ def state_frame(state: SeatState, reason: BlockReason | None, takeover: bool) ->
     if state is SeatState.admitted:
         return Unblock()
     return Block(reason=(reason or BlockReason.limit).value, takeover=takeover)
-
-
-def transition_frame(t: Transition, takeover: bool) -> ServerFrame:
-    return state_frame(t.state, t.reason, takeover)

@@ -48,7 +48,6 @@ __all__ = [
     "UserPresence",
     "adopt",
     "expire",
-    "heartbeat",
     "join",
     "leave",
     "logout",
@@ -349,20 +348,6 @@ def restore(up: UserPresence, *, until: Timestamp, now: Timestamp) -> None:
     """
     if up.is_empty() and until > now:
         up.restoring_until = until
-
-
-def heartbeat(
-    up: UserPresence, *, session: SessionId, tab: TabId, active: bool, now: Timestamp
-) -> bool:
-    """Record a frame from a tab; False if the tab is no longer known (it was dropped)."""
-    s = up.sessions.get(session)
-    if s is None or tab not in s.tabs:
-        return False
-    s.tabs[tab] = now
-    s.last_seen = now
-    if active:
-        s.last_active = now
-    return True
 
 
 def leave(
