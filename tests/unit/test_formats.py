@@ -7,12 +7,15 @@ it alone rather than misreading it.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, cast
 
 import msgspec
 import pytest
 
+from seatguard.db import Database
 from seatguard.errors import StoreUnavailable, UnreadableSnapshot
+from seatguard.node import Node
 from seatguard.notices import (
     NOTICE_FORMAT,
     Notice,
@@ -34,7 +37,11 @@ from seatguard.presence import (
     revoke,
 )
 from seatguard.protocol import BlockReason
+from seatguard.sealing import SecretBox
+from seatguard.settings import Settings
+from seatguard.store import MemoryStore
 from seatguard.store.snapshots import SNAPSHOT_FORMAT, decode_snapshot, encode_snapshot
+from tests.unit.fakes import Clock
 
 
 def snapshot() -> UserPresence:
@@ -154,3 +161,23 @@ def test_a_notice_of_another_format_is_told_apart_not_misread(
 def test_a_malformed_notice_is_still_an_error(items: list[Any]) -> None:
     with pytest.raises(msgspec.ValidationError):
         decode_notice(msgspec.msgpack.encode(items))
+
+
+@pytest.mark.anyio
+async def test_a_node_drops_a_notice_of_another_format_and_syncs_that_user_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A newer node's notice could say anything about alice: this node tells her tabs nothing
+    # from it, and reads the truth from the store at its next tick instead of in a while.
+    clock = Clock()
+    db = cast(Database, None)  # notices never reach the database
+    node = Node(Settings(), MemoryStore(clock), db, box=SecretBox.ephemeral())
+    alice, bob = ("pk_site", "alice"), ("pk_site", "bob")
+    node._tabs[alice] = {}  # this node holds a socket of alice's, none of bob's
+    newer = [msgspec.msgpack.encode([*key, 7, True, {}, 2]) for key in (alice, bob)]
+    with caplog.at_level(logging.WARNING, logger="seatguard"):
+        for payload in newer * 3:
+            await node.notice(payload)
+    assert node._flush.pop_due(clock.now) == [alice]
+    [line] = [r.getMessage() for r in caplog.records]  # one line for the burst
+    assert "notice of format 2" in line and "reads format 1" in line
