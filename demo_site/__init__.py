@@ -31,6 +31,7 @@ from seatguard.names import MAX_NAME, is_name
 from seatguard.node import Node
 from seatguard.rules import Override
 from seatguard.sites import normalize_origin
+from seatguard.types import MODES, POLICIES, Policy
 
 __all__ = ["DEMO_SITE_KEY", "may_change_plan", "routes", "same_origin"]
 
@@ -38,14 +39,16 @@ DEMO_SITE_KEY = "pk_demo_acme_stream"
 """Site key seeded by `seatguard demo`; the demo site allows client-side settings."""
 
 HERE = Path(__file__).parent
-MODES = ("concurrence", "device-limit")
-POLICIES = {
-    "block-new": "block-new: the newcomer waits",
-    "evict-oldest": "evict-oldest: the newcomer takes the longest-held seat",
-    "evict-idle": "evict-idle: the newcomer takes the least active seat",
-    "challenge": "challenge: the newcomer may confirm to continue there",
-    "monitor": "monitor: nobody is blocked, conflicts are recorded",
+_WHAT_HAPPENS: dict[Policy, str] = {
+    "block-new": "the newcomer waits",
+    "evict-oldest": "the newcomer takes the longest-held seat",
+    "evict-idle": "the newcomer takes the least active seat",
+    "challenge": "the newcomer may confirm to continue there",
+    "monitor": "nobody is blocked, conflicts are recorded",
 }
+POLICY_CHOICES = {p: f"{p}: {_WHAT_HAPPENS[p]}" for p in POLICIES}
+"""The plan form's policies with what each does, in `POLICIES` order (a new policy
+without a line here fails at import)."""
 templates = Jinja2Templates(directory=HERE / "templates")
 # The SDK's overlay adds its own <style> element: styles need 'unsafe-inline', scripts a nonce.
 CSP = (
@@ -139,7 +142,7 @@ def _plan(request: Request) -> tuple[dict[str, Any], list[str]]:
 
 
 def _form(request: Request, plan: dict[str, Any], errors: list[str], status: int) -> Response:
-    context = {"plan": plan, "modes": MODES, "policies": POLICIES, "errors": errors}
+    context = {"plan": plan, "modes": MODES, "policies": POLICY_CHOICES, "errors": errors}
     return _page(request, "home.html", context, status)
 
 

@@ -31,7 +31,7 @@ from .inputs import read_json, read_params
 from .names import Name
 from .node import Node
 from .outbound import check_literal
-from .presence import Rules, Session, UserPresence
+from .presence import RULE_FIELDS, Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .protocol import Ident, Limit
 from .rules import SCOPES, Override, Scope
@@ -134,9 +134,9 @@ class RevokedCountOut(msgspec.Struct):
 
 
 class OverrideIn(msgspec.Struct, forbid_unknown_fields=True):
-    mode: Literal["concurrence", "device-limit"] | None = None
+    mode: Mode | None = None
     limit: Limit | None = None
-    policy: Literal["block-new", "evict-oldest", "evict-idle", "challenge", "monitor"] | None = None
+    policy: Policy | None = None
     idle_timeout: Seconds | None = None
     absolute_timeout: Seconds | None = None
 
@@ -293,10 +293,13 @@ def _unauthorized(detail: str, error: str | None) -> Response:
     return problem(401, "Unauthorized", detail, {"WWW-Authenticate": challenge})
 
 
+def _rule_fields(source: Rules | Override | OverrideIn | SiteIn) -> dict[str, Any]:
+    """The rule fields of `source`, by name (`UNSET` where a body leaves one out)."""
+    return {n: getattr(source, n) for n in RULE_FIELDS}
+
+
 def _rules_out(rules: Rules) -> RulesOut:
-    return RulesOut(
-        rules.mode, rules.limit, rules.policy, rules.idle_timeout, rules.absolute_timeout
-    )
+    return RulesOut(**_rule_fields(rules))
 
 
 def _session_out(up: UserPresence, s: Session) -> SessionOut:
@@ -385,9 +388,7 @@ async def revoke_where(request: Request, node: Node, site: Site) -> Response:
 
 
 def _override_out(o: Override) -> OverrideOut:
-    return OverrideOut(
-        o.scope, o.name, o.mode, o.limit, o.policy, o.idle_timeout, o.absolute_timeout
-    )
+    return OverrideOut(o.scope, o.name, **_rule_fields(o))
 
 
 def _scope(request: Request) -> Scope:
@@ -409,9 +410,7 @@ async def list_overrides(request: Request, node: Node, site: Site) -> Response:
 async def put_override(request: Request, node: Node, site: Site) -> Response:
     scope, name = _scope(request), _override_name(request)
     body = await read_json(request, OverrideIn)
-    override = Override(
-        scope, name, body.mode, body.limit, body.policy, body.idle_timeout, body.absolute_timeout
-    )
+    override = Override(scope, name, **_rule_fields(body))
     try:
         Rules(**{**_defaults(site), **override.fields()})
     except ValueError as exc:
@@ -473,8 +472,7 @@ async def get_site(request: Request, node: Node, site: Site) -> Response:
 
 async def patch_site(request: Request, node: Node, site: Site) -> Response:
     body = await read_json(request, SiteIn)
-    names = ("mode", "limit", "policy", "idle_timeout", "absolute_timeout")
-    changes = {n: getattr(body, n) for n in names if getattr(body, n) is not UNSET}
+    changes = {n: v for n, v in _rule_fields(body).items() if v is not UNSET}
     try:
         rules = dataclasses.replace(site.rules, **changes)
     except ValueError as exc:

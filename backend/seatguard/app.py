@@ -10,7 +10,7 @@ import logging
 import re
 import resource
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -161,8 +161,8 @@ class App(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
-    """Build the server for `settings`; `clock` is injectable for tests.
+def create_app(settings: Settings) -> Starlette:
+    """Build the server for `settings`.
 
     The Starlette app serves HTTP: the SDK file and its language packs, health, REST API,
     back-channel logout and the demo. The WebSocket endpoint `/ws/v1` is
@@ -183,10 +183,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 timeout=settings.redis_timeout,
             )
             if settings.redis_url
-            else MemoryStore(clock)
+            else MemoryStore(time.time)
         )
         private = settings.allow_private_urls
-        webhooks = WebhookDispatcher(clock=clock, allow_private=private)
+        webhooks = WebhookDispatcher(allow_private=private)
         await webhooks.start()
         jwks = JwksCache(min_interval=settings.jwks_refetch_interval, allow_private=private)
         await jwks.start()

@@ -14,6 +14,7 @@ SeatguardError
  │    ├── SessionRevoked      4010 it was revoked
  │    └── SessionExpired      4011 it expired (idle or absolute timeout)
  ├── StoreUnavailable         1013 the shared presence store cannot be reached (HTTP 503)
+ │    └── UnreadableSnapshot  1013 a user's snapshot there is in a format this node cannot read
  ├── ConfigError              invalid site or server configuration (CLI exit 2)
  └── IdentityError            a signed token Seatguard cannot accept
       ├── IdentityRequired    4012 the site requires an identity token and none came
@@ -45,6 +46,7 @@ __all__ = [
     "StoreUnavailable",
     "TooBig",
     "UnknownSite",
+    "UnreadableSnapshot",
     "UnsupportedData",
     "UnsupportedVersion",
     "close_code",
@@ -105,6 +107,11 @@ class SessionExpired(SessionRefused):
 
 class StoreUnavailable(SeatguardError):
     """The shared presence store cannot be reached; a site failing closed takes no one."""
+
+
+class UnreadableSnapshot(StoreUnavailable):
+    """A user's snapshot in the shared store is in a format this node cannot read (a newer
+    node wrote it): that user is unavailable here, and the snapshot is left as it is."""
 
 
 class ConfigError(SeatguardError):

@@ -34,7 +34,15 @@ from .deadlines import Deadlines
 from .errors import StoreUnavailable
 from .identity.jwks import JwksCache
 from .lookups import OverrideCache, RevocationChecks, SiteCache
-from .notices import ENDINGS, Notice, decode_notice, encode_notice, state_frame
+from .notices import (
+    ENDINGS,
+    NOTICE_FORMAT,
+    Notice,
+    UnknownFormat,
+    decode_notice,
+    encode_notice,
+    state_frame,
+)
 from .presence import (
     Arrival,
     Leave,
@@ -62,6 +70,7 @@ __all__ = ["Joined", "Node", "Recorder", "Tab"]
 
 log = logging.getLogger("seatguard")
 _bad_notices = RateLog(log)  # whoever can publish on the Redis channels can send them
+_newer_notices = RateLog(log)  # during a rolling upgrade, many at a time
 
 _TICK_SLICE = 64  # users a tick syncs or expires before it lets the sockets be answered
 
@@ -579,6 +588,16 @@ class Node:
             notice = decode_notice(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
             _bad_notices("ignoring a malformed notice from another node")
+            return
+        if isinstance(notice, UnknownFormat):
+            _newer_notices(
+                "ignoring a notice of format %d from another node (this node reads format %d); "
+                "syncing the user's tabs with the store instead",
+                notice.version,
+                NOTICE_FORMAT,
+            )
+            if notice.key in self._tabs:
+                self._flush.set_earlier(notice.key, self.clock())
             return
         await self._tell(notice.key, notice.outcome, notice.seq, notice.takeover)
 

@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .protocol import BlockReason
-from .types import DeviceKey, DeviceType, Mode, Policy, SessionId, TabId, Timestamp
+from .types import (
+    MODES,
+    POLICIES,
+    DeviceKey,
+    DeviceType,
+    Mode,
+    Policy,
+    SessionId,
+    TabId,
+    Timestamp,
+)
 
 __all__ = [
-    "POLICIES",
+    "RULE_FIELDS",
     "TAKEOVER_POLICIES",
     "Arrival",
     "EndReason",
@@ -38,7 +48,6 @@ __all__ = [
     "UserPresence",
     "adopt",
     "expire",
-    "heartbeat",
     "join",
     "leave",
     "logout",
@@ -90,10 +99,7 @@ class Refusal(enum.StrEnum):
     unavailable = "unavailable"  # the shared presence store cannot be reached
 
 
-POLICIES: frozenset[str] = frozenset(
-    {"block-new", "evict-oldest", "evict-idle", "challenge", "monitor"}
-)
-TAKEOVER_POLICIES: frozenset[str] = frozenset({"evict-oldest", "evict-idle", "challenge"})
+TAKEOVER_POLICIES: frozenset[Policy] = frozenset({"evict-oldest", "evict-idle", "challenge"})
 """Policies under which a blocked browser may take a seat ("use here")."""
 
 
@@ -108,7 +114,7 @@ class Rules:
     absolute_timeout: float | None = None  # seconds a session may live at most
 
     def __post_init__(self) -> None:
-        if self.mode not in ("concurrence", "device-limit"):
+        if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
         if not 1 <= self.limit <= 1000:
             raise ValueError(f"limit must be between 1 and 1000, not {self.limit}")
@@ -123,6 +129,10 @@ class Rules:
     def takeover(self) -> bool:
         """Whether a blocked browser may take a seat under these rules."""
         return self.policy in TAKEOVER_POLICIES
+
+
+RULE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Rules))
+"""The fields of `Rules`, in order: what an override, the API and the CLI can set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,20 +348,6 @@ def restore(up: UserPresence, *, until: Timestamp, now: Timestamp) -> None:
     """
     if up.is_empty() and until > now:
         up.restoring_until = until
-
-
-def heartbeat(
-    up: UserPresence, *, session: SessionId, tab: TabId, active: bool, now: Timestamp
-) -> bool:
-    """Record a frame from a tab; False if the tab is no longer known (it was dropped)."""
-    s = up.sessions.get(session)
-    if s is None or tab not in s.tabs:
-        return False
-    s.tabs[tab] = now
-    s.last_seen = now
-    if active:
-        s.last_active = now
-    return True
 
 
 def leave(

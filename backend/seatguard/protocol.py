@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from .names import NAME_PATTERN, NAME_WORDS, Name
+from .types import Mode, Policy
 
 __all__ = [
     "PATTERNS",
@@ -116,9 +117,9 @@ class Hello(msgspec.Struct, tag_field="t", tag="hello", forbid_unknown_fields=Tr
     org: Text | None = None
     role: Text | None = None
     fp: Fingerprint | None = None
-    mode: Literal["concurrence", "device-limit"] | None = None
+    mode: Mode | None = None
     limit: Limit | None = None
-    policy: Literal["block-new", "evict-oldest", "evict-idle", "challenge", "monitor"] | None = None
+    policy: Policy | None = None
 
 
 class Heartbeat(msgspec.Struct, tag_field="t", tag="hb", forbid_unknown_fields=True):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .presence import Rules
+from .presence import RULE_FIELDS, Rules
 
 __all__ = ["SCOPES", "Claims", "Override", "Scope", "resolve", "who"]
 
@@ -35,8 +35,7 @@ class Override:
 
     def fields(self) -> dict[str, Any]:
         """The rule fields this override sets."""
-        names = ("mode", "limit", "policy", "idle_timeout", "absolute_timeout")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in RULE_FIELDS if getattr(self, n) is not None}
 
 
 @dataclass(frozen=True, slots=True)

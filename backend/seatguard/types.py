@@ -1,8 +1,10 @@
-"""Type aliases shared across the package."""
+"""Type aliases shared across the package, and the names each `Literal` allows."""
 
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 __all__ = [
+    "MODES",
+    "POLICIES",
     "DeviceKey",
     "DeviceType",
     "Mode",
@@ -24,5 +26,9 @@ Timestamp: TypeAlias = float
 """Seconds since the epoch, from the injected clock."""
 UserKey: TypeAlias = tuple[SiteKey, UserId]
 Mode: TypeAlias = Literal["concurrence", "device-limit"]
+"""What a seat counts: the browser session, or the device."""
+MODES: tuple[Mode, ...] = get_args(Mode)
 Policy: TypeAlias = Literal["block-new", "evict-oldest", "evict-idle", "challenge", "monitor"]
+"""What happens to a browser over the limit (see the README's table)."""
+POLICIES: tuple[Policy, ...] = get_args(Policy)
 DeviceType: TypeAlias = Literal["computer", "tablet", "mobile"]

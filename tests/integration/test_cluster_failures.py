@@ -11,10 +11,13 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import asyncpg
+import msgspec
 import pytest
+import redis.asyncio as aioredis
 
 from tests.conftest import RedisServer, scaled, seatguard
 from tests.integration.api_client import api
@@ -220,3 +223,46 @@ async def test_a_redis_restart_keeps_every_seat_where_it_was(
             seat = (await client.get(f"/users/{u}/seat")).json()
         assert seat["admitted"] == [holder.browser.session], seat
         assert seat["blocked"] == [waiter.browser.session], seat
+
+
+async def test_nodes_keep_serving_past_a_notice_and_a_snapshot_of_a_newer_format(
+    pair: Cluster, redis: RedisServer
+) -> None:
+    # Timeline: A holds alice's seat through node 0, B waits on node 1. A newer release,
+    # on the same Redis, sends node 1 a notice that would seat B were it read as today's
+    # format: node 1 drops it and B stays blocked. That release also wrote bob's snapshot
+    # in its own format: a browser of bob is refused with 1013 (the site fails closed), the
+    # snapshot stays as written, and both nodes go on serving everyone else.
+    site = pair.create_site("--name", "Upgrade", "--origin", "*", "--store-failure", "closed")
+    key, alice, bob = site["key"], user(), user()
+    a, wa = await Tab.open(pair.nodes[0].ws, key, Browser(alice))
+    b, wb = await Tab.open(pair.nodes[1].ws, key, Browser(alice))
+    assert (wa["state"], wb["state"]) == ("admitted", "blocked")
+    raw = aioredis.Redis.from_url(redis.url)
+    try:
+        seat_b = {"session": b.browser.session, "state": "admitted", "reason": None}
+        newer = [key, alice, 2**62, True, {"transitions": [seat_b]}, 2]
+        channel = f"sg:n:{pair.health(1)['node']}"
+        assert await raw.publish(channel, msgspec.msgpack.encode(newer)) == 1
+        assert await frames_of([a, b], 1.0) == [[], []]
+
+        snapshot = f"sg:{{{quote(key, safe='')}:{quote(bob, safe='')}}}:p"
+        blob = msgspec.msgpack.encode({"v": 2, "seats": "?"})
+        await raw.hset(snapshot, mapping={"t": b"newer-token", "d": blob})
+        await raw.pexpire(snapshot, 60_000)
+        for node in pair.nodes:
+            socket = Tab(await Tab.connect(node.ws), Browser(bob), secrets.token_urlsafe(9))
+            await socket.send({"t": "hello", "v": 1, "site": key, "user": bob,
+                               "session": socket.browser.session, "tab": socket.tab,
+                               "device": socket.browser.device})  # fmt: skip
+            code, _, _ = await socket.closed(within=5)
+            assert code == 1013
+        assert await raw.hgetall(snapshot) == {b"t": b"newer-token", b"d": blob}
+    finally:
+        await raw.aclose()
+
+    for node in pair.nodes:
+        _, welcome = await Tab.open(node.ws, key, Browser(user()))
+        assert welcome["state"] == "admitted"
+    assert await frames_of([a, b], 0.5) == [[], []]  # still seated, still waiting
+    assert [pair.health(i)["status"] for i in range(2)] == ["ok", "ok"]

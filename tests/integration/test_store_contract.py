@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from seatguard import presence
-from seatguard.errors import StoreUnavailable
+from seatguard.errors import StoreUnavailable, UnreadableSnapshot
 from seatguard.presence import Arrival, Rules, SeatState, Timing, UserPresence
 from seatguard.store import MemoryStore, PresenceStore
 from seatguard.store.redis import RedisStore
@@ -50,6 +51,9 @@ class Heard:
     async def reconnected(self) -> None:
         self.reconnects += 1
         self.changed.set()
+
+    async def refresh_rules(self, site: str) -> None:
+        """Rules are not what these tests listen for."""
 
     async def until(self, check: Callable[[], bool], within: float = 5) -> None:
         with anyio.fail_after(scaled(within)):
@@ -317,3 +321,63 @@ async def test_a_lost_link_fails_fast_and_resyncs_when_redis_is_back(
     finally:
         await store.close()
         server.stop()
+
+
+# --- formats of other releases (rolling upgrades) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        msgspec.msgpack.encode({"v": 2, "sessions": "kept elsewhere"}),  # a newer node's
+        b"\xc1 not msgpack",  # not a snapshot at all
+    ],
+    ids=["newer-format", "not-msgpack"],
+)
+async def test_a_snapshot_this_node_cannot_read_is_left_alone_and_only_its_user_waits(
+    redis_server: RedisServer, prefix: str, blob: bytes
+) -> None:
+    store = redis_store(redis_server.url, prefix)
+    await store.start(Heard())
+    raw = aioredis.Redis.from_url(redis_server.url)
+    key, other = user(), user()
+    try:
+        await store.update(key, joiner("s-before", Rules()))
+        # Another node writes the user's snapshot in a form this node does not read.
+        hkey = store._user_key(key)
+        await raw.hset(hkey, mapping={"t": b"newer-token", "d": blob})
+        with anyio.fail_after(scaled(5)):  # refused at once, never left hanging
+            with pytest.raises(UnreadableSnapshot):
+                await store.update(key, joiner("s-after", Rules()))
+            with pytest.raises(UnreadableSnapshot):
+                await store.read(key)
+        assert await raw.hgetall(hkey) == {b"t": b"newer-token", b"d": blob}
+        assert store.healthy
+        assert await store.update(other, joiner("s-other", Rules())) is SeatState.admitted
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_a_snapshot_from_before_format_numbers_is_read_and_written_as_format_1(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    store = redis_store(redis_server.url, prefix)
+    await store.start(Heard())
+    raw = aioredis.Redis.from_url(redis_server.url)
+    key = user()
+    try:
+        # A node of the release before wrote the user's snapshot: one seat, held by s-old.
+        up = UserPresence()
+        joiner("s-old", Rules())(up, time.time())
+        hkey = store._user_key(key)
+        await raw.hset(hkey, mapping={"t": b"old-token", "d": msgspec.msgpack.encode(up)})
+        await raw.pexpire(hkey, 60_000)
+        assert await store.update(key, joiner("s-new", Rules())) is SeatState.blocked
+        blob = await raw.hget(hkey, "d")
+        assert isinstance(blob, bytes)
+        written = msgspec.msgpack.decode(blob)
+        assert written["v"] == 1 and sorted(written["sessions"]) == ["s-new", "s-old"]
+    finally:
+        await raw.aclose()
+        await store.close()

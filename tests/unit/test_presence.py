@@ -11,20 +11,26 @@ from seatguard.presence import (
     Refusal,
     Rules,
     SeatState,
+    Seen,
     Timing,
     UserPresence,
     expire,
-    heartbeat,
     join,
     leave,
     logout,
     revoke,
     take_over,
+    touch,
 )
 from seatguard.protocol import BlockReason
 
 A, B = SeatState.admitted, SeatState.blocked
 TIMING = Timing(session_timeout=30.0, reload_grace=5.0)
+
+
+def heartbeat(up: UserPresence, *, session: str, tab: str, active: bool, now: float) -> bool:
+    """A tab's frame, recorded as the node's sync records it; False if the tab is unknown."""
+    return not touch(up, [Seen(session, tab, now, now if active else None)], now)
 
 
 def open_tab(

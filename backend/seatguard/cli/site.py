@@ -15,7 +15,7 @@ from ..db import Database
 from ..errors import ConfigError
 from ..keys import secrets_key
 from ..outbound import check_literal
-from ..presence import POLICIES, Rules
+from ..presence import RULE_FIELDS, Rules
 from ..sealing import SecretBox
 from ..site_secrets import (
     DEFAULT_OVERLAP,
@@ -37,12 +37,12 @@ from ..sites import (
     new_site,
     normalize_origin,
 )
+from ..types import MODES, POLICIES
 from .options import DEFAULTS, db_option, db_settings, secret_box, with_db
 
 __all__ = ["site"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-MODES = ("concurrence", "device-limit")
 
 
 def _site_options(f: F) -> F:
@@ -147,10 +147,10 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
     for group in _EXCLUSIVE:
         if len(given := [f"--{n.replace('_', '-')}" for n in group if o[n]]) > 1:
             raise click.UsageError(f"{' and '.join(given)} are exclusive: give one")
-    rules_changes = {k: o[k] for k in ("mode", "limit", "policy") if o[k] is not None}
+    rules_changes = {n: o[n] for n in RULE_FIELDS if o[n] is not None}
     for name in ("idle_timeout", "absolute_timeout"):
-        if o[name] is not None:
-            rules_changes[name] = o[name] or None
+        if name in rules_changes:
+            rules_changes[name] = rules_changes[name] or None  # 0: off
     config: dict[str, Any] = {}
     names = {
         "require_identity": "identity_required",
@@ -390,11 +390,7 @@ def describe(s: Site) -> dict[str, Any]:
         "key": s.key,
         "name": s.name,
         "origins": list(s.origins),
-        "mode": s.rules.mode,
-        "limit": s.rules.limit,
-        "policy": s.rules.policy,
-        "idle_timeout": s.rules.idle_timeout,
-        "absolute_timeout": s.rules.absolute_timeout,
+        **{n: getattr(s.rules, n) for n in RULE_FIELDS},
         "client_settings": s.client_settings,
         **{k: v for k, v in config.items() if v not in (None, False)},
     }

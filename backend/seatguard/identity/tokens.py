@@ -11,9 +11,9 @@ in the order of authority, see PRODUCT.md). Claims:
     nbf     optional  not before
     iat     optional  issued at; not in the future; compared with revocation cut-offs
     org, role         optional names (names.py), as the hello's `org` and `role`
-    mode              optional "concurrence" | "device-limit"
+    mode              optional, one of `types.MODES`
     limit             optional integer, 1..1000
-    policy            optional "block-new" | "evict-oldest" | "evict-idle" | "challenge" | "monitor"
+    policy            optional, one of `types.POLICIES`
 """
 
 from __future__ import annotations
@@ -21,18 +21,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, cast
 
 from ..errors import ConfigError, InvalidIdentity
 from ..names import name_problem
-from ..types import Mode, Policy, UserId
+from ..types import MODES, POLICIES, Mode, Policy, UserId
 from .jws import KeySet, check_audience, check_issuer, check_times, verify_signed
 
 __all__ = ["Identity", "IdentityConfig", "issued_before", "verify_identity"]
 
 _WHAT = "identity token"
-_MODES: tuple[str, ...] = get_args(Mode)
-_POLICIES: tuple[str, ...] = get_args(Policy)
 _MIN_LIMIT, _MAX_LIMIT = 1, 1000  # the bounds of presence.Rules.limit
 _TYPES = ("jwt", "application/jwt")  # `typ`, when present; RFC 7515 §4.1.9 is case-insensitive
 
@@ -141,9 +139,9 @@ def verify_identity(token: str, config: IdentityConfig, *, now: float) -> Identi
         user=cast(str, _name(claims, "sub")),
         org=_name(claims, "org"),
         role=_name(claims, "role"),
-        mode=cast("Mode | None", _choice(claims, "mode", _MODES)),
+        mode=cast("Mode | None", _choice(claims, "mode", MODES)),
         limit=_limit(claims),
-        policy=cast("Policy | None", _choice(claims, "policy", _POLICIES)),
+        policy=cast("Policy | None", _choice(claims, "policy", POLICIES)),
         sid=_text(claims, "sid"),
         issued_at=iat,
     )

@@ -61,9 +61,6 @@ class MemoryStore:
     async def users(self, site: SiteKey) -> list[UserKey]:
         return [key for key in self._users if key[0] == site]
 
-    def keys(self) -> list[UserKey]:
-        return list(self._users)
-
     async def start(self, listener: Listener) -> None:
         """Nothing to join: a memory store has one node."""
 

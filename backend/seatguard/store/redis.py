@@ -4,7 +4,7 @@ Keys (prefix `sg`), every one with a time to live:
 
 | key | type | what |
 | --- | --- | --- |
-| `sg:{<site>:<user>}:p` | hash | one user's snapshot: `t` write token, `d` msgpack |
+| `sg:{<site>:<user>}:p` | hash | one user's snapshot: `t` write token, `d` (`snapshots.py`) |
 | `sg:site:<site>:users` | set | users of a site that may have a snapshot (for revoking) |
 | `sg:{nodes}` | sorted set | node id by lease expiry (ms, Redis clock) |
 | `sg:{nodes}:<node>:users` | set | users whose tabs the node held (released if it dies) |
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import secrets
 import time
@@ -35,21 +34,23 @@ from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import StoreUnavailable
+from ..errors import StoreUnavailable, UnreadableSnapshot
 from ..presence import Timing, UserPresence
+from ..ratelog import RateLog
 from ..types import SiteKey, UserKey
 from .base import Listener
 from .pipeline import AutoPipeline
+from .snapshots import decode_snapshot, encode_snapshot
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("seatguard")
+_unreadable = RateLog(log)  # one line per user and attempt would flood the log
 
 T = TypeVar("T")
 
@@ -95,8 +96,6 @@ class RedisStore:
         self._apply = self._pipe.register(_script("apply.lua"))
         self._lease_script = self._pipe.register(_script("lease.lua"))
         self._reaped = self._pipe.register(_script("reaped.lua"))
-        self._encoder = msgspec.msgpack.Encoder()
-        self._decoder = msgspec.msgpack.Decoder(UserPresence)
         self._cache: dict[UserKey, tuple[bytes, bytes]] = {}  # key -> (token, snapshot)
         self._indexed: set[UserKey] = set()  # users already in this node's and site's sets
         self._expiry_due: dict[str, float] = {}  # index set -> when to set its TTL again
@@ -203,7 +202,7 @@ class RedisStore:
             # the compare-and-set of a snapshot assumed absent returns the real one.
             token, blob = self._cache.pop(key, (b"", b""))
             for _ in range(_MAX_ATTEMPTS):
-                up = self._decoder.decode(blob) if blob else UserPresence()
+                up = decode_snapshot(blob)
                 now = self.now()
                 results, failed = _run_batch(up, batch, now)
                 if failed:  # an operation raised: it gets its error, the others run again
@@ -216,7 +215,7 @@ class RedisStore:
                     continue
                 empty = up.is_empty()
                 new_token = secrets.token_hex(8).encode()
-                new_blob = b"" if empty else self._encoder.encode(up)
+                new_blob = b"" if empty else encode_snapshot(up)
                 reply = await self._pipe.script(
                     self._apply, [hkey], [token, new_token, new_blob, self._ttl_ms(up, now)]
                 )
@@ -237,6 +236,9 @@ class RedisStore:
             error = StoreUnavailable(f"too many concurrent writes to {key}; try again")
         except _LINK_ERRORS as exc:
             error = self._lost(exc)
+        except UnreadableSnapshot as exc:
+            _left_as_is(key, exc)
+            error = exc
         for _, future in batch:
             if not future.done():
                 future.set_exception(error)
@@ -290,7 +292,11 @@ class RedisStore:
             _, blob = await self._read(self._user_key(key))
         except _LINK_ERRORS as exc:
             raise self._lost(exc) from exc
-        return copy.deepcopy(self._decoder.decode(blob)) if blob else UserPresence()
+        try:
+            return decode_snapshot(blob)
+        except UnreadableSnapshot as exc:
+            _left_as_is(key, exc)
+            raise
 
     async def users(self, site: SiteKey) -> list[UserKey]:
         try:
@@ -454,6 +460,15 @@ def _run_batch(
             failed[future] = exc
             break  # the snapshot may be half changed: run the rest again without it
     return results, failed
+
+
+def _left_as_is(key: UserKey, exc: UnreadableSnapshot) -> None:
+    _unreadable(
+        "cannot read the presence snapshot of %s (%s): it is left as is, and that user is "
+        "unavailable on this node",
+        key,
+        exc,
+    )
 
 
 def _raw(value: bytes | str | None) -> bytes:
