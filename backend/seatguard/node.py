@@ -233,12 +233,14 @@ class Node:
         skip: Tab | None = None,
         applied: Callable[[T, int], None] | None = None,
         context: Mapping[str, str] | None = None,
+        leaving: bool = False,
     ) -> tuple[T, _Applied]:
         """Apply an operation, record what changed, then tell the tabs here and elsewhere.
 
         `applied(result, seq)` runs as soon as the store has applied it, before any other
         news of this user can be handled; `skip` is a tab that learns its state otherwise;
-        `context` says who asked, for the audit trail.
+        `context` says who asked, for the audit trail. The node that makes a change watches
+        the user's next deadline; one that is `leaving` hands it to the other nodes instead.
         """
         store = self._fallback if key in self._degraded else self.store
         timing = self.timing
@@ -262,8 +264,9 @@ class Node:
                 await self.recorder.record(key, outcome, now, context, seq)
             await self._tell(key, outcome, seq, rules.takeover, skip)
             nodes.discard(self.store.node_id)
-            if nodes and store is self.store and _is_news(outcome):
-                notice = Notice(key[0], key[1], seq, rules.takeover, outcome)
+            handed = deadline if leaving else None
+            if nodes and store is self.store and (_is_news(outcome) or handed is not None):
+                notice = Notice(key[0], key[1], seq, rules.takeover, outcome, deadline=handed)
                 await self.store.publish(nodes, encode_notice(notice))
         return result, _Applied(outcome, rules, seq, now)
 
@@ -599,6 +602,8 @@ class Node:
             if notice.key in self._tabs:
                 self._flush.set_earlier(notice.key, self.clock())
             return
+        if notice.deadline is not None and notice.key in self._tabs:
+            self._watch.set_earlier(notice.key, notice.deadline)
         await self._tell(notice.key, notice.outcome, notice.seq, notice.takeover)
 
     async def reap(self, node: str, users: list[UserKey]) -> None:
@@ -632,7 +637,7 @@ class Node:
                 return presence.release_node(up, me, now=now), None
 
             with self._unless_unavailable("release"):
-                await self._change(key, op)
+                await self._change(key, op, leaving=True)
 
     # --- local tabs ---------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ class Notice(msgspec.Struct, array_like=True):
 
     An array whose first two items are the site and user and whose sixth is the format, in
     every format. Nodes from before formats had numbers send five items (format 1) and
-    ignore the sixth.
+    ignore the sixth; nodes that do not know the seventh (a deadline handed over) ignore it.
     """
 
     site: str
@@ -72,6 +72,7 @@ class Notice(msgspec.Struct, array_like=True):
     takeover: bool  # whether "use here" is allowed under the rules in force
     outcome: Outcome
     v: int = NOTICE_FORMAT
+    deadline: float | None = None  # the user's next deadline, from a node that is leaving
 
     @property
     def key(self) -> UserKey:

@@ -134,6 +134,14 @@ def test_a_node_from_before_format_numbers_reads_the_notices_this_one_sends() ->
     assert older == OlderNotice("pk_site", "alice", 7, True, notice().outcome)
 
 
+def test_a_handed_over_deadline_reads_back_and_a_node_of_six_items_ignores_it() -> None:
+    handed = msgspec.structs.replace(notice(), deadline=1234.5)
+    payload = encode_notice(handed)
+    assert decode_notice(payload) == handed
+    six = msgspec.msgpack.encode(msgspec.msgpack.decode(payload)[:6])
+    assert decode_notice(six) == notice()
+
+
 @pytest.mark.parametrize(
     ("items", "key"),
     [

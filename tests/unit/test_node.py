@@ -415,10 +415,6 @@ async def test_a_closing_node_releases_its_tabs(world: World) -> None:
     assert waiting.new() == [Unblock()]
 
 
-@pytest.mark.xfail(
-    reason="only the node that made a change watches its next deadline: the grace of a "
-    "browser released by a closing node ends when another node next syncs the user"
-)
 async def test_a_seat_released_by_a_closing_node_is_freed_after_the_grace(world: World) -> None:
     a, b = await world.node("A"), await world.node("B")
     await joined(world, a, S1)
