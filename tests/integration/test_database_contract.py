@@ -22,6 +22,7 @@ import pytest
 from seatguard.audit import AuditEvent, AuditKind, ProblemKind, VerifyReport, verify
 from seatguard.db import Database, PostgresDatabase, SqliteDatabase, open_database
 from seatguard.db import postgres as pg
+from seatguard.db.rows import SECRETS_SCHEMA
 from seatguard.db import sqlite as lite
 from seatguard.errors import ConfigError
 from seatguard.presence import Rules
@@ -50,6 +51,7 @@ class Backend:
     target: str  # what `open_database` takes
     integrity_error: type[Exception]  # what a broken constraint or trigger raises
     migrations: int  # how many schema steps the backend has
+    sealing: int  # the version of the step that seals secrets (the earlier ones keep them clear)
 
     async def open(self) -> Database:
         return await open_database(self.target)
@@ -77,6 +79,7 @@ class Backend:
 
 class SqliteBackend(Backend):
     name, integrity_error, migrations = "sqlite", sqlite3.IntegrityError, len(lite.MIGRATIONS)
+    sealing = lite.MIGRATIONS.index(SECRETS_SCHEMA) + 1
 
     def __init__(self, path: Path) -> None:
         self.target = str(path)
@@ -98,12 +101,13 @@ class SqliteBackend(Backend):
         return list(range(1, version + 1))
 
     async def legacy(self, *statements: str) -> None:
-        steps = [x for step in lite.MIGRATIONS[:-1] for x in step]
-        await self.sql(*steps, f"PRAGMA user_version={len(lite.MIGRATIONS) - 1}", *statements)
+        steps = [x for step in lite.MIGRATIONS[: self.sealing - 1] for x in step]
+        await self.sql(*steps, f"PRAGMA user_version={self.sealing - 1}", *statements)
 
 
 class PostgresBackend(Backend):
     name, migrations = "postgres", len(pg.MIGRATIONS)
+    sealing = pg.MIGRATIONS.index(SECRETS_SCHEMA) + 1
     integrity_error = asyncpg.IntegrityConstraintViolationError
 
     def __init__(self, url: str) -> None:
@@ -129,10 +133,9 @@ class PostgresBackend(Backend):
         return [v for (v,) in rows]
 
     async def legacy(self, *statements: str) -> None:
-        steps = [x for step in pg.MIGRATIONS[:-1] for x in step]
+        steps = [x for step in pg.MIGRATIONS[: self.sealing - 1] for x in step]
         versions = [
-            f"INSERT INTO schema_version (version) VALUES ({v})"
-            for v in range(1, len(pg.MIGRATIONS))
+            f"INSERT INTO schema_version (version) VALUES ({v})" for v in range(1, self.sealing)
         ]
         await self.sql(pg._SCHEMA_VERSION, *steps, *versions, *statements)
 
@@ -334,7 +337,7 @@ async def test_secrets_kept_in_the_clear_by_an_earlier_version_are_sealed_on_ope
     await backend.legacy(legacy_site(secret, config))
     with pytest.raises(ConfigError, match="open it once with the secrets key"):
         await open_database(backend.target)  # without the key: refused, nothing changed
-    assert await backend.schema_versions() == list(range(1, backend.migrations))
+    assert await backend.schema_versions() == list(range(1, backend.sealing))
     database = await open_database(backend.target, BOX)
     try:
         site = await database.site("pk_old")
@@ -719,13 +722,13 @@ async def test_a_database_of_the_previous_schema_is_upgraded(
     module = lite if backend.name == "sqlite" else pg
     await backend.legacy(legacy_site("sk_" + "O" * 43))
     with monkeypatch.context() as m:
-        m.setattr(module, "MIGRATIONS", module.MIGRATIONS[:-1])
+        m.setattr(module, "MIGRATIONS", module.MIGRATIONS[: backend.sealing - 1])
         old = await backend.open()
         try:
             await old.audit.append([event(1)], KEY)
         finally:
             await old.close()
-    assert await backend.schema_versions() == list(range(1, backend.migrations))
+    assert await backend.schema_versions() == list(range(1, backend.sealing))
     upgraded = await open_database(backend.target, BOX)
     try:
         assert await backend.schema_versions() == list(range(1, backend.migrations + 1))
