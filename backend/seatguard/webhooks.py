@@ -269,16 +269,16 @@ async def attempt(
     msg_id: str,
     body: bytes,
     timestamp: int,
-    timeout: float,
+    time_limit: float,
 ) -> Attempt:
-    """POST one message once, signed at `timestamp` by every secret, within `timeout` s.
+    """POST one message once, signed at `timestamp` by every secret, within `time_limit` s.
 
     An address refused as not public (`outbound.PrivateAddress`) is final: asking again
     would be refused again. Other network errors and timeouts may work later.
     """
     headers = signed_headers(secrets, msg_id, timestamp, body)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             reply = await sender(url, body, headers)
     except Exception as exc:  # refused connection, reset, timeout, bad URL
         private = isinstance(exc.__cause__, outbound.PrivateAddress)
@@ -287,7 +287,9 @@ async def attempt(
         return Attempt(reply.status, None, retry=False)
     if not retryable(reply.status):
         return Attempt(reply.status, f"HTTP {reply.status}", retry=False)
-    return Attempt(reply.status, f"HTTP {reply.status}", retry=True, wait=retry_after(reply.headers))
+    return Attempt(
+        reply.status, f"HTTP {reply.status}", retry=True, wait=retry_after(reply.headers)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,8 @@ import pytest
 from seatguard.audit import AuditEvent, AuditKind, ProblemKind, VerifyReport, verify
 from seatguard.db import Database, PostgresDatabase, SqliteDatabase, open_database
 from seatguard.db import postgres as pg
-from seatguard.db.rows import SECRETS_SCHEMA
 from seatguard.db import sqlite as lite
+from seatguard.db.rows import SECRETS_SCHEMA
 from seatguard.errors import ConfigError
 from seatguard.presence import Rules
 from seatguard.rules import Override

@@ -34,9 +34,7 @@ class OutboxSqlite:
         # One statement, so all or none without a transaction of its own on the shared
         # connection.
         values = ", ".join(_ROW for _ in deliveries)
-        await self.conn.execute(
-            _INSERT + values, [x for d in deliveries for x in delivery_row(d)]
-        )
+        await self.conn.execute(_INSERT + values, [x for d in deliveries for x in delivery_row(d)])
 
     async def claim(self, node: str, now: float, lease: float, limit: int) -> list[Delivery]:
         rows = await self.conn.execute_fetchall(
