@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,6 +34,11 @@ def message(**fields: Any) -> Delivery:
         updated_at=T0,
     )
     return dataclasses.replace(base, **fields)
+
+
+def always(value: float) -> Callable[[], float]:
+    """A `random()` that always returns `value`."""
+    return lambda: value
 
 
 def most() -> float:
@@ -83,7 +89,7 @@ def test_a_failure_that_may_pass_is_due_again_after_a_doubling_capped_wait(
 
 def test_the_wait_is_full_jitter() -> None:
     waits = [
-        after_attempt(message(attempts=4), BUSY, T0, POLICY, lambda: r).next_attempt_at
+        after_attempt(message(attempts=4), BUSY, T0, POLICY, always(r)).next_attempt_at
         for r in (0.0, 0.25, 0.5)
     ]
     assert waits == [T0 + 0.0, T0 + 4.0, T0 + 8.0]  # uniform in [0, 2^4) after attempt 5
