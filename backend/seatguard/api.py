@@ -275,11 +275,12 @@ class DeliveriesPageOut(msgspec.Struct):
 
 
 class DeliveriesQuery(msgspec.Struct):
-    """The query of `GET /webhooks/deliveries`."""
+    """The query of `GET /webhooks/deliveries`; absent filters are unset, not None, so that
+    `?state=null` is refused rather than read as no filter."""
 
-    state: DeliveryState | None = None
-    event: EventType | None = None
-    cursor: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)] | None = None
+    state: DeliveryState | UnsetType = UNSET
+    event: EventType | UnsetType = UNSET
+    cursor: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)] | UnsetType = UNSET
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
 
 
@@ -514,7 +515,11 @@ async def webhook_deliveries(request: Request, node: Node, site: Site) -> Respon
     """The site's webhook messages, newest first, a page at a time."""
     q = read_params(dict(request.query_params), DeliveriesQuery)
     found = await node.db.outbox.deliveries(
-        site.key, state=q.state, event=q.event, before=q.cursor, limit=q.limit
+        site.key,
+        state=None if q.state is UNSET else q.state,
+        event=None if q.event is UNSET else q.event,
+        before=None if q.cursor is UNSET else q.cursor,
+        limit=q.limit,
     )
     next_cursor = found[-1].seq if len(found) == q.limit else None
     return _json(DeliveriesPageOut([_delivery_out(d) for d in found], next_cursor))
