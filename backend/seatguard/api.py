@@ -31,6 +31,7 @@ from .inputs import read_json, read_params
 from .names import Name
 from .node import Node
 from .outbound import check_literal
+from .outbox import Delivery, DeliveryState
 from .presence import RULE_FIELDS, Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .protocol import Ident, Limit
@@ -38,6 +39,7 @@ from .rules import SCOPES, Override, Scope
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
 from .types import Mode, Policy
+from .webhooks import EventType
 
 __all__ = ["Problem", "exception_handlers", "problem", "routes"]
 
@@ -249,6 +251,45 @@ class AuditQuery(msgspec.Struct):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
 
 
+MESSAGE_ID = "^msg_[0-9a-f]{32}$"
+"""What a webhook id (`webhook-id`) looks like."""
+
+
+class DeliveryOut(msgspec.Struct):
+    id: str  # the webhook-id, the same on every attempt
+    event: EventType
+    endpoint: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: float | None  # when a pending message is tried next; null otherwise
+    last_status: int | None  # the endpoint's last HTTP status; null if it never answered
+    last_error: str | None  # what went wrong last; null after a delivery
+    created_at: float
+    updated_at: float
+    payload: dict[str, Any]  # the event as posted
+
+
+class DeliveriesPageOut(msgspec.Struct):
+    deliveries: list[DeliveryOut]
+    next_cursor: int | None  # pass as `cursor` for the next (older) page; null at the end
+
+
+class DeliveriesQuery(msgspec.Struct):
+    """The query of `GET /webhooks/deliveries`; absent filters are unset, not None, so that
+    `?state=null` is refused rather than read as no filter."""
+
+    state: DeliveryState | UnsetType = UNSET
+    event: EventType | UnsetType = UNSET
+    cursor: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)] | UnsetType = UNSET
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
+
+
+class DeliveryPath(msgspec.Struct):
+    """The path parameters of one webhook message (404 when unknown)."""
+
+    id: Annotated[str, msgspec.Meta(pattern=MESSAGE_ID)]
+
+
 def _json(value: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
 
@@ -453,6 +494,46 @@ async def audit_records(request: Request, node: Node, site: Site) -> Response:
     return _json(AuditPageOut(records, next_after))
 
 
+def _delivery_out(d: Delivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id,
+        event=d.event,
+        endpoint=d.endpoint,
+        state=d.state,
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        last_status=d.last_status,
+        last_error=d.last_error,
+        created_at=d.created_at,
+        updated_at=d.updated_at,
+        payload=msgspec.json.decode(d.payload),
+    )
+
+
+async def webhook_deliveries(request: Request, node: Node, site: Site) -> Response:
+    """The site's webhook messages, newest first, a page at a time."""
+    q = read_params(dict(request.query_params), DeliveriesQuery)
+    found = await node.db.outbox.deliveries(
+        site.key,
+        state=None if q.state is UNSET else q.state,
+        event=None if q.event is UNSET else q.event,
+        before=None if q.cursor is UNSET else q.cursor,
+        limit=q.limit,
+    )
+    next_cursor = found[-1].seq if len(found) == q.limit else None
+    return _json(DeliveriesPageOut([_delivery_out(d) for d in found], next_cursor))
+
+
+async def redeliver(request: Request, node: Node, site: Site) -> Response:
+    """Send a message again, with the same id: pending, due now, with a new retry window."""
+    msg_id = read_params(request.path_params, DeliveryPath).id
+    found = await node.db.outbox.redeliver(site.key, msg_id, node.clock())
+    if found is None:
+        raise ApiError(404, "Not found", f"the site has no webhook message {msg_id!r}")
+    request.app.state.webhooks.wake()
+    return _json(_delivery_out(found), 202)
+
+
 def _site_out(site: Site) -> SiteOut:
     return SiteOut(
         key=site.key,
@@ -560,5 +641,7 @@ def routes() -> list[BaseRoute]:
         _route("/site/secret", {"POST": rotate_secret}),
         _route("/overrides", {"GET": list_overrides}),
         _route("/audit", {"GET": audit_records}),
+        _route("/webhooks/deliveries", {"GET": webhook_deliveries}),
+        _route("/webhooks/deliveries/{id}/redeliver", {"POST": redeliver}),
         _route("/overrides/{scope}/{name:any}", {"PUT": put_override, "DELETE": delete_override}),
     ]

@@ -27,6 +27,7 @@ from . import openapi as openapi_doc
 from .assets import Assets
 from .collector import Collector
 from .db import open_database
+from .deliveries import DeliveryWorker
 from .handshakes import Handshakes
 from .headers import SecurityHeaders
 from .identity.jwks import JwksCache
@@ -39,7 +40,6 @@ from .sealing import SecretBox
 from .settings import Settings
 from .store import MemoryStore, PresenceStore
 from .store.redis import RedisStore
-from .webhooks import WebhookDispatcher
 
 __all__ = ["SDK_LANGUAGES", "SDK_PATH", "App", "create_app"]
 
@@ -186,11 +186,12 @@ def create_app(settings: Settings) -> Starlette:
             else MemoryStore(time.time)
         )
         private = settings.allow_private_urls
-        webhooks = WebhookDispatcher(allow_private=private)
-        await webhooks.start()
         jwks = JwksCache(min_interval=settings.jwks_refetch_interval, allow_private=private)
         await jwks.start()
         sites = SiteCache(db, store.now, settings.site_cache_ttl)
+        webhooks = DeliveryWorker.from_settings(settings, db.outbox, sites.get, box)
+        await webhooks.start()
+        app.state.webhooks = webhooks
         recorder = Recorder(
             db.audit,
             key,

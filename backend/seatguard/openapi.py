@@ -22,6 +22,10 @@ from .api import (
     REVOKE_WHERE_CHOICES,
     AuditPageOut,
     AuditQuery,
+    DeliveriesPageOut,
+    DeliveriesQuery,
+    DeliveryOut,
+    DeliveryPath,
     OverrideIn,
     OverrideOut,
     OverridePath,
@@ -93,6 +97,10 @@ _DESCRIPTIONS = {
     "Percent-encode it in the path: any valid id, `/` included, reaches its user.",
     "session": "A browser session id",
     "name": "The org, role or user id the override applies to (a user id's rules)",
+    "id": "A webhook message's id, the `webhook-id` header it is posted with",
+    "state": "Only messages in this state",
+    "event": "Only messages of this event type",
+    "cursor": "The `next_cursor` of the page before; absent: the newest messages",
 }
 
 
@@ -123,6 +131,7 @@ SCOPE = {
     "schema": {"type": "string", "enum": list(SCOPES)},
 }
 OVERRIDE = [SCOPE, *_params(OverridePath)]
+DELIVERY = _params(DeliveryPath)
 
 
 def _audit_params() -> list[dict[str, Any]]:
@@ -170,6 +179,8 @@ def document() -> dict[str, Any]:
         OverrideIn,
         OverrideOut,
         AuditPageOut,
+        DeliveriesPageOut,
+        DeliveryOut,
         SiteIn,
         SiteOut,
         SecretRotationIn,
@@ -264,6 +275,22 @@ def document() -> dict[str, Any]:
                     "The site's audit trail, oldest first, a page at a time",
                     {"200": {**ok, **_json(AuditPageOut)}},
                     params=_audit_params(),
+                )
+            },
+            "/webhooks/deliveries": {
+                "get": _op(
+                    "The site's webhook messages, newest first, a page at a time",
+                    {"200": {**ok, **_json(DeliveriesPageOut)}},
+                    params=_params(DeliveriesQuery, "query"),
+                )
+            },
+            "/webhooks/deliveries/{id}/redeliver": {
+                "post": _op(
+                    "Send a webhook message again, with the same id, now; it is retried "
+                    "as a new message would be if this attempt fails",
+                    {"202": {"description": "Pending again", **_json(DeliveryOut)}},
+                    params=DELIVERY,
+                    missing="The site has no such message",
                 )
             },
             "/overrides": {

@@ -2,7 +2,8 @@
 
 `audit_events` and `webhook_events` are pure translations of a presence `Outcome`; the
 `Recorder` appends the rows (durably, before anyone is told), keeps the head checkpoint
-outside the database up to date, and queues the webhooks.
+outside the database up to date, and writes the webhooks to the outbox (also before anyone
+is told).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .audit import AuditEvent, AuditKind, AuditRecord
 from .audit.batch import AuditBatcher
 from .audit.checkpoint import CheckpointWriter
 from .db import AuditLog
+from .deliveries import DeliveryWorker
 from .errors import ConfigError
 from .presence import EndReason, Outcome, SeatState
 from .protocol import BlockReason
@@ -23,7 +25,7 @@ from .sealing import SecretBox
 from .site_secrets import opened
 from .sites import Site
 from .types import UserKey
-from .webhooks import EventType, WebhookDispatcher
+from .webhooks import EventType
 
 __all__ = ["Recorder", "audit_events", "refused_event", "webhook_events"]
 
@@ -129,7 +131,7 @@ def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict
 
 
 class Recorder:
-    """Appends audit rows and queues webhooks for every outcome of the node.
+    """Appends audit rows and stores webhooks in the outbox for every outcome of the node.
 
     With a `checkpoint` path, the head of the log is written there at `start()`, after
     appends (at most about once a second, and at once when it is more than
@@ -142,7 +144,7 @@ class Recorder:
         audit: AuditLog,
         key: bytes,
         site: Callable[[str], Awaitable[Site | None]],
-        webhooks: WebhookDispatcher | None,
+        webhooks: DeliveryWorker | None,
         *,
         box: SecretBox | None = None,
         checkpoint: Path | None = None,
@@ -153,7 +155,7 @@ class Recorder:
         self._batcher = AuditBatcher(audit, key)
         self.site = site
         self.webhooks = webhooks
-        self.box = box  # opens the sites' sealed webhook secrets
+        self.box = box  # opens the sites' sealed webhook secrets, to check there are some
         self.checkpoint = (
             None
             if checkpoint is None
@@ -204,8 +206,7 @@ class Recorder:
         if not secrets:
             return
         assert self.webhooks is not None
-        for event_type, data in hooks:
-            self.webhooks.enqueue(site.config.webhook_url, secrets, event_type, data)
+        await self.webhooks.enqueue(site.key, site.config.webhook_url, hooks, now)
 
     async def refused(
         self,

@@ -50,6 +50,12 @@ class Settings:
     site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
     jwks_refetch_interval: float = 30.0  # at most one fetch of a JWKS URI this often
     allow_private_urls: bool = False  # let sites' JWKS URIs and webhooks reach private addresses
+    webhook_timeout: float = 5.0  # seconds one webhook attempt may take
+    webhook_retry_base: float = 1.0  # the first retry waits up to this; each later one twice that
+    webhook_retry_cap: float = 3600.0  # the longest wait between two attempts of a webhook
+    webhook_retry_window: float = 259200.0  # a webhook still failing this long after it is dead
+    webhook_lease: float = 60.0  # a node's claim on a webhook; then another node may retry it
+    webhook_poll_interval: float = 1.0  # seconds between looks for due webhooks in the outbox
     gc_freeze_interval: float = 1.0  # seconds between freezes of survivors (0: as Python ships)
     gc_full_interval: float = 3600.0  # seconds between full garbage collections (0: never)
     health_details: str = "local"  # who sees /healthz's details: public, local (loopback) or off
@@ -86,6 +92,16 @@ class Settings:
             raise ConfigError("the JWKS refetch interval must be positive")
         if not (0 <= self.gc_freeze_interval < math.inf and 0 <= self.gc_full_interval < math.inf):
             raise ConfigError("garbage collector intervals must be 0 or positive")
+        if not (
+            0 < self.webhook_timeout < self.webhook_lease < math.inf
+            and 0 < self.webhook_retry_base <= self.webhook_retry_cap < math.inf
+            and 0 < self.webhook_retry_window < math.inf
+            and 0 < self.webhook_poll_interval < math.inf
+        ):
+            raise ConfigError(
+                "webhook timings must be positive and finite, the lease longer than the "
+                "timeout and the retry cap at least the retry base"
+            )
         if self.health_details not in HEALTH_DETAILS:
             raise ConfigError(
                 f"health details must be one of {', '.join(HEALTH_DETAILS)}, "

@@ -48,11 +48,13 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "SECRET_PREFIX",
     "TOLERANCE",
+    "Attempt",
     "EventType",
     "Reply",
     "Sender",
     "WebhookDispatcher",
     "WebhookVerificationError",
+    "attempt",
     "encode_event",
     "httpx_sender",
     "new_webhook_secret",
@@ -251,6 +253,46 @@ def httpx_sender(client: httpx.AsyncClient) -> Sender:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """How one POST of a message went."""
+
+    status: int | None  # the endpoint's HTTP status; None when it did not answer
+    problem: str | None  # what went wrong; None when delivered (2xx)
+    retry: bool  # whether asking again later may work
+    wait: float | None = None  # the endpoint's `Retry-After`, seconds, when it asked for one
+
+
+async def attempt(
+    sender: Sender,
+    url: str,
+    secrets: Sequence[str],
+    msg_id: str,
+    body: bytes,
+    timestamp: int,
+    time_limit: float,
+) -> Attempt:
+    """POST one message once, signed at `timestamp` by every secret, within `time_limit` s.
+
+    An address refused as not public (`outbound.PrivateAddress`) is final: asking again
+    would be refused again. Other network errors and timeouts may work later.
+    """
+    headers = signed_headers(secrets, msg_id, timestamp, body)
+    try:
+        async with asyncio.timeout(time_limit):
+            reply = await sender(url, body, headers)
+    except Exception as exc:  # refused connection, reset, timeout, bad URL
+        private = isinstance(exc.__cause__, outbound.PrivateAddress)
+        return Attempt(None, f"{type(exc).__name__}: {exc}", retry=not private)
+    if 200 <= reply.status < 300:
+        return Attempt(reply.status, None, retry=False)
+    if not retryable(reply.status):
+        return Attempt(reply.status, f"HTTP {reply.status}", retry=False)
+    return Attempt(
+        reply.status, f"HTTP {reply.status}", retry=True, wait=retry_after(reply.headers)
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class _Message:
     url: str
     secrets: tuple[str, ...]
@@ -435,33 +477,22 @@ class WebhookDispatcher:
     async def _deliver(self, m: _Message) -> None:
         """Try one message until it is delivered, refused or out of attempts."""
         assert self._sender is not None
-        for attempt in range(1, self._max_attempts + 1):
-            headers = signed_headers(m.secrets, m.msg_id, int(self._clock()), m.body)
-            wait = None
-            try:
-                async with asyncio.timeout(self._timeout):
-                    reply = await self._sender(m.url, m.body, headers)
-            except Exception as exc:  # refused connection, reset, timeout, bad URL
-                problem = f"{type(exc).__name__}: {exc}"
-                if isinstance(exc.__cause__, outbound.PrivateAddress):
-                    break  # not an outage: asking again would be refused again
-            else:
-                if 200 <= reply.status < 300:
-                    self.stats["delivered"] += 1
-                    return
-                problem = f"HTTP {reply.status}"
-                if not retryable(reply.status):
-                    break
-                wait = retry_after(reply.headers)
-            if attempt == self._max_attempts:
+        for n in range(1, self._max_attempts + 1):
+            result = await attempt(
+                self._sender, m.url, m.secrets, m.msg_id, m.body, int(self._clock()), self._timeout
+            )
+            if result.problem is None:
+                self.stats["delivered"] += 1
+                return
+            if not result.retry or n == self._max_attempts:
                 break
             delay = (
-                min(wait, self._cap)
-                if wait is not None
-                else retry_delay(attempt, base=self._base, cap=self._cap, random=self._random)
+                min(result.wait, self._cap)
+                if result.wait is not None
+                else retry_delay(n, base=self._base, cap=self._cap, random=self._random)
             )
             self.stats["retried"] += 1
-            log.info("webhook %s to %s: %s; retry in %.2fs", m.msg_id, m.url, problem, delay)
+            log.info("webhook %s to %s: %s; retry in %.2fs", m.msg_id, m.url, result.problem, delay)
             await self._sleep(delay)
         self.stats["failed"] += 1
         log.warning(
@@ -469,6 +500,6 @@ class WebhookDispatcher:
             m.msg_id,
             m.event_type,
             m.url,
-            attempt,
-            problem,
+            n,
+            result.problem,
         )

@@ -23,12 +23,15 @@ from seatguard.audit import AuditEvent, AuditKind, ProblemKind, VerifyReport, ve
 from seatguard.db import Database, PostgresDatabase, SqliteDatabase, open_database
 from seatguard.db import postgres as pg
 from seatguard.db import sqlite as lite
+from seatguard.db.rows import SECRETS_SCHEMA
 from seatguard.errors import ConfigError
+from seatguard.outbox import Completion, Delivery, DeliveryState
 from seatguard.presence import Rules
 from seatguard.rules import Override
 from seatguard.sealing import SecretBox
 from seatguard.site_secrets import Rotating, opened
 from seatguard.sites import Site, SiteConfig, new_site
+from seatguard.webhooks import EventType
 from tests.conftest import fresh_postgres_database, scaled
 
 pytestmark = pytest.mark.anyio
@@ -50,6 +53,7 @@ class Backend:
     target: str  # what `open_database` takes
     integrity_error: type[Exception]  # what a broken constraint or trigger raises
     migrations: int  # how many schema steps the backend has
+    sealing: int  # the version of the step that seals secrets (the earlier ones keep them clear)
 
     async def open(self) -> Database:
         return await open_database(self.target)
@@ -77,6 +81,7 @@ class Backend:
 
 class SqliteBackend(Backend):
     name, integrity_error, migrations = "sqlite", sqlite3.IntegrityError, len(lite.MIGRATIONS)
+    sealing = lite.MIGRATIONS.index(SECRETS_SCHEMA) + 1
 
     def __init__(self, path: Path) -> None:
         self.target = str(path)
@@ -98,12 +103,13 @@ class SqliteBackend(Backend):
         return list(range(1, version + 1))
 
     async def legacy(self, *statements: str) -> None:
-        steps = [x for step in lite.MIGRATIONS[:-1] for x in step]
-        await self.sql(*steps, f"PRAGMA user_version={len(lite.MIGRATIONS) - 1}", *statements)
+        steps = [x for step in lite.MIGRATIONS[: self.sealing - 1] for x in step]
+        await self.sql(*steps, f"PRAGMA user_version={self.sealing - 1}", *statements)
 
 
 class PostgresBackend(Backend):
     name, migrations = "postgres", len(pg.MIGRATIONS)
+    sealing = pg.MIGRATIONS.index(SECRETS_SCHEMA) + 1
     integrity_error = asyncpg.IntegrityConstraintViolationError
 
     def __init__(self, url: str) -> None:
@@ -129,10 +135,9 @@ class PostgresBackend(Backend):
         return [v for (v,) in rows]
 
     async def legacy(self, *statements: str) -> None:
-        steps = [x for step in pg.MIGRATIONS[:-1] for x in step]
+        steps = [x for step in pg.MIGRATIONS[: self.sealing - 1] for x in step]
         versions = [
-            f"INSERT INTO schema_version (version) VALUES ({v})"
-            for v in range(1, len(pg.MIGRATIONS))
+            f"INSERT INTO schema_version (version) VALUES ({v})" for v in range(1, self.sealing)
         ]
         await self.sql(pg._SCHEMA_VERSION, *steps, *versions, *statements)
 
@@ -334,7 +339,7 @@ async def test_secrets_kept_in_the_clear_by_an_earlier_version_are_sealed_on_ope
     await backend.legacy(legacy_site(secret, config))
     with pytest.raises(ConfigError, match="open it once with the secrets key"):
         await open_database(backend.target)  # without the key: refused, nothing changed
-    assert await backend.schema_versions() == list(range(1, backend.migrations))
+    assert await backend.schema_versions() == list(range(1, backend.sealing))
     database = await open_database(backend.target, BOX)
     try:
         site = await database.site("pk_old")
@@ -719,13 +724,13 @@ async def test_a_database_of_the_previous_schema_is_upgraded(
     module = lite if backend.name == "sqlite" else pg
     await backend.legacy(legacy_site("sk_" + "O" * 43))
     with monkeypatch.context() as m:
-        m.setattr(module, "MIGRATIONS", module.MIGRATIONS[:-1])
+        m.setattr(module, "MIGRATIONS", module.MIGRATIONS[: backend.sealing - 1])
         old = await backend.open()
         try:
             await old.audit.append([event(1)], KEY)
         finally:
             await old.close()
-    assert await backend.schema_versions() == list(range(1, backend.migrations))
+    assert await backend.schema_versions() == list(range(1, backend.sealing))
     upgraded = await open_database(backend.target, BOX)
     try:
         assert await backend.schema_versions() == list(range(1, backend.migrations + 1))
@@ -763,3 +768,187 @@ async def test_open_database_picks_the_backend(backend: Backend) -> None:
             assert await database.sites() == []
         finally:
             await database.close()
+
+
+# --- webhook outbox ----------------------------------------------------------------------
+
+
+T = 1_700_000_000.0
+
+
+def message(n: int, *, site: str = "pk_a", at: float = T, **fields: Any) -> Delivery:
+    """A pending message made at `at` and due then."""
+    made = Delivery(
+        id=f"msg_{n:032x}",
+        site=site,
+        endpoint=f"https://{site}.example/hooks",
+        event=EventType.seat_blocked,
+        payload=f'{{"type":"seat.blocked","data":{{"n":{n}}}}}',
+        created_at=at,
+        next_attempt_at=at,
+        retrying_since=at,
+        updated_at=at,
+    )
+    return dataclasses.replace(made, **fields)
+
+
+def done(state: DeliveryState, at: float, due: float | None = None, n: int = 1) -> Completion:
+    status, error = (204, None) if state is DeliveryState.delivered else (503, "HTTP 503")
+    return Completion(state, n, due, status, error, at)
+
+
+async def test_outbox_messages_are_claimed_by_one_node_for_a_lease_then_completed(
+    db: Database,
+) -> None:
+    first, second, later = message(1), message(2, at=T + 1), message(3, at=T + 60)
+    await db.outbox.add([first, second, later])
+    # Timeline: at T+2 the first two are due, the third is not; node A takes them for 30 s.
+    claimed = await db.outbox.claim("node-a", T + 2, 30.0, 10)
+    assert [d.id for d in claimed] == [first.id, second.id]  # the most overdue first
+    assert {(d.claimed_by, d.claimed_until) for d in claimed} == {("node-a", T + 32)}
+    assert claimed[0] == dataclasses.replace(
+        first, claimed_by="node-a", claimed_until=T + 32, seq=claimed[0].seq
+    )
+    assert await db.outbox.claim("node-b", T + 3, 30.0, 10) == []  # held by A
+    # A delivers the first; the second failed and is due again at T+10.
+    assert await db.outbox.complete(claimed[0], done(DeliveryState.delivered, T + 4))
+    assert await db.outbox.complete(claimed[1], done(DeliveryState.pending, T + 4, due=T + 10))
+    assert not await db.outbox.complete(claimed[0], done(DeliveryState.dead, T + 5))  # done
+    assert await db.outbox.claim("node-b", T + 9, 30.0, 10) == []  # not due yet
+    retry = await db.outbox.claim("node-b", T + 10, 30.0, 10)
+    assert [(d.id, d.attempts, d.last_status, d.last_error) for d in retry] == [
+        (second.id, 1, 503, "HTTP 503")
+    ]
+    assert await db.outbox.complete(retry[0], done(DeliveryState.dead, T + 11, n=2))
+    # Delivered and dead messages are never claimed again; the third comes in its time.
+    assert [d.id for d in await db.outbox.claim("node-b", T + 100, 30.0, 10)] == [later.id]
+    rows = await db.outbox.deliveries("pk_a")
+    assert [(d.id, d.state, d.attempts, d.next_attempt_at) for d in rows] == [
+        (later.id, DeliveryState.pending, 0, T + 60),
+        (second.id, DeliveryState.dead, 2, None),
+        (first.id, DeliveryState.delivered, 1, None),
+    ]
+    assert rows[1].claimed_by is None and rows[1].updated_at == T + 11
+
+
+async def test_a_claim_that_ran_out_goes_to_another_node_and_the_first_loses_it(
+    db: Database,
+) -> None:
+    await db.outbox.add([message(1)])
+    [a] = await db.outbox.claim("node-a", T, 5.0, 10)
+    assert await db.outbox.claim("node-b", T + 4.9, 5.0, 10) == []
+    # Node A went quiet (killed, or stuck past its lease): at T+5 node B may take it.
+    [b] = await db.outbox.claim("node-b", T + 5, 5.0, 10)
+    assert (b.id, b.claimed_by, b.claimed_until) == (a.id, "node-b", T + 10)
+    assert not await db.outbox.complete(a, done(DeliveryState.dead, T + 6))  # A's came late
+    assert await db.outbox.complete(b, done(DeliveryState.delivered, T + 6))
+    [row] = await db.outbox.deliveries("pk_a")
+    assert row.state is DeliveryState.delivered
+    # The same node claiming again after its own lease ran out is a new claim as well.
+    await db.outbox.add([message(2)])
+    [old] = await db.outbox.claim("node-a", T, 5.0, 10)
+    [new] = await db.outbox.claim("node-a", T + 6, 5.0, 10)
+    assert not await db.outbox.complete(old, done(DeliveryState.delivered, T + 7))
+    assert await db.outbox.complete(new, done(DeliveryState.delivered, T + 7))
+
+
+async def test_two_nodes_claiming_at_once_never_get_the_same_message(
+    db: Database, backend: Backend
+) -> None:
+    await db.outbox.add([message(n) for n in range(60)])
+    other = await backend.open()
+    try:
+        claims = await asyncio.gather(
+            *((db, other)[i % 2].outbox.claim(f"node-{i % 2}", T, 30.0, 4) for i in range(20))
+        )
+    finally:
+        await other.close()
+    ids = [d.id for claimed in claims for d in claimed]
+    assert len(ids) == len(set(ids)) == 60, sorted(ids)
+    assert await db.outbox.claim("node-x", T, 30.0, 10) == []
+
+
+async def test_release_ends_a_nodes_claims_so_they_are_due_at_once(db: Database) -> None:
+    await db.outbox.add([message(1), message(2)])
+    await db.outbox.claim("node-a", T, 60.0, 1)
+    [b] = await db.outbox.claim("node-b", T, 60.0, 1)
+    await db.outbox.release("node-a")
+    assert [d.id for d in await db.outbox.claim("node-c", T + 1, 60.0, 10)] == [message(1).id]
+    assert await db.outbox.complete(b, done(DeliveryState.delivered, T + 1))  # B's stays
+
+
+async def test_redelivery_makes_a_message_of_the_site_due_now_with_a_new_window(
+    db: Database, backend: Backend
+) -> None:
+    mine, theirs = message(1), message(2, site="pk_b", at=T + 1000)
+    await db.outbox.add([mine, theirs])
+    [claimed] = await db.outbox.claim("node-a", T, 30.0, 1)
+    assert await db.outbox.complete(claimed, done(DeliveryState.dead, T + 1))
+    assert await db.outbox.redeliver("pk_b", mine.id, T + 50) is None  # another site's
+    assert await db.outbox.redeliver("pk_a", "msg_" + "f" * 32, T + 50) is None
+    assert await db.outbox.redeliver("pk_a", mine.id + "\x00", T + 50) is None
+    other = await backend.open()
+    try:  # twice at once, from two processes: one message, due now, both answered
+        both = await asyncio.gather(
+            db.outbox.redeliver("pk_a", mine.id, T + 100),
+            other.outbox.redeliver("pk_a", mine.id, T + 100),
+        )
+    finally:
+        await other.close()
+    for again in both:
+        assert again is not None
+        assert (again.id, again.state, again.next_attempt_at, again.retrying_since) == (
+            mine.id,
+            DeliveryState.pending,
+            T + 100,
+            T + 100,
+        )
+        assert (again.attempts, again.last_error) == (1, "HTTP 503")  # the history stays
+    assert len(await db.outbox.deliveries("pk_a")) == 1
+    # Redelivered while an attempt is in flight: that attempt's outcome no longer counts.
+    [inflight] = await db.outbox.claim("node-a", T + 100, 30.0, 10)
+    assert await db.outbox.redeliver("pk_a", mine.id, T + 101) is not None
+    assert not await db.outbox.complete(inflight, done(DeliveryState.dead, T + 102))
+    [due] = await db.outbox.claim("node-b", T + 101, 30.0, 10)
+    assert due.id == mine.id
+    [untouched] = await db.outbox.deliveries("pk_b")
+    assert untouched.state is DeliveryState.pending and untouched.attempts == 0
+
+
+async def test_the_history_is_newest_first_filtered_and_paged_by_cursor(db: Database) -> None:
+    kinds = [EventType.seat_blocked, EventType.session_revoked]
+    await db.outbox.add([message(n, event=kinds[n % 2]) for n in range(7)])
+    await db.outbox.add([message(100, site="pk_b")])
+    everything = await db.outbox.deliveries("pk_a")
+    assert [d.id for d in everything] == [message(n).id for n in reversed(range(7))]
+    assert [d.seq for d in everything] == sorted((d.seq for d in everything), reverse=True)
+    pages, before = [], None
+    while True:
+        page = await db.outbox.deliveries("pk_a", before=before, limit=3)
+        pages.append([d.id for d in page])
+        if len(page) < 3:
+            break
+        before = page[-1].seq
+    assert [i for page in pages for i in page] == [d.id for d in everything]
+    assert len(pages) == 3
+    revoked = await db.outbox.deliveries("pk_a", event=EventType.session_revoked)
+    assert [d.id for d in revoked] == [message(n).id for n in (5, 3, 1)]
+    [claimed, *_] = await db.outbox.claim("node-a", T, 30.0, 2)
+    assert await db.outbox.complete(claimed, done(DeliveryState.delivered, T + 1))
+    delivered = await db.outbox.deliveries("pk_a", state=DeliveryState.delivered)
+    assert [d.id for d in delivered] == [claimed.id]
+    blocked_pending = await db.outbox.deliveries(
+        "pk_a", state=DeliveryState.pending, event=EventType.seat_blocked
+    )
+    assert claimed.id not in [d.id for d in blocked_pending]
+    assert len(blocked_pending) == 3 + (claimed.event is not EventType.seat_blocked)
+    assert [d.site for d in await db.outbox.deliveries("pk_b")] == ["pk_b"]
+    assert await db.outbox.deliveries("pk_none") == []
+
+
+async def test_messages_are_added_all_or_none(db: Database, backend: Backend) -> None:
+    await db.outbox.add([message(1)])
+    with pytest.raises(backend.integrity_error):
+        await db.outbox.add([message(2), message(1)])  # the id of the first, again
+    assert [d.id for d in await db.outbox.deliveries("pk_a")] == [message(1).id]
+    await db.outbox.add([])

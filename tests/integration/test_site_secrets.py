@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from seatguard.db import sqlite as lite
+from seatguard.db.rows import SECRETS_SCHEMA
 from seatguard.webhooks import WebhookVerificationError, verify
 from tests.conftest import SEATGUARD, Server, scaled, seatguard, start_server
 from tests.integration.api_client import api, identity_token
@@ -303,9 +304,10 @@ async def test_a_database_of_an_earlier_version_keeps_working_sealed(
     db = tmp_path / "seatguard.db"
     secret = "sk_" + "E" * 43
     with sqlite3.connect(db) as conn:  # the schema and a site as the version before wrote them
-        for statement in (s for step in lite.MIGRATIONS[:-1] for s in step):
+        before = lite.MIGRATIONS.index(SECRETS_SCHEMA)
+        for statement in (s for step in lite.MIGRATIONS[:before] for s in step):
             conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={len(lite.MIGRATIONS) - 1}")
+        conn.execute(f"PRAGMA user_version={before}")
         conn.execute(
             "INSERT INTO sites (key, secret, name, origins, mode, seat_limit, policy, "
             "client_settings, created_at, config) VALUES "

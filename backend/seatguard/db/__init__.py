@@ -1,11 +1,19 @@
-"""Durable records: sites, overrides and the audit trail, in SQLite or PostgreSQL."""
+"""Durable records: sites, overrides, the audit trail and the webhook outbox, in SQLite or
+PostgreSQL."""
 
 from ..sealing import SecretBox
-from .base import AuditLog, Database
+from .base import AuditLog, Database, WebhookOutbox
 from .postgres import PostgresDatabase
 from .sqlite import SqliteDatabase
 
-__all__ = ["AuditLog", "Database", "PostgresDatabase", "SqliteDatabase", "open_database"]
+__all__ = [
+    "AuditLog",
+    "Database",
+    "PostgresDatabase",
+    "SqliteDatabase",
+    "WebhookOutbox",
+    "open_database",
+]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

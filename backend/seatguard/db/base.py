@@ -1,4 +1,5 @@
-"""The durable database as the server uses it: sites, overrides, revocations, the audit log.
+"""The durable database as the server uses it: sites, overrides, revocations, the audit log,
+the webhook outbox.
 
 Two implementations keep one contract (tests/integration/test_database_contract.py):
 `SqliteDatabase`, an embedded file for a single process, and `PostgresDatabase`, shared by
@@ -11,11 +12,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from ..audit import AuditEvent, AuditRecord
+from ..outbox import Completion, Delivery, DeliveryState
 from ..rules import Override, Scope
 from ..site_secrets import SecretKind
 from ..sites import Site
+from ..webhooks import EventType
 
-__all__ = ["AuditLog", "Database"]
+__all__ = ["AuditLog", "Database", "WebhookOutbox"]
 
 
 class AuditLog(Protocol):
@@ -50,9 +53,55 @@ class AuditLog(Protocol):
         ...
 
 
+class WebhookOutbox(Protocol):
+    """Webhook messages until they are delivered or dead (see `seatguard.outbox`).
+
+    Claims are leases: of claimers in any process, exactly one holds a due message until
+    its claim runs out or is completed. Times are seconds since the epoch from the
+    caller's clock.
+    """
+
+    async def add(self, deliveries: Sequence[Delivery]) -> None:
+        """Store new pending messages, all or none; their ids must be unused."""
+        ...
+
+    async def claim(self, node: str, now: float, lease: float, limit: int) -> list[Delivery]:
+        """Claim up to `limit` pending messages due at `now` and not claimed (or whose claim
+        ran out), for `node` until `now + lease`; the most overdue first."""
+        ...
+
+    async def complete(self, claimed: Delivery, done: Completion) -> bool:
+        """Write the outcome of an attempt and end the claim, if `claimed` (as `claim`
+        returned it) is still the message's claim; False, writing nothing, if it is not
+        (it ran out and another claim, or a redelivery, replaced it)."""
+        ...
+
+    async def release(self, node: str) -> None:
+        """End every claim of `node` without an outcome, so that they are due at once."""
+        ...
+
+    async def redeliver(self, site: str, id: str, now: float) -> Delivery | None:
+        """Make a message of `site` pending and due at `now` with a new retry window, ending
+        any claim; the message as it is now, or None if `site` has no such message."""
+        ...
+
+    async def deliveries(
+        self,
+        site: str,
+        *,
+        state: DeliveryState | None = None,
+        event: EventType | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Delivery]:
+        """A site's messages, newest first, of one state and event type if given, with a
+        `seq` below `before` if given."""
+        ...
+
+
 class Database(Protocol):
     """Sites, their server-side overrides, what was revoked, the ids of one-time tokens
-    already used, and the audit log; `close()` when done.
+    already used, the audit log and the webhook outbox; `close()` when done.
 
     Revocations and token ids are shared by every process on the database and survive
     restarts. Times are seconds since the epoch from the caller's clock.
@@ -61,6 +110,11 @@ class Database(Protocol):
     @property
     def audit(self) -> AuditLog:
         """The audit log, in the same database."""
+        ...
+
+    @property
+    def outbox(self) -> WebhookOutbox:
+        """The webhook outbox, in the same database."""
         ...
 
     async def site(self, key: str) -> Site | None:

@@ -1,5 +1,5 @@
-"""Sites, overrides, revocations and used token ids in PostgreSQL, through an asyncpg pool:
-the database of a cluster.
+"""Sites, overrides, revocations, used token ids and the webhook outbox in PostgreSQL,
+through an asyncpg pool: the database of a cluster.
 
 The tables mean what they mean in SQLite (`seatguard.db.sqlite`). Migrations are numbered;
 `schema_version` records those that ran, and they run under a transaction-scoped advisory
@@ -22,6 +22,8 @@ from ..site_secrets import SecretKind
 from ..sites import Site
 from .audit_postgres import SCHEMA as AUDIT_SCHEMA
 from .audit_postgres import AuditPostgres, refuse_nul
+from .outbox_postgres import SCHEMA as OUTBOX_SCHEMA
+from .outbox_postgres import OutboxPostgres
 from .rows import (
     LEGACY_SITES,
     OVERRIDE_COLUMNS,
@@ -75,6 +77,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     AUDIT_SCHEMA,
     REVOCATIONS_SCHEMA,
     SECRETS_SCHEMA,
+    OUTBOX_SCHEMA,
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 
@@ -103,6 +106,7 @@ class PostgresDatabase:
     def __init__(self, pool: Any) -> None:
         self.pool = pool  # an asyncpg.Pool
         self.audit = AuditPostgres(pool)  # the audit log, on the same pool
+        self.outbox = OutboxPostgres(pool)  # the webhook outbox, on the same pool
 
     @classmethod
     async def open(

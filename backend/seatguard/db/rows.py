@@ -15,15 +15,18 @@ import msgspec
 
 from ..audit import AuditRecord, decode
 from ..errors import ConfigError
+from ..outbox import Delivery, DeliveryState
 from ..presence import Rules
 from ..rules import Override
 from ..sealing import SecretBox
 from ..site_secrets import KINDS, Rotating, SecretKind, SiteSecrets
 from ..sites import Site, SiteConfig
+from ..webhooks import EventType
 
 __all__ = [
     "AUDIT_COLUMNS",
     "LEGACY_SITES",
+    "OUTBOX_COLUMNS",
     "OVERRIDE_COLUMNS",
     "REVOCATIONS_SCHEMA",
     "SECRETS_SCHEMA",
@@ -32,6 +35,9 @@ __all__ = [
     "SITE_COLUMNS",
     "audit_records",
     "audit_row",
+    "delivery_from_row",
+    "delivery_row",
+    "outbox_schema",
     "override_from_row",
     "override_row",
     "sealed_legacy",
@@ -107,6 +113,88 @@ SECRETS_SCHEMA: tuple[str, ...] = (
 )
 """The columns of the secrets as stored (`site_secrets.py`), as one migration step; the
 rows written before it are converted by `sealed_legacy` in the same transaction."""
+
+OUTBOX_COLUMNS = (
+    "id, site, endpoint, event, payload, created_at, state, attempts, next_attempt_at, "
+    "retrying_since, last_status, last_error, updated_at, claimed_by, claimed_until"
+)
+"""The columns of an outbox row as `add` writes them; reads add `seq` at the end."""
+
+
+def outbox_schema(seq: str) -> tuple[str, ...]:
+    """The webhook outbox as one migration step, with `seq` the rising key's definition
+    (each database spells it its own way)."""
+    return (
+        f"""
+        CREATE TABLE webhook_outbox (  -- webhook messages until delivered or dead (outbox.py)
+            seq {seq},
+            id text NOT NULL UNIQUE,  -- the webhook-id, the same on every attempt
+            site text NOT NULL,
+            endpoint text NOT NULL,
+            event text NOT NULL,
+            payload text NOT NULL,  -- the JSON body as posted
+            created_at double precision NOT NULL,
+            state text NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+            attempts integer NOT NULL,
+            next_attempt_at double precision,  -- when a pending message is due
+            retrying_since double precision NOT NULL,  -- the retry window opened
+            last_status integer,
+            last_error text,
+            updated_at double precision NOT NULL,
+            claimed_by text,  -- the node posting it now, until claimed_until
+            claimed_until double precision
+        )
+        """,
+        "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at) "
+        "WHERE state = 'pending'",
+        "CREATE INDEX webhook_outbox_site ON webhook_outbox (site, seq)",
+    )
+
+
+def delivery_row(d: Delivery) -> tuple[object, ...]:
+    """A message's values in `OUTBOX_COLUMNS` order."""
+    return (
+        d.id,
+        d.site,
+        d.endpoint,
+        d.event.value,
+        d.payload,
+        d.created_at,
+        d.state.value,
+        d.attempts,
+        d.next_attempt_at,
+        d.retrying_since,
+        d.last_status,
+        d.last_error,
+        d.updated_at,
+        d.claimed_by,
+        d.claimed_until,
+    )
+
+
+def delivery_from_row(row: Iterable[object]) -> Delivery:
+    """A message from values in `OUTBOX_COLUMNS` order, then `seq`."""
+    (id_, site, endpoint, event, payload, created, state, attempts, due, since, status,
+     error, updated, claimed_by, claimed_until, seq) = row  # fmt: skip
+    return Delivery(
+        id=str(id_),
+        site=str(site),
+        endpoint=str(endpoint),
+        event=EventType(str(event)),
+        payload=str(payload),
+        created_at=float(str(created)),
+        state=DeliveryState(str(state)),
+        attempts=int(str(attempts)),
+        next_attempt_at=_float(due),
+        retrying_since=float(str(since)),
+        last_status=None if status is None else int(str(status)),
+        last_error=_text(error),
+        updated_at=float(str(updated)),
+        claimed_by=_text(claimed_by),
+        claimed_until=_float(claimed_until),
+        seq=int(str(seq)),
+    )
+
 
 LEGACY_SITES = "SELECT key, secret_hash, config FROM sites WHERE identity_secret IS NULL"
 """Rows from before `SECRETS_SCHEMA`: their secret key in the clear, no identity secret."""

@@ -1,4 +1,5 @@
-"""Sites, overrides, revocations and used token ids in an embedded SQLite file (aiosqlite)."""
+"""Sites, overrides, revocations, used token ids and the webhook outbox in an embedded
+SQLite file (aiosqlite)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from ..site_secrets import SecretKind
 from ..sites import Site
 from .audit_sqlite import SCHEMA as AUDIT_SCHEMA
 from .audit_sqlite import AuditSqlite
+from .outbox_sqlite import SCHEMA as OUTBOX_SCHEMA
+from .outbox_sqlite import OutboxSqlite
 from .rows import (
     LEGACY_SITES,
     OVERRIDE_COLUMNS,
@@ -75,6 +78,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     AUDIT_SCHEMA,
     REVOCATIONS_SCHEMA,
     SECRETS_SCHEMA,
+    OUTBOX_SCHEMA,
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
@@ -92,6 +96,7 @@ class SqliteDatabase:
         self._box = box  # converts rows written before secrets were sealed, if any
         self._audit_conn = audit_conn
         self.audit = AuditSqlite(audit_conn)  # the audit log, on a connection of its own
+        self.outbox = OutboxSqlite(conn)  # the webhook outbox
 
     @classmethod
     async def open(
