@@ -166,9 +166,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     """Build the server for `settings`; `clock` is injectable for tests.
 
     The Starlette app serves HTTP: the SDK file and its language packs, health, REST API,
-    back-channel logout, the seat tokens' keys (`/.well-known/jwks.json`) and the demo. The WebSocket endpoint `/ws/v1` is
-    `sockets.HttpProtocol`, which uvicorn runs as its protocol class (`seatguard serve`); the
-    lifespan hands it the node and the caps on unfinished handshakes.
+    back-channel logout, the seat tokens' keys (`/.well-known/jwks.json`) and the demo.
+    The WebSocket endpoint `/ws/v1` is `sockets.HttpProtocol`, which uvicorn runs as its
+    protocol class (`seatguard serve`); the lifespan hands it the node and the caps on
+    unfinished handshakes.
     """
 
     @contextlib.asynccontextmanager

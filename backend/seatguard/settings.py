@@ -154,7 +154,9 @@ def _check_public_url(url: str) -> None:
         or not url.isprintable()
         or any(c.isspace() for c in url)
     ):
-        raise ConfigError(f"public URL {url!r} must be an http(s) URL such as https://seats.example.com")
+        raise ConfigError(
+            f"public URL {url!r} must be an http(s) URL such as https://seats.example.com"
+        )
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:

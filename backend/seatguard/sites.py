@@ -17,8 +17,8 @@ from .identity.jws import KeySet
 from .presence import Rules
 from .protocol import Hello
 from .rules import Claims
-from .seat.keyset import DEFAULT_TTL, MAX_TTL, MIN_TTL
 from .sealing import SecretBox
+from .seat.keyset import DEFAULT_TTL, MAX_TTL, MIN_TTL
 from .site_secrets import SiteSecrets, issue
 
 __all__ = [

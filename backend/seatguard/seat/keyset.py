@@ -117,7 +117,7 @@ class SeatKeySet:
         try:
             document = json.loads(text)
         except ValueError:
-            raise ConfigError(f"{what} is not JSON (a JWK Set: {{\"keys\": [...]}})") from None
+            raise ConfigError(f'{what} is not JSON (a JWK Set: {{"keys": [...]}})') from None
         entries = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"{what} must be a JWK Set with at least one key")
@@ -133,12 +133,14 @@ class SeatKeySet:
 
     def signing(self, now: float) -> SeatKey:
         """The key that signs at `now`: among those not retired, the newest added at least
-        `SWITCH_DELAY` ago, else the newest (the first key of a set, or one put in at once)."""
+        `SWITCH_DELAY` ago, else the oldest (a set's first key, until the next is ready)."""
         active = [k for k in self.keys if k.retired is None or k.retired > now]
         if not active:
             raise ConfigError("every seat signing key is retired: run `seatguard seat-keys rotate`")
         ready = [k for k in active if k.created + SWITCH_DELAY <= now]
-        return max(ready or active, key=lambda k: k.created)
+        if ready:
+            return max(ready, key=lambda k: k.created)
+        return min(active, key=lambda k: k.created)
 
     def published(self, now: float) -> tuple[SeatKey, ...]:
         """The keys verifiers need at `now`: all but those retired long enough to be pruned."""
@@ -167,7 +169,11 @@ def _parse_key(jwk: object, what: str) -> SeatKey:
     """One private key of a key file."""
     if not isinstance(jwk, dict):
         raise ConfigError(f"{what} is not a JSON object")
-    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or jwk.get("alg", ALGORITHM) != ALGORITHM:
+    if (
+        jwk.get("kty") != "EC"
+        or jwk.get("crv") != "P-256"
+        or jwk.get("alg", ALGORITHM) != ALGORITHM
+    ):
         raise ConfigError(f"{what} must be an EC P-256 key for {ALGORITHM}")
     if "d" not in jwk:
         raise ConfigError(f"{what} has no private part ('d'): it cannot sign")
@@ -183,7 +189,9 @@ def _parse_key(jwk: object, what: str) -> SeatKey:
     created, retired = jwk.get("created", 0), jwk.get("retired")
     for name, value in (("created", created), ("retired", retired)):
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
         ):
             raise ConfigError(f"{what}: {name!r} must be seconds since the epoch")
     return SeatKey(kid, private_key, float(created), None if retired is None else float(retired))

@@ -108,7 +108,9 @@ def load_seat_keys(settings: Settings, *, create: bool, now: float) -> SeatKeyRi
         if not create or named:
             raise ConfigError(f"seat key file {str(path)!r} does not exist")
         if write(path, SeatKeySet((new_key(now),)), exclusive=True):
-            log.warning("created new seat signing keys in %s; keep them apart from the database", path)
+            log.warning(
+                "created new seat signing keys in %s; keep them apart from the database", path
+            )
     return SeatKeyRing(SeatKeySet.parse(path.read_text(), f"seat key file {path}"), path)
 
 
