@@ -270,3 +270,14 @@ def test_the_cli_does_not_rotate_keys_it_does_not_keep() -> None:
         main, ["seat-keys", "rotate"], env={"SEATGUARD_SEAT_KEYS": one_key().dumps()}
     )
     assert done.exit_code == 2 and "not kept in a file" in done.output
+
+
+def test_a_sites_seat_token_ttl_is_set_with_the_cli(tmp_path: Path) -> None:
+    db = str(tmp_path / "seatguard.db")
+    runner = CliRunner()
+    create = ["site", "create", "--db", db, "--name", "S", "--origin", "*"]
+    made = runner.invoke(main, [*create, "--seat-token-ttl", "60"])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output)["seat_token_ttl"] == 60
+    refused = runner.invoke(main, [*create, "--seat-token-ttl", "901"])
+    assert refused.exit_code == 2 and "30<=x<=900" in refused.output
