@@ -53,6 +53,13 @@ def seatguard(*args: str, env: Mapping[str, str] | None = None) -> str:
     return done.stdout
 
 
+def seat_keys() -> str:
+    """A seat key set (SEATGUARD_SEAT_KEYS) for servers sharing a PostgreSQL database."""
+    from seatguard.seat.keyset import SeatKeySet, new_key
+
+    return SeatKeySet((new_key(time.time()),)).dumps()
+
+
 @dataclass
 class Server:
     """A real server process on a free port."""

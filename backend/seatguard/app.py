@@ -37,6 +37,8 @@ from .node import Node
 from .problems import problem
 from .recorder import Recorder
 from .sealing import SecretBox
+from .seat import SeatTokens, load_seat_keys
+from .seat import routes as seat_routes
 from .settings import Settings
 from .store import MemoryStore, PresenceStore
 from .store.redis import RedisStore
@@ -165,15 +167,18 @@ def create_app(settings: Settings) -> Starlette:
     """Build the server for `settings`.
 
     The Starlette app serves HTTP: the SDK file and its language packs, health, REST API,
-    back-channel logout and the demo. The WebSocket endpoint `/ws/v1` is
-    `sockets.HttpProtocol`, which uvicorn runs as its protocol class (`seatguard serve`); the
-    lifespan hands it the node and the caps on unfinished handshakes.
+    back-channel logout, the seat tokens' keys (`/.well-known/jwks.json`) and the demo.
+    The WebSocket endpoint `/ws/v1` is `sockets.HttpProtocol`, which uvicorn runs as its
+    protocol class (`seatguard serve`); the lifespan hands it the node and the caps on
+    unfinished handshakes.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         key = audit_key(settings, create=True)
         box = SecretBox(secrets_key(settings, create=True))
+        seat_keys = load_seat_keys(settings, create=True, now=time.time())
+        app.state.seat_tokens = SeatTokens(seat_keys, settings.issuer, clock=time.time)
         db = await open_database(settings.database, box)
         store: PresenceStore = (
             RedisStore(
@@ -226,7 +231,7 @@ def create_app(settings: Settings) -> Starlette:
         handshakes = Handshakes.from_settings(settings, open_files)
         app.state.handshakes = handshakes
         try:
-            yield {"node": node, "handshakes": handshakes}
+            yield {"node": node, "handshakes": handshakes, "seat_tokens": app.state.seat_tokens}
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -246,6 +251,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/openapi.json", openapi_doc.endpoint),
         *api.routes(),
         *oidc_routes.routes(),
+        *seat_routes.routes(),
     ]
     if settings.demo:
         import demo_site

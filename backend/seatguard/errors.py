@@ -20,7 +20,9 @@ SeatguardError
       ├── IdentityRequired    4012 the site requires an identity token and none came
       ├── InvalidIdentity     4013 identity token refused (bad signature, expired, bad claim)
       ├── InvalidLogoutToken  back-channel logout token refused (HTTP 400)
-      └── KeysUnavailable     4013 the signing keys at a jwks_uri could not be had (logout: 503)
+      ├── InvalidSeatToken    seat token refused by a site backend (`verify.py`: HTTP 401)
+      └── KeysUnavailable     4013 the signing keys at a jwks_uri could not be had (logout,
+                              seat token: 503)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "IdentityRequired",
     "InvalidIdentity",
     "InvalidLogoutToken",
+    "InvalidSeatToken",
     "KeysUnavailable",
     "OriginNotAllowed",
     "OutOfOrder",
@@ -131,6 +134,10 @@ class InvalidIdentity(IdentityError):
 
 
 class InvalidLogoutToken(IdentityError):
+    pass
+
+
+class InvalidSeatToken(IdentityError):
     pass
 
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .presence import Timing
@@ -47,6 +48,9 @@ class Settings:
     audit_checkpoint_lag: int = 100  # records the head checkpoint may lag before appends wait
     secrets_key: str = ""  # hashes and seals the sites' secrets (hex or base64, >= 32 bytes)
     secrets_key_file: str = ""  # file holding the secrets key; default: <db>.secrets-key
+    seat_keys: str = ""  # JWK Set (JSON) of the keys signing seat tokens (seat/source.py)
+    seat_keys_file: str = ""  # file holding that JWK Set; default: <db>.seat-keys
+    public_url: str = ""  # URL this server is reached at, the seat tokens' `iss` (see `issuer`)
     site_cache_ttl: float = 2.0  # seconds a site's settings are cached by each node
     jwks_refetch_interval: float = 30.0  # at most one fetch of a JWKS URI this often
     allow_private_urls: bool = False  # let sites' JWKS URIs and webhooks reach private addresses
@@ -107,6 +111,8 @@ class Settings:
                 f"health details must be one of {', '.join(HEALTH_DETAILS)}, "
                 f"not {self.health_details!r}"
             )
+        if self.public_url:
+            _check_public_url(self.public_url)
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"not a Redis URL: {self.redis_url!r} (expected redis://host:port)")
 
@@ -114,6 +120,16 @@ class Settings:
     def database(self) -> str:
         """Where durable records live: the PostgreSQL URL if set, else the SQLite file."""
         return self.database_url or self.db
+
+    @property
+    def issuer(self) -> str:
+        """The `iss` of seat tokens: `public_url` without a trailing slash, else
+        `http://<host>:<port>` (`localhost` for a wildcard host). Give `public_url` behind
+        a proxy and with several nodes: every node must sign with the same issuer."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def timing(self) -> Timing:
@@ -134,6 +150,29 @@ class Settings:
                 values[f.name] = _parse(f, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _check_public_url(url: str) -> None:
+    """Refuse a `public_url` that is not a plain http(s) URL: no user, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a malformed port raises here)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+        or "#" in url
+        or not url.isprintable()
+        or any(c.isspace() for c in url)
+    ):
+        raise ConfigError(
+            f"public URL {url!r} must be an http(s) URL such as https://seats.example.com"
+        )
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:

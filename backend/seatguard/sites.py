@@ -18,6 +18,7 @@ from .presence import Rules
 from .protocol import Hello
 from .rules import Claims
 from .sealing import SecretBox
+from .seat.keyset import DEFAULT_TTL, MAX_TTL, MIN_TTL
 from .site_secrets import SiteSecrets, issue
 
 __all__ = [
@@ -53,8 +54,12 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     # When the shared presence store (Redis) cannot be reached: "open" admits new browsers
     # on the node they reach and reconciles when it is back; "closed" refuses them (1013).
     store_failure: Literal["open", "closed"] = "open"
+    seat_token_ttl: int = DEFAULT_TTL  # lifetime of the seat tokens its tabs get, seconds
 
     def __post_init__(self) -> None:
+        ttl = self.seat_token_ttl
+        if isinstance(ttl, bool) or not MIN_TTL <= ttl <= MAX_TTL:
+            raise ValueError(f"seat_token_ttl must be {MIN_TTL} to {MAX_TTL} seconds")
         low, high = IDENTITY_LIFETIME
         lifetime = self.identity_max_lifetime
         if isinstance(lifetime, bool) or not low <= lifetime <= high:

@@ -19,6 +19,7 @@ from tests.conftest import (
     create_postgres_database,
     drop_postgres_database,
     scaled,
+    seat_keys,
     seatguard,
     start_server,
 )
@@ -102,6 +103,7 @@ def start_cluster(
             "SEATGUARD_REDIS_URL": redis.url,
             "SEATGUARD_AUDIT_KEY": secrets.token_hex(32),
             "SEATGUARD_SECRETS_KEY": secrets.token_hex(32),
+            "SEATGUARD_SEAT_KEYS": seat_keys(),
             "SEATGUARD_NODE_LEASE": str(scaled(1.5)),
             "SEATGUARD_REDIS_TIMEOUT": str(scaled(1.0)),
             **env,

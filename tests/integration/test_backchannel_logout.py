@@ -24,7 +24,7 @@ from seatguard.db import Database, SqliteDatabase
 from seatguard.presence import Rules, Session
 from seatguard.sealing import SecretBox
 from seatguard.sites import Site, SiteConfig, new_site
-from tests.conftest import Server, fresh_postgres_database, seatguard, start_server
+from tests.conftest import Server, fresh_postgres_database, seat_keys, seatguard, start_server
 from tests.integration.api_client import logout_token
 
 pytestmark = pytest.mark.anyio
@@ -55,6 +55,7 @@ async def shared(
         # Every node of a cluster signs the audit chain and reads the secrets with the same keys.
         keys = {"SEATGUARD_AUDIT_KEY": secrets.token_hex(32)}
         keys["SEATGUARD_SECRETS_KEY"] = secrets.token_hex(32)
+        keys["SEATGUARD_SEAT_KEYS"] = seat_keys()
         yield Shared(url, ("--database-url", url), keys)
 
 

@@ -188,10 +188,12 @@ async def _seed_demo(db: Database, box: SecretBox, key: str) -> str:
 def _register() -> None:
     from ..bench.command import bench
     from .audit import audit
+    from .seat import seat_keys
     from .site import site
 
     main.add_command(site)
     main.add_command(audit)
+    main.add_command(seat_keys)
     main.add_command(bench)
 
 

@@ -17,6 +17,7 @@ from ..keys import secrets_key
 from ..outbound import check_literal
 from ..presence import RULE_FIELDS, Rules
 from ..sealing import SecretBox
+from ..seat.keyset import DEFAULT_TTL, MAX_TTL, MIN_TTL
 from ..site_secrets import (
     DEFAULT_OVERLAP,
     MAX_OVERLAP,
@@ -99,6 +100,11 @@ def _site_options(f: F) -> F:
             type=click.IntRange(*IDENTITY_LIFETIME),
             help="Longest lifetime of an identity token (exp - iat), seconds [default 3600].",
         ),
+        click.option(
+            "--seat-token-ttl",
+            type=click.IntRange(MIN_TTL, MAX_TTL),
+            help=f"Lifetime of the seat tokens its tabs get, seconds [default {DEFAULT_TTL}].",
+        ),
         click.option("--oidc-issuer", help="OpenID provider sending back-channel logouts."),
         click.option("--oidc-client-id", help="Client id: the `aud` of logout tokens."),
         click.option(
@@ -157,6 +163,7 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
         "identity_algorithm": "identity_algorithm",
         "identity_issuer": "identity_issuer",
         "identity_max_lifetime": "identity_max_lifetime",
+        "seat_token_ttl": "seat_token_ttl",
         "oidc_issuer": "oidc_issuer",
         "oidc_client_id": "oidc_client_id",
         "store_failure": "store_failure",

@@ -1,0 +1,95 @@
+"""Seat tokens: short-lived JWTs (RFC 7519) that say a browser session holds a seat.
+
+A page sends its tab's token with its own requests (header `Seatguard-Seat`), and the
+site's backend checks it offline against `/.well-known/jwks.json` (`seatguard.verify`).
+Header: `alg` ES256, `kid`, `typ` `seat+jwt` (explicit typing, RFC 8725 §3.11), so a seat
+token is never taken for another kind of JWT. Claims:
+
+- `iss` the server's public URL (`Settings.issuer`), `aud` the site key, `sub` the user;
+- `sid` the browser session, `did` the device; `org` and `role` when the user has them;
+- `iat`, `exp` (`iat` + the site's `seat_token_ttl`), `jti` unique to the token.
+
+PyJWT signs; nothing here touches the signature.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from ..errors import ConfigError
+from .keyset import ALGORITHM, DEFAULT_TTL, MAX_TTL, MIN_TTL
+from .source import SeatKeyRing
+
+__all__ = ["HEADER", "TOKEN_TYPE", "SeatToken", "SeatTokens"]
+
+TOKEN_TYPE = "seat+jwt"
+"""The `typ` header of every seat token."""
+
+HEADER = "Seatguard-Seat"
+"""The request header a page sends its seat token in."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeatToken:
+    """One issued token and when it expires (give the tab a new one before then)."""
+
+    token: str
+    expires_at: int  # its `exp`, seconds since the epoch
+    kid: str  # the key that signed it
+
+
+class SeatTokens:
+    """Issues the seat tokens of one server, signed with its seat keys, and publishes the
+    keys that verify them."""
+
+    def __init__(
+        self, keys: SeatKeyRing, issuer: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self._clock = clock
+
+    def issue(
+        self,
+        *,
+        site: str,
+        user: str,
+        session: str,
+        device: str,
+        org: str | None = None,
+        role: str | None = None,
+        ttl: int = DEFAULT_TTL,
+    ) -> SeatToken:
+        """A token for a session of `user` on `site` that holds a seat now, valid `ttl`
+        seconds (the site's `seat_token_ttl`, from `MIN_TTL` to `MAX_TTL`)."""
+        if isinstance(ttl, bool) or not MIN_TTL <= ttl <= MAX_TTL:
+            raise ConfigError(f"a seat token lives {MIN_TTL} to {MAX_TTL} seconds, not {ttl!r}")
+        now = int(self._clock())
+        key = self.keys.current().signing(now)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": site,
+            "sub": user,
+            "sid": session,
+            "did": device,
+            "iat": now,
+            "exp": now + int(ttl),
+            "jti": secrets.token_urlsafe(16),
+        }
+        if org is not None:
+            claims["org"] = org
+        if role is not None:
+            claims["role"] = role
+        headers = {"kid": key.kid, "typ": TOKEN_TYPE}
+        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers=headers)
+        return SeatToken(token, claims["exp"], key.kid)
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set that verifies every token still valid."""
+        return self.keys.current().jwks(self._clock())
