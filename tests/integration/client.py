@@ -13,7 +13,7 @@ import anyio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import scaled
+from tests.helpers import scaled
 
 Frame = dict[str, Any]
 

@@ -19,7 +19,7 @@ import pytest
 
 from seatguard.audit import AuditEvent, AuditKind, ProblemKind, VerifyReport, verify
 from seatguard.db.audit_sqlite import SCHEMA, AuditSqlite
-from tests.conftest import ROOT, scaled
+from tests.helpers import ROOT, scaled
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import Server, scaled
+from tests.helpers import Server, scaled
 from tests.integration.client import Browser, Tab, frames_of, ident
 
 pytestmark = pytest.mark.anyio

@@ -29,7 +29,7 @@ from seatguard.rules import Override
 from seatguard.sealing import SecretBox
 from seatguard.site_secrets import Rotating, opened
 from seatguard.sites import Site, SiteConfig, new_site
-from tests.conftest import fresh_postgres_database, scaled
+from tests.helpers import fresh_postgres_database, scaled
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,7 @@ import pytest
 from websockets.utils import apply_mask
 
 from seatguard.protocol import CloseCode
-from tests.conftest import Server, scaled, start_server
+from tests.helpers import Server, scaled, start_server
 from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ import urllib.request
 import anyio
 import pytest
 
-from tests.conftest import Server, scaled
+from tests.helpers import Server, scaled
 from tests.integration.client import Browser, Frame, Tab, frames_of
 
 pytestmark = pytest.mark.anyio

@@ -23,7 +23,7 @@ from seatguard.presence import Arrival, Rules, SeatState, Timing, UserPresence
 from seatguard.store import MemoryStore, PresenceStore
 from seatguard.store.redis import RedisStore
 from seatguard.types import UserKey
-from tests.conftest import RedisServer, scaled
+from tests.helpers import RedisServer, scaled
 
 pytestmark = pytest.mark.anyio
 

@@ -31,7 +31,7 @@ from seatguard.protocol import (
     decode_client_frame,
     encode,
 )
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 HELLO = {
     "t": "hello",
