@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -70,9 +71,10 @@ class Server:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/v1"
 
-    def create_site(self, *args: str) -> dict[str, object]:
+    def create_site(self, *args: str) -> dict[str, Any]:
+        """`seatguard site create` on this server's database; the site as JSON."""
         out = seatguard("site", "create", "--db", str(self.db), *args)
-        site: dict[str, object] = json.loads(out)
+        site: dict[str, Any] = json.loads(out)
         return site
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import anyio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from tests.helpers import scaled
 
@@ -58,7 +59,7 @@ class Tab:
     async def connect(cls, url: str, origin: str | None = None) -> ClientConnection:
         ws = await connect(
             url,
-            origin=origin,  # type: ignore[arg-type]
+            origin=None if origin is None else Origin(origin),
             open_timeout=scaled(5),
             close_timeout=scaled(2),
             compression=None,
