@@ -32,7 +32,7 @@ demo: $(VENV)/.installed $(SDK) $(SDK_LANGS)
 
 test: $(VENV)/.installed $(SDK) $(SDK_LANGS) system-deps
 	npm test
-	$(PY) -m pytest
+	$(PY) -m pytest --cov
 
 check: $(VENV)/.installed
 	$(VENV)/bin/ruff check backend demo_site tests

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
-from tests.conftest import Server, scaled, start_server
+from tests.e2e.helpers import Device
+from tests.helpers import Server, scaled, start_server
 
 CHROMIUM = os.environ.get("SEATGUARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,9 +58,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -
     s.stop()
 
 
-Device = Callable[..., BrowserContext]
-
-
 @pytest.fixture
 def device(browser: Browser, playwright: Playwright) -> Iterator[Device]:
     """Open a browser context (a separate browser profile); `preset` names a device."""
@@ -77,20 +75,3 @@ def device(browser: Browser, playwright: Playwright) -> Iterator[Device]:
     yield open_device
     for ctx in contexts:
         ctx.close()
-
-
-def watch_url(demo: Server, user: str, **plan: object) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"user": user, **plan}.items())
-    return f"{demo.http}/watch?{query}"
-
-
-def seat_state(page: Page) -> str:
-    return str(page.locator("#sg-state").get_attribute("data-state"))
-
-
-def wait_state(page: Page, state: str, within: float = 10) -> None:
-    page.wait_for_function(
-        "s => document.getElementById('sg-state').dataset.state === s",
-        arg=state,
-        timeout=scaled(within) * 1000,
-    )

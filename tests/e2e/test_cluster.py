@@ -15,8 +15,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import RedisServer, Server, scaled, seatguard
-from tests.e2e.conftest import Device, wait_state, watch_url
+from tests.e2e.helpers import Device, wait_state, watch_url
+from tests.helpers import RedisServer, Server, scaled, seatguard
 from tests.integration.cluster import Cluster, start_cluster
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ import secrets
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import Server, scaled
-from tests.e2e.conftest import Device, seat_state, wait_state, watch_url
+from tests.e2e.helpers import Device, seat_state, wait_state, watch_url
+from tests.helpers import Server, scaled
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import Server, scaled, seatguard
-from tests.e2e.conftest import Device, seat_state, wait_state, watch_url
+from tests.e2e.helpers import Device, seat_state, wait_state, watch_url
+from tests.helpers import Server, scaled, seatguard
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import jwt
 
-from tests.conftest import Server, scaled
+from tests.helpers import Server, scaled
 
 
 def api(server: Server, site: dict[str, Any]) -> httpx.AsyncClient:

@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 import anyio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
-from tests.conftest import scaled
+from tests.helpers import scaled
 
 Frame = dict[str, Any]
 
@@ -58,7 +59,7 @@ class Tab:
     async def connect(cls, url: str, origin: str | None = None) -> ClientConnection:
         ws = await connect(
             url,
-            origin=origin,  # type: ignore[arg-type]
+            origin=None if origin is None else Origin(origin),
             open_timeout=scaled(5),
             close_timeout=scaled(2),
             compression=None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.conftest import (
+from tests.helpers import (
     RedisServer,
     Server,
     create_postgres_database,

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import Server, start_server
+from tests.helpers import Server, start_server
 from tests.integration.client import Tab
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server, seatguard
+from tests.helpers import Server, seatguard
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Tab
 

@@ -70,5 +70,7 @@ async def test_one_bad_event_fails_only_its_caller(db: SqliteDatabase) -> None:
         return_exceptions=True,
     )  # fmt: skip
     assert isinstance(results[1], ValueError)
-    assert [len(r) for r in (results[0], results[2])] == [1, 1]  # type: ignore[arg-type]
+    first, third = results[0], results[2]
+    assert isinstance(first, list) and isinstance(third, list)
+    assert [len(first), len(third)] == [1, 1]
     assert [r.event.session async for r in db.audit.all_records()] == ["s1", "s2"]

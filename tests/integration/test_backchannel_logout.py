@@ -24,7 +24,13 @@ from seatguard.db import Database, SqliteDatabase
 from seatguard.presence import Rules, Session
 from seatguard.sealing import SecretBox
 from seatguard.sites import Site, SiteConfig, new_site
-from tests.conftest import Server, fresh_postgres_database, seat_keys, seatguard, start_server
+from tests.helpers import (
+    Server,
+    fresh_postgres_database,
+    seat_keys,
+    seatguard,
+    start_server,
+)
 from tests.integration.api_client import logout_token
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import Server, scaled
+from tests.helpers import Server, scaled
 from tests.integration.client import Browser, Tab, frames_of, ident
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 Send = Callable[[ClientConnection, str], Awaitable[None]]
 
 
-def hello(site: str, user: str = "victim", **changes: Any) -> dict[str, Any]:
+def hello(site: str, user: str | None = "victim", **changes: Any) -> dict[str, Any]:
     frame = {
         "t": "hello",
         "v": 1,
@@ -134,7 +134,7 @@ async def test_bad_input_closes_with_its_code_and_spares_the_others(
     assert await holder.heartbeat() == {"t": "ack", "ref": holder.ref}
 
 
-AFTER_WELCOME: dict[str, tuple[Callable[[str, str], object], int, str]] = {
+AFTER_WELCOME: dict[str, tuple[Callable[[str, str], str | dict[str, Any]], int, str]] = {
     "second hello": (lambda site, u: hello(site, u), 4001, "already"),
     "heartbeat ref over 2**53": (lambda site, u: {"t": "hb", "ref": 2**53}, 4000, "ref"),
     "negative heartbeat ref": (lambda site, u: {"t": "hb", "ref": -1}, 4000, "ref"),

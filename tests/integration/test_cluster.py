@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.conftest import RedisServer, scaled
+from tests.helpers import RedisServer, scaled
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Frame, Tab
 from tests.integration.cluster import Cluster, start_cluster

@@ -19,7 +19,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import RedisServer, scaled, seatguard
+from tests.helpers import RedisServer, scaled, seatguard
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Frame, Tab, frames_of
 from tests.integration.cluster import Cluster, start_cluster

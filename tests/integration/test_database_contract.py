@@ -32,7 +32,7 @@ from seatguard.sealing import SecretBox
 from seatguard.site_secrets import Rotating, opened
 from seatguard.sites import Site, SiteConfig, new_site
 from seatguard.webhooks import EventType
-from tests.conftest import fresh_postgres_database, scaled
+from tests.helpers import fresh_postgres_database, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -654,6 +654,17 @@ async def test_a_cut_tail_is_found_against_the_anchor(db: Database, backend: Bac
     assert (await check(db)).ok  # without the anchor, a cut tail is invisible
     report = await check(db, expected_head=anchor)
     assert [(p.seq, p.kind) for p in report.problems] == [(9, ProblemKind.truncated)]
+    # The server goes on appending after the cut: the anchor still tells.
+    await db.audit.append([event(n) for n in range(20, 23)], KEY)
+    report = await check(db, expected_head=anchor)
+    assert [(p.seq, p.kind) for p in report.problems] == [(10, ProblemKind.truncated)]
+
+
+async def test_a_wrong_key_is_reported_once(db: Database) -> None:
+    await db.audit.append([event(n) for n in range(5)], KEY)
+    report = await check(db, bytes(32))
+    assert [(p.seq, p.kind) for p in report.problems] == [(1, C)]
+    assert "key" in report.problems[0].message
 
 
 async def test_concurrent_appenders_on_two_connections_build_one_chain(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from demo_site import DEMO_SITE_KEY
 
-from tests.conftest import Server, scaled, seatguard, start_server
+from tests.helpers import Server, scaled, seatguard, start_server
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Tab, ident
 

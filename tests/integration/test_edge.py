@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import Server, scaled, start_server
+from tests.helpers import Server, scaled, start_server
 from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio

@@ -29,7 +29,7 @@ import pytest
 from websockets.utils import apply_mask
 
 from seatguard.protocol import CloseCode
-from tests.conftest import Server, scaled, start_server
+from tests.helpers import Server, scaled, start_server
 from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio
@@ -340,7 +340,8 @@ class Received(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.data += data

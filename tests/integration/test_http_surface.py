@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, scaled, start_server
+from tests.helpers import Server, scaled, start_server
 from tests.integration.api_client import api
 
 pytestmark = pytest.mark.anyio

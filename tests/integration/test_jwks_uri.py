@@ -23,7 +23,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import SEATGUARD, Server, free_port, scaled, seatguard
+from tests.helpers import SEATGUARD, Server, free_port, scaled, seatguard
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Tab, ident
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Server, scaled
+from tests.helpers import Server, scaled
 from tests.integration.api_client import api, identity_token
 from tests.integration.client import Browser, Tab, frames_of, ident
 

@@ -20,7 +20,7 @@ from seatguard.presence import Rules
 from seatguard.rules import Override
 from seatguard.sealing import SecretBox
 from seatguard.sites import new_site
-from tests.conftest import ROOT, fresh_postgres_database, scaled
+from tests.helpers import ROOT, fresh_postgres_database, scaled
 
 pytestmark = pytest.mark.anyio
 

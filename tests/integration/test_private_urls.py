@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from tests.conftest import Server, free_port, scaled
+from tests.helpers import Server, free_port, scaled
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Tab
 from tests.integration.test_jwks_uri import (

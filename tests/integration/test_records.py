@@ -26,7 +26,7 @@ from starlette.routing import Route
 from seatguard.audit.checkpoint import Checkpoint, write_checkpoint
 from seatguard.keys import load_audit_key
 from seatguard.webhooks import verify
-from tests.conftest import SEATGUARD, Server, free_port, scaled, start_server
+from tests.helpers import SEATGUARD, Server, free_port, scaled, start_server
 from tests.integration.api_client import api, logout_token
 from tests.integration.client import Browser, Tab
 

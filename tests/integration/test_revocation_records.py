@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server, start_server
+from tests.helpers import Server, start_server
 from tests.integration.api_client import api, identity_token
 from tests.integration.client import Browser, Tab, ident
 

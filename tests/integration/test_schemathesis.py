@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.conftest import Server, scaled, start_server
+from tests.helpers import Server, scaled, start_server
 from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from seatguard.app import SDK_LANGUAGES
-from tests.conftest import ROOT, Server, scaled
+from tests.helpers import ROOT, Server, scaled
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,7 @@ from seatguard.seat.routes import JWKS_PATH
 from seatguard.seat.source import RELOAD_INTERVAL
 from seatguard.settings import Settings
 from seatguard.verify import SeatClaims, SeatMiddleware, SeatVerifier
-from tests.conftest import SEATGUARD, Server, free_port, scaled, seatguard, start_server
+from tests.helpers import SEATGUARD, Server, free_port, scaled, seatguard, start_server
 
 pytestmark = pytest.mark.anyio
 

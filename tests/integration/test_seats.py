@@ -9,7 +9,7 @@ import urllib.request
 import anyio
 import pytest
 
-from tests.conftest import Server, scaled
+from tests.helpers import Server, scaled
 from tests.integration.client import Browser, Frame, Tab, frames_of
 
 pytestmark = pytest.mark.anyio
@@ -198,11 +198,10 @@ async def test_logout_ends_every_tab_of_the_browser_and_frees_the_seat(
 
 async def test_device_limit_counts_fingerprints(server: Server, site: str) -> None:
     u = user()
-    rules = {"mode": "device-limit", "limit": 2}
     states = []
     # Two browsers of one laptop (same fingerprint), a phone, then a tablet.
     for fp in ("laptop", "laptop", "phone1", "tablet"):
-        _, w = await Tab.open(server.ws, site, Browser(u, fp=fp), **rules)
+        _, w = await Tab.open(server.ws, site, Browser(u, fp=fp), mode="device-limit", limit=2)
         states.append(w["state"])
     assert states == ["admitted", "admitted", "admitted", "blocked"]
 

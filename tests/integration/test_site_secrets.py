@@ -21,7 +21,7 @@ import pytest
 from seatguard.db import sqlite as lite
 from seatguard.db.rows import SECRETS_SCHEMA
 from seatguard.webhooks import WebhookVerificationError, verify
-from tests.conftest import SEATGUARD, Server, scaled, seatguard, start_server
+from tests.helpers import SEATGUARD, Server, scaled, seatguard, start_server
 from tests.integration.api_client import api, identity_token
 from tests.integration.client import Browser, Tab, ident
 from tests.integration.test_records import Receiver

@@ -23,8 +23,8 @@ from seatguard.errors import StoreUnavailable, UnreadableSnapshot
 from seatguard.presence import Arrival, Rules, SeatState, Timing, UserPresence
 from seatguard.store import MemoryStore, PresenceStore
 from seatguard.store.redis import RedisStore
-from seatguard.types import UserKey
-from tests.conftest import RedisServer, scaled
+from seatguard.types import SiteKey, UserKey
+from tests.helpers import RedisServer, scaled
 
 pytestmark = pytest.mark.anyio
 
@@ -37,6 +37,7 @@ class Heard:
     def __init__(self) -> None:
         self.notices: list[bytes] = []
         self.reaped: list[tuple[str, list[UserKey]]] = []
+        self.refreshed: list[SiteKey] = []
         self.reconnects = 0
         self.changed = asyncio.Event()
 
@@ -52,8 +53,9 @@ class Heard:
         self.reconnects += 1
         self.changed.set()
 
-    async def refresh_rules(self, site: str) -> None:
-        """Rules are not what these tests listen for."""
+    async def refresh_rules(self, site: SiteKey) -> None:
+        self.refreshed.append(site)
+        self.changed.set()
 
     async def until(self, check: Callable[[], bool], within: float = 5) -> None:
         with anyio.fail_after(scaled(within)):
@@ -247,6 +249,23 @@ async def test_a_notice_reaches_the_node_it_is_for(redis_server: RedisServer, pr
     finally:
         await a.close()
         await b.close()
+
+
+async def test_changed_rules_reach_every_other_node(redis_server: RedisServer, prefix: str) -> None:
+    a, b, c = (redis_store(redis_server.url, prefix) for _ in range(3))
+    heard_a, heard_b, heard_c = Heard(), Heard(), Heard()
+    await a.start(heard_a)
+    await b.start(heard_b)
+    await c.start(heard_c)
+    try:
+        await asyncio.sleep(0.2)  # the subscriptions are made in the background
+        await a.broadcast_rules("site-x")
+        await heard_b.until(lambda: heard_b.refreshed == ["site-x"])
+        await heard_c.until(lambda: heard_c.refreshed == ["site-x"])
+        assert heard_a.refreshed == []  # the node that changed them has applied them
+    finally:
+        for store in (a, b, c):
+            await store.close()
 
 
 async def test_a_dead_node_is_reaped_once_its_lease_runs_out(

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import Server
+from tests.helpers import Server
 from tests.integration.api_client import api, identity_token
 from tests.integration.client import Browser, Tab, ident
 

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seatguard.webhooks import verify
-from tests.conftest import scaled, start_server
+from tests.helpers import scaled, start_server
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Tab
 

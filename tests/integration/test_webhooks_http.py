@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seatguard.webhooks import EventType, WebhookDispatcher, new_webhook_secret, verify
-from tests.conftest import free_port, scaled
+from tests.helpers import free_port, scaled
 
 pytestmark = pytest.mark.anyio
 

@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.errors import ConfigError, IdentityError, InvalidLogoutToken
@@ -59,9 +60,9 @@ def claims(**changes: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Keys:
-    rsa: rsa.RSAPrivateKey
+    rsa: RSAPrivateKey
     ec: ec.EllipticCurvePrivateKey
-    attacker: rsa.RSAPrivateKey
+    attacker: RSAPrivateKey
 
     def sign(self, body: dict[str, Any], *, typ: str | None = "logout+jwt", kid: str = "r1") -> str:
         return jwt.encode(body, self.rsa, algorithm="RS256", headers={"typ": typ, "kid": kid})

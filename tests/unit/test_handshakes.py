@@ -40,6 +40,7 @@ def test_local_proxies_are_exempt_from_the_per_address_cap() -> None:
     assert keys == [""] * 10
     assert g.enter("127.0.0.2") == "127.0.0.2"  # any other loopback address is not a proxy
     for key in keys:
+        assert key is not None
         g.leave(key)
     assert g.count == 1 and g.stats()["unfinished"] == 1
 

@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from seatguard.errors import ConfigError, IdentityError, IdentityRequired, InvalidIdentity
@@ -61,8 +62,8 @@ def claims(**changes: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Keys:
-    rsa: rsa.RSAPrivateKey
-    rsa2: rsa.RSAPrivateKey  # a second RSA key: rotation, and an attacker's key
+    rsa: RSAPrivateKey
+    rsa2: RSAPrivateKey  # a second RSA key: rotation, and an attacker's key
     ec: ec.EllipticCurvePrivateKey
 
     def rs256(self, body: dict[str, Any], **headers: Any) -> str:

@@ -242,7 +242,7 @@ ROWS = [
     Row("jku-header-ignored", lambda k: k.sign(jku="https://evil.example/jwks"), None),
     Row("x5u-header-ignored", lambda k: k.sign(x5u="https://evil.example/cert.pem"), None),
     # Header extensions this server does not process.
-    Row("crit-unknown", lambda k: k.sign(crit=["exp-v2"], **{"exp-v2": 1}),
+    Row("crit-unknown", lambda k: k.sign(None, RSA, crit=["exp-v2"], **{"exp-v2": 1}),
         "{what} has critical header parameters this server does not process"),
     Row("crit-empty", lambda k: k.sign(crit=[]),
         "{what} has critical header parameters this server does not process"),

@@ -7,7 +7,7 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +127,14 @@ class Recording(httpcore.AsyncNetworkBackend):
     def __init__(self) -> None:
         self.asked: list[str] = []
 
-    async def connect_tcp(self, host: str, port: int, **options: Any) -> Any:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         self.asked.append(host)
         raise httpcore.ConnectError("recorded, not connected")
 
@@ -189,7 +196,7 @@ async def test_tls_and_the_host_header_name_the_url_host_not_the_address(
     served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     served.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     found = Listener()
-    served.sni_callback = lambda sock, name, ctx: found.server_names.append(name)  # type: ignore[assignment,func-returns-value]
+    served.sni_callback = lambda sock, name, ctx: found.server_names.append(name)
     server = await asyncio.start_server(
         lambda r, w: _serve(found, r, w), "127.0.0.1", 0, ssl=served
     )

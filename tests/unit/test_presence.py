@@ -23,6 +23,7 @@ from seatguard.presence import (
     touch,
 )
 from seatguard.protocol import BlockReason
+from seatguard.types import Policy
 
 A, B = SeatState.admitted, SeatState.blocked
 TIMING = Timing(session_timeout=30.0, reload_grace=5.0)
@@ -313,8 +314,8 @@ def test_taken_over_browser_gets_the_seat_back_when_the_other_leaves() -> None:
 
 
 @pytest.mark.parametrize("policy", ["evict-oldest", "evict-idle", "challenge"])
-def test_use_here_takes_the_seat_back_under_takeover_policies(policy: str) -> None:
-    up = UserPresence(Rules(policy=policy))  # type: ignore[arg-type]
+def test_use_here_takes_the_seat_back_under_takeover_policies(policy: Policy) -> None:
+    up = UserPresence(Rules(policy=policy))
     open_tab(up, "s1", 0)
     open_tab(up, "s2", 1)
     if policy != "challenge":
@@ -328,8 +329,8 @@ def test_use_here_takes_the_seat_back_under_takeover_policies(policy: str) -> No
 
 
 @pytest.mark.parametrize("policy", ["block-new", "monitor"])
-def test_use_here_is_refused_where_the_policy_does_not_allow_it(policy: str) -> None:
-    up = UserPresence(Rules(policy=policy))  # type: ignore[arg-type]
+def test_use_here_is_refused_where_the_policy_does_not_allow_it(policy: Policy) -> None:
+    up = UserPresence(Rules(policy=policy))
     open_tab(up, "s1", 0)
     open_tab(up, "s2", 1)
     assert take_over(up, session="s2", now=2).refused is Refusal.takeover_not_allowed

@@ -67,7 +67,7 @@ class PresenceMachine(RuleBasedStateMachine):
         super().__init__()
         self.up = UserPresence()
         self.now = 1000.0
-        self.rules = Rules()
+        self.user_rules = Rules()
         self.devices: dict[str, str] = {}  # a session keeps its device
         self.revoked: set[str] = set()  # in the database: refused at every hello
         self.tombstoned: set[str] = set()  # in the store: refused by the core itself
@@ -80,7 +80,7 @@ class PresenceMachine(RuleBasedStateMachine):
 
     @rule(rules=rules_strategy)
     def new_rules(self, rules: Rules) -> None:
-        self.rules = rules
+        self.user_rules = rules
         self.step(adopt(self.up, rules, now=self.now), frees=False)
 
     @rule(
@@ -95,8 +95,8 @@ class PresenceMachine(RuleBasedStateMachine):
         if session in self.revoked - self.tombstoned:
             return  # the store forgot it, but the hello finds it in the database and refuses
         if rules is not None:
-            self.rules = rules
-        outcome = join(self.up, Arrival(session, tab, device), rules=self.rules, now=self.now)
+            self.user_rules = rules
+        outcome = join(self.up, Arrival(session, tab, device), rules=self.user_rules, now=self.now)
         if session in self.tombstoned:
             assert outcome.refused is Refusal.revoked
         self.step(outcome, frees=False)
@@ -154,7 +154,7 @@ class PresenceMachine(RuleBasedStateMachine):
             outcome = join(
                 self.up,
                 Arrival(session, tab, device),
-                rules=self.rules,
+                rules=self.user_rules,
                 now=self.now,
                 held=held.get(session),
             )
@@ -163,15 +163,16 @@ class PresenceMachine(RuleBasedStateMachine):
         # first); nobody who waited was seated meanwhile.
         back = {session for session, _, _ in order}
         seated = {s for s in back if self.up.state(s) is SeatState.admitted}
-        assert seated <= set(held) or self.rules.policy == "monitor"
+        assert seated <= set(held) or self.user_rules.policy == "monitor"
         holders = sorted((since, s) for s, since in held.items() if s in back)
         units: list[str] = []
         for _, s in holders:
             unit = self.up.unit(self.up.sessions[s])
             if unit not in units:
                 units.append(unit)
-        if self.rules.policy != "monitor":
-            assert set(units[: self.rules.limit]) <= set(self.up.seats), (holders, self.up.seats)
+        if self.user_rules.policy != "monitor":
+            first = set(units[: self.user_rules.limit])
+            assert first <= set(self.up.seats), (holders, self.up.seats)
 
     # --- checks ---------------------------------------------------------------------------
 

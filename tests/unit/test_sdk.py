@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from seatguard.app import SDK_LANGUAGES
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_the_server_serves_the_languages_the_sdk_fetches() -> None:

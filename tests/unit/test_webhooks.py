@@ -29,7 +29,7 @@ from seatguard.webhooks import (
     signed_headers,
     verify,
 )
-from tests.conftest import scaled
+from tests.helpers import scaled
 
 KEY = bytes(range(32))
 SECRET = "whsec_" + base64.b64encode(KEY).decode()
