@@ -239,14 +239,18 @@ class DeliveryWorker:
         assert self._sender is not None
         now = self._clock()
         site = await self._site(d.site)
+        body = d.payload.encode()
         try:
             keys = () if site is None else opened(self._box, site, "webhook", now)
+            if not keys:
+                return Attempt(None, "the site has no webhook secret", retry=False)
+            # Signing raises ConfigError for a malformed secret; the sender's errors are
+            # the attempt's.
+            return await attempt(
+                self._sender, d.endpoint, keys, d.id, body, int(now), self._timeout
+            )
         except ConfigError as exc:
             return Attempt(None, f"webhook secret: {exc}", retry=False)
-        if not keys:
-            return Attempt(None, "the site has no webhook secret", retry=False)
-        body = d.payload.encode()
-        return await attempt(self._sender, d.endpoint, keys, d.id, body, int(now), self._timeout)
 
     def _report(self, d: Delivery, done: Completion) -> None:
         if done.state is DeliveryState.delivered:
