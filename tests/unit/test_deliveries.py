@@ -23,7 +23,7 @@ from seatguard import outbound
 from seatguard.db import SqliteDatabase, WebhookOutbox
 from seatguard.deliveries import DeliveryWorker
 from seatguard.errors import ConfigError
-from seatguard.outbox import Completion, Delivery, DeliveryState, RetryPolicy
+from seatguard.outbox import Backlog, Completion, Delivery, DeliveryState, RetryPolicy
 from seatguard.presence import Rules
 from seatguard.sealing import SecretBox
 from seatguard.site_secrets import Rotating
@@ -110,6 +110,7 @@ class Watched:
     def __init__(self, inner: WebhookOutbox) -> None:
         self.inner = inner
         self.completions: list[tuple[str, Completion, bool]] = []
+        self.backlogs = 0  # reads of the backlog
         self.broken = 0
         self.changed = asyncio.Condition()
 
@@ -134,6 +135,10 @@ class Watched:
 
     async def redeliver(self, site: str, id: str, now: float) -> Delivery | None:
         return await self.inner.redeliver(site, id, now)
+
+    async def backlog(self) -> Backlog:
+        self.backlogs += 1
+        return await self.inner.backlog()
 
     async def deliveries(
         self,
@@ -692,3 +697,48 @@ async def test_shutdown_gives_up_on_attempts_past_the_timeout_and_ends_their_cla
         await successor.start()
         await w.outbox.completed(1)
         assert endpoint.ids() == [msg_id]
+
+
+async def test_the_backlog_counts_pending_and_dead_messages_read_at_most_every_5_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with world() as w:
+        endpoint = Endpoint(410)
+        worker = w.worker(endpoint)
+        assert await worker.backlog() == Backlog(0, 0, None)
+        await worker.start()
+        [gone] = await w.send(worker, 1)
+        await w.outbox.completed(1)  # answered 410: dead
+        w.clock.now = NOW + 5
+        endpoint.gate = asyncio.Event()
+        [waiting] = await w.send(worker, 2)
+        await endpoint.posted(2)
+        w.clock.now = NOW + 7
+        await w.send(worker, 3)  # claimed as well, and posting
+        # Timeline: read at NOW, then at NOW + 7, and not again before NOW + 12.
+        assert await worker.backlog() == Backlog(pending=2, dead=1, waiting_since=NOW + 5)
+        w.clock.now = NOW + 11.9
+        await w.outbox.redeliver(SITE, gone, NOW + 11.9)
+        assert await worker.backlog() == Backlog(pending=2, dead=1, waiting_since=NOW + 5)
+        assert w.outbox.backlogs == 2
+        w.clock.now = NOW + 12
+        assert await worker.backlog() == Backlog(pending=3, dead=0, waiting_since=NOW + 5)
+        assert w.outbox.backlogs == 3
+        # A database that cannot be read: None, logged, and not asked again for 5 s.
+        inner = w.outbox.inner
+
+        class Unreadable:
+            async def backlog(self) -> Backlog:
+                raise OSError("disk I/O error")
+
+        w.outbox.inner = Unreadable()  # type: ignore[assignment]
+        w.clock.now = NOW + 17
+        assert await worker.backlog() is None
+        assert "webhooks: cannot count the outbox's messages" in caplog.text
+        w.outbox.inner = inner
+        w.clock.now = NOW + 21.9
+        assert await worker.backlog() is None
+        w.clock.now = NOW + 22
+        assert await worker.backlog() == Backlog(pending=3, dead=0, waiting_since=NOW + 5)
+        assert waiting != gone
+        endpoint.gate.set()
