@@ -77,9 +77,12 @@ _FORWARDED = ("forwarded", "x-real-ip")  # a proxy's word that the client is som
 async def health(request: Request) -> Response:
     """`ok`, or `degraded` while the shared presence store cannot be reached.
 
-    The details (node, tabs, handshakes, admission times, collector) go to whom
+    The details (node, tabs, handshakes, admission times, collector, webhooks) go to whom
     `health_details` allows; the status alone is for anyone, load balancers included.
     `handshakes` counts the connections not past their handshake, against their cap.
+    `webhooks` counts the outbox's pending and dead messages and gives the age in seconds
+    of the longest-waiting pending one (made or redelivered), as read at most 5 s ago;
+    it is null while the database cannot be read.
     `admission` gives percentiles of the node's recent admissions (hello frame in to
     welcome out); `?admissions=N` limits them to the last N, 1 to the number kept (2,000).
     """
@@ -109,8 +112,19 @@ async def health(request: Request) -> Response:
             "handshakes": request.app.state.handshakes.stats(),
             "admission": node.admissions.summary(last),
             "collector": dataclasses.asdict(request.app.state.collector.stats()),
+            "webhooks": await _webhooks(request.app.state.webhooks),
         }
     )
+
+
+async def _webhooks(worker: DeliveryWorker) -> dict[str, Any] | None:
+    """The outbox's backlog as `/healthz` shows it."""
+    backlog = await worker.backlog()
+    if backlog is None:
+        return None
+    since = backlog.waiting_since
+    age = None if since is None else round(max(0.0, time.time() - since), 3)
+    return {"pending": backlog.pending, "dead": backlog.dead, "oldest_pending_age": age}
 
 
 def _shows_details(request: Request, who: str) -> bool:

@@ -29,16 +29,19 @@ import httpx
 from . import __version__, outbound
 from .db import WebhookOutbox
 from .errors import ConfigError
-from .outbox import Completion, Delivery, DeliveryState, RetryPolicy, after_attempt
+from .outbox import Backlog, Completion, Delivery, DeliveryState, RetryPolicy, after_attempt
 from .sealing import SecretBox
 from .settings import Settings
 from .site_secrets import opened
 from .sites import Site
 from .webhooks import Attempt, EventType, Sender, attempt, encode_event, httpx_sender
 
-__all__ = ["DeliveryWorker"]
+__all__ = ["BACKLOG_TTL", "DeliveryWorker"]
 
 log = logging.getLogger("seatguard")
+
+BACKLOG_TTL = 5.0
+"""Seconds `DeliveryWorker.backlog` answers from what it last read."""
 
 
 class DeliveryWorker:
@@ -98,6 +101,8 @@ class DeliveryWorker:
         self._soonest: float | None = None  # when a message this node retries falls due
         self._loop: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._backlog: Backlog | None = None
+        self._backlog_read_at: float | None = None
 
     @classmethod
     def from_settings(
@@ -157,6 +162,20 @@ class DeliveryWorker:
     def wake(self) -> None:
         """Look for due messages now (one was just stored or redelivered)."""
         self._wake.set()
+
+    async def backlog(self) -> Backlog | None:
+        """The outbox's pending and dead messages, read at most every `BACKLOG_TTL`
+        seconds (for `/healthz`); None if the last read failed."""
+        now = self._clock()
+        last = self._backlog_read_at
+        if last is None or not 0 <= now - last < BACKLOG_TTL:
+            self._backlog_read_at = now  # callers meanwhile get what was read before
+            try:
+                self._backlog = await self._outbox.backlog()
+            except Exception:
+                log.exception("webhooks: cannot count the outbox's messages")
+                self._backlog = None
+        return self._backlog
 
     async def start(self) -> None:
         """Open the HTTP client (unless a sender was given) and start delivering."""
@@ -239,14 +258,18 @@ class DeliveryWorker:
         assert self._sender is not None
         now = self._clock()
         site = await self._site(d.site)
+        body = d.payload.encode()
         try:
             keys = () if site is None else opened(self._box, site, "webhook", now)
+            if not keys:
+                return Attempt(None, "the site has no webhook secret", retry=False)
+            # Signing raises ConfigError for a malformed secret; the sender's errors are
+            # the attempt's.
+            return await attempt(
+                self._sender, d.endpoint, keys, d.id, body, int(now), self._timeout
+            )
         except ConfigError as exc:
             return Attempt(None, f"webhook secret: {exc}", retry=False)
-        if not keys:
-            return Attempt(None, "the site has no webhook secret", retry=False)
-        body = d.payload.encode()
-        return await attempt(self._sender, d.endpoint, keys, d.id, body, int(now), self._timeout)
 
     def _report(self, d: Delivery, done: Completion) -> None:
         if done.state is DeliveryState.delivered:

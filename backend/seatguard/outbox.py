@@ -32,6 +32,7 @@ from .webhooks import Attempt, EventType, retry_delay
 
 __all__ = [
     "DAY",
+    "Backlog",
     "Completion",
     "Delivery",
     "DeliveryState",
@@ -70,6 +71,16 @@ class Delivery:
     claimed_by: str | None = None  # the node posting it now
     claimed_until: float | None = None  # when that claim runs out
     seq: int = 0  # its place in the outbox, rising: the cursor of the history
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What the outbox holds that is not delivered (`/healthz`)."""
+
+    pending: int
+    dead: int
+    waiting_since: float | None  # when the longest-waiting pending message was made or
+    # redelivered; None when none is pending
 
 
 @dataclass(frozen=True, slots=True)

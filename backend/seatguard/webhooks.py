@@ -8,9 +8,9 @@ site's endpoint with three headers (https://www.standardwebhooks.com/):
     webhook-signature  v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">; several,
                        separated by spaces, while a secret is being rotated
 
-`sign`, `verify` and the retry schedule are pure. `WebhookDispatcher` delivers in the
-background: `enqueue` returns at once, and one worker task per endpoint URL posts that
-endpoint's messages in order, so a slow or failing endpoint delays only itself.
+`sign`, `verify` and the retry schedule are pure; `attempt` posts one message once. The
+messages themselves wait in the outbox (`outbox.py`), and the delivery worker
+(`deliveries.py`) makes their attempts.
 
 Retry policy: network errors, timeouts, 5xx, 408 (request timeout), 409 (conflict),
 425 (too early) and 429 (too many requests) say "this may work later", so they are retried
@@ -28,12 +28,8 @@ import enum
 import hashlib
 import hmac
 import json
-import logging
 import math
-import random
 import secrets
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +37,7 @@ from typing import Any, TypeAlias
 
 import httpx
 
-from . import __version__, outbound
+from . import outbound
 from .errors import ConfigError, SeatguardError
 
 __all__ = [
@@ -52,7 +48,6 @@ __all__ = [
     "EventType",
     "Reply",
     "Sender",
-    "WebhookDispatcher",
     "WebhookVerificationError",
     "attempt",
     "encode_event",
@@ -65,8 +60,6 @@ __all__ = [
     "signed_headers",
     "verify",
 ]
-
-log = logging.getLogger("seatguard")
 
 SECRET_PREFIX = "whsec_"
 TOLERANCE = 300.0
@@ -290,216 +283,3 @@ async def attempt(
     return Attempt(
         reply.status, f"HTTP {reply.status}", retry=True, wait=retry_after(reply.headers)
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    url: str
-    secrets: tuple[str, ...]
-    msg_id: str
-    event_type: EventType
-    body: bytes
-
-
-class _State(enum.Enum):
-    new = "new"
-    running = "running"
-    closed = "closed"
-
-
-class WebhookDispatcher:
-    """Delivers webhooks in the background; the app's lifespan starts and closes it.
-
-    Each endpoint URL has its own bounded queue (`max_queue` messages; when full the
-    oldest waiting one is dropped) and, while it has messages, its own worker task that
-    sends them one at a time: order holds per endpoint, and a slow or failing endpoint
-    delays only its own messages. A message is tried up to `max_attempts` times in all.
-    `stats` counts messages delivered, failed (refused or out of attempts) and dropped
-    (queue full or shut down), and retries made.
-
-    Without a `sender`, `start()` opens an `httpx.AsyncClient` and `aclose()` closes it;
-    it posts to public addresses only, unless `allow_private` (`outbound.py`): an endpoint
-    that resolves to a loopback or private address fails like a refused connection.
-    `timeout` bounds each attempt; `aclose()` waits up to `drain_timeout` seconds for the
-    queues to empty. The clock, sleep and randomness are injectable.
-    """
-
-    def __init__(
-        self,
-        *,
-        sender: Sender | None = None,
-        timeout: float = 5.0,
-        max_attempts: int = 8,
-        base: float = 1.0,
-        cap: float = 300.0,
-        max_queue: int = 1000,
-        drain_timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        random: Callable[[], float] = random.random,
-        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
-        allow_private: bool = False,
-    ) -> None:
-        if max_attempts < 1 or max_queue < 1:
-            raise ConfigError("webhook max attempts and max queue must be at least 1")
-        if min(timeout, base, drain_timeout) <= 0 or cap < base:
-            raise ConfigError("webhook timeout and backoff must be positive, cap at least base")
-        self.stats: dict[str, int] = dict.fromkeys(("delivered", "failed", "dropped", "retried"), 0)
-        self._sender = sender
-        self._timeout = timeout
-        self._max_attempts = max_attempts
-        self._base = base
-        self._cap = cap
-        self._max_queue = max_queue
-        self._drain_timeout = drain_timeout
-        self._clock = clock
-        self._sleep = sleep
-        self._random = random
-        self._random_bytes = random_bytes
-        self._allow_private = allow_private
-        self._state = _State.new
-        self._client: httpx.AsyncClient | None = None
-        self._queues: dict[str, deque[_Message]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
-
-    async def start(self) -> None:
-        """Open the HTTP client (unless a sender was given); enqueue works from now on."""
-        if self._state is not _State.new:
-            raise RuntimeError(f"cannot start a {self._state.value} webhook dispatcher")
-        if self._sender is None:
-            self._client = outbound.client(
-                timeout=self._timeout,
-                user_agent=f"Seatguard-Webhooks/{__version__}",
-                allow_private=self._allow_private,
-            )
-            self._sender = httpx_sender(self._client)
-        self._state = _State.running
-
-    def enqueue(
-        self,
-        endpoint_url: str,
-        secret: str | Sequence[str],
-        event_type: EventType,
-        data: Mapping[str, Any],
-    ) -> str:
-        """Queue one event for `endpoint_url` and return its message id, without waiting.
-
-        `secret` may be several secrets during a rotation; each signs. Raises `ConfigError`
-        for a malformed secret and `TypeError` for data JSON cannot encode; after
-        `aclose()` the message is dropped (and counted) instead.
-        """
-        if self._state is _State.new:
-            raise RuntimeError("start() the webhook dispatcher before enqueueing")
-        keys = (secret,) if isinstance(secret, str) else tuple(secret)
-        if not keys:
-            raise ConfigError("a webhook needs at least one secret")
-        for key in keys:
-            _key(key)
-        event_type = EventType(event_type)
-        msg_id = "msg_" + self._random_bytes(16).hex()
-        body = encode_event(event_type, data, now=self._clock())
-        if self._state is _State.closed:
-            self.stats["dropped"] += 1
-            log.warning(
-                "webhook %s %s to %s dropped: shutting down", msg_id, event_type, endpoint_url
-            )
-            return msg_id
-        queue = self._queues.setdefault(endpoint_url, deque())
-        if len(queue) >= self._max_queue:
-            old = queue.popleft()
-            self.stats["dropped"] += 1
-            log.warning(
-                "webhook queue for %s full (%d): dropped %s %s",
-                endpoint_url,
-                self._max_queue,
-                old.msg_id,
-                old.event_type,
-            )
-        queue.append(_Message(endpoint_url, keys, msg_id, event_type, body))
-        if endpoint_url not in self._workers:
-            self._workers[endpoint_url] = asyncio.create_task(
-                self._drain(endpoint_url), name=f"webhooks {endpoint_url}"
-            )
-        return msg_id
-
-    async def flush(self) -> None:
-        """Wait until every queued message is delivered or given up (bound it with a timeout)."""
-        while self._workers:
-            await asyncio.wait(list(self._workers.values()))
-
-    async def aclose(self) -> None:
-        """Take no more messages, deliver queued ones for `drain_timeout` s, drop the rest."""
-        if self._state is _State.closed:
-            return
-        self._state = _State.closed
-        try:
-            async with asyncio.timeout(self._drain_timeout):
-                await self.flush()
-        except TimeoutError:
-            workers = list(self._workers.values())
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            left = sum(len(q) for q in self._queues.values())
-            self.stats["dropped"] += left
-            self._workers.clear()  # a task cancelled before it ran never cleaned up
-            self._queues.clear()
-            log.warning("webhooks: still sending after %ss; dropped the rest", self._drain_timeout)
-        if self._client is not None:
-            await self._client.aclose()
-
-    async def __aenter__(self) -> WebhookDispatcher:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def _drain(self, url: str) -> None:
-        """Send one endpoint's messages in order until its queue is empty."""
-        queue = self._queues[url]
-        try:
-            while queue:
-                message = queue.popleft()
-                try:
-                    await self._deliver(message)
-                except asyncio.CancelledError:
-                    self.stats["dropped"] += 1  # in flight when aclose() gave up waiting
-                    raise
-                except Exception:
-                    self.stats["failed"] += 1
-                    log.exception("webhook %s to %s: unexpected error", message.msg_id, url)
-        finally:
-            self._workers.pop(url, None)
-            if not queue:
-                self._queues.pop(url, None)
-
-    async def _deliver(self, m: _Message) -> None:
-        """Try one message until it is delivered, refused or out of attempts."""
-        assert self._sender is not None
-        for n in range(1, self._max_attempts + 1):
-            result = await attempt(
-                self._sender, m.url, m.secrets, m.msg_id, m.body, int(self._clock()), self._timeout
-            )
-            if result.problem is None:
-                self.stats["delivered"] += 1
-                return
-            if not result.retry or n == self._max_attempts:
-                break
-            delay = (
-                min(result.wait, self._cap)
-                if result.wait is not None
-                else retry_delay(n, base=self._base, cap=self._cap, random=self._random)
-            )
-            self.stats["retried"] += 1
-            log.info("webhook %s to %s: %s; retry in %.2fs", m.msg_id, m.url, result.problem, delay)
-            await self._sleep(delay)
-        self.stats["failed"] += 1
-        log.warning(
-            "webhook %s %s to %s failed after %d attempt(s): %s",
-            m.msg_id,
-            m.event_type,
-            m.url,
-            n,
-            result.problem,
-        )

@@ -23,9 +23,9 @@ from seatguard.audit import AuditEvent, AuditKind, ProblemKind, VerifyReport, ve
 from seatguard.db import Database, PostgresDatabase, SqliteDatabase, open_database
 from seatguard.db import postgres as pg
 from seatguard.db import sqlite as lite
-from seatguard.db.rows import SECRETS_SCHEMA
+from seatguard.db.rows import BACKLOG, SECRETS_SCHEMA
 from seatguard.errors import ConfigError
-from seatguard.outbox import Completion, Delivery, DeliveryState
+from seatguard.outbox import Backlog, Completion, Delivery, DeliveryState
 from seatguard.presence import Rules
 from seatguard.rules import Override
 from seatguard.sealing import SecretBox
@@ -963,3 +963,23 @@ async def test_messages_are_added_all_or_none(db: Database, backend: Backend) ->
         await db.outbox.add([message(2), message(1)])  # the id of the first, again
     assert [d.id for d in await db.outbox.deliveries("pk_a")] == [message(1).id]
     await db.outbox.add([])
+
+
+async def test_the_backlog_counts_pending_and_dead_messages_over_an_index(
+    db: Database, backend: Backend
+) -> None:
+    assert await db.outbox.backlog() == Backlog(0, 0, None)
+    await db.outbox.add([message(n, at=T + n) for n in range(1, 5)])
+    await db.outbox.add([message(9, site="pk_b", at=T + 0.5)])
+    claimed = await db.outbox.claim("node-a", T + 10, 30.0, 3)  # 9, 1, 2: the most overdue
+    assert await db.outbox.complete(claimed[0], done(DeliveryState.dead, T + 11))
+    assert await db.outbox.complete(claimed[1], done(DeliveryState.delivered, T + 11))
+    assert await db.outbox.complete(claimed[2], done(DeliveryState.dead, T + 11))
+    # Pending: 3 and 4 (made at T+3, T+4); dead: 9 and 2; delivered: 1.
+    assert await db.outbox.backlog() == Backlog(pending=2, dead=2, waiting_since=T + 3)
+    await db.outbox.redeliver("pk_a", message(2).id, T + 20)  # waiting since it was redelivered
+    await db.outbox.redeliver("pk_b", message(9).id, T + 1)
+    assert await db.outbox.backlog() == Backlog(pending=4, dead=0, waiting_since=T + 1)
+    if backend.name == "sqlite":  # the query plan reads the index, not the table
+        plan = await backend.sql(f"EXPLAIN QUERY PLAN {BACKLOG}")
+        assert any("COVERING INDEX webhook_outbox_state" in str(row) for row in plan), plan

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -190,3 +191,41 @@ async def test_history_and_redelivery_are_the_sites_own(
             server.stop()
     assert set(receiver.ids()) == {msg_id}
     assert 2 <= len(receiver.ids()) <= 3  # at least once per redelivery asked for at once
+
+
+async def test_healthz_counts_pending_and_dead_messages(
+    tmp_path: Path, server_env: dict[str, str]
+) -> None:
+    async with receiving() as (receiver, url):
+        server = start_server(tmp_path, "serve", outbox_env(server_env))
+        try:
+            site = server.create_site("--name", "A", "--origin", "*", "--webhook-url", url)
+            key = str(site["key"])
+            receiver.status = 410  # refused for good: dead
+            await Tab.open(server.ws, key, Browser("alice"))
+            await Tab.open(server.ws, key, Browser("alice"))  # blocked: one webhook
+            await receiver.until(lambda: len(receiver.got) == 1)
+            receiver.status = 500  # retried: pending
+            await Tab.open(server.ws, key, Browser("bob"))
+            await Tab.open(server.ws, key, Browser("bob"))
+            await receiver.until(lambda: len(receiver.got) >= 2)
+            async with api(server, site) as client:
+                with anyio.fail_after(scaled(20)):
+                    while True:  # the outcomes are written just after the answers
+                        r = await client.get("/webhooks/deliveries")
+                        states = sorted(d["state"] for d in r.json()["deliveries"])
+                        if states == ["dead", "pending"]:
+                            break
+                        await anyio.sleep(0.05)
+            # /healthz counts what it read at most 5 s ago (the start-up check read it too).
+            async with httpx.AsyncClient(timeout=scaled(10)) as http:
+                with anyio.fail_after(scaled(20)):
+                    while True:
+                        webhooks = (await http.get(server.http + "/healthz")).json()["webhooks"]
+                        if (webhooks["pending"], webhooks["dead"]) == (1, 1):
+                            break
+                        await anyio.sleep(0.2)
+            await Tab.close_all()
+        finally:
+            server.stop()
+    assert 0 <= webhooks["oldest_pending_age"] < scaled(30)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from ..audit import AuditEvent, AuditRecord
-from ..outbox import Completion, Delivery, DeliveryState
+from ..outbox import Backlog, Completion, Delivery, DeliveryState
 from ..rules import Override, Scope
 from ..site_secrets import SecretKind
 from ..sites import Site
@@ -83,6 +83,11 @@ class WebhookOutbox(Protocol):
     async def redeliver(self, site: str, id: str, now: float) -> Delivery | None:
         """Make a message of `site` pending and due at `now` with a new retry window, ending
         any claim; the message as it is now, or None if `site` has no such message."""
+        ...
+
+    async def backlog(self) -> Backlog:
+        """How many messages are pending and dead, and since when the longest-waiting
+        pending one waits; one query over an index of state."""
         ...
 
     async def deliveries(

@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..outbox import Completion, Delivery, DeliveryState
+from ..outbox import Backlog, Completion, Delivery, DeliveryState
 from ..webhooks import EventType
 from .audit_postgres import refuse_nul
-from .rows import OUTBOX_COLUMNS, delivery_from_row, delivery_row, outbox_schema
+from .rows import (
+    BACKLOG,
+    OUTBOX_COLUMNS,
+    backlog_from,
+    delivery_from_row,
+    delivery_row,
+    outbox_schema,
+)
 
 __all__ = ["SCHEMA", "OutboxPostgres"]
 
@@ -99,6 +106,9 @@ class OutboxPostgres:
             id,
         )
         return None if row is None else delivery_from_row(row)
+
+    async def backlog(self) -> Backlog:
+        return backlog_from(await self.pool.fetch(BACKLOG))
 
     async def deliveries(
         self,

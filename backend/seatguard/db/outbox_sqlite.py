@@ -7,9 +7,16 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from ..outbox import Completion, Delivery, DeliveryState
+from ..outbox import Backlog, Completion, Delivery, DeliveryState
 from ..webhooks import EventType
-from .rows import OUTBOX_COLUMNS, delivery_from_row, delivery_row, outbox_schema
+from .rows import (
+    BACKLOG,
+    OUTBOX_COLUMNS,
+    backlog_from,
+    delivery_from_row,
+    delivery_row,
+    outbox_schema,
+)
 
 __all__ = ["SCHEMA", "OutboxSqlite"]
 
@@ -81,6 +88,9 @@ class OutboxSqlite:
             (now, now, now, site, id),
         )
         return next((delivery_from_row(r) for r in rows), None)
+
+    async def backlog(self) -> Backlog:
+        return backlog_from(await self.conn.execute_fetchall(BACKLOG))
 
     async def deliveries(
         self,

@@ -26,6 +26,7 @@ from .outbox_postgres import SCHEMA as OUTBOX_SCHEMA
 from .outbox_postgres import OutboxPostgres
 from .rows import (
     LEGACY_SITES,
+    OUTBOX_STATE_INDEX,
     OVERRIDE_COLUMNS,
     REVOCATIONS_SCHEMA,
     SECRET_COLUMNS,
@@ -78,6 +79,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     REVOCATIONS_SCHEMA,
     SECRETS_SCHEMA,
     OUTBOX_SCHEMA,
+    OUTBOX_STATE_INDEX,
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 

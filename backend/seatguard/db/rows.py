@@ -15,7 +15,7 @@ import msgspec
 
 from ..audit import AuditRecord, decode
 from ..errors import ConfigError
-from ..outbox import Delivery, DeliveryState
+from ..outbox import Backlog, Delivery, DeliveryState
 from ..presence import Rules
 from ..rules import Override
 from ..sealing import SecretBox
@@ -25,8 +25,10 @@ from ..webhooks import EventType
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "BACKLOG",
     "LEGACY_SITES",
     "OUTBOX_COLUMNS",
+    "OUTBOX_STATE_INDEX",
     "OVERRIDE_COLUMNS",
     "REVOCATIONS_SCHEMA",
     "SECRETS_SCHEMA",
@@ -35,6 +37,7 @@ __all__ = [
     "SITE_COLUMNS",
     "audit_records",
     "audit_row",
+    "backlog_from",
     "delivery_from_row",
     "delivery_row",
     "outbox_schema",
@@ -149,6 +152,25 @@ def outbox_schema(seq: str) -> tuple[str, ...]:
         "WHERE state = 'pending'",
         "CREATE INDEX webhook_outbox_site ON webhook_outbox (site, seq)",
     )
+
+
+OUTBOX_STATE_INDEX = (
+    "CREATE INDEX webhook_outbox_state ON webhook_outbox (state, retrying_since)",
+)
+"""The index that counts the outbox's pending and dead messages, as one migration step."""
+
+BACKLOG = (
+    "SELECT state, count(*), min(retrying_since) FROM webhook_outbox "
+    "WHERE state IN ('pending', 'dead') GROUP BY state"
+)
+"""The outbox's backlog in one query over `webhook_outbox_state`; read by `backlog_from`."""
+
+
+def backlog_from(rows: Iterable[Sequence[Any]]) -> Backlog:
+    """The backlog from the rows of `BACKLOG`: (state, count, earliest retrying_since)."""
+    found = {str(state): (int(count), since) for state, count, since in rows}
+    pending, since = found.get("pending", (0, None))
+    return Backlog(pending, found.get("dead", (0, None))[0], since)
 
 
 def delivery_row(d: Delivery) -> tuple[object, ...]:

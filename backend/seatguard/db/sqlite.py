@@ -25,6 +25,7 @@ from .outbox_sqlite import SCHEMA as OUTBOX_SCHEMA
 from .outbox_sqlite import OutboxSqlite
 from .rows import (
     LEGACY_SITES,
+    OUTBOX_STATE_INDEX,
     OVERRIDE_COLUMNS,
     REVOCATIONS_SCHEMA,
     SECRET_COLUMNS,
@@ -79,6 +80,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     REVOCATIONS_SCHEMA,
     SECRETS_SCHEMA,
     OUTBOX_SCHEMA,
+    OUTBOX_STATE_INDEX,
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
