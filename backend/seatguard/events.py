@@ -23,6 +23,7 @@ import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -40,10 +41,12 @@ from .sites import Site
 
 __all__ = [
     "EVENT_TYPES",
-    "MAX_ID",
+    "LAST_ID_PATTERN",
     "PAGE",
+    "RETRY_AFTER",
     "SEND_TIMEOUT",
     "EventFeed",
+    "EventType",
     "EventsQuery",
     "SessionEvent",
     "last_event_id",
@@ -53,8 +56,6 @@ __all__ = [
 
 log = logging.getLogger("seatguard")
 
-MAX_ID = 2**63 - 1
-"""The largest event id: the largest audit seq a database holds (signed 64 bits)."""
 PAGE = 200
 """Audit rows a stream reads (and holds) at once."""
 SEND_TIMEOUT = 30.0
@@ -62,7 +63,10 @@ SEND_TIMEOUT = 30.0
 RETRY_AFTER = 10
 """Seconds a client over the cap of streams is told to wait (`Retry-After`)."""
 
-_TYPES: dict[str, str] = {
+EventType = Literal["admitted", "blocked", "unblocked", "ended", "revoked"]
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
+
+_TYPES: dict[str, EventType] = {
     AuditKind.admitted: "admitted",
     AuditKind.blocked: "blocked",
     AuditKind.taken_over: "blocked",
@@ -76,20 +80,20 @@ _TYPES: dict[str, str] = {
 """The audit kinds that are events, and the event type of each. `created` (always followed
 by `admitted` or `blocked`) and `refused` (a hello turned away: no session changed) are not."""
 
-EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(_TYPES.values()))
-"""admitted, blocked, unblocked, ended, revoked."""
 
-_ID = re.compile(r"(?:0|[1-9][0-9]{0,18})")  # ASCII digits only: `str.isdigit` also takes "²"
+LAST_ID_PATTERN = "^[0-9]{1,19}$"
+"""What a `Last-Event-ID` may be (ASCII digits: `str.isdigit` also takes "²")."""
+_LAST_ID = re.compile(LAST_ID_PATTERN)
 
 
 class SessionEvent(msgspec.Struct):
     """One event's data, as JSON: what happened to which browser session, when and why."""
 
-    type: str  # one of EVENT_TYPES
+    type: EventType
     user: str
     session: str | None
     device: str | None
-    time: str  # ISO 8601 in UTC, to the millisecond
+    time: Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]  # UTC, ms
     at: float  # the same, in seconds since the epoch
     reason: str | None  # blocked: limit, evicted, taken_over, challenge; ended: why; ...
     decision: int | None  # the store's sequence number of the decision, rising per user
@@ -120,13 +124,11 @@ def session_event(record: AuditRecord) -> SessionEvent | None:
 
 def last_event_id(raw: str | None) -> int:
     """The seq after which a stream starts: `Last-Event-ID` (absent: 0, the start);
-    ApiError 400 unless it is an event id, a whole number from 0 to `MAX_ID`."""
+    ApiError 400 unless it is a whole number of at most 19 digits, as event ids are."""
     if raw is None:
         return 0
-    if not _ID.fullmatch(raw) or int(raw) > MAX_ID:
-        raise ApiError(
-            400, "Invalid Last-Event-ID", f"Last-Event-ID must be an event id (0 to {MAX_ID})"
-        )
+    if not _LAST_ID.fullmatch(raw):
+        raise ApiError(400, "Invalid Last-Event-ID", "Last-Event-ID must be an event id: digits")
     return int(raw)
 
 
