@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from . import events
 from .errors import ConfigError, StoreUnavailable
 from .headers import CHALLENGE
 from .identity.jwks import JWKS_URI_PATTERN, MAX_URI
@@ -641,6 +642,7 @@ def routes() -> list[BaseRoute]:
         _route("/site/secret", {"POST": rotate_secret}),
         _route("/overrides", {"GET": list_overrides}),
         _route("/audit", {"GET": audit_records}),
+        _route("/events", {"GET": events.stream}),
         _route("/webhooks/deliveries", {"GET": webhook_deliveries}),
         _route("/webhooks/deliveries/{id}/redeliver", {"POST": redeliver}),
         _route("/overrides/{scope}/{name:any}", {"PUT": put_override, "DELETE": delete_override}),

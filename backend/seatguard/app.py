@@ -28,6 +28,7 @@ from .assets import Assets
 from .collector import Collector
 from .db import open_database
 from .deliveries import DeliveryWorker
+from .events import EventFeed
 from .handshakes import Handshakes
 from .headers import SecurityHeaders
 from .identity.jwks import JwksCache
@@ -180,7 +181,8 @@ class App(Starlette):
 def create_app(settings: Settings) -> Starlette:
     """Build the server for `settings`.
 
-    The Starlette app serves HTTP: the SDK file and its language packs, health, REST API,
+    The Starlette app serves HTTP: the SDK file and its language packs, health, REST API
+    (its event stream included),
     back-channel logout, the seat tokens' keys (`/.well-known/jwks.json`) and the demo.
     The WebSocket endpoint `/ws/v1` is `sockets.HttpProtocol`, which uvicorn runs as its
     protocol class (`seatguard serve`); the lifespan hands it the node and the caps on
@@ -211,6 +213,9 @@ def create_app(settings: Settings) -> Starlette:
         webhooks = DeliveryWorker.from_settings(settings, db.outbox, sites.get, box)
         await webhooks.start()
         app.state.webhooks = webhooks
+        events = EventFeed.from_settings(settings, db.audit)
+        events.start()
+        app.state.events = events
         recorder = Recorder(
             db.audit,
             key,
@@ -219,6 +224,7 @@ def create_app(settings: Settings) -> Starlette:
             box=box,
             checkpoint=checkpoint_path(settings),
             checkpoint_lag=settings.audit_checkpoint_lag,
+            appended=events.appended,
         )
         await recorder.start()
         node = Node(
@@ -253,6 +259,7 @@ def create_app(settings: Settings) -> Starlette:
             await node.close()
             collector.stop()
             await recorder.flush()
+            await events.aclose()
             await webhooks.aclose()
             await jwks.aclose()
             await store.close()

@@ -43,6 +43,7 @@ from .api import (
     SiteOut,
     UserPath,
 )
+from .events import EVENT_TYPES, LAST_ID_PATTERN, RETRY_AFTER, EventsQuery, SessionEvent
 from .inputs import MAX_BODY
 from .rules import SCOPES
 
@@ -101,6 +102,8 @@ _DESCRIPTIONS = {
     "state": "Only messages in this state",
     "event": "Only messages of this event type",
     "cursor": "The `next_cursor` of the page before; absent: the newest messages",
+    "follow": "false: send the events there are now and end the stream; true (the "
+    "default): keep it open and send each event as it happens",
 }
 
 
@@ -143,6 +146,44 @@ def _audit_params() -> list[dict[str, Any]]:
     return params
 
 
+def _events_params() -> list[dict[str, Any]]:
+    last_id = {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "The id of the last event received: the stream starts after it. "
+        "Absent: with the oldest event the audit trail holds.",
+        "schema": {"type": "string", "pattern": LAST_ID_PATTERN},
+    }
+    return [*_params(EventsQuery, "query"), last_id]
+
+
+_EVENT_STREAM = {
+    "description": "A Server-Sent Events stream. Each event has an `id` (send the last one "
+    "received as `Last-Event-ID` to resume after it), an `event` naming its type and one "
+    "`data` line, a `SessionEvent` as JSON; comment lines (`: heartbeat`) keep an idle "
+    "stream open.",
+    # The schema of each event, as OpenAPI 3.2 describes an event stream (`itemSchema`).
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["id", "event", "data"],
+                "properties": {
+                    "id": {"type": "string", "pattern": LAST_ID_PATTERN},
+                    "event": {"type": "string", "enum": list(EVENT_TYPES)},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": _ref(SessionEvent),
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 def _op(
     summary: str,
     ok: dict[str, Any],
@@ -152,13 +193,16 @@ def _op(
     body_required: bool = False,
     missing: str | None = None,
     more: dict[str, str] | None = None,
+    limited: str | None = None,
 ) -> Any:
-    """One operation; `missing` describes its 404, where it has one, and `more` its other
-    error statuses."""
+    """One operation; `missing` describes its 404, where it has one, `limited` its 429
+    (with `Retry-After`), and `more` its other error statuses."""
     errors = {**_ALWAYS, **(_WITH_PARAMS if params else {}), **(_WITH_BODY if body else {})}
     if missing is not None:
         errors["404"] = _error(missing)
     errors.update({status: _error(what) for status, what in (more or {}).items()})
+    if limited is not None:
+        errors["429"] = _error(limited, {"Retry-After": "Seconds to wait"})
     responses = {**ok, **dict(sorted(errors.items()))}
     op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
     if body is not None:
@@ -185,6 +229,7 @@ def document() -> dict[str, Any]:
         SiteOut,
         SecretRotationIn,
         SecretRotatedOut,
+        SessionEvent,
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
@@ -275,6 +320,22 @@ def document() -> dict[str, Any]:
                     "The site's audit trail, oldest first, a page at a time",
                     {"200": {**ok, **_json(AuditPageOut)}},
                     params=_audit_params(),
+                )
+            },
+            "/events": {
+                "get": _op(
+                    "The site's session events as Server-Sent Events, from the oldest kept "
+                    "or after `Last-Event-ID`, then as they happen",
+                    {"200": _EVENT_STREAM},
+                    params=_events_params(),
+                    more={
+                        "400": "`Last-Event-ID` is not an event id",
+                        "409": "`Last-Event-ID` is after the newest event: the events it came "
+                        "from are not this server's (a database restored or replaced); "
+                        "reconnect without it",
+                    },
+                    limited=f"The site has its most event streams open on this node; "
+                    f"retry after `Retry-After` seconds ({RETRY_AFTER})",
                 )
             },
             "/webhooks/deliveries": {

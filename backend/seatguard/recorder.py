@@ -2,8 +2,8 @@
 
 `audit_events` and `webhook_events` are pure translations of a presence `Outcome`; the
 `Recorder` appends the rows (durably, before anyone is told), keeps the head checkpoint
-outside the database up to date, and writes the webhooks to the outbox (also before anyone
-is told).
+outside the database up to date, tells the node's event streams of the new rows, and writes
+the webhooks to the outbox (also before anyone is told).
 """
 
 from __future__ import annotations
@@ -133,10 +133,11 @@ def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict
 class Recorder:
     """Appends audit rows and stores webhooks in the outbox for every outcome of the node.
 
-    With a `checkpoint` path, the head of the log is written there at `start()`, after
-    appends (at most about once a second, and at once when it is more than
-    `checkpoint_lag` records behind), and at `flush()`, which the server calls at shutdown
-    so that it names the very last record.
+    `appended` is told of the rows of each append once they are committed (the event
+    streams' `EventFeed.appended`). With a `checkpoint` path, the head of the log is
+    written there at `start()`, after appends (at most about once a second, and at once
+    when it is more than `checkpoint_lag` records behind), and at `flush()`, which the
+    server calls at shutdown so that it names the very last record.
     """
 
     def __init__(
@@ -149,6 +150,7 @@ class Recorder:
         box: SecretBox | None = None,
         checkpoint: Path | None = None,
         checkpoint_lag: int | None = None,
+        appended: Callable[[Sequence[AuditRecord]], None] | None = None,
     ) -> None:
         self.audit = audit
         self.key = key
@@ -156,6 +158,7 @@ class Recorder:
         self.site = site
         self.webhooks = webhooks
         self.box = box  # opens the sites' sealed webhook secrets, to check there are some
+        self.appended = appended
         self.checkpoint = (
             None
             if checkpoint is None
@@ -174,6 +177,8 @@ class Recorder:
 
     async def _append(self, events: Sequence[AuditEvent]) -> None:
         records = await self._batcher.append(events)
+        if records and self.appended is not None:
+            self.appended(records)
         if records and self.checkpoint is not None:
             await self.checkpoint.advance(records[-1].seq, records[-1].hash)
 

@@ -60,6 +60,9 @@ class Settings:
     webhook_retry_window: float = 259200.0  # a webhook still failing this long after it is dead
     webhook_lease: float = 60.0  # a node's claim on a webhook; then another node may retry it
     webhook_poll_interval: float = 1.0  # seconds between looks for due webhooks in the outbox
+    event_streams_per_site: int = 16  # open event streams (GET /api/v1/events) of a site per node
+    event_poll_interval: float = 1.0  # seconds between looks for events other nodes recorded
+    event_heartbeat: float = 15.0  # seconds between heartbeat comments on an event stream
     gc_freeze_interval: float = 1.0  # seconds between freezes of survivors (0: as Python ships)
     gc_full_interval: float = 3600.0  # seconds between full garbage collections (0: never)
     health_details: str = "local"  # who sees /healthz's details: public, local (loopback) or off
@@ -105,6 +108,13 @@ class Settings:
             raise ConfigError(
                 "webhook timings must be positive and finite, the lease longer than the "
                 "timeout and the retry cap at least the retry base"
+            )
+        if self.event_streams_per_site < 1 or not (
+            0 < self.event_poll_interval < math.inf and 0 < self.event_heartbeat < math.inf
+        ):
+            raise ConfigError(
+                "event streams per site must be at least 1, their poll interval and "
+                "heartbeat positive and finite"
             )
         if self.health_details not in HEALTH_DETAILS:
             raise ConfigError(

@@ -14,7 +14,7 @@ from typing import Any
 from ..audit import GENESIS, AuditEvent, AuditRecord, chain
 from .rows import AUDIT_COLUMNS, audit_records, audit_row
 
-__all__ = ["SCHEMA", "AuditPostgres", "refuse_nul"]
+__all__ = ["SCHEMA", "SITE_INDEX", "AuditPostgres", "refuse_nul"]
 
 SCHEMA: tuple[str, ...] = (
     """
@@ -56,6 +56,10 @@ SCHEMA: tuple[str, ...] = (
     """,
 )
 """Schema steps, one statement each, to run in order as migrations."""
+
+SITE_INDEX: tuple[str, ...] = ("CREATE INDEX audit_site_seq ON audit (site, seq)",)
+"""A migration: a site's rows in seq order (its audit trail and event stream) read from
+an index, not by walking every site's rows after the first one wanted."""
 
 _INSERT = (
     f"INSERT INTO audit ({AUDIT_COLUMNS}) "

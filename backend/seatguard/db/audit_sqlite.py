@@ -18,7 +18,7 @@ from .rows import AUDIT_COLUMNS as _COLUMNS
 from .rows import audit_records as _records
 from .rows import audit_row as _row
 
-__all__ = ["SCHEMA", "AuditSqlite"]
+__all__ = ["SCHEMA", "SITE_INDEX", "AuditSqlite"]
 
 SCHEMA: tuple[str, ...] = (
     """
@@ -48,6 +48,10 @@ SCHEMA: tuple[str, ...] = (
     """,
 )
 """Schema steps, one statement each, to run in order as migrations."""
+
+SITE_INDEX: tuple[str, ...] = ("CREATE INDEX audit_site_seq ON audit (site, seq)",)
+"""A migration: a site's rows in seq order (its audit trail and event stream) read from
+an index, not by walking every site's rows after the first one wanted."""
 
 _INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' for _ in _COLUMNS.split(','))})"
 _PAGE = 500

@@ -21,6 +21,7 @@ from ..sealing import SecretBox
 from ..site_secrets import SecretKind
 from ..sites import Site
 from .audit_postgres import SCHEMA as AUDIT_SCHEMA
+from .audit_postgres import SITE_INDEX as AUDIT_SITE_INDEX
 from .audit_postgres import AuditPostgres, refuse_nul
 from .outbox_postgres import SCHEMA as OUTBOX_SCHEMA
 from .outbox_postgres import OutboxPostgres
@@ -80,6 +81,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     SECRETS_SCHEMA,
     OUTBOX_SCHEMA,
     OUTBOX_STATE_INDEX,
+    AUDIT_SITE_INDEX,
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 

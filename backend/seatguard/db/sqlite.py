@@ -20,6 +20,7 @@ from ..sealing import SecretBox
 from ..site_secrets import SecretKind
 from ..sites import Site
 from .audit_sqlite import SCHEMA as AUDIT_SCHEMA
+from .audit_sqlite import SITE_INDEX as AUDIT_SITE_INDEX
 from .audit_sqlite import AuditSqlite
 from .outbox_sqlite import SCHEMA as OUTBOX_SCHEMA
 from .outbox_sqlite import OutboxSqlite
@@ -81,6 +82,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     SECRETS_SCHEMA,
     OUTBOX_SCHEMA,
     OUTBOX_STATE_INDEX,
+    AUDIT_SITE_INDEX,
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
