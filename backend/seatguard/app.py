@@ -178,7 +178,8 @@ def create_app(settings: Settings) -> Starlette:
         key = audit_key(settings, create=True)
         box = SecretBox(secrets_key(settings, create=True))
         seat_keys = load_seat_keys(settings, create=True, now=time.time())
-        app.state.seat_tokens = SeatTokens(seat_keys, settings.issuer, clock=time.time)
+        seat_tokens = SeatTokens(seat_keys, settings.issuer, clock=time.time)
+        app.state.seat_tokens = seat_tokens
         db = await open_database(settings.database, box)
         store: PresenceStore = (
             RedisStore(
@@ -217,6 +218,7 @@ def create_app(settings: Settings) -> Starlette:
             overrides=OverrideCache(db, store.now, settings.site_cache_ttl),
             revocations=RevocationChecks(db),
             jwks=jwks,
+            seat_tokens=seat_tokens,
         )
         app.state.node = node
         await store.start(node)
@@ -231,7 +233,7 @@ def create_app(settings: Settings) -> Starlette:
         handshakes = Handshakes.from_settings(settings, open_files)
         app.state.handshakes = handshakes
         try:
-            yield {"node": node, "handshakes": handshakes, "seat_tokens": app.state.seat_tokens}
+            yield {"node": node, "handshakes": handshakes, "seat_tokens": seat_tokens}
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
