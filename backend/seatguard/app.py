@@ -163,8 +163,9 @@ class App(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the server for `settings`.
+def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlette:
+    """Build the server for `settings`; with `settings.demo`, `demo_secret` is the demo
+    site's secret key, which its content route checks seats with.
 
     The Starlette app serves HTTP: the SDK file and its language packs, health, REST API,
     back-channel logout, the seat tokens' keys (`/.well-known/jwks.json`) and the demo.
@@ -245,6 +246,8 @@ def create_app(settings: Settings) -> Starlette:
             await jwks.aclose()
             await store.close()
             await db.close()
+            if playback is not None:
+                await playback.aclose()
 
     routes: list[BaseRoute] = [
         Route("/healthz", health),
@@ -255,10 +258,12 @@ def create_app(settings: Settings) -> Starlette:
         *oidc_routes.routes(),
         *seat_routes.routes(),
     ]
+    playback = None
     if settings.demo:
         import demo_site
 
-        routes += demo_site.routes()
+        playback = demo_site.Playback(settings, demo_site.DEMO_SITE_KEY, demo_secret)
+        routes += demo_site.routes(playback)
     app = App(routes=routes, lifespan=lifespan, exception_handlers=api.exception_handlers())
     app.state.assets = Assets()
     return app
