@@ -460,6 +460,14 @@ class Node:
         store = self._fallback if key in self._degraded else self.store
         return await store.read(key)
 
+    async def shared_snapshot(self, key: UserKey) -> UserPresence:
+        """A copy of one user's presence as every node sees it, for the seat check;
+        StoreUnavailable while the store cannot be reached, or while this node decides the
+        user alone (a site failing open, until the store is back)."""
+        if key in self._degraded:
+            raise StoreUnavailable("the presence store is not back in step for this user yet")
+        return await self.store.read(key)
+
     async def rules_changed(self, site_key: SiteKey) -> None:
         """An operator changed a site's rules or overrides: apply them to live sessions
         here, and tell the other nodes to do the same with theirs."""
