@@ -51,6 +51,8 @@ _WHY = {
     "invalid": "The seat token was refused.",
     "unavailable": "The seat could not be checked just now: try again in a moment.",
     "no_secret": "The demo has no secret key to check seats with.",
+    "secret_refused": "The server refused the demo's secret key (rotated since the demo "
+    "started, or by another demo node): restart the demo to check seats.",
 }
 """What the player says for each reason it refuses to play."""
 
@@ -118,6 +120,8 @@ class Playback:
             )
         except httpx.HTTPError:
             return _refused(503, "unavailable")
+        if r.status_code == 401:
+            return _refused(503, "secret_refused")
         if r.status_code != 200:
             return _refused(503, "unavailable")
         answer: dict[str, Any] = r.json()
