@@ -2,7 +2,8 @@
 
 The demo's own "backend" routes (under /demo) act as a site's server would: they set a
 user's idle timeout as a server-side override and revoke sessions, through the same node
-operations the REST API uses.
+operations the REST API uses, and serve the player's content only to a browser that holds
+a seat (`/demo/play`, see `playback`).
 
 Integrators copy it, so it defends itself as a site should, although anyone may sign in
 as anyone here: its pages carry a Content-Security-Policy whose inline scripts run by a
@@ -33,7 +34,9 @@ from seatguard.rules import Override
 from seatguard.sites import normalize_origin
 from seatguard.types import MODES, POLICIES, Policy
 
-__all__ = ["DEMO_SITE_KEY", "may_change_plan", "routes", "same_origin"]
+from .playback import Playback
+
+__all__ = ["DEMO_SITE_KEY", "Playback", "may_change_plan", "routes", "same_origin"]
 
 DEMO_SITE_KEY = "pk_demo_acme_stream"
 """Site key seeded by `seatguard demo`; the demo site allows client-side settings."""
@@ -211,12 +214,14 @@ async def revoke(request: Request) -> Response:
     return JSONResponse({"revoked": revoked}, headers=NO_STORE)
 
 
-def routes() -> list[BaseRoute]:
-    """The demo's pages, mounted next to the presence server by `seatguard demo`."""
+def routes(playback: Playback) -> list[BaseRoute]:
+    """The demo's pages, mounted next to the presence server by `seatguard demo`; the
+    player's content comes from `playback`."""
     return [
         Route("/", home),
         Route("/watch", watch),
         Route("/demo/sessions", sessions),
         Route("/demo/revoke", revoke, methods=["POST"]),
+        Route("/demo/play", playback.play),
         Mount("/demo-static", StaticFiles(directory=HERE / "static"), name="demo-static"),
     ]

@@ -37,6 +37,7 @@ from .presence import RULE_FIELDS, Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .protocol import Ident, Limit
 from .rules import SCOPES, Override, Scope
+from .seat.check import check_seat
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
 from .types import Mode, Policy
@@ -638,6 +639,7 @@ def routes() -> list[BaseRoute]:
         _route("/users/{user:any}/sessions/{session}", {"DELETE": revoke_session}),
         _route("/users/{user:any}/revoke", {"POST": revoke_user}),
         _route("/revoke", {"POST": revoke_where}),
+        _route("/seats/check", {"POST": check_seat}),
         _route("/site", {"GET": get_site, "PATCH": patch_site}),
         _route("/site/secret", {"POST": rotate_secret}),
         _route("/overrides", {"GET": list_overrides}),

@@ -178,8 +178,9 @@ class App(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the server for `settings`.
+def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlette:
+    """Build the server for `settings`; with `settings.demo`, `demo_secret` is the demo
+    site's secret key, which its content route checks seats with.
 
     The Starlette app serves HTTP: the SDK file and its language packs, health, REST API
     (its event stream included),
@@ -194,7 +195,8 @@ def create_app(settings: Settings) -> Starlette:
         key = audit_key(settings, create=True)
         box = SecretBox(secrets_key(settings, create=True))
         seat_keys = load_seat_keys(settings, create=True, now=time.time())
-        app.state.seat_tokens = SeatTokens(seat_keys, settings.issuer, clock=time.time)
+        seat_tokens = SeatTokens(seat_keys, settings.issuer, clock=time.time)
+        app.state.seat_tokens = seat_tokens
         db = await open_database(settings.database, box)
         store: PresenceStore = (
             RedisStore(
@@ -237,6 +239,7 @@ def create_app(settings: Settings) -> Starlette:
             overrides=OverrideCache(db, store.now, settings.site_cache_ttl),
             revocations=RevocationChecks(db),
             jwks=jwks,
+            seat_tokens=seat_tokens,
         )
         app.state.node = node
         await store.start(node)
@@ -251,7 +254,7 @@ def create_app(settings: Settings) -> Starlette:
         handshakes = Handshakes.from_settings(settings, open_files)
         app.state.handshakes = handshakes
         try:
-            yield {"node": node, "handshakes": handshakes, "seat_tokens": app.state.seat_tokens}
+            yield {"node": node, "handshakes": handshakes, "seat_tokens": seat_tokens}
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -264,6 +267,8 @@ def create_app(settings: Settings) -> Starlette:
             await jwks.aclose()
             await store.close()
             await db.close()
+            if playback is not None:
+                await playback.aclose()
 
     routes: list[BaseRoute] = [
         Route("/healthz", health),
@@ -274,10 +279,12 @@ def create_app(settings: Settings) -> Starlette:
         *oidc_routes.routes(),
         *seat_routes.routes(),
     ]
+    playback = None
     if settings.demo:
         import demo_site
 
-        routes += demo_site.routes()
+        playback = demo_site.Playback(settings, demo_site.DEMO_SITE_KEY, demo_secret)
+        routes += demo_site.routes(playback)
     app = App(routes=routes, lifespan=lifespan, exception_handlers=api.exception_handlers())
     app.state.assets = Assets()
     return app

@@ -40,6 +40,7 @@ from .protocol import (
     Heartbeat,
     Hello,
     Logout,
+    Seat,
     ServerFrame,
     TakeOver,
     Welcome,
@@ -255,6 +256,7 @@ class Channel:
         for seq, frame in early:
             if seq > joined.seq:  # older news is already in the welcome
                 await self.push(frame)
+        await self.node.give_seat(self)
 
     async def _refused(self, key: UserKey, hello: Hello, reason: str) -> None:
         device = hello.fp or hello.device
@@ -301,6 +303,8 @@ class Channel:
     async def push(self, frame: ServerFrame) -> None:
         if self.state is ChannelState.closed:
             return
+        if self.state is ChannelState.awaiting_hello and isinstance(frame, Seat):
+            return  # the tab gets its token right after the welcome, if it is seated then
         if self.state is ChannelState.awaiting_hello and not isinstance(frame, Welcome | Error):
             # A notice raced ahead of this tab's welcome: it is sent right after it.
             if self._early is None:

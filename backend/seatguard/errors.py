@@ -21,6 +21,7 @@ SeatguardError
       ├── InvalidIdentity     4013 identity token refused (bad signature, expired, bad claim)
       ├── InvalidLogoutToken  back-channel logout token refused (HTTP 400)
       ├── InvalidSeatToken    seat token refused by a site backend (`verify.py`: HTTP 401)
+      │    └── SeatTokenExpired    past its `exp`, and otherwise good
       └── KeysUnavailable     4013 the signing keys at a jwks_uri could not be had (logout,
                               seat token: 503)
 """
@@ -41,6 +42,7 @@ __all__ = [
     "OriginNotAllowed",
     "OutOfOrder",
     "ProtocolError",
+    "SeatTokenExpired",
     "SeatguardError",
     "SessionExpired",
     "SessionRefused",
@@ -139,6 +141,10 @@ class InvalidLogoutToken(IdentityError):
 
 class InvalidSeatToken(IdentityError):
     pass
+
+
+class SeatTokenExpired(InvalidSeatToken):
+    """A seat token that would be good but for its expiry."""
 
 
 class KeysUnavailable(IdentityError):

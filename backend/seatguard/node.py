@@ -13,6 +13,10 @@ timeout, and the same step repairs whatever this node missed: tabs the store no 
 knows are joined again, tabs it still credits to this node but that left are released,
 and every tab is told its session's true state. Expiry checks run per user at the next
 time something can expire (`next_deadline`), not by scanning everyone.
+
+A tab whose session holds a seat gets a seat token (`give_seat`), and a new one at two
+thirds of its lifetime, from the same tick (`_renew`); a tab told it is blocked, or gone,
+gets none.
 """
 
 from __future__ import annotations
@@ -55,10 +59,11 @@ from .presence import (
     UserPresence,
     next_deadline,
 )
-from .protocol import BlockReason, CloseCode, Conflict, ServerFrame
+from .protocol import BlockReason, CloseCode, Conflict, Seat, ServerFrame
 from .ratelog import RateLog
 from .rules import Claims
 from .sealing import SecretBox
+from .seat import SeatTokens
 from .serial import KeyedLock
 from .settings import Settings
 from .sites import Site
@@ -96,6 +101,8 @@ class Tab(Protocol):
     async def push(self, frame: ServerFrame) -> None: ...
 
     async def end(self, code: CloseCode, message: str) -> None: ...
+
+    def __hash__(self) -> int: ...  # by identity: due times are kept per tab
 
 
 class Recorder(Protocol):
@@ -163,14 +170,17 @@ class Node:
         overrides: OverrideCache | None = None,
         revocations: RevocationChecks | None = None,
         jwks: JwksCache | None = None,
+        seat_tokens: SeatTokens | None = None,
     ) -> None:
-        """The caches not given are made here, over `db` and the store's clock."""
+        """The caches not given are made here, over `db` and the store's clock; without
+        `seat_tokens`, tabs get no seat tokens."""
         self.settings = settings
         self.box = box  # hashes secret keys and opens the sites' sealed secrets
         self.store = store
         self.db = db
         self.clock = store.now
         self.recorder = recorder
+        self.seat_tokens = seat_tokens
         ttl = settings.site_cache_ttl
         self.sites = sites if sites is not None else SiteCache(db, store.now, ttl)
         self.overrides = overrides if overrides is not None else OverrideCache(db, store.now, ttl)
@@ -191,6 +201,7 @@ class Node:
         self._serial: KeyedLock[UserKey] = KeyedLock()
         self._watch: Deadlines[UserKey] = Deadlines()  # next expiry check of each user
         self._flush: Deadlines[UserKey] = Deadlines()  # when each user's tabs are synced
+        self._renew: Deadlines[Tab] = Deadlines()  # when each seated tab gets a new seat token
         self._fallback = MemoryStore(store.now)  # decides alone while the store is down
         self._degraded: set[UserKey] = set()  # users decided on the fallback meanwhile
         self._lost: set[UserKey] = set()  # users whose tabs left here while it was down
@@ -449,6 +460,14 @@ class Node:
         store = self._fallback if key in self._degraded else self.store
         return await store.read(key)
 
+    async def shared_snapshot(self, key: UserKey) -> UserPresence:
+        """A copy of one user's presence as every node sees it, for the seat check;
+        StoreUnavailable while the store cannot be reached, or while this node decides the
+        user alone (a site failing open, until the store is back)."""
+        if key in self._degraded:
+            raise StoreUnavailable("the presence store is not back in step for this user yet")
+        return await self.store.read(key)
+
     async def rules_changed(self, site_key: SiteKey) -> None:
         """An operator changed a site's rules or overrides: apply them to live sessions
         here, and tell the other nodes to do the same with theirs."""
@@ -545,7 +564,7 @@ class Node:
                     await self._tell_state(tab, states[session], takeover, seq)
 
     async def tick(self) -> None:
-        """Run what is due: syncs of heartbeats, then expiry checks.
+        """Run what is due: syncs of heartbeats, expiry checks, then new seat tokens.
 
         On the memory store a user's step never waits, so a tick of many users would hold
         the event loop for all of them (tens of ms at 20,000 tabs): it lets the sockets be
@@ -566,6 +585,11 @@ class Node:
                 await run(key, self.sync(key), self._flush)
         for key in self._watch.pop_due(now):
             await run(key, self._expire(key), self._watch)
+        for tab in self._renew.pop_due(now):
+            await self.give_seat(tab)
+            done += 1
+            if done % _TICK_SLICE == 0:
+                await asyncio.sleep(0)
 
     async def _expire(self, key: UserKey) -> None:
         timing = self.timing
@@ -665,6 +689,7 @@ class Node:
         sessions = self._tabs[key]
         tabs = sessions[a.session]
         del tabs[a.tab]
+        self._renew.set(tab, None)
         if not tabs:
             del sessions[a.session]
             if not sessions:
@@ -723,6 +748,51 @@ class Node:
             return
         tab.told = told
         await tab.push(state_frame(state, reason, takeover))
+        if state is SeatState.admitted:
+            await self.give_seat(tab)
+        else:
+            self._renew.set(tab, None)
+
+    # --- seat tokens --------------------------------------------------------------------
+
+    async def give_seat(self, tab: Tab) -> None:
+        """Send a tab a new seat token if its session holds a seat, and schedule the next
+        at two thirds of the token's lifetime; the channel calls it after the welcome.
+
+        A tab that waits, or that this node no longer holds, gets none (and nothing more is
+        scheduled for it). When a token cannot be made, it is tried again a second later.
+        """
+        tokens, key, a = self.seat_tokens, tab.key, tab.arrival
+        if tokens is None or key is None or a is None or not self._seated(tab):
+            self._renew.set(tab, None)
+            return
+        try:
+            site = await self.site(key[0])
+            if site is None:  # deleted: its tabs are turned away at their next hello
+                self._renew.set(tab, None)
+                return
+            ttl = site.config.seat_token_ttl
+            seat = tokens.issue(
+                site=key[0],
+                user=key[1],
+                session=a.session,
+                device=a.device,
+                org=a.org,
+                role=a.role,
+                ttl=ttl,
+            )
+        except Exception:
+            log.exception("could not make a seat token for %s; trying again in a second", key)
+            self._renew.set(tab, self.clock() + 1.0)
+            return
+        if not self._seated(tab):  # blocked or gone while the site was read
+            return
+        self._renew.set(tab, self.clock() + ttl * 2 / 3)
+        await tab.push(Seat(token=seat.token, exp=seat.expires_at))
+
+    def _seated(self, tab: Tab) -> bool:
+        """Whether this node holds `tab` and last told it that its session holds a seat."""
+        return self._holds(tab) and tab.told is not None and tab.told[0] is SeatState.admitted
 
     async def _end(self, tab: Tab, reason: presence.EndReason) -> None:
         told = ENDINGS.get(reason)

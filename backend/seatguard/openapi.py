@@ -46,6 +46,7 @@ from .api import (
 from .events import EVENT_TYPES, LAST_ID_PATTERN, RETRY_AFTER, EventsQuery, SessionEvent
 from .inputs import MAX_BODY
 from .rules import SCOPES
+from .seat.check import SeatActiveOut, SeatCheckIn, SeatInactiveOut
 
 __all__ = ["document", "endpoint"]
 
@@ -230,6 +231,9 @@ def document() -> dict[str, Any]:
         SecretRotationIn,
         SecretRotatedOut,
         SessionEvent,
+        SeatCheckIn,
+        SeatActiveOut,
+        SeatInactiveOut,
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
@@ -279,6 +283,21 @@ def document() -> dict[str, Any]:
                     {"200": {**ok, **_json(RevokedCountOut)}},
                     params=[],
                     body=RevokeWhereIn,
+                    body_required=True,
+                )
+            },
+            "/seats/check": {
+                "post": _op(
+                    "Whether the session behind a seat token holds a seat now (RFC 7662 "
+                    "style: `active`, with the token's claims, or a `reason` it is not)",
+                    {
+                        "200": {
+                            **ok,
+                            **_json({"oneOf": [_ref(SeatActiveOut), _ref(SeatInactiveOut)]}),
+                        }
+                    },
+                    params=[],
+                    body=SeatCheckIn,
                     body_required=True,
                 )
             },

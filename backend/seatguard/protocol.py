@@ -34,6 +34,7 @@ __all__ = [
     "Hello",
     "Logout",
     "Revoked",
+    "Seat",
     "ServerFrame",
     "TakeOver",
     "Unblock",
@@ -192,6 +193,13 @@ class Unblock(msgspec.Struct, tag_field="t", tag="unblock"):
     pass
 
 
+class Seat(msgspec.Struct, tag_field="t", tag="seat"):
+    """This tab's seat token (see docs/seat-tokens.md), replacing any earlier one."""
+
+    token: str
+    exp: int  # when it expires, seconds since the epoch; a new one comes before then
+
+
 class Ended(msgspec.Struct, tag_field="t", tag="ended"):
     reason: str
 
@@ -203,7 +211,7 @@ class Error(msgspec.Struct, tag_field="t", tag="error"):
 
 
 ServerFrame = (
-    Welcome | Ack | Block | Unblock | Conflict | Denied | Revoked | Expired | Ended | Error
+    Welcome | Ack | Block | Unblock | Seat | Conflict | Denied | Revoked | Expired | Ended | Error
 )
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import InvalidSeatToken, KeysUnavailable
+from .errors import InvalidSeatToken, KeysUnavailable, SeatTokenExpired
 from .identity.jwks import Fetch, JwksCache
 from .identity.jws import (
     KeySet,
@@ -49,7 +49,15 @@ from .identity.jws import (
 from .seat.keyset import ALGORITHM, MAX_TTL
 from .seat.tokens import HEADER, TOKEN_TYPE
 
-__all__ = ["InvalidSeatToken", "KeysUnavailable", "SeatClaims", "SeatMiddleware", "SeatVerifier"]
+__all__ = [
+    "InvalidSeatToken",
+    "KeysUnavailable",
+    "SeatClaims",
+    "SeatMiddleware",
+    "SeatTokenExpired",
+    "SeatVerifier",
+    "seat_claims",
+]
 
 _ALGORITHMS = (ALGORITHM,)
 _TYPES = (TOKEN_TYPE, "application/" + TOKEN_TYPE)  # RFC 7515 §4.1.9: the prefix may go
@@ -118,43 +126,13 @@ class SeatVerifier:
             else await self._cache.keys(self.jwks_url, _ALGORITHMS, kid=kid)
         )
         header, claims = verify_signed(token, keys, _ALGORITHMS, error=InvalidSeatToken, what=_WHAT)
-        typ = header.get("typ")
-        if not isinstance(typ, str) or typ.lower() not in _TYPES:
-            raise InvalidSeatToken(f"seat token type {typ!r} is not {TOKEN_TYPE!r}")
-        return self._claims(claims)
-
-    def _claims(self, claims: Mapping[str, Any]) -> SeatClaims:
-        err = InvalidSeatToken
-        check_issuer(claims, self.issuer, error=err, what=_WHAT)
-        check_audience(claims, self.audience, error=err, what=_WHAT)
-        exp, iat = check_times(claims, now=self._clock(), leeway=self.leeway, error=err, what=_WHAT)
-        if iat is None:
-            raise InvalidSeatToken("seat token has no 'iat' claim")
-        if exp - iat > MAX_TTL:
-            raise InvalidSeatToken(f"seat token lives {exp - iat:g} s, more than {MAX_TTL} s")
-        text = {}
-        for name in ("sub", "sid", "did", "jti"):
-            value = claims.get(name)
-            if not isinstance(value, str) or not value:
-                raise InvalidSeatToken(f"seat token claim {name!r} is missing or not a string")
-            text[name] = value
-        optional = {}
-        for name in ("org", "role"):
-            value = claims.get(name)
-            if value is not None and not isinstance(value, str):
-                raise InvalidSeatToken(f"seat token claim {name!r} is not a string")
-            optional[name] = value
-        return SeatClaims(
-            site=self.audience,
-            user=text["sub"],
-            session=text["sid"],
-            device=text["did"],
-            org=optional["org"],
-            role=optional["role"],
-            issued_at=iat,
-            expires_at=exp,
-            token_id=text["jti"],
+        return seat_claims(
+            header,
+            claims,
             issuer=self.issuer,
+            audience=self.audience,
+            now=self._clock(),
+            leeway=self.leeway,
         )
 
     async def aclose(self) -> None:
@@ -172,6 +150,59 @@ class SeatVerifier:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def seat_claims(
+    header: Mapping[str, Any],
+    claims: Mapping[str, Any],
+    *,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: float,
+) -> SeatClaims:
+    """The claims of a seat token whose signature checked out (see the module doc), or
+    InvalidSeatToken saying why not; SeatTokenExpired when expiry is all that is wrong
+    with it. Times are checked last, so a token of another issuer or site is refused as
+    such, never as expired."""
+    err = InvalidSeatToken
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in _TYPES:
+        raise err(f"seat token type {typ!r} is not {TOKEN_TYPE!r}")
+    check_issuer(claims, issuer, error=err, what=_WHAT)
+    check_audience(claims, audience, error=err, what=_WHAT)
+    text = {}
+    for name in ("sub", "sid", "did", "jti"):
+        value = claims.get(name)
+        if not isinstance(value, str) or not value:
+            raise err(f"seat token claim {name!r} is missing or not a string")
+        text[name] = value
+    optional = {}
+    for name in ("org", "role"):
+        value = claims.get(name)
+        if value is not None and not isinstance(value, str):
+            raise err(f"seat token claim {name!r} is not a string")
+        optional[name] = value
+    if "iat" not in claims:
+        raise err("seat token has no 'iat' claim")
+    exp, iat = check_times(
+        claims, now=now, leeway=leeway, error=err, what=_WHAT, expired=SeatTokenExpired
+    )
+    assert iat is not None  # there, and a NumericDate: check_times reads it
+    if exp - iat > MAX_TTL:
+        raise err(f"seat token lives {exp - iat:g} s, more than {MAX_TTL} s")
+    return SeatClaims(
+        site=audience,
+        user=text["sub"],
+        session=text["sid"],
+        device=text["did"],
+        org=optional["org"],
+        role=optional["role"],
+        issued_at=iat,
+        expires_at=exp,
+        token_id=text["jti"],
+        issuer=issuer,
+    )
 
 
 class SeatMiddleware:

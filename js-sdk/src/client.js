@@ -1,5 +1,5 @@
-// The client a page gets from Seatguard.load(): state, events, logout and destroy, wiring the
-// connection, the browser identity, the page lifecycle and the overlay together.
+// The client a page gets from Seatguard.load(): state, seat token, events, logout and destroy,
+// wiring the connection, the browser identity, the page lifecycle and the overlay together.
 import { EXPIRED, LIVE_STATES, LOGGED_OUT, REVOKED } from './constants.js';
 import { connection } from './connection.js';
 import { bye, hello, logout, takeover } from './protocol.js';
@@ -62,6 +62,9 @@ export function createClient(options, world = {}) {
   // The overlay texts, and what the overlay shows: [kind, reason, button] for draw().
   let texts;
   let drawn;
+  // The seat token from the last `seat` frame and when it expires (ms); null once blocked or ended.
+  let seat = null;
+  let until = 0;
 
   const ids = openSession(
     guardStorage(() => storage.local || win.localStorage),
@@ -80,6 +83,12 @@ export function createClient(options, world = {}) {
         console.error(error);
       }
     }
+  };
+
+  // Keeps the seat token `value` (null: drop it) until `exp` (seconds); a `token` event if it changed.
+  const hold = (value, exp) => {
+    until = exp * 1000;
+    if (seat !== value) emit('token', (seat = value));
   };
 
   const move = (to) => {
@@ -124,6 +133,7 @@ export function createClient(options, world = {}) {
   };
 
   const block = (reason, takeover) => {
+    hold(null);
     move('blocked');
     takeover = !!takeover;
     if (why?.reason === reason && why.takeover === takeover) return;
@@ -148,6 +158,7 @@ export function createClient(options, world = {}) {
   // Ends for good with `kind` (ended, revoked, expired, error): no reconnect ever.
   const finish = (kind, detail) => {
     if (!live(client.state)) return;
+    hold(null);
     conn._stop();
     events._off();
     // The browser session is spent: the next page load starts a new one.
@@ -176,8 +187,16 @@ export function createClient(options, world = {}) {
     rules: rulesOf(options),
 
     /**
-     * Subscribes to `state`, `block`, `unblock`, `conflict`, `denied`, `ended`, `revoked`,
-     * `expired` or `error`; returns an unsubscribe function.
+     * The seat token to send with the page's own requests (header `Seatguard-Seat`): a string
+     * while this browser holds a seat, else null (also once it expired unrenewed).
+     */
+    get token() {
+      return until > timers.now() ? seat : null;
+    },
+
+    /**
+     * Subscribes to `state`, `token` (the new token, or null), `block`, `unblock`, `conflict`,
+     * `denied`, `ended`, `revoked`, `expired` or `error`; returns an unsubscribe function.
      */
     on(event, handler) {
       const list = (handlers[event] = handlers[event] || []);
@@ -220,6 +239,7 @@ export function createClient(options, world = {}) {
     /** Says goodbye, closes the socket, removes every listener, timer and the overlay. Idempotent. */
     destroy() {
       if (client.state === 'destroyed') return;
+      hold(null);
       conn._stop(bye('close'));
       events._off();
       overlay.hide();
@@ -293,6 +313,7 @@ export function createClient(options, world = {}) {
         } else admit();
       } else if (t === 'block') block(frame.reason, frame.takeover);
       else if (t === 'unblock') admit();
+      else if (t === 'seat' && client.state === 'admitted') hold(frame.token, frame.exp);
       else if (t === 'conflict') emit(t);
       else if (t === 'denied') {
         if (frame.action === 'takeover') settle(false);

@@ -10,7 +10,7 @@ const METHODS = ['on', 'logout', 'destroy', 'takeOver'];
 
 /**
  * Replays a snippet proxy's queued calls onto the real client, then makes the proxy a live
- * view of it. Queued calls are `[method, arguments, handle]`; an unsubscribe called before the
+ * view of it (its methods, `state` and `token`). Queued calls are `[method, arguments, handle]`; an unsubscribe called before the
  * replay sets `handle.x`, one called after goes through `handle.off`.
  */
 export function adopt(proxy, client) {
@@ -21,7 +21,7 @@ export function adopt(proxy, client) {
   }
   proxy.q = [];
   for (const method of METHODS) proxy[method] = (...args) => client[method](...args);
-  Object.defineProperty(proxy, 'state', { get: () => client.state, configurable: true, enumerable: true });
+  for (const name of ['state', 'token']) Object.defineProperty(proxy, name, { get: () => client[name], configurable: true, enumerable: true });
   proxy.client = client;
 }
 

@@ -145,6 +145,7 @@ test('the built bundle installs window.Seatguard in a browser-like context', { s
     assert.equal(typeof win.Seatguard.load, 'function');
     assert.equal(sockets[0].url, 'wss://sg.example.com/ws/v1');
     assert.equal(proxy.state, 'connecting');
+    assert.equal(proxy.token, null); // a live view of the client's token too
   } finally {
     proxy.destroy();
   }

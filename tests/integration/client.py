@@ -47,6 +47,9 @@ async def frames_of(tabs: list[Tab], seconds: float) -> list[list[Frame]]:
 
 
 class Tab:
+    """One tab's socket. Seat token frames (`seat`) are put aside in `seats` as they
+    arrive, so that what a test reads is the rest of the conversation."""
+
     opened: ClassVar[list[ClientConnection]] = []  # every socket, closed after each test
 
     def __init__(self, ws: ClientConnection, browser: Browser, tab: str) -> None:
@@ -54,6 +57,15 @@ class Tab:
         self.browser = browser
         self.tab = tab
         self.ref = 0
+        self.seats: list[Frame] = []  # the seat frames received, in order
+
+    async def _next(self) -> Frame:
+        """The next frame other than a seat token."""
+        while True:
+            frame: Frame = json.loads(await self.ws.recv())
+            if frame.get("t") != "seat":
+                return frame
+            self.seats.append(frame)
 
     @classmethod
     async def connect(cls, url: str, origin: str | None = None) -> ClientConnection:
@@ -108,9 +120,18 @@ class Tab:
 
     async def recv(self, within: float = 3) -> Frame:
         with anyio.fail_after(scaled(within)):
-            raw = await self.ws.recv()
-        frame: Frame = json.loads(raw)
-        return frame
+            return await self._next()
+
+    async def seat(self, within: float = 3) -> Frame:
+        """The next seat frame (one put aside already, first); any frame but an ack before
+        it fails the test."""
+        with anyio.fail_after(scaled(within)):
+            while not self.seats:
+                frame: Frame = json.loads(await self.ws.recv())
+                if frame["t"] == "seat":
+                    return frame
+                assert frame["t"] == "ack", f"expected a seat frame, got {frame!r}"
+        return self.seats.pop(0)
 
     async def heartbeat(self, active: bool = False) -> Frame:
         self.ref += 1
@@ -131,7 +152,7 @@ class Tab:
                         await self.send({"t": "hb", "ref": self.ref})
                     with anyio.move_on_after(scaled(0.25)):
                         while True:
-                            frame = json.loads(await self.ws.recv())
+                            frame = await self._next()
                             if frame.get("t") != "ack":
                                 frames.append(frame)
             except ConnectionClosed:
@@ -149,7 +170,7 @@ class Tab:
         with anyio.fail_after(scaled(within)):
             try:
                 while True:
-                    frames.append(json.loads(await self.ws.recv()))
+                    frames.append(await self._next())
             except ConnectionClosed as exc:
                 assert exc.rcvd is not None, "closed without a close frame"
                 return exc.rcvd.code, exc.rcvd.reason, frames

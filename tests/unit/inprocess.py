@@ -35,6 +35,8 @@ from seatguard.protocol import (
 )
 from seatguard.rules import Claims
 from seatguard.sealing import SecretBox
+from seatguard.seat import DEFAULT_TTL, SeatKeyRing, SeatKeySet, SeatTokens
+from seatguard.seat.keyset import new_key
 from seatguard.settings import Settings
 from seatguard.sites import Site, SiteConfig, new_site
 from seatguard.store import MemoryStore
@@ -44,6 +46,7 @@ from seatguard.types import SiteKey, UserKey
 from .fakes import Clock
 
 __all__ = [
+    "ISSUER",
     "SETTINGS",
     "FakeTab",
     "FakeTransport",
@@ -66,6 +69,9 @@ SETTINGS = Settings(
 )
 """Short timings: heartbeats reach the store within (30 - 10) / 2 = 10 s."""
 
+ISSUER = "https://seatguard.test"
+"""The `iss` of the world's seat tokens."""
+
 _frames = msgspec.json.Decoder(ServerFrame)
 
 
@@ -78,11 +84,19 @@ def decode_frame(text: bytes) -> ServerFrame:
 
 
 async def make_node(
-    world: World, node_id: str = "", *, recorder: Notes | None = None, settings: Settings = SETTINGS
+    world: World,
+    node_id: str = "",
+    *,
+    recorder: Notes | None = None,
+    settings: Settings = SETTINGS,
+    seat_tokens: SeatTokens | None = None,
 ) -> Node:
-    """A node on the world's database and hub, started (it hears its notices)."""
+    """A node on the world's database and hub, started (it hears its notices); it gives
+    seated tabs tokens only when given `seat_tokens`."""
     store = world.hub.store(node_id)
-    node = Node(settings, store, world.db, box=world.box, recorder=recorder)
+    node = Node(
+        settings, store, world.db, box=world.box, recorder=recorder, seat_tokens=seat_tokens
+    )
     await store.start(node)
     return node
 
@@ -353,7 +367,8 @@ class Notes:
 
 
 class World:
-    """A fake clock, a hub, a SQLite database in memory and one site."""
+    """A fake clock, a hub, a SQLite database in memory, one site, and the seat tokens'
+    issuer (one key, the world's clock, issuer `ISSUER`)."""
 
     def __init__(self, db: Database, box: SecretBox, site: Site, clock: Clock) -> None:
         self.db = db
@@ -361,9 +376,15 @@ class World:
         self.site = site
         self.clock = clock
         self.hub = Hub(clock)
+        keys = SeatKeyRing(SeatKeySet((new_key(clock() - 3600),)))
+        self.seat_tokens = SeatTokens(keys, ISSUER, clock=clock)
 
-    async def node(self, node_id: str = "", *, recorder: Notes | None = None) -> Node:
-        return await make_node(self, node_id, recorder=recorder)
+    async def node(
+        self, node_id: str = "", *, recorder: Notes | None = None, tokens: bool = False
+    ) -> Node:
+        """A node; with `tokens`, one that gives seated tabs seat tokens."""
+        seat_tokens = self.seat_tokens if tokens else None
+        return await make_node(self, node_id, recorder=recorder, seat_tokens=seat_tokens)
 
     def socket(self, node: Node) -> Socket:
         return Socket(self, node)
@@ -405,13 +426,16 @@ class World:
 
 @contextlib.asynccontextmanager
 async def open_world(
-    rules: Rules | None = None, *, store_failure: Literal["open", "closed"] = "open"
+    rules: Rules | None = None,
+    *,
+    store_failure: Literal["open", "closed"] = "open",
+    seat_token_ttl: int = DEFAULT_TTL,
 ) -> AsyncIterator[World]:
     """A world whose site lets pages choose their rules, from any origin."""
     clock = Clock(1_700_000_000.0)
     box = SecretBox.ephemeral()
     db = await open_database(":memory:")
-    config = SiteConfig(store_failure=store_failure)
+    config = SiteConfig(store_failure=store_failure, seat_token_ttl=seat_token_ttl)
     site, _ = new_site(
         "Test", ["*"], rules or Rules(), client_settings=True, now=clock(), box=box, config=config
     )

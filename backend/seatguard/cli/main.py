@@ -101,13 +101,13 @@ def _server_options(f: F) -> F:
     return f
 
 
-def _run(settings: Settings) -> None:
+def _run(settings: Settings, *, demo_secret: str | None = None) -> None:
     from ..app import create_app
     from ..sockets import HttpProtocol
 
     raise_open_files_limit()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, demo_secret=demo_secret),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -154,7 +154,7 @@ def demo(**flags: Any) -> None:
     click.echo(f"Demo site key: {DEMO_SITE_KEY}")
     click.echo(f"Demo secret key (REST API, new at each start): {secret}")
     click.echo(f"Acme Stream demo: {url}  (try {url}watch?user=alice&mode=concurrence&limit=1)")
-    _run(settings)
+    _run(settings, demo_secret=secret)
 
 
 async def _seed_demo(db: Database, box: SecretBox, key: str) -> str:

@@ -299,15 +299,17 @@ def check_times(
     leeway: float,
     error: type[IdentityError],
     what: str,
+    expired: type[IdentityError] | None = None,
 ) -> tuple[float, float | None]:
-    """Check `exp` (required), `nbf` and `iat` against `now` with `leeway`; return exp and iat."""
+    """Check `exp` (required), `nbf` and `iat` against `now` with `leeway`; return exp and
+    iat. A token past its `exp` raises `expired`, when given, rather than `error`."""
     exp = _numeric_date(claims, "exp", error, what)
     nbf = _numeric_date(claims, "nbf", error, what)
     iat = _numeric_date(claims, "iat", error, what)
     if exp is None:
         raise error(f"{what} has no 'exp' claim")
     if exp <= now - leeway:
-        raise error(f"{what} expired")
+        raise (expired or error)(f"{what} expired")
     if nbf is not None and nbf > now + leeway:
         raise error(f"{what} not yet valid")
     if iat is not None and iat > now + leeway:

@@ -2,8 +2,8 @@
 
 Modules: `keyset` (the ES256 key set, its rotation and what it publishes: pure), `source`
 (where the keys are kept, never the database, and reloading a changed key file), `tokens`
-(issuing a token), `routes` (`/.well-known/jwks.json`). Site backends verify tokens with
-`seatguard.verify`.
+(issuing a token), `routes` (`/.well-known/jwks.json`), `check` (`POST /api/v1/seats/check`,
+the live answer for a token). Site backends verify tokens offline with `seatguard.verify`.
 """
 
 from .keyset import DEFAULT_TTL, MAX_TTL, MIN_TTL, SeatKey, SeatKeySet
