@@ -114,8 +114,9 @@ class SeatVerifier:
         self._started = False
 
     async def verify(self, token: str) -> SeatClaims:
-        """The claims of `token`; InvalidSeatToken saying why it is refused, or
-        KeysUnavailable when the key set cannot be had (the token may be good)."""
+        """The claims of `token`; InvalidSeatToken saying why it is refused (its subclass
+        SeatTokenExpired when expiry is all that is wrong), or KeysUnavailable when the
+        key set cannot be had (the token may be good)."""
         if not self._started:
             await self._cache.start()
             self._started = True

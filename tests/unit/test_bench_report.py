@@ -24,6 +24,15 @@ def run() -> dict[str, Any]:
             "collector": {"longest_pause_ms": 4.5},
         }
 
+    def check(p50: float, p99: float) -> dict[str, Any]:
+        return {
+            "checks": 10_000,
+            "checks_per_second": 1_000,
+            "failed": 0,
+            "cpu_us_per_check": 300.0,
+            "request_to_answer": {"p50_ms": p50, "p99_ms": p99},
+        }
+
     return {
         "run_at": "2026-12-03T00:00:00Z",
         "machine": {"cpus": 2},
@@ -39,6 +48,11 @@ def run() -> dict[str, Any]:
             "memory": admission(0.8, 4.0, 500),
             "redis": admission(90.0, 250.0, 900),
             "redis_steady": admission(3.0, 9.0, 250),
+        },
+        "seat_tokens": {"tokens": 5_000, "cpu_seconds": 0.25, "cpu_us_per_token": 50.0},
+        "seat_check": {
+            "memory": check(1.2, 4.0),
+            "redis": check(2.5, 12.0),
         },
         "sdk_gzip_bytes": 5_900,
     }
@@ -66,3 +80,15 @@ def test_the_table_shows_every_store_and_the_collector(tmp_path: Path) -> None:
     saved, _ = write(run(), tmp_path)
     data = json.loads(saved.read_text())
     assert {f["name"] for f in data["figures"]} >= {"SDK gzipped", "memory per connection"}
+
+
+def test_seat_token_and_check_figures_come_from_the_same_run() -> None:
+    found = {f.name: f for f in figures(run())}
+    share = found["issuing a seat token, share of a login's CPU"]
+    assert share.measured == 5.0 and share.met is True  # 50 us of a 1,000 us login
+    assert "50.0 us per token, 1000.0 us per login" in share.note
+    assert found["seat check p99, memory store"].met is True
+    assert found["seat check p99, Redis"].met is False
+    assert found["seat check p99, Redis"].note == "at 1000 checks/s"
+    text = table(run())
+    assert "seat check, redis" in text and "p50/p99 2.5/12.0 ms" in text

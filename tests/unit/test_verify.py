@@ -27,6 +27,7 @@ from seatguard.verify import (
     KeysUnavailable,
     SeatClaims,
     SeatMiddleware,
+    SeatTokenExpired,
     SeatVerifier,
 )
 from tests.unit.fakes import Clock
@@ -220,6 +221,19 @@ async def test_time_claims(server: Server, verifier: SeatVerifier) -> None:
     await refused(verifier, server.signed({}, drop=("iat",)), "no 'iat' claim")
     await refused(verifier, server.signed({"exp": "soon"}), "must be a NumericDate")
     await refused(verifier, server.signed({"exp": now + 3600}), "more than 900 s")
+
+
+async def test_expiry_alone_is_told_apart_from_other_faults(
+    server: Server, verifier: SeatVerifier
+) -> None:
+    now = int(T0)
+    with pytest.raises(SeatTokenExpired, match="expired"):
+        await verifier.verify(server.signed({"iat": now - 200, "exp": now - 60}))
+    for other in ({"aud": "pk_other"}, {"iss": "https://evil.example"}, {"sub": 5}):
+        stale = server.signed({"iat": now - 200, "exp": now - 60, **other})
+        with pytest.raises(InvalidSeatToken) as refused:
+            await verifier.verify(stale)
+        assert not isinstance(refused.value, SeatTokenExpired), refused.value
 
 
 async def test_another_sites_token_or_another_issuers_is_refused(

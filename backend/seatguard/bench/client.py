@@ -4,7 +4,8 @@ Run as `python -m seatguard.bench.client '<job JSON>'`. The process opens its so
 prints a `ready` line (JSON) and waits for `go` on standard input, runs the job's phase,
 prints a `done` line with its counts and latencies, and exits. Sockets are
 `asyncio.Protocol`s driving the `websockets` sans-I/O client on uvloop, so one process
-can hold thousands of them.
+can hold thousands of them; the seat checks go over keep-alive HTTP/1.1 connections of
+the same kind (`HttpConn`), one request at a time each.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = ["Job", "main"]
 class Job:
     """What one client process does (all times in seconds)."""
 
-    kind: str  # hold | flood | storm | reconnect | admit | conflict
+    kind: str  # hold | flood | storm | reconnect | admit | conflict | check
     url: str
     count: int = 1000  # sockets (or sessions, or trials for `conflict`)
     protocol: str = "seatguard"  # or "echo": the frame comes back as its ack
@@ -42,9 +43,11 @@ class Job:
     inflight: int = 1000  # connections being opened at once
     duration: float = 10.0
     interval: float = 25.0  # hold: seconds between heartbeats of each socket
-    rate: float = 500.0  # admit: new sessions per second
+    rate: float = 500.0  # admit: new sessions per second; check: checks per second
     sources: list[str] = field(default_factory=lambda: ["127.0.0.1"])
     prefix: str = ""
+    secret: str = ""  # check: the site's secret key
+    db: str = ""  # check: the node's database, beside which its seat keys are
 
 
 class Conn(asyncio.Protocol):
@@ -106,6 +109,47 @@ class Conn(asyncio.Protocol):
                 self.transport.close()
 
 
+class HttpConn(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 client connection, one request at a time; `on_answer(conn,
+    status, body)` when an answer has come whole (the server sends `Content-Length`)."""
+
+    __slots__ = ("buffer", "closed", "on_answer", "sent_at", "transport")
+
+    def __init__(self, on_answer: Callable[[HttpConn, int, bytes], None]) -> None:
+        self.on_answer = on_answer
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.sent_at = 0.0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].decode("latin-1").split("\r\n")
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in head
+            if line.lower().startswith("content-length:")
+        )
+        if len(self.buffer) < end + 4 + length:
+            return
+        body, self.buffer = self.buffer[end + 4 : end + 4 + length], b""
+        self.on_answer(self, int(head[0].split()[1]), body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+    def request(self, raw: bytes) -> None:
+        assert self.transport is not None
+        self.sent_at = time.perf_counter()
+        self.transport.write(raw)
+
+
 class Latencies:
     """Latencies in microseconds; percentiles at the end."""
 
@@ -145,6 +189,7 @@ class Runner:
         self.failed = 0
         self.sent = 0
         self.acks = 0
+        self.checks = 0
         self.latency = Latencies()
 
     def hello(self, n: int, session: str | None = None) -> str:
@@ -342,6 +387,83 @@ class Runner:
             self.failed += 1
         conn.abort()
 
+    # --- seat checks ----------------------------------------------------------------------
+
+    def seat_tokens(self) -> list[str]:
+        """A token for each session `storm` seats, signed with the node's own key file."""
+        from ..seat import SeatTokens, load_seat_keys  # only this job signs
+        from ..settings import Settings
+
+        settings = Settings(db=self.job.db, port=self.port)
+        ring = load_seat_keys(settings, create=False, now=time.time())
+        tokens = SeatTokens(ring, settings.issuer)
+        found = []
+        for i in range(self.job.count):
+            hello = json.loads(self.hello(i))
+            seat = tokens.issue(
+                site=self.job.site,
+                user=hello["user"],
+                session=hello["session"],
+                device=hello["device"],
+                ttl=900,  # longer than any run
+            )
+            found.append(seat.token)
+        return found
+
+    async def check(self, tokens: list[str]) -> None:
+        """`POST /api/v1/seats/check` at a steady `rate` for `duration`, round the tokens,
+        each on an idle keep-alive connection (a new one when none is idle); time request
+        out to answer in. An answer other than `active: true` counts as failed."""
+        job = self.job
+        heads = (
+            f"POST /api/v1/seats/check HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Authorization: Bearer {job.secret}\r\nContent-Type: application/json\r\n"
+        )
+        requests = []
+        for token in tokens:
+            body = json.dumps({"token": token}).encode()
+            requests.append(f"{heads}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        idle: list[HttpConn] = []
+        outstanding = 0
+        finished = asyncio.Event()
+
+        def answered(conn: HttpConn, status: int, body: bytes) -> None:
+            nonlocal outstanding
+            self.latency.add(time.perf_counter() - conn.sent_at)
+            self.checks += 1
+            if status != 200 or b'"active":true' not in body:
+                self.failed += 1
+            outstanding -= 1
+            idle.append(conn)
+            if outstanding == 0:
+                finished.set()
+
+        start = self.loop.time()
+        for i in range(int(job.rate * job.duration)):
+            delay = start + i / job.rate - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while idle and idle[-1].closed:
+                idle.pop()
+            if idle:
+                conn = idle.pop()
+            else:
+                try:
+                    _, conn = await self.loop.create_connection(
+                        lambda: HttpConn(answered), self.host, self.port
+                    )
+                except OSError:
+                    self.failed += 1
+                    continue
+            outstanding += 1
+            finished.clear()
+            conn.request(requests[i % len(requests)])
+        if outstanding:
+            try:
+                await asyncio.wait_for(finished.wait(), 30)
+            except TimeoutError:
+                self.failed += outstanding
+
     async def conflict(self) -> None:
         """Trials: A holds the seat (first URL); B says hello (other URL) and evicts it;
         time from B's hello to A's block."""
@@ -443,6 +565,21 @@ async def run(job: Job) -> None:
         await r.admit()
         _say(
             event="done",
+            failed=r.failed,
+            seconds=round(time.perf_counter() - began, 3),
+            latency=r.latency.summary(),
+        )
+    elif job.kind == "check":
+        await r.storm()  # the sessions whose tokens are checked, seated, sockets kept open
+        tokens = r.seat_tokens()
+        _say(event="ready", connected=r.welcomed, failed=r.failed)
+        await _go()
+        r.failed, r.latency = 0, Latencies()
+        began = time.perf_counter()
+        await r.check(tokens)
+        _say(
+            event="done",
+            checks=r.checks,
             failed=r.failed,
             seconds=round(time.perf_counter() - began, 3),
             latency=r.latency.summary(),

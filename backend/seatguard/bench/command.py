@@ -12,7 +12,7 @@ from .report import sdk_gzip_bytes, table, write
 
 __all__ = ["bench"]
 
-SCENARIOS = ("hold", "flood", "storm", "admission", "conflict")
+SCENARIOS = ("hold", "flood", "storm", "admission", "seats", "conflict")
 
 
 @click.command()
@@ -43,7 +43,8 @@ def bench(
     out: Path,
 ) -> None:
     """Measure the presence server side by side with bare echo servers (websockets, Node
-    ws): memory per connection, heartbeats per CPU-second, storms, latencies."""
+    ws): memory per connection, heartbeats per CPU-second, storms, latencies, seat checks
+    and the cost of issuing seat tokens."""
     sizes = Sizes.quick() if quick else Sizes()
     changes = {"hold": connections, "flood": flood, "clients": clients}
     sizes = Sizes(**{**sizes.__dict__, **{k: v for k, v in changes.items() if v is not None}})

@@ -1,5 +1,6 @@
 """The scenarios of `seatguard bench`, each run against its targets with load from client
-processes, measured as server CPU seconds, resident memory and client-side latencies."""
+processes, measured as server CPU seconds, resident memory and client-side latencies
+(and, for issuing seat tokens, this process's own CPU seconds)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..seat import SeatKeyRing, SeatKeySet, SeatTokens
+from ..seat.keyset import new_key
 from .client import Job
-from .targets import Target, redis_server, seatguard_node, site_key, ws_echo
+from .targets import Target, create_site, redis_server, seatguard_node, ws_echo
 
 __all__ = ["Sizes", "run_bench"]
 
@@ -40,6 +43,10 @@ class Sizes:
     redis_admit_rate: float = 5_000.0
     redis_steady_rate: float = 250.0  # about what one node keeps up with on this kind of machine
     conflict: int = 300  # conflict push trials
+    check_rate: float = 1_000.0  # seat checks per second, on one node
+    check_seconds: float = 10.0
+    check_sessions: int = 300  # seated sessions whose tokens are checked in turn
+    token_issues: int = 5_000  # seat tokens signed to time issuing
     clients: int = 3  # load processes
 
     @classmethod
@@ -56,6 +63,9 @@ class Sizes:
             redis_admit_rate=1_000,
             redis_steady_rate=100,
             conflict=40,
+            check_seconds=3,
+            check_sessions=100,
+            token_issues=1_000,
             clients=2,
         )
 
@@ -152,6 +162,7 @@ class Bench:
         self.say = say
         self.tmp = Path(tempfile.mkdtemp(prefix="seatguard-bench-"))
         self.results: dict[str, Any] = {}
+        self.sites: dict[str, tuple[str, Path]] = {}  # site key -> its secret key, database
 
     @contextmanager
     def seatguard(
@@ -165,7 +176,9 @@ class Bench:
             "SEATGUARD_AUDIT_KEY": os.urandom(32).hex(),
             "SEATGUARD_SECRETS_KEY": os.urandom(32).hex(),
         }
-        key = site_key(db, env)
+        site = create_site(db, env)
+        key = site["key"]
+        self.sites[key] = (site["secret"], db)
         started: list[Target] = []
         try:
             redis_url = ""
@@ -360,6 +373,66 @@ class Bench:
             "collector": seen["collector"],
         }
 
+    def seat_check(self, target: Target, site: str) -> dict[str, Any]:
+        """`POST /api/v1/seats/check` at `check_rate`, for tokens of seated sessions, from
+        one load process (it keeps up with 1,000 a second, and takes less of the machine's
+        CPU from the node than several would)."""
+        s = self.sizes
+        secret, db = self.sites[site]
+        clients = Clients(
+            jobs(
+                "check",
+                target,
+                s.check_sessions,
+                1,
+                site=site,
+                secret=secret,
+                db=str(db),
+                rate=s.check_rate,
+                duration=s.check_seconds,
+                inflight=s.inflight,
+            )
+        )
+        try:
+            ready = clients.read("ready")
+            cpu = target.cpu()
+            clients.go()
+            done = clients.read("done")
+            used = target.cpu() - cpu
+        finally:
+            clients.close()
+        checks = sum(d["checks"] for d in done)
+        return {
+            "seated_sessions": sum(r["connected"] for r in ready),
+            "checks": checks,
+            "checks_per_second": round(checks / max(max(d["seconds"] for d in done), 1e-9)),
+            "failed": sum(d["failed"] for d in done),
+            "cpu_seconds": round(used, 3),
+            "cpu_us_per_check": round(used / max(1, checks) * 1e6, 1),
+            "request_to_answer": merge_latency([d["latency"] for d in done]),
+        }
+
+    def issuing(self) -> dict[str, Any]:
+        """The CPU of signing one seat token (`SeatTokens.issue`), timed in this process."""
+        tokens = SeatTokens(SeatKeyRing(SeatKeySet((new_key(time.time()),))), "https://bench")
+        count = self.sizes.token_issues
+        began = time.process_time()
+        for i in range(count):
+            tokens.issue(
+                site="pk_bench",
+                user=f"user-{i}",
+                session=f"session-{i:08d}",
+                device=f"device-{i:08d}",
+                org="acme",
+                role="viewer",
+            )
+        used = time.process_time() - began
+        return {
+            "tokens": count,
+            "cpu_seconds": round(used, 3),
+            "cpu_us_per_token": round(used / count * 1e6, 1),
+        }
+
     def conflict(self, a: Target, b: Target, site: str) -> dict[str, Any]:
         clients = Clients(
             [
@@ -448,6 +521,17 @@ def run_bench(sizes: Sizes, scenarios: list[str], say: Callable[[str], None]) ->
                     r["admission"]["redis_steady"] = bench.admission(
                         nodes[0], key, int(rate * 6), rate, 0
                     )
+        if "seats" in scenarios:
+            say(f"seat checks at {sizes.check_rate:g}/s: {store}")
+            with bench.seatguard(redis=redis) as (nodes, key):
+                r.setdefault("seat_check", {})[store] = bench.seat_check(nodes[0], key)
+    if "seats" in scenarios:
+        if "memory" not in r.get("login_storm", {}):
+            say("login storm: memory (the login CPU that issuing a token is set against)")
+            with bench.seatguard() as (nodes, key):
+                r.setdefault("login_storm", {})["memory"] = bench.storm(nodes[0], key)
+        say("issuing seat tokens")
+        r["seat_tokens"] = bench.issuing()
     if "conflict" in scenarios:
         say("conflict push: one node")
         with bench.seatguard() as (nodes, key):

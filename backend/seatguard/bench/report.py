@@ -41,6 +41,16 @@ def _ratio(a: Any, b: Any) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+def _per(rate: Any) -> float | None:
+    """Microseconds of one, at `rate` per CPU-second."""
+    return round(1e6 / rate, 1) if rate else None
+
+
+def _share(us: Any, rate: Any) -> float | None:
+    """`us` microseconds as a percentage of one of `rate` per CPU-second."""
+    return round(us * rate / 1e4, 2) if us is not None and rate else None
+
+
 def sdk_gzip_bytes(path: Path) -> int | None:
     return len(gzip.compress(path.read_bytes(), 9)) if path.exists() else None
 
@@ -122,6 +132,31 @@ def figures(r: dict[str, Any]) -> list[Figure]:
             f"at {_get(r, 'admission', 'redis_steady', 'decisions_per_second')} decisions/s",
         ),
         Figure(
+            "issuing a seat token, share of a login's CPU",
+            _share(_get(r, "seat_tokens", "cpu_us_per_token"), hs),
+            10,
+            "%",
+            True,
+            f"{_get(r, 'seat_tokens', 'cpu_us_per_token')} us per token, "
+            f"{_per(hs)} us per login (memory store)",
+        ),
+        Figure(
+            "seat check p99, memory store",
+            _get(r, "seat_check", "memory", "request_to_answer", "p99_ms"),
+            5,
+            "ms",
+            True,
+            f"at {_get(r, 'seat_check', 'memory', 'checks_per_second')} checks/s",
+        ),
+        Figure(
+            "seat check p99, Redis",
+            _get(r, "seat_check", "redis", "request_to_answer", "p99_ms"),
+            10,
+            "ms",
+            True,
+            f"at {_get(r, 'seat_check', 'redis', 'checks_per_second')} checks/s",
+        ),
+        Figure(
             "block reaches a tab on another node, p99",
             _get(r, "conflict", "two_nodes", "hello_to_block", "p99_ms"),
             20,
@@ -178,6 +213,15 @@ def table(r: dict[str, Any]) -> str:
             f"admission p50/p99 {at.get('p50_ms', '-')}/{at.get('p99_ms', '-')} ms, "
             f"{cpu_ms} ms of server CPU each"
         )
+    for store in ("memory", "redis"):
+        check = _get(r, "seat_check", store) or {}
+        if check:
+            at = check.get("request_to_answer", {})
+            lines.append(
+                f"seat check, {store:<20} {check['checks_per_second']} checks/s, p50/p99 "
+                f"{at.get('p50_ms', '-')}/{at.get('p99_ms', '-')} ms, "
+                f"{check['cpu_us_per_check']} us of server CPU each, {check['failed']} failed"
+            )
     for where in ("one_node", "two_nodes"):
         block = _get(r, "conflict", where, "hello_to_block") or {}
         lines.append(

@@ -16,8 +16,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Target", "free_port", "redis_server", "seatguard_node", "site_key", "ws_echo"]
+__all__ = ["Target", "create_site", "free_port", "redis_server", "seatguard_node", "ws_echo"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _HERE = Path(__file__).resolve().parent
@@ -119,8 +120,9 @@ def seatguard_node(
     raise RuntimeError(f"{name} did not start:\n{target.log.read_text()[-2000:]}")
 
 
-def site_key(db: Path, env: dict[str, str] | None = None) -> str:
-    """A site accepting any origin, with client settings (so benches pick policies)."""
+def create_site(db: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """A site accepting any origin, with client settings (so benches pick policies): what
+    `seatguard site create` prints, its key and secret key among it."""
     done = subprocess.run(
         [
             sys.executable,
@@ -141,8 +143,8 @@ def site_key(db: Path, env: dict[str, str] | None = None) -> str:
         check=True,
         env={**os.environ, **(env or {})},
     )
-    key: str = json.loads(done.stdout)["key"]
-    return key
+    created: dict[str, Any] = json.loads(done.stdout)
+    return created
 
 
 def ws_echo(tmp: Path, kind: str) -> Target:

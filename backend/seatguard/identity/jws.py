@@ -158,9 +158,10 @@ def token_kid(token: object) -> str | None:
     """
     if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
         return None
-    try:
-        kid = jwt.get_unverified_header(token).get("kid")
-    except jwt.PyJWTError:
+    try:  # the header alone, read as `verify_signed` reads it
+        head = _base64url(token.split(".", 1)[0], "header", IdentityError, "token")
+        kid = _json_object(head, "header", IdentityError, "token").get("kid")
+    except IdentityError:
         return None
     return kid if isinstance(kid, str) else None
 
