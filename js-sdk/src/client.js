@@ -31,7 +31,7 @@ export const canMove = (from, to) =>
 // Uniform floats from the platform's CSPRNG when there is one.
 function secureRandom() {
   const c = globalThis.crypto;
-  return c?.getRandomValues ? c.getRandomValues(new Uint32Array(1))[0] / 4294967296 : Math.random();
+  return c?.getRandomValues ? c.getRandomValues(new Uint32Array(1))[0] / 2 ** 32 : Math.random();
 }
 
 /**
@@ -132,7 +132,8 @@ export function createClient(options, world = {}) {
     held = !asked;
   };
 
-  const block = (reason, takeover) => {
+  // Blocked for the `reason` of a welcome or block frame, with its `takeover`.
+  const block = ({ reason, takeover }) => {
     hold(null);
     move('blocked');
     takeover = !!takeover;
@@ -308,10 +309,10 @@ export function createClient(options, world = {}) {
         else if (frame.state === 'blocked') {
           // A take-over sent on the old socket did not happen (else this would be admitted).
           if (asked) settle(false);
-          block(frame.reason, frame.takeover);
+          block(frame);
           if (held) ask(why.takeover);
         } else admit();
-      } else if (t === 'block') block(frame.reason, frame.takeover);
+      } else if (t === 'block') block(frame);
       else if (t === 'unblock') admit();
       else if (t === 'seat' && client.state === 'admitted') hold(frame.token, frame.exp);
       else if (t === 'conflict') emit(t);
