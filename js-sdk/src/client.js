@@ -75,7 +75,7 @@ export function createClient(options, world = {}) {
   const fields = { ...options, ...ids, user: options.userId, fp: fingerprint(win) };
 
   const emit = (event, ...args) => {
-    for (const handler of (handlers[event] || []).slice()) {
+    for (const handler of [...(handlers[event] || [])]) {
       try {
         handler(...args);
       } catch (error) {
@@ -319,7 +319,7 @@ export function createClient(options, world = {}) {
       else if (t === 'denied') {
         if (frame.action === 'takeover') settle(false);
         emit(t, { action: frame.action, reason: frame.reason, message: frame.message });
-      } else if (t === 'ended' || t === 'revoked' || t === 'expired') finish(t, { reason: frame.reason });
+      } else if (['ended', 'revoked', 'expired'].includes(t)) finish(t, { reason: frame.reason });
       else if (t === 'error') lastError = frame;
     },
     _retry: () => move('reconnecting'),
@@ -332,6 +332,6 @@ export function createClient(options, world = {}) {
       finish('error', { code, reason: sent.reason || 'closed', message: sent.message || '' });
     },
   });
-  conn._connect();
+  conn._resume();
   return client;
 }

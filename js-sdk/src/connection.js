@@ -29,8 +29,8 @@ export function retryDelay(code, attempt, random) {
  * `owner` is told everything: `_hello()` returns the hello frame (or a Promise of it),
  * `_active()` the user activity since the last heartbeat, `_frame(frame)` gets every frame,
  * `_retry(code, ms)` hears of a scheduled reconnect and `_closed(code)` of a close that
- * allows none. Returns `{_ws, _connect, _send, _input, _stop, _resume}`; `_ws` is the current
- * socket, open or opening, null between sockets.
+ * allows none. Returns `{_ws, _send, _input, _stop, _resume}` (`_resume()` also makes the
+ * first socket); `_ws` is the current socket, open or opening, null between sockets.
  */
 export function connection(url, { WebSocket, timers, random }, owner) {
   const retry = timer(timers);
@@ -151,7 +151,6 @@ export function connection(url, { WebSocket, timers, random }, owner) {
 
   const conn = {
     _ws: null,
-    _connect: connect,
     _send: send,
 
     /**
