@@ -14,10 +14,12 @@ import { PACKS } from './src/packs.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outfile = join(root, 'backend/seatguard/static/seatguard.js');
 const langDir = join(root, 'backend/seatguard/static/lang');
-// Size budget (gzip): the SDK is at most 6 KB, every feature included. It holds the English
-// overlay texts only: French, Spanish and German (about 1 KB gzipped together) are the
-// language packs written below, of which a page fetches at most the one it needs.
-const GZIP_BUDGET = 6 * 1024;
+// Size budget (gzip): the SDK is at most 6,000 bytes, every feature included; the bench's
+// goal is the same number (SDK_GZIP_GOAL in backend/seatguard/bench/report.py, kept equal by
+// tests/unit/test_sdk.py). It holds the English overlay texts only: French, Spanish and German
+// (about 1 KB gzipped together) are the language packs written below, of which a page
+// fetches at most the one it needs.
+const GZIP_BUDGET = 6000;
 
 // Every pack has exactly the English keys, and texts.js knows every pack.
 const fail = (message) => {
