@@ -274,7 +274,7 @@ export function createClient(options, world = {}) {
   // lifecycle (lifecycle.js): leaving, back from the back/forward cache, awake again.
   const events = listeners();
   const active = watchActivity(events._on, win, timers.now, () => conn._input());
-  watchLifecycle(events._on, win, doc, timers, {
+  watchLifecycle(events._on, win, doc, timers.now, {
     _pagehide(next) {
       if (!live(client.state)) return;
       conn._stop(bye(next));

@@ -28,7 +28,7 @@ export function retryDelay(code, attempt, random) {
  * A reconnecting socket to `url`. `world` gives `WebSocket`, `timers` and `random`; the
  * `owner` is told everything: `_hello()` returns the hello frame (or a Promise of it),
  * `_active()` the user activity since the last heartbeat, `_frame(frame)` gets every frame,
- * `_retry(code, ms)` hears of a scheduled reconnect and `_closed(code)` of a close that
+ * `_retry()` hears of a scheduled reconnect and `_closed(code)` of a close that
  * allows none. Returns `{_ws, _send, _input, _stop, _resume}` (`_resume()` also makes the
  * first socket); `_ws` is the current socket, open or opening, null between sockets.
  */
@@ -103,7 +103,7 @@ export function connection(url, { WebSocket, timers, random }, owner) {
     if (!retryable(code)) return owner._closed(code);
     const ms = retryDelay(code, attempt++, random);
     retry._start(ms, connect);
-    owner._retry(code, ms);
+    owner._retry();
   };
 
   // Detaches and closes the current socket and stops its timers.
