@@ -1,5 +1,5 @@
 // Bundles js-sdk/src into one minified strict-mode IIFE and prints its raw and gzip size.
-// esbuild bundles and minifies; a terser pass then squeezes out a few hundred more bytes.
+// esbuild bundles and minifies; terser then squeezes out a few hundred more bytes.
 // Also writes the language packs (src/packs.js) as static/lang/{lang}.json, checked against
 // the English texts, which alone are built in.
 import { build } from 'esbuild';
@@ -14,10 +14,12 @@ import { PACKS } from './src/packs.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outfile = join(root, 'backend/seatguard/static/seatguard.js');
 const langDir = join(root, 'backend/seatguard/static/lang');
-// Size budget (gzip): the SDK is at most 6 KB, every feature included. It holds the English
-// overlay texts only: French, Spanish and German (about 1 KB gzipped together) are the
-// language packs written below, of which a page fetches at most the one it needs.
-const GZIP_BUDGET = 6 * 1024;
+// Size budget (gzip): the SDK is at most 6,000 bytes, every feature included; the bench's
+// goal is the same number (SDK_GZIP_GOAL in backend/seatguard/bench/report.py, kept equal by
+// tests/unit/test_sdk.py). It holds the English overlay texts only: French, Spanish and German
+// (about 1 KB gzipped together) are the language packs written below, of which a page
+// fetches at most the one it needs.
+const GZIP_BUDGET = 6000;
 
 // Every pack has exactly the English keys, and texts.js knows every pack.
 const fail = (message) => {
@@ -45,17 +47,24 @@ const bundle = await build({
   logLevel: 'warning',
 });
 // unsafe_arrows and unsafe_methods hold because no function of the SDK is called with `new`
-// or reads `this`; pure_getters because no getter it reads has a side effect.
-const squeezed = await minify(bundle.outputFiles[0].text, {
+// or reads `this`; pure_getters because no getter it reads has a side effect. Terser runs
+// again on its own output while that shrinks: a second run turns some of the methods the
+// first one left (`m(){return x}`) into arrows (`m:()=>x`).
+const TERSER = {
   ecma: 2020,
   compress: { passes: 5, unsafe_arrows: true, unsafe_methods: true, pure_getters: true },
   mangle: true,
-  format: { preamble: '"use strict";' },
-});
+};
+let minified = (await minify(bundle.outputFiles[0].text, TERSER)).code;
+for (;;) {
+  const again = (await minify(minified, TERSER)).code;
+  if (again.length >= minified.length) break;
+  minified = again;
+}
 
 mkdirSync(dirname(outfile), { recursive: true });
-writeFileSync(outfile, squeezed.code + '\n');
-const code = Buffer.from(squeezed.code + '\n');
+const code = Buffer.from('"use strict";\n' + minified + '\n');
+writeFileSync(outfile, code);
 const gzip = gzipSync(code, { level: 9 }).length;
 mkdirSync(langDir, { recursive: true });
 for (const [lang, pack] of Object.entries(PACKS)) writeFileSync(join(langDir, lang + '.json'), JSON.stringify(pack) + '\n');

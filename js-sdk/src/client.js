@@ -31,7 +31,7 @@ export const canMove = (from, to) =>
 // Uniform floats from the platform's CSPRNG when there is one.
 function secureRandom() {
   const c = globalThis.crypto;
-  return c?.getRandomValues ? c.getRandomValues(new Uint32Array(1))[0] / 4294967296 : Math.random();
+  return c?.getRandomValues ? c.getRandomValues(new Uint32Array(1))[0] / 2 ** 32 : Math.random();
 }
 
 /**
@@ -75,7 +75,7 @@ export function createClient(options, world = {}) {
   const fields = { ...options, ...ids, user: options.userId, fp: fingerprint(win) };
 
   const emit = (event, ...args) => {
-    for (const handler of (handlers[event] || []).slice()) {
+    for (const handler of [...(handlers[event] || [])]) {
       try {
         handler(...args);
       } catch (error) {
@@ -132,7 +132,8 @@ export function createClient(options, world = {}) {
     held = !asked;
   };
 
-  const block = (reason, takeover) => {
+  // Blocked for the `reason` of a welcome or block frame, with its `takeover`.
+  const block = ({ reason, takeover }) => {
     hold(null);
     move('blocked');
     takeover = !!takeover;
@@ -273,7 +274,7 @@ export function createClient(options, world = {}) {
   // lifecycle (lifecycle.js): leaving, back from the back/forward cache, awake again.
   const events = listeners();
   const active = watchActivity(events._on, win, timers.now, () => conn._input());
-  watchLifecycle(events._on, win, doc, timers, {
+  watchLifecycle(events._on, win, doc, timers.now, {
     _pagehide(next) {
       if (!live(client.state)) return;
       conn._stop(bye(next));
@@ -308,17 +309,17 @@ export function createClient(options, world = {}) {
         else if (frame.state === 'blocked') {
           // A take-over sent on the old socket did not happen (else this would be admitted).
           if (asked) settle(false);
-          block(frame.reason, frame.takeover);
+          block(frame);
           if (held) ask(why.takeover);
         } else admit();
-      } else if (t === 'block') block(frame.reason, frame.takeover);
+      } else if (t === 'block') block(frame);
       else if (t === 'unblock') admit();
       else if (t === 'seat' && client.state === 'admitted') hold(frame.token, frame.exp);
       else if (t === 'conflict') emit(t);
       else if (t === 'denied') {
         if (frame.action === 'takeover') settle(false);
         emit(t, { action: frame.action, reason: frame.reason, message: frame.message });
-      } else if (t === 'ended' || t === 'revoked' || t === 'expired') finish(t, { reason: frame.reason });
+      } else if (['ended', 'revoked', 'expired'].includes(t)) finish(t, { reason: frame.reason });
       else if (t === 'error') lastError = frame;
     },
     _retry: () => move('reconnecting'),
@@ -331,6 +332,6 @@ export function createClient(options, world = {}) {
       finish('error', { code, reason: sent.reason || 'closed', message: sent.message || '' });
     },
   });
-  conn._connect();
+  conn._resume();
   return client;
 }

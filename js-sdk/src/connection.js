@@ -15,8 +15,8 @@ export const WELCOME_TIMEOUT_MS = 10000;
 // Heartbeat interval if a `welcome` does not carry a usable one.
 export const DEFAULT_HB_MS = 30000;
 
-/** Whether a socket closed with `code` should be reopened. */
-export const retryable = (code) => code === ABNORMAL || RETRY.includes(code);
+/** Whether a socket closed with `code` should be reopened (RETRY holds ABNORMAL too). */
+export const retryable = (code) => RETRY.includes(code);
 
 /** The reconnect delay for attempt `attempt` after a close with `code`. */
 export function retryDelay(code, attempt, random) {
@@ -28,9 +28,9 @@ export function retryDelay(code, attempt, random) {
  * A reconnecting socket to `url`. `world` gives `WebSocket`, `timers` and `random`; the
  * `owner` is told everything: `_hello()` returns the hello frame (or a Promise of it),
  * `_active()` the user activity since the last heartbeat, `_frame(frame)` gets every frame,
- * `_retry(code, ms)` hears of a scheduled reconnect and `_closed(code)` of a close that
- * allows none. Returns `{_ws, _connect, _send, _input, _stop, _resume}`; `_ws` is the current
- * socket, open or opening, null between sockets.
+ * `_retry()` hears of a scheduled reconnect and `_closed(code)` of a close that
+ * allows none. Returns `{_ws, _send, _input, _stop, _resume}` (`_resume()` also makes the
+ * first socket); `_ws` is the current socket, open or opening, null between sockets.
  */
 export function connection(url, { WebSocket, timers, random }, owner) {
   const retry = timer(timers);
@@ -69,7 +69,7 @@ export function connection(url, { WebSocket, timers, random }, owner) {
 
   // Sends a heartbeat with the activity since the last one; the next is due an interval later.
   const beatNow = () => {
-    const active = !!owner._active();
+    const active = owner._active();
     if (active) reported = timers.now();
     due = false;
     pending = ref++;
@@ -77,8 +77,9 @@ export function connection(url, { WebSocket, timers, random }, owner) {
     beat._start(interval, tick);
   };
 
-  const receive = (data) => {
-    const frame = decode(data);
+  // The socket's message handler: one frame, answered here if it is welcome or ack, then the owner's.
+  const receive = (event) => {
+    const frame = decode(event.data);
     if (!frame) return;
     if (frame.t === 'welcome') {
       ready = true;
@@ -102,7 +103,7 @@ export function connection(url, { WebSocket, timers, random }, owner) {
     if (!retryable(code)) return owner._closed(code);
     const ms = retryDelay(code, attempt++, random);
     retry._start(ms, connect);
-    owner._retry(code, ms);
+    owner._retry();
   };
 
   // Detaches and closes the current socket and stops its timers.
@@ -142,7 +143,7 @@ export function connection(url, { WebSocket, timers, random }, owner) {
       if (frame.then) frame.then((ready) => ws === conn._ws && write(ready), console.error);
       else write(frame);
     };
-    ws.onmessage = (event) => receive(event.data);
+    ws.onmessage = receive;
     // No handler needed for `error`: a `close` event always follows it.
     ws.onclose = (event) => end(event.code);
     watchdog._start(WELCOME_TIMEOUT_MS, () => end(ABNORMAL));
@@ -150,7 +151,6 @@ export function connection(url, { WebSocket, timers, random }, owner) {
 
   const conn = {
     _ws: null,
-    _connect: connect,
     _send: send,
 
     /**

@@ -16,7 +16,7 @@ const METHODS = ['on', 'logout', 'destroy', 'takeOver'];
 export function adopt(proxy, client) {
   for (const [method, args, handle] of proxy.q || []) {
     if (handle?.x) continue;
-    const result = client[method](...Array.from(args || []));
+    const result = client[method](...(args || []));
     if (handle && typeof result === 'function') handle.off = result;
   }
   proxy.q = [];

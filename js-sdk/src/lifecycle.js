@@ -30,10 +30,10 @@ export const reloadKey = (event) =>
 /**
  * Listens with `listen` (listeners.js `_on`) and calls `owner._pagehide(next)` on pagehide,
  * `owner._pageshow()` when the page comes back from the back/forward cache, and
- * `owner._wake()` when the page becomes visible or the network returns. `timers.now()` dates
+ * `owner._wake()` when the page becomes visible or the network returns. `now()` dates
  * reload key presses.
  */
-export function watchLifecycle(listen, win, doc, timers, owner) {
+export function watchLifecycle(listen, win, doc, now, owner) {
   // Set by the Navigation API just before a page change; `unload` when nothing was announced.
   let next = 'unload';
   // The last reload key press since the last navigation or pagehide, and when it came; it
@@ -51,7 +51,7 @@ export function watchLifecycle(listen, win, doc, timers, owner) {
     (event) => {
       if (!reloadKey(event)) return;
       key = event;
-      keyAt = timers.now();
+      keyAt = now();
     },
     true,
   );
@@ -65,7 +65,7 @@ export function watchLifecycle(listen, win, doc, timers, owner) {
   }
   listen(win, 'pagehide', () => {
     // A reload key the page kept for itself (preventDefault) reloads nothing.
-    const reload = key && !key.defaultPrevented && timers.now() - keyAt < RELOAD_HINT_MS;
+    const reload = key && !key.defaultPrevented && now() - keyAt < RELOAD_HINT_MS;
     owner._pagehide(reload ? 'reload' : next);
     expect('unload');
   });

@@ -114,7 +114,7 @@ export function createOverlay(doc, onAction) {
       body.appendChild(root);
       // Every other child of <body> inert, now and as the page adds more (where the browser
       // has MutationObserver).
-      Array.from(body.children).forEach(inert);
+      [...body.children].forEach(inert);
       const Observer = doc.defaultView?.MutationObserver;
       if (Observer) {
         observer = new Observer((records) => records.forEach((record) => record.addedNodes.forEach(inert)));

@@ -1,10 +1,12 @@
-"""The SDK's language packs: one list of languages in the server, the SDK and the Makefile."""
+"""The SDK's language packs and size: one list of languages in the server, the SDK and the
+Makefile; one gzip budget in the SDK build and the bench."""
 
 from __future__ import annotations
 
 import re
 
 from seatguard.app import SDK_LANGUAGES
+from seatguard.bench.report import SDK_GZIP_GOAL
 from tests.helpers import ROOT
 
 
@@ -20,3 +22,10 @@ def test_the_makefile_builds_every_pack() -> None:
     found = re.search(r"^SDK_LANGS := \$\(foreach lang,([\w ]+),", text, re.M)
     assert found is not None
     assert tuple(found.group(1).split()) == SDK_LANGUAGES
+
+
+def test_the_build_fails_above_the_bench_goal() -> None:
+    text = (ROOT / "js-sdk/build.mjs").read_text()
+    found = re.search(r"^const GZIP_BUDGET = ([\d_]+);$", text, re.M)
+    assert found is not None
+    assert int(found.group(1)) == SDK_GZIP_GOAL

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Figure", "figures", "sdk_gzip_bytes", "table", "write"]
+__all__ = ["SDK_GZIP_GOAL", "Figure", "figures", "sdk_gzip_bytes", "table", "write"]
+
+# Bytes of the gzipped SDK at most: also the budget js-sdk/build.mjs fails the build above.
+SDK_GZIP_GOAL = 6_000
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def figures(r: dict[str, Any]) -> list[Figure]:
             "ms",
             True,
         ),
-        Figure("SDK gzipped", r.get("sdk_gzip_bytes"), 6_000, "bytes", True),
+        Figure("SDK gzipped", r.get("sdk_gzip_bytes"), SDK_GZIP_GOAL, "bytes", True),
     ]
 
 
