@@ -196,8 +196,12 @@ async def test_history_and_redelivery_are_the_sites_own(
 async def test_healthz_counts_pending_and_dead_messages(
     tmp_path: Path, server_env: dict[str, str]
 ) -> None:
+    # The tabs stay silent: sessions that outlive the test keep their seats, so no expiry
+    # (and its unblock webhook, pending against the failing receiver) adds a message while
+    # the counts are read.
+    env = {**outbox_env(server_env), "SEATGUARD_SESSION_TIMEOUT": str(scaled(120))}
     async with receiving() as (receiver, url):
-        server = start_server(tmp_path, "serve", outbox_env(server_env))
+        server = start_server(tmp_path, "serve", env)
         try:
             site = server.create_site("--name", "A", "--origin", "*", "--webhook-url", url)
             key = str(site["key"])
