@@ -77,9 +77,12 @@ async def receiving() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 def outbox_env(server_env: dict[str, str]) -> dict[str, str]:
-    """Retries within a fraction of a second, claims of two seconds (scaled)."""
+    """Retries within a fraction of a second, claims of two seconds (scaled), and sessions
+    that outlive the test: the tabs here stay silent, and a holder timing out a moment
+    before its waiter would seat it, adding an unblock webhook the tests do not expect."""
     return {
         **server_env,
+        "SEATGUARD_SESSION_TIMEOUT": str(scaled(120)),
         "SEATGUARD_ALLOW_PRIVATE_URLS": "1",  # the receiver is on loopback
         "SEATGUARD_WEBHOOK_TIMEOUT": str(scaled(1)),
         "SEATGUARD_WEBHOOK_LEASE": str(scaled(2)),
@@ -196,12 +199,8 @@ async def test_history_and_redelivery_are_the_sites_own(
 async def test_healthz_counts_pending_and_dead_messages(
     tmp_path: Path, server_env: dict[str, str]
 ) -> None:
-    # The tabs stay silent: sessions that outlive the test keep their seats, so no expiry
-    # (and its unblock webhook, pending against the failing receiver) adds a message while
-    # the counts are read.
-    env = {**outbox_env(server_env), "SEATGUARD_SESSION_TIMEOUT": str(scaled(120))}
     async with receiving() as (receiver, url):
-        server = start_server(tmp_path, "serve", env)
+        server = start_server(tmp_path, "serve", outbox_env(server_env))
         try:
             site = server.create_site("--name", "A", "--origin", "*", "--webhook-url", url)
             key = str(site["key"])
