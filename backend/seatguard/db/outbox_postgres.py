@@ -17,6 +17,7 @@ from .rows import (
     BACKLOG,
     OUTBOX_COLUMNS,
     backlog_from,
+    deliveries_filter,
     delivery_from_row,
     delivery_row,
     outbox_schema,
@@ -121,12 +122,12 @@ class OutboxPostgres:
     ) -> list[Delivery]:
         if "\x00" in site:
             return []
-        sql = f"SELECT {_READ} FROM webhook_outbox AS o WHERE site = $1"
-        args: list[object] = [site]
-        for column, value in (("state", state), ("event", event), ("seq", before)):
-            if value is not None:
-                args.append(value if isinstance(value, int) else str(value))
-                sql += f" AND {column} {'<' if column == 'seq' else '='} ${len(args)}"
-        args.append(limit)
-        rows = await self.pool.fetch(sql + f" ORDER BY seq DESC LIMIT ${len(args)}", *args)
+        where, args = deliveries_filter(state, event, before, lambda n: f"${n}")
+        rows = await self.pool.fetch(
+            f"SELECT {_READ} FROM webhook_outbox AS o WHERE site = $1{where} "
+            f"ORDER BY seq DESC LIMIT ${len(args) + 2}",
+            site,
+            *args,
+            limit,
+        )
         return [delivery_from_row(r) for r in rows]

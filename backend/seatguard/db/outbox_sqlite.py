@@ -13,6 +13,7 @@ from .rows import (
     BACKLOG,
     OUTBOX_COLUMNS,
     backlog_from,
+    deliveries_filter,
     delivery_from_row,
     delivery_row,
     outbox_schema,
@@ -101,11 +102,9 @@ class OutboxSqlite:
         before: int | None = None,
         limit: int = 50,
     ) -> list[Delivery]:
-        sql = f"SELECT {_READ} FROM webhook_outbox WHERE site = ?"
-        args: list[object] = [site]
-        for condition, value in (("state = ?", state), ("event = ?", event), ("seq < ?", before)):
-            if value is not None:
-                sql += " AND " + condition
-                args.append(value if isinstance(value, int) else str(value))
-        rows = await self.conn.execute_fetchall(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
+        where, args = deliveries_filter(state, event, before, lambda n: "?")
+        rows = await self.conn.execute_fetchall(
+            f"SELECT {_READ} FROM webhook_outbox WHERE site = ?{where} ORDER BY seq DESC LIMIT ?",
+            (site, *args, limit),
+        )
         return [delivery_from_row(r) for r in rows]

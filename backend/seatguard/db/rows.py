@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -38,6 +38,7 @@ __all__ = [
     "audit_records",
     "audit_row",
     "backlog_from",
+    "deliveries_filter",
     "delivery_from_row",
     "delivery_row",
     "outbox_schema",
@@ -164,6 +165,19 @@ BACKLOG = (
     "WHERE state IN ('pending', 'dead') GROUP BY state"
 )
 """The outbox's backlog in one query over `webhook_outbox_state`; read by `backlog_from`."""
+
+
+def deliveries_filter(
+    state: str | None, event: str | None, before: int | None, mark: Callable[[int], str]
+) -> tuple[str, list[object]]:
+    """The conditions of the delivery history after `site`, and their values; `mark(n)`
+    writes the placeholder of the n-th value (the site is the first)."""
+    sql, args = "", list[object]()
+    for condition, value in (("state =", state), ("event =", event), ("seq <", before)):
+        if value is not None:
+            args.append(value if isinstance(value, int) else str(value))
+            sql += f" AND {condition} {mark(len(args) + 1)}"
+    return sql, args
 
 
 def backlog_from(rows: Iterable[Sequence[Any]]) -> Backlog:
