@@ -74,15 +74,18 @@ class Ending:
 
     what: str
     source: str
-    seconds: float  # from connect to the server's close (or to giving up)
+    seconds: float  # from the connect call to the server's close (or to giving up)
     answer: bytes  # what the server sent before it closed
     closed: bool  # the server closed it (EOF or reset), rather than the client giving up
 
 
 async def idle_socket(port: int, source: str, what: str, hold: float) -> Ending:
     """Connect from `source`, send `PAYLOADS[what]`, then wait up to `hold` for the close."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    # The clock starts before the connect: the server cannot accept (and start its
+    # handshake timer) before it, whereas this task may resume well after the accept
+    # while hundreds of others keep the loop busy.
     start = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     answer, closed = b"", False
     try:
         if PAYLOADS[what]:
