@@ -37,6 +37,7 @@ from .presence import RULE_FIELDS, Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .protocol import Ident, Limit
 from .rules import SCOPES, Override, Scope
+from .seat import MAX_TTL, MIN_TTL
 from .seat.check import check_seat
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
@@ -187,14 +188,17 @@ class SiteOut(msgspec.Struct):
     identity_jwks_uri: str | None  # where the keys of RS256/ES256 identity tokens are fetched
     oidc_jwks_uri: str | None  # where the OpenID provider's keys are fetched
     identity_max_lifetime: int  # longest `exp - iat` of an identity token, seconds
+    seat_tokens: bool  # whether seated tabs get seat tokens
+    seat_token_ttl: int  # lifetime of a seat token, seconds
 
 
 Lifetime = Annotated[int, msgspec.Meta(ge=IDENTITY_LIFETIME[0], le=IDENTITY_LIFETIME[1])]
+SeatTokenTtl = Annotated[int, msgspec.Meta(ge=MIN_TTL, le=MAX_TTL)]
 
 
 class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Changes to a site's own rules, key URLs and identity token lifetime; absent fields
-    stay, null clears.
+    """Changes to a site's own rules, key URLs, identity token lifetime and seat tokens;
+    absent fields stay, null clears.
 
     A JWKS URI replaces the stored key or JWKS of the same purpose (set with the CLI).
     """
@@ -208,6 +212,8 @@ class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
     identity_jwks_uri: JwksUri | UnsetType | None = UNSET
     oidc_jwks_uri: JwksUri | UnsetType | None = UNSET
     identity_max_lifetime: Lifetime | UnsetType = UNSET
+    seat_tokens: bool | UnsetType = UNSET
+    seat_token_ttl: SeatTokenTtl | UnsetType = UNSET
 
 
 Overlap = Annotated[int, msgspec.Meta(ge=0, le=MAX_OVERLAP)]
@@ -545,6 +551,8 @@ def _site_out(site: Site) -> SiteOut:
         identity_jwks_uri=site.config.identity_jwks_uri,
         oidc_jwks_uri=site.config.oidc_jwks_uri,
         identity_max_lifetime=site.config.identity_max_lifetime,
+        seat_tokens=site.config.seat_tokens,
+        seat_token_ttl=site.config.seat_token_ttl,
         **msgspec.structs.asdict(_rules_out(site.rules)),
     )
 
@@ -563,9 +571,11 @@ async def patch_site(request: Request, node: Node, site: Site) -> Response:
     client = site.client_settings if body.client_settings is UNSET else body.client_settings
     uris = ("identity_jwks_uri", "oidc_jwks_uri")
     keys = {n: getattr(body, n) for n in uris if getattr(body, n) is not UNSET}
-    others = {}
-    if body.identity_max_lifetime is not UNSET:
-        others["identity_max_lifetime"] = body.identity_max_lifetime
+    others = {
+        n: getattr(body, n)
+        for n in ("identity_max_lifetime", "seat_tokens", "seat_token_ttl")
+        if getattr(body, n) is not UNSET
+    }
     if not node.settings.allow_private_urls:
         for name, uri in keys.items():
             try:

@@ -30,14 +30,19 @@ class Deadlines(Generic[K]):
         return self._due.get(key)
 
     def set(self, key: K, at: float | None) -> None:
-        """Make `key` due at `at`; None forgets it."""
+        """Make `key` due at `at`; None forgets it.
+
+        Entries replaced or forgotten stay in the heap until it is compacted, which happens
+        once they outnumber the live ones: a forgotten key is let go of soon, not when its
+        old time comes (keys can be tabs, which hold their sockets).
+        """
         if at is None:
             self._due.pop(key, None)
+        elif self._due.get(key) == at:
             return
-        if self._due.get(key) == at:
-            return
-        self._due[key] = at
-        heapq.heappush(self._heap, (at, next(self._counter), key))
+        else:
+            self._due[key] = at
+            heapq.heappush(self._heap, (at, next(self._counter), key))
         if len(self._heap) > 2 * len(self._due) + 64:
             self._compact()
 

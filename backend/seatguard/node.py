@@ -476,7 +476,8 @@ class Node:
 
     async def refresh_rules(self, site_key: SiteKey) -> None:
         """Resolve the rules of this node's live tabs of a site again and adopt them: a
-        lower limit blocks the sessions seated last; new timeouts apply from now on."""
+        lower limit blocks the sessions seated last; new timeouts apply from now on; seat
+        tokens turned on again reach the seated tabs at once."""
         self.forget_site(site_key)
         self.overrides.forget(site_key)
         site = await self.site(site_key)
@@ -498,6 +499,10 @@ class Node:
 
             with self._unless_unavailable("new rules"):
                 await self._change(key, op, context={"by": "rules"})
+            if site.config.seat_tokens:  # turned on again: seated tabs get theirs now
+                for tab in tabs:
+                    if tab not in self._renew and self._seated(tab):
+                        await self.give_seat(tab)
 
     # --- keeping the store true ---------------------------------------------------------
 
@@ -768,7 +773,9 @@ class Node:
             return
         try:
             site = await self.site(key[0])
-            if site is None:  # deleted: its tabs are turned away at their next hello
+            if site is None or not site.config.seat_tokens:
+                # Deleted (its tabs are turned away at their next hello), or its tokens
+                # turned off: nothing more is scheduled, `refresh_rules` starts them again.
                 self._renew.set(tab, None)
                 return
             ttl = site.config.seat_token_ttl

@@ -54,6 +54,9 @@ class SiteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     # When the shared presence store (Redis) cannot be reached: "open" admits new browsers
     # on the node they reach and reconciles when it is back; "closed" refuses them (1013).
     store_failure: Literal["open", "closed"] = "open"
+    # Whether its seated tabs get seat tokens; a site that checks no seats on its backend
+    # can turn them off (its tabs then hold none, and a login costs a signature less).
+    seat_tokens: bool = True
     seat_token_ttl: int = DEFAULT_TTL  # lifetime of the seat tokens its tabs get, seconds
 
     def __post_init__(self) -> None:

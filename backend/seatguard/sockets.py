@@ -131,6 +131,7 @@ class Socket(asyncio.Protocol):
         "_busy",
         "_channel",
         "_close_timer",
+        "_corked",
         "_fragments",
         "_handshake",
         "_head_left",
@@ -156,6 +157,9 @@ class Socket(asyncio.Protocol):
         self._channel: Channel | None = None
         self._queue: deque[_Item] | None = None  # frames waiting for the channel
         self._busy = False  # a task is feeding the channel
+        # While the hello is answered, frames are written together when it is done (the
+        # welcome and the seat token in one write, one system call).
+        self._corked = False
         self._task: asyncio.Task[None] | None = None  # that task, held so that it is not collected
         self._fragments: list[Any] | None = None  # opcode, then the parts of a message
         self._timer: asyncio.TimerHandle | None = None
@@ -250,7 +254,8 @@ class Socket(asyncio.Protocol):
     def send_now(self, text: bytes) -> None:
         if self._proto.state is State.OPEN:
             self._proto.send_text(text)
-            self._flush()
+            if not self._corked:
+                self._flush()
 
     # --- inside -------------------------------------------------------------------------
 
@@ -258,12 +263,15 @@ class Socket(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        for chunk in self._proto.data_to_send():
-            if chunk:
-                transport.write(chunk)
-            else:  # end of the connection: the closing handshake is done, or failed
-                self._linger(transport)
-                return
+        data = self._proto.data_to_send()
+        end = b"" in data  # end of the connection: the closing handshake is done, or failed
+        if end:
+            data = data[: data.index(b"")]
+        if data:
+            transport.write(data[0] if len(data) == 1 else b"".join(data))
+        if end:
+            self._linger(transport)
+            return
         if self._proto.close_expected() and self._proto.state is State.CLOSED:
             transport.close()
         elif transport.get_write_buffer_size() > _MAX_BUFFERED:
@@ -392,6 +400,13 @@ class Socket(asyncio.Protocol):
                 elif isinstance(item, _Timeout):
                     if channel.state is ChannelState.awaiting_hello:
                         await channel.end(CloseCode.protocol_order, "no hello within the timeout")
+                elif channel.state is ChannelState.awaiting_hello:
+                    self._corked = True
+                    try:
+                        await channel.receive(item)
+                    finally:
+                        self._corked = False
+                        self._flush()
                 else:
                     await channel.receive(item)
                 if self._timer is not None and channel.state is not ChannelState.awaiting_hello:

@@ -82,6 +82,8 @@ async def test_site_rules_are_read_changed_and_kept(
             "identity_jwks_uri": None,
             "oidc_jwks_uri": None,
             "identity_max_lifetime": 3600,
+            "seat_tokens": True,
+            "seat_token_ttl": 120,
         }
         change = {
             "limit": 2,
@@ -89,6 +91,8 @@ async def test_site_rules_are_read_changed_and_kept(
             "idle_timeout": 600,
             "client_settings": True,
             "identity_max_lifetime": 600,
+            "seat_tokens": False,
+            "seat_token_ttl": 60,
         }
         r = await client.patch("/site", json=change)
         assert r.status_code == 200, r.text
@@ -104,6 +108,7 @@ async def test_site_rules_are_read_changed_and_kept(
     # Kept in the database, where the CLI reads it too.
     shown = json.loads(seatguard("site", "show", key, "--db", str(server.db)))
     assert (shown["limit"], shown["policy"], shown["absolute_timeout"]) == (2, "evict-oldest", 3600)
+    assert (shown["seat_tokens"], shown["seat_token_ttl"]) == (False, 60)
     # And in force for browsers that join afterwards: two seats now.
     u = user()
     _, w1 = await Tab.open(server.ws, key, Browser(u))
@@ -133,6 +138,13 @@ async def test_site_rules_are_read_changed_and_kept(
         ({"identity_max_lifetime": 2592001}, 422, "Expected `int` <= 2592000"),
         ({"identity_max_lifetime": None}, 422, "at `$.identity_max_lifetime`"),
         ({"identity_max_lifetime": 3600.5}, 422, "at `$.identity_max_lifetime`"),
+        ({"seat_tokens": "no"}, 422, "Expected `bool`, got `str` - at `$.seat_tokens`"),
+        ({"seat_tokens": None}, 422, "at `$.seat_tokens`"),
+        ({"seat_tokens": 0}, 422, "at `$.seat_tokens`"),
+        ({"seat_token_ttl": 29}, 422, "Expected `int` >= 30 - at `$.seat_token_ttl`"),
+        ({"seat_token_ttl": 901}, 422, "Expected `int` <= 900 - at `$.seat_token_ttl`"),
+        ({"seat_token_ttl": 10**30}, 422, "at `$.seat_token_ttl`"),
+        ({"seat_token_ttl": True}, 422, "at `$.seat_token_ttl`"),
         ({"name": "Renamed"}, 422, "unknown field `name`"),
         ({"secret": "sk_mine"}, 422, "unknown field `secret`"),
         (b"{", 400, "Malformed JSON"),

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -405,6 +405,12 @@ class World:
     async def set_rules(self, rules: Rules) -> None:
         """Change the site's default rules in the database (nodes learn of it separately)."""
         self.site = dataclasses.replace(self.site, rules=rules)
+        await self.db.update_site(self.site)
+
+    async def set_config(self, **changes: Any) -> None:
+        """Change the site's settings in the database (nodes learn of it separately)."""
+        config = msgspec.structs.replace(self.site.config, **changes)
+        self.site = dataclasses.replace(self.site, config=config)
         await self.db.update_site(self.site)
 
     async def elapse(

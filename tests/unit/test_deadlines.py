@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 import pytest
 
@@ -46,6 +47,26 @@ def test_many_replacements_do_not_grow_without_bound() -> None:
         d.set(i % 10, float(i))
     assert len(d._heap) <= 2 * len(d) + 65
     assert sorted(d.pop_due(1e9)) == list(range(10))
+
+
+class Held:
+    """A key that can be watched for being let go of."""
+
+
+def test_forgotten_keys_are_let_go_of_before_their_time_comes() -> None:
+    # Ten thousand tabs due in a minute all leave: the queue keeps no reference to most of
+    # them (a node's seat-token renewals are keyed by tabs, which hold their sockets).
+    d: Deadlines[Held] = Deadlines()
+    keys = [Held() for _ in range(10_000)]
+    for key in keys:
+        d.set(key, 60.0)
+    refs = [weakref.ref(k) for k in keys]
+    for key in keys:
+        d.set(key, None)
+    del keys, key
+    assert len(d) == 0
+    assert sum(r() is not None for r in refs) <= 64
+    assert d.pop_due(1e9) == []
 
 
 @pytest.mark.anyio

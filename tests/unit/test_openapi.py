@@ -97,9 +97,14 @@ def test_site_rules_are_documented() -> None:
         "identity_jwks_uri",
         "oidc_jwks_uri",
         "identity_max_lifetime",
+        "seat_tokens",
+        "seat_token_ttl",
     }
     lifetime = fields["identity_max_lifetime"]
     assert (lifetime["type"], lifetime["minimum"], lifetime["maximum"]) == ("integer", 60, 2592000)
+    ttl = fields["seat_token_ttl"]
+    assert (ttl["type"], ttl["minimum"], ttl["maximum"]) == ("integer", 30, 900)
+    assert fields["seat_tokens"] == {"type": "boolean"}
     assert "404" in ops[("/users/{user}/revoke", "POST")]["responses"]
 
 

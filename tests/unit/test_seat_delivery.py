@@ -197,3 +197,31 @@ async def test_a_node_without_an_issuer_sends_no_tokens(world: World) -> None:
     sock = await seated_socket(world, node, S1)
     await world.elapse(TTL, [node], beating=[sock.channel])
     assert seats(sock.new()) == []
+
+
+async def test_a_site_that_turns_tokens_off_gives_none_and_on_again_gives_them_at_once(
+    world: World,
+) -> None:
+    await world.set_config(seat_tokens=False)
+    node = await world.node(tokens=True)
+    sock = await seated_socket(world, node, S1)
+    (welcome,) = sock.new()
+    assert isinstance(welcome, Welcome) and welcome.state == "admitted"
+    await world.elapse(TTL, [node], beating=[sock.channel])
+    assert seats(sock.new()) == []
+    # Turned on: the seated tab gets a token when the node hears of it, not a renewal later.
+    await world.set_config(seat_tokens=True)
+    await node.rules_changed(world.site.key)
+    (seat,) = seats(sock.new())
+    assert claims_of(world, seat)["sid"] == S1
+    # Off again: the token it holds runs out, and no new one comes.
+    await world.set_config(seat_tokens=False)
+    await node.rules_changed(world.site.key)
+    await world.elapse(2 * TTL, [node], beating=[sock.channel])
+    assert seats(sock.new()) == []
+    # A waiting tab gets none when tokens are turned on: only seated tabs hold one.
+    second = await seated_socket(world, node, S2)
+    second.new()
+    await world.set_config(seat_tokens=True)
+    await node.rules_changed(world.site.key)
+    assert seats(second.new()) == [] and len(seats(sock.new())) == 1

@@ -21,6 +21,7 @@ from seatguard.seat.keyset import (
     thumbprint,
 )
 from seatguard.seat.source import write
+from seatguard.seat.tokens import TokenIds
 from seatguard.settings import Settings
 from seatguard.sites import SiteConfig
 from tests.unit.fakes import Clock
@@ -222,6 +223,15 @@ def test_a_token_says_who_holds_the_seat_with_an_explicit_type() -> None:
     assert jwt.decode(again.token, options={"verify_signature": False})["jti"] != jti
 
 
+def test_token_ids_are_unique_within_a_node_and_across_nodes() -> None:
+    # Each node (each process) draws its own random part; a counter does the rest.
+    nodes = [TokenIds() for _ in range(3)]
+    ids = [n.next() for _ in range(3_000) for n in nodes]
+    assert len(set(ids)) == len(ids)
+    assert len({i.split(".")[0] for i in ids}) == 3
+    assert all(len(i.split(".")[0]) >= 22 for i in ids)  # 128 random bits
+
+
 @pytest.mark.parametrize("ttl", [29, 901, 0, -1, True])
 def test_a_token_lifetime_is_bounded(ttl: int) -> None:
     with pytest.raises(ConfigError, match="30 to 900"):
@@ -281,3 +291,17 @@ def test_a_sites_seat_token_ttl_is_set_with_the_cli(tmp_path: Path) -> None:
     assert json.loads(made.output)["seat_token_ttl"] == 60
     refused = runner.invoke(main, [*create, "--seat-token-ttl", "901"])
     assert refused.exit_code == 2 and "30<=x<=900" in refused.output
+
+
+def test_a_site_turns_its_seat_tokens_off_and_on_with_the_cli(tmp_path: Path) -> None:
+    db = str(tmp_path / "seatguard.db")
+    runner = CliRunner()
+    create = ["site", "create", "--db", db, "--name", "S", "--origin", "*"]
+    made = runner.invoke(main, [*create, "--no-seat-tokens"])
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.output)["key"]
+    assert json.loads(made.output)["seat_tokens"] is False
+    on = runner.invoke(main, ["site", "update", key, "--db", db, "--seat-tokens"])
+    assert on.exit_code == 0, on.output
+    shown = runner.invoke(main, ["site", "show", key, "--db", db])
+    assert json.loads(shown.output).get("seat_tokens", True) is True

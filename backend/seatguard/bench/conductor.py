@@ -47,6 +47,7 @@ class Sizes:
     check_seconds: float = 10.0
     check_sessions: int = 300  # seated sessions whose tokens are checked in turn
     token_issues: int = 5_000  # seat tokens signed to time issuing
+    token_storms: int = 3  # pairs of login storms with and without seat tokens
     clients: int = 3  # load processes
 
     @classmethod
@@ -66,6 +67,7 @@ class Sizes:
             check_seconds=3,
             check_sessions=100,
             token_issues=1_000,
+            token_storms=1,
             clients=2,
         )
 
@@ -163,6 +165,7 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix="seatguard-bench-"))
         self.results: dict[str, Any] = {}
         self.sites: dict[str, tuple[str, Path]] = {}  # site key -> its secret key, database
+        self._env: dict[Path, dict[str, str]] = {}  # database -> its nodes' keys
 
     @contextmanager
     def seatguard(
@@ -176,9 +179,8 @@ class Bench:
             "SEATGUARD_AUDIT_KEY": os.urandom(32).hex(),
             "SEATGUARD_SECRETS_KEY": os.urandom(32).hex(),
         }
-        site = create_site(db, env)
-        key = site["key"]
-        self.sites[key] = (site["secret"], db)
+        self._env[db] = env
+        key = self.add_site(db)
         started: list[Target] = []
         try:
             redis_url = ""
@@ -192,6 +194,13 @@ class Bench:
         finally:
             for target in reversed(started):
                 target.stop()
+
+    def add_site(self, db: Path, *options: str) -> str:
+        """A new site in `db` (`seatguard site create` with `options`); its key."""
+        site = create_site(db, self._env[db], *options)
+        key: str = site["key"]
+        self.sites[key] = (site["secret"], db)
+        return key
 
     @contextmanager
     def echo(self, kind: str) -> Iterator[Target]:
@@ -412,6 +421,30 @@ class Bench:
             "request_to_answer": merge_latency([d["latency"] for d in done]),
         }
 
+    def token_storms(self) -> dict[str, Any]:
+        """What seat tokens add to a login's CPU: login storms, each on a fresh node, in
+        turn on a site whose tabs get tokens and on one whose tabs get none, in the order
+        ABBA ABBA... so that drift of the machine weighs on both alike. (On one node, the
+        storms before would weigh on the next: their sessions end in its time.)"""
+        runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+        for i in range(2 * self.sizes.token_storms):
+            kind = "without" if i % 4 in (0, 3) else "with"
+            with self.seatguard() as (nodes, key):
+                if kind == "without":
+                    key = self.add_site(self.sites[key][1], "--no-seat-tokens")
+                runs[kind].append(self.storm(nodes[0], key))
+        per = {
+            kind: [round(s["cpu_seconds"] / max(s["admitted"], 1) * 1e6, 1) for s in storms]
+            for kind, storms in runs.items()
+        }
+        without, with_tokens = sum(per["without"]), sum(per["with"])
+        return {
+            "pairs": self.sizes.token_storms,
+            "cpu_us_per_login_without": per["without"],
+            "cpu_us_per_login_with": per["with"],
+            "share_percent": round((with_tokens - without) / without * 100, 1),
+        }
+
     def issuing(self) -> dict[str, Any]:
         """The CPU of signing one seat token (`SeatTokens.issue`), timed in this process."""
         tokens = SeatTokens(SeatKeyRing(SeatKeySet((new_key(time.time()),))), "https://bench")
@@ -530,6 +563,8 @@ def run_bench(sizes: Sizes, scenarios: list[str], say: Callable[[str], None]) ->
             say("login storm: memory (the login CPU that issuing a token is set against)")
             with bench.seatguard() as (nodes, key):
                 r.setdefault("login_storm", {})["memory"] = bench.storm(nodes[0], key)
+        say(f"login storms with and without seat tokens: {sizes.token_storms} pairs")
+        r["seat_token_storms"] = bench.token_storms()
         say("issuing seat tokens")
         r["seat_tokens"] = bench.issuing()
     if "conflict" in scenarios:

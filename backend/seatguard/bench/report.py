@@ -135,13 +135,16 @@ def figures(r: dict[str, Any]) -> list[Figure]:
             f"at {_get(r, 'admission', 'redis_steady', 'decisions_per_second')} decisions/s",
         ),
         Figure(
-            "issuing a seat token, share of a login's CPU",
-            _share(_get(r, "seat_tokens", "cpu_us_per_token"), hs),
+            "seat tokens, share of a login's CPU",
+            _get(r, "seat_token_storms", "share_percent"),
             10,
             "%",
             True,
-            f"{_get(r, 'seat_tokens', 'cpu_us_per_token')} us per token, "
-            f"{_per(hs)} us per login (memory store)",
+            f"{_get(r, 'seat_token_storms', 'pairs')} pairs of login storms, us per login "
+            f"with tokens {_get(r, 'seat_token_storms', 'cpu_us_per_login_with')}, "
+            f"without {_get(r, 'seat_token_storms', 'cpu_us_per_login_without')}; "
+            f"signing alone {_get(r, 'seat_tokens', 'cpu_us_per_token')} us per token "
+            f"({_share(_get(r, 'seat_tokens', 'cpu_us_per_token'), hs)} % of a login)",
         ),
         Figure(
             "seat check p99, memory store",

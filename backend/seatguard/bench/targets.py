@@ -120,9 +120,10 @@ def seatguard_node(
     raise RuntimeError(f"{name} did not start:\n{target.log.read_text()[-2000:]}")
 
 
-def create_site(db: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """A site accepting any origin, with client settings (so benches pick policies): what
-    `seatguard site create` prints, its key and secret key among it."""
+def create_site(db: Path, env: dict[str, str] | None = None, *options: str) -> dict[str, Any]:
+    """A site accepting any origin, with client settings (so benches pick policies) and
+    `seatguard site create`'s other `options`: what that prints, its key and secret key
+    among it."""
     done = subprocess.run(
         [
             sys.executable,
@@ -137,6 +138,7 @@ def create_site(db: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
             "--origin",
             "*",
             "--client-settings",
+            *options,
         ],
         capture_output=True,
         text=True,

@@ -101,6 +101,11 @@ def _site_options(f: F) -> F:
             help="Longest lifetime of an identity token (exp - iat), seconds [default 3600].",
         ),
         click.option(
+            "--seat-tokens/--no-seat-tokens",
+            default=None,
+            help="Whether seated tabs get seat tokens [default: yes].",
+        ),
+        click.option(
             "--seat-token-ttl",
             type=click.IntRange(MIN_TTL, MAX_TTL),
             help=f"Lifetime of the seat tokens its tabs get, seconds [default {DEFAULT_TTL}].",
@@ -163,6 +168,7 @@ def _apply(site: Site, o: dict[str, Any]) -> Site:
         "identity_algorithm": "identity_algorithm",
         "identity_issuer": "identity_issuer",
         "identity_max_lifetime": "identity_max_lifetime",
+        "seat_tokens": "seat_tokens",
         "seat_token_ttl": "seat_token_ttl",
         "oidc_issuer": "oidc_issuer",
         "oidc_client_id": "oidc_client_id",
@@ -399,5 +405,10 @@ def describe(s: Site) -> dict[str, Any]:
         "origins": list(s.origins),
         **{n: getattr(s.rules, n) for n in RULE_FIELDS},
         "client_settings": s.client_settings,
-        **{k: v for k, v in config.items() if v not in (None, False)},
+        # Unset settings and switches left off are not shown; a switch turned off is.
+        **{k: v for k, v in config.items() if v is not None and v is not _OFF.get(k)},
     }
+
+
+_OFF = {f: False for f in SiteConfig.__struct_fields__ if getattr(SiteConfig(), f) is False}
+"""The switches that are off unless turned on: `describe` leaves them out while off."""

@@ -9,11 +9,13 @@ token is never taken for another kind of JWT. Claims:
 - `sid` the browser session, `did` the device; `org` and `role` when the user has them;
 - `iat`, `exp` (`iat` + the site's `seat_token_ttl`), `jti` unique to the token.
 
-PyJWT signs; nothing here touches the signature.
+PyJWT signs (its JWS layer: the claims are encoded here, with msgspec, as the JWT layer
+would with the standard library's json, only faster); nothing here touches the signature.
 """
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import msgspec
 
 from ..errors import ConfigError
 from .keyset import ALGORITHM, DEFAULT_TTL, MAX_TTL, MIN_TTL
@@ -34,6 +37,8 @@ TOKEN_TYPE = "seat+jwt"
 HEADER = "Seatguard-Seat"
 """The request header a page sends its seat token in."""
 
+_JWS = jwt.PyJWS()
+
 
 @dataclass(frozen=True, slots=True)
 class SeatToken:
@@ -42,6 +47,18 @@ class SeatToken:
     token: str
     expires_at: int  # its `exp`, seconds since the epoch
     kid: str  # the key that signed it
+
+
+class TokenIds:
+    """Unique token ids without a system call each: 16 random bytes drawn once, then a
+    counter (`jti` need only be unique; it is no secret, and no token is guessed by it)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_urlsafe(16)
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}.{next(self._count):x}"
 
 
 class SeatTokens:
@@ -54,6 +71,7 @@ class SeatTokens:
         self.keys = keys
         self.issuer = issuer
         self._clock = clock
+        self._ids = TokenIds()
 
     def issue(
         self,
@@ -80,14 +98,17 @@ class SeatTokens:
             "did": device,
             "iat": now,
             "exp": now + int(ttl),
-            "jti": secrets.token_urlsafe(16),
+            "jti": self._ids.next(),
         }
         if org is not None:
             claims["org"] = org
         if role is not None:
             claims["role"] = role
         headers = {"kid": key.kid, "typ": TOKEN_TYPE}
-        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers=headers)
+        payload = msgspec.json.encode(claims)
+        token = _JWS.encode(
+            payload, key.private_key, algorithm=ALGORITHM, headers=headers, sort_headers=False
+        )
         return SeatToken(token, claims["exp"], key.kid)
 
     def jwks(self) -> dict[str, Any]:
