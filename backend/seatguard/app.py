@@ -36,6 +36,7 @@ from .keys import audit_key, checkpoint_path, secrets_key
 from .lookups import OverrideCache, RevocationChecks, SiteCache
 from .node import Node
 from .problems import problem
+from .proxies import ProxyHeaders, TrustedProxies
 from .recorder import Recorder
 from .sealing import SecretBox
 from .seat import SeatTokens, load_seat_keys
@@ -131,9 +132,9 @@ async def _webhooks(worker: DeliveryWorker) -> dict[str, Any] | None:
 def _shows_details(request: Request, who: str) -> bool:
     """Whether `health_details` (`public`, `local`, `off`) lets this client see them.
 
-    `local` is a client on the loopback interface. uvicorn has already put the client
+    `local` is a client on the loopback interface. `ProxyHeaders` has already put the client
     named by `X-Forwarded-For` in the place of a trusted proxy (127.0.0.1 and ::1 by
-    default, `FORWARDED_ALLOW_IPS`); a request that names its client otherwise (`Forwarded`,
+    default, `SEATGUARD_TRUSTED_PROXIES`); a request that names its client otherwise (`Forwarded`,
     `X-Real-IP`) came through a proxy too, so is not taken for local.
     """
     if who == "public":
@@ -172,10 +173,15 @@ async def sdk_language(request: Request) -> Response:
 
 class App(Starlette):
     """Starlette with `SecurityHeaders` outside all its middleware, the one that answers
-    500 included, so that every answer has them."""
+    500 included, so that every answer has them; inside that, `ProxyHeaders`, so that
+    every route sees the client the trusted proxies name."""
+
+    def __init__(self, proxies: TrustedProxies, **kwargs: Any) -> None:
+        self.proxies = proxies
+        super().__init__(**kwargs)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(super().build_middleware_stack())
+        return SecurityHeaders(ProxyHeaders(super().build_middleware_stack(), self.proxies))
 
 
 def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlette:
@@ -189,6 +195,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
     protocol class (`seatguard serve`); the lifespan hands it the node and the caps on
     unfinished handshakes.
     """
+    proxies = settings.proxies
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -251,10 +258,15 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
         ticker = asyncio.create_task(_tick_forever(node, collector))
         # Read here, after `seatguard serve` raised the soft limit as far as it goes.
         open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        handshakes = Handshakes.from_settings(settings, open_files)
+        handshakes = Handshakes.from_settings(settings, open_files, proxies)
         app.state.handshakes = handshakes
         try:
-            yield {"node": node, "handshakes": handshakes, "seat_tokens": seat_tokens}
+            yield {
+                "node": node,
+                "handshakes": handshakes,
+                "proxies": proxies,
+                "seat_tokens": seat_tokens,
+            }
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -285,6 +297,11 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
 
         playback = demo_site.Playback(settings, demo_site.DEMO_SITE_KEY, demo_secret)
         routes += demo_site.routes(playback)
-    app = App(routes=routes, lifespan=lifespan, exception_handlers=api.exception_handlers())
+    app = App(
+        proxies,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=api.exception_handlers(),
+    )
     app.state.assets = Assets()
     return app

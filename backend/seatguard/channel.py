@@ -7,6 +7,7 @@ the close code from `errors.close_code`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from typing import Protocol
@@ -14,7 +15,7 @@ from typing import Protocol
 import msgspec
 
 from .admission import Refused, admit
-from .devices import device_type
+from .devices import NO_HINTS, Hints, device_type
 from .errors import (
     BadMessage,
     OutOfOrder,
@@ -91,6 +92,7 @@ class Channel:
         "_early",
         "active_at",
         "arrival",
+        "hints",
         "idle",
         "ip",
         "key",
@@ -118,6 +120,7 @@ class Channel:
         own_origin: str,
         user_agent: str,
         ip: str = "",
+        hints: Hints = NO_HINTS,
     ) -> None:
         self.node = node
         self.transport = transport
@@ -125,6 +128,7 @@ class Channel:
         self.own_origin = own_origin
         self.user_agent = user_agent
         self.ip = ip
+        self.hints = hints  # the client hint headers of the upgrade (see `devices`)
         self.state = ChannelState.awaiting_hello
         # Notices that beat the welcome, with the seq of the news each tells.
         self._early: list[tuple[int, ServerFrame]] | None = None
@@ -201,6 +205,12 @@ class Channel:
         else:
             raise OutOfOrder("hello was already received")
 
+    def _hints(self, hello: Hello) -> Hints:
+        """The upgrade's client hints, with the page's touch points if it told them."""
+        if hello.touch is None:
+            return self.hints
+        return dataclasses.replace(self.hints, touch=hello.touch)
+
     async def _hello(self, hello: Hello) -> None:
         verdict = await admit(
             hello, self.node.sources, origin=self.origin, own_origin=self.own_origin
@@ -216,7 +226,7 @@ class Channel:
             session=hello.session,
             tab=hello.tab,
             device=hello.fp or hello.device,
-            device_type=device_type(self.user_agent),
+            device_type=device_type(self.user_agent, self._hints(hello)),
             org=account.org,
             role=account.role,
             sid=account.sid,

@@ -13,9 +13,9 @@ is answered (`/ws/v1`), a connection
   (IPv6: its /64). A connection over either cap is answered a minimal `503` with
   `Retry-After: 1` and closed at once, before a byte of it is read.
 
-The local proxies whose `X-Forwarded-For` the server trusts are exempt from the per-address
-cap: behind one, every browser shares its address (the overall cap still holds). Refusals and
-timeouts are logged through `RateLog`, at most one line of each kind per 10 s.
+The trusted proxies (`SEATGUARD_TRUSTED_PROXIES`, see `proxies`) are exempt from the
+per-address cap: behind one, every browser shares its address (the overall cap still holds).
+Refusals and timeouts are logged through `RateLog`, at most one line of each kind per 10 s.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import ipaddress
 import logging
 from collections.abc import Iterable, Sized
 
+from .proxies import TrustedProxies
 from .ratelog import RateLog
 from .settings import Settings
 
 __all__ = [
-    "LOCAL_PROXIES",
     "Handshake",
     "Handshakes",
     "client_key",
@@ -39,9 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("seatguard")
-
-LOCAL_PROXIES = frozenset({"127.0.0.1", "::1"})
-"""Peers whose X-Forwarded-* headers count (a reverse proxy on this host)."""
 
 _refused = RateLog(log, logging.WARNING)
 _timed_out = RateLog(log, logging.INFO)
@@ -102,29 +99,44 @@ class Handshakes:
         "limit",
         "max_head",
         "per_ip",
+        "proxies",
         "refused",
         "timed_out",
         "timeout",
     )
 
-    def __init__(self, *, timeout: float, max_head: int, limit: int, per_ip: int) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_head: int,
+        limit: int,
+        per_ip: int,
+        proxies: TrustedProxies | None = None,
+    ) -> None:
         self.timeout = timeout  # seconds from accept to a complete request head
         self.max_head = max_head  # bytes of request head
         self.limit = limit  # unfinished handshakes at once
         self.per_ip = per_ip  # of those from one client (see `client_key`)
+        # exempt from `per_ip` (default: the settings' default)
+        self.proxies = proxies if proxies is not None else Settings().proxies
         self.count = 0
         self.refused = 0  # connections turned away since start
         self.timed_out = 0  # connections aborted for a request head not in time
         self._by_key: dict[str, int] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, open_files: int) -> Handshakes:
-        """The caps `settings` ask for; `open_files` is the process's soft limit."""
+    def from_settings(
+        cls, settings: Settings, open_files: int, proxies: TrustedProxies | None = None
+    ) -> Handshakes:
+        """The caps `settings` ask for; `open_files` is the process's soft limit; `proxies`
+        the settings' trusted proxies, if already parsed."""
         return cls(
             timeout=settings.handshake_timeout,
             max_head=settings.max_head_bytes,
             limit=settings.max_handshakes or default_limit(open_files),
             per_ip=settings.max_handshakes_per_ip,
+            proxies=settings.proxies if proxies is None else proxies,
         )
 
     def enter(self, ip: str) -> str | None:
@@ -139,7 +151,7 @@ class Handshakes:
                 ip,
             )
             return None
-        key = "" if ip in LOCAL_PROXIES else client_key(ip)
+        key = "" if ip in self.proxies else client_key(ip)
         if key:
             held = self._by_key.get(key, 0)
             if held >= self.per_ip:

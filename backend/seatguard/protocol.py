@@ -99,6 +99,7 @@ Ident = Annotated[str, msgspec.Meta(pattern=_IDENT)]
 Fingerprint = Annotated[str, msgspec.Meta(pattern=_FINGERPRINT)]
 Text = Name  # a user id, org, role or site key: names.py
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+Touch = Annotated[int, msgspec.Meta(ge=0, le=256)]  # the touch points a page reports
 
 
 class Hello(msgspec.Struct, tag_field="t", tag="hello", forbid_unknown_fields=True):
@@ -121,6 +122,7 @@ class Hello(msgspec.Struct, tag_field="t", tag="hello", forbid_unknown_fields=Tr
     mode: Mode | None = None
     limit: Limit | None = None
     policy: Policy | None = None
+    touch: Touch | None = None  # navigator.maxTouchPoints: tells an iPad from a Mac
 
 
 class Heartbeat(msgspec.Struct, tag_field="t", tag="hb", forbid_unknown_fields=True):

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .presence import Timing
+from .proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 
 __all__ = ["ENV_PREFIX", "HEALTH_DETAILS", "Settings"]
 
@@ -65,6 +66,7 @@ class Settings:
     event_heartbeat: float = 15.0  # seconds between heartbeat comments on an event stream
     gc_freeze_interval: float = 1.0  # seconds between freezes of survivors (0: as Python ships)
     gc_full_interval: float = 3600.0  # seconds between full garbage collections (0: never)
+    trusted_proxies: str = DEFAULT_TRUSTED_PROXIES  # IPs and CIDRs whose X-Forwarded-* count
     health_details: str = "local"  # who sees /healthz's details: public, local (loopback) or off
     demo: bool = False  # also serve the Acme Stream demo site
     log_level: str = "info"  # uvicorn log level
@@ -121,6 +123,7 @@ class Settings:
                 f"health details must be one of {', '.join(HEALTH_DETAILS)}, "
                 f"not {self.health_details!r}"
             )
+        self.proxies  # noqa: B018 (a bad entry raises here, at start-up)
         if self.public_url:
             _check_public_url(self.public_url)
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -140,6 +143,11 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "localhost" if self.host in ("", "0.0.0.0", "::") else self.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def proxies(self) -> TrustedProxies:
+        """The trusted proxies, parsed (`proxies.TrustedProxies`): read it once."""
+        return TrustedProxies.parse(self.trusted_proxies)
 
     @property
     def timing(self) -> Timing:

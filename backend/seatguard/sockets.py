@@ -28,10 +28,12 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from .channel import Channel, ChannelState, unexpected
-from .handshakes import LOCAL_PROXIES, Handshake, Handshakes, head_size, plain_response
+from .devices import hints_from_headers
+from .handshakes import Handshake, Handshakes, head_size, plain_response
 from .node import Node
 from .plainhttp import PlainHttp
 from .protocol import CloseCode
+from .proxies import TrustedProxies
 
 __all__ = ["WS_PATH", "HttpProtocol", "Socket"]
 
@@ -41,7 +43,6 @@ _quiet = logging.getLogger("seatguard.websockets")  # the sans-I/O protocol's ow
 WS_PATH = "/ws/v1"
 _MAX_HEAD = 16384  # bytes of request head read for its first line, without handshake caps
 _MAX_BUFFERED = 1 << 20  # bytes queued to a peer that does not read; then it is dropped
-_TRUSTED_PROXIES = LOCAL_PROXIES  # whose X-Forwarded-* headers count
 _LINE_TOO_LONG = plain_response(414, "URI Too Long", "the request line is over the size limit\n")
 
 
@@ -110,7 +111,7 @@ class HttpProtocol(asyncio.Protocol):
         node: Node | None = self._app_state.get("node")
         nxt: asyncio.Protocol
         if target == WS_PATH.encode() and node is not None:
-            nxt = Socket(node, self._server_state, handshake)
+            nxt = Socket(node, self._server_state, handshake, self._app_state.get("proxies"))
         else:
             nxt = PlainHttp(
                 config=self._config,
@@ -138,6 +139,7 @@ class Socket(asyncio.Protocol):
         "_hello_at",
         "_node",
         "_proto",
+        "_proxies",
         "_queue",
         "_server_state",
         "_task",
@@ -146,9 +148,15 @@ class Socket(asyncio.Protocol):
     )
 
     def __init__(
-        self, node: Node, server_state: ServerState, handshake: Handshake | None = None
+        self,
+        node: Node,
+        server_state: ServerState,
+        handshake: Handshake | None = None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self._node = node
+        # whose X-Forwarded-* headers count; the app parses them once (default: the node's)
+        self._proxies = proxies if proxies is not None else node.settings.proxies
         self._server_state = server_state
         limit = node.settings.max_message_bytes
         # Frames between the limit and this get the channel's error frame and 1009; larger
@@ -330,9 +338,11 @@ class Socket(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) else ""
         scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
-        if ip in _TRUSTED_PROXIES:
-            ip = _forwarded_for(headers.get("X-Forwarded-For"), ip)
-            scheme = headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
+        proxies = self._proxies
+        if ip in proxies:
+            forwarded_proto = _single(headers.get_all("X-Forwarded-Proto"))
+            scheme = proxies.scheme(ip, forwarded_proto, scheme)
+            ip = proxies.client(ip, headers.get_all("X-Forwarded-For"))
         self._channel = Channel(
             self._node,
             self,
@@ -340,6 +350,11 @@ class Socket(asyncio.Protocol):
             own_origin=f"{scheme}://{headers.get('Host', '')}".lower(),
             user_agent=headers.get("User-Agent", ""),
             ip=ip,
+            hints=hints_from_headers(
+                _single(headers.get_all("Sec-CH-UA-Mobile")),
+                _single(headers.get_all("Sec-CH-UA-Platform")),
+                _single(headers.get_all("Sec-CH-UA-Form-Factors")),
+            ),
         )
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._node.settings.hello_timeout, self._hello_timeout)
@@ -441,11 +456,6 @@ class Socket(asyncio.Protocol):
             self._enqueue(_HELLO_TIMEOUT)
 
 
-def _forwarded_for(header: str | None, peer: str) -> str:
-    """The client behind a trusted local proxy: the last address it did not add itself."""
-    if not header:
-        return peer
-    for hop in reversed([h.strip() for h in header.split(",")]):
-        if hop and hop not in _TRUSTED_PROXIES:
-            return hop
-    return peer
+def _single(values: list[str]) -> str | None:
+    """A header's value when it came exactly once (twice is as good as not at all)."""
+    return values[0] if len(values) == 1 else None

@@ -28,11 +28,9 @@ const CLOSED = { [LOGGED_OUT]: ['ended', 'logout'], [REVOKED]: ['revoked', 'revo
 export const canMove = (from, to) =>
   from !== 'destroyed' && to !== 'connecting' && (live(from) || to === 'destroyed');
 
-// Uniform floats from the platform's CSPRNG when there is one.
-function secureRandom() {
-  const c = globalThis.crypto;
-  return c?.getRandomValues ? c.getRandomValues(new Uint32Array(1))[0] / 2 ** 32 : Math.random();
-}
+// Uniform floats from the platform's CSPRNG (getRandomValues is there in every browser the
+// SDK runs in, secure context or not, and in Node).
+const secureRandom = () => crypto.getRandomValues(new Uint32Array(1))[0] / 2 ** 32;
 
 /**
  * A client for `options` as resolved by config.js. `world` injects the browser: `window`,
@@ -71,8 +69,15 @@ export function createClient(options, world = {}) {
     guardStorage(() => storage.session || win.sessionStorage),
     random,
   );
-  // What the hello frames say (protocol.js picks its fields): the options and this browser's ids.
-  const fields = { ...options, ...ids, user: options.userId, fp: fingerprint(win) };
+  // What the hello frames say (protocol.js picks its fields): the options and this browser's ids,
+  // and its touch points (0 to 256), which tell an iPad asking for desktop pages from a Mac.
+  const fields = {
+    ...options,
+    ...ids,
+    user: options.userId,
+    fp: fingerprint(win),
+    touch: Math.min(win.navigator?.maxTouchPoints | 0, 256),
+  };
 
   const emit = (event, ...args) => {
     for (const handler of [...(handlers[event] || [])]) {

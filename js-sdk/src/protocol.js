@@ -19,7 +19,7 @@ export function decode(data) {
 // signed identity `token` names the user.
 export function hello(fields) {
   const frame = { t: 'hello', v: PROTOCOL_VERSION };
-  for (const key of ['site', 'session', 'tab', 'device', 'user', 'token', 'org', 'role', 'fp', 'mode', 'limit', 'policy']) {
+  for (const key of ['site', 'session', 'tab', 'device', 'user', 'token', 'org', 'role', 'fp', 'mode', 'limit', 'policy', 'touch']) {
     if (fields[key] != null && fields[key] !== '') frame[key] = fields[key];
   }
   return frame;

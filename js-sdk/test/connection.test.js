@@ -27,7 +27,18 @@ test('on open the client sends hello with its identity and the options given', (
 test('hello without mode, limit and policy leaves them out', () => {
   const { socket } = setup();
   socket().open();
-  assert.deepEqual(Object.keys(socket().sent[0]).sort(), ['device', 'fp', 'session', 'site', 't', 'tab', 'user', 'v']);
+  assert.deepEqual(Object.keys(socket().sent[0]).sort(), ['device', 'fp', 'session', 'site', 't', 'tab', 'touch', 'user', 'v']);
+});
+
+test('hello carries the touch points (an iPad that asks for desktop pages has them), 0 to 256', () => {
+  for (const [maxTouchPoints, touch] of [[0, 0], [5, 5], [256, 256], [1000, 256], [undefined, 0], ['x', 0]]) {
+    const { socket } = setup({ window: fakeWindow({ navigator: { maxTouchPoints } }) });
+    socket().open();
+    assert.equal(socket().sent[0].touch, touch, `maxTouchPoints ${maxTouchPoints}`);
+  }
+  const page = setup({ options: { touch: 9 } }); // the page's options cannot say otherwise
+  page.socket().open();
+  assert.equal(page.socket().sent[0].touch, 0);
 });
 
 test('hello carries a token string, org and role; user only when a userId was given', () => {

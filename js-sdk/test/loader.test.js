@@ -139,7 +139,7 @@ test('the built bundle installs window.Seatguard in a browser-like context', { s
     close() {}
   };
   // A fresh vm context has only the language built-ins: add the web APIs the SDK uses.
-  Object.assign(win, { URL, localStorage: new MemoryStorage(), sessionStorage: new MemoryStorage(), setTimeout, clearTimeout });
+  Object.assign(win, { URL, crypto, localStorage: new MemoryStorage(), sessionStorage: new MemoryStorage(), setTimeout, clearTimeout });
   vm.runInContext(code, win);
   try {
     assert.equal(typeof win.Seatguard.load, 'function');

@@ -27,7 +27,7 @@ test('hello carries token, org and role when given, and leaves out user when it 
 test('hello leaves out optional fields that were not given', () => {
   const ids = { site: 'pk_1', user: 'alice', session: 'S'.repeat(8), tab: 'T'.repeat(8), device: 'D'.repeat(8) };
   assert.deepEqual(hello(ids), { t: 'hello', v: PROTOCOL_VERSION, ...ids });
-  assert.deepEqual(hello({ ...ids, fp: 'abcd', mode: 'device-limit', limit: 2, policy: 'evict-oldest', extra: 1 }), {
+  assert.deepEqual(hello({ ...ids, fp: 'abcd', mode: 'device-limit', limit: 2, policy: 'evict-oldest', touch: 0, extra: 1 }), {
     t: 'hello',
     v: 1,
     ...ids,
@@ -35,6 +35,7 @@ test('hello leaves out optional fields that were not given', () => {
     mode: 'device-limit',
     limit: 2,
     policy: 'evict-oldest',
+    touch: 0, // no touch points is said too
   });
 });
 

@@ -75,6 +75,10 @@ def test_hello_decodes_with_optional_fields() -> None:
     frame = decode_client_frame(json.dumps({**HELLO, "mode": "device-limit", "limit": 3}))
     assert isinstance(frame, Hello)
     assert (frame.mode, frame.limit, frame.policy, frame.fp) == ("device-limit", 3, None, None)
+    assert frame.touch is None
+    for touch in (0, 5, 256):
+        frame = decode_client_frame(json.dumps({**HELLO, "touch": touch}))
+        assert isinstance(frame, Hello) and frame.touch == touch
 
 
 @pytest.mark.parametrize(
@@ -110,6 +114,13 @@ def test_client_frames_decode(raw: str, kind: type) -> None:
         json.dumps({**HELLO, "limit": 0}),
         json.dumps({**HELLO, "mode": "seats"}),
         json.dumps({**HELLO, "extra": 1}),
+        json.dumps({**HELLO, "touch": -1}),
+        json.dumps({**HELLO, "touch": 257}),
+        json.dumps({**HELLO, "touch": 2**64}),
+        json.dumps({**HELLO, "touch": 1.5}),
+        json.dumps({**HELLO, "touch": "5"}),
+        json.dumps({**HELLO, "touch": True}),
+        json.dumps({**HELLO, "touch": [5]}),
     ],
 )
 def test_invalid_frames_are_refused(raw: str) -> None:

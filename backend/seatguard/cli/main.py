@@ -94,6 +94,12 @@ def _server_options(f: F) -> F:
             help="Who sees /healthz's details (node, tabs, admission times, collector): "
             f"anyone, loopback clients only, or nobody [default {DEFAULTS.health_details}].",
         ),
+        click.option(
+            "--trusted-proxies",
+            help="Comma-separated IP addresses and CIDR networks of the reverse proxies whose "
+            "X-Forwarded-For and X-Forwarded-Proto count "
+            f"[default {DEFAULTS.trusted_proxies}].",
+        ),
         click.option("--log-level", help=f"Log level [default {DEFAULTS.log_level}]."),
     ]
     for option in reversed(options):
@@ -113,6 +119,7 @@ def _run(settings: Settings, *, demo_secret: str | None = None) -> None:
         log_level=settings.log_level,
         http=HttpProtocol,  # WebSockets on the lean path, the rest on uvicorn's httptools
         ws="none",
+        proxy_headers=False,  # the app reads them itself (proxies.ProxyHeaders), as the socket
         loop="uvloop",
         lifespan="on",
         backlog=4096,
