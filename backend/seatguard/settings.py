@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .presence import Timing
 from .proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
+from .signals.checks import Thresholds
 
 __all__ = ["ENV_PREFIX", "HEALTH_DETAILS", "Settings"]
 
@@ -68,6 +69,11 @@ class Settings:
     gc_full_interval: float = 3600.0  # seconds between full garbage collections (0: never)
     trusted_proxies: str = DEFAULT_TRUSTED_PROXIES  # IPs and CIDRs whose X-Forwarded-* count
     health_details: str = "local"  # who sees /healthz's details: public, local (loopback) or off
+    geoip_db: str = ""  # MaxMind DB file (GeoLite2-City, ...) for the geo checks; empty: off
+    geoip_local: bool = False  # also locate private and loopback addresses with that file
+    signals_window: float = 2592000.0  # seconds of device and IP history the checks look at
+    travel_speed: float = 1000.0  # km/h faster than which travel between sessions is impossible
+    travel_min_km: float = 100.0  # shorter distances (less accuracy radii) are never impossible
     demo: bool = False  # also serve the Acme Stream demo site
     log_level: str = "info"  # uvicorn log level
 
@@ -124,6 +130,15 @@ class Settings:
                 f"not {self.health_details!r}"
             )
         self.proxies  # noqa: B018 (a bad entry raises here, at start-up)
+        if not (
+            0 < self.signals_window < math.inf
+            and 0 < self.travel_speed < math.inf
+            and 0 <= self.travel_min_km < math.inf
+        ):
+            raise ConfigError(
+                "the signals window and travel speed must be positive and finite, the "
+                "travel minimum distance 0 or more"
+            )
         if self.public_url:
             _check_public_url(self.public_url)
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -155,6 +170,15 @@ class Settings:
             session_timeout=self.session_timeout,
             reload_grace=self.reload_grace,
             unload_grace=self.unload_grace,
+        )
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """What the checks (signals/checks.py) count as new, and as impossible travel."""
+        return Thresholds(
+            window=self.signals_window,
+            travel_speed=self.travel_speed,
+            travel_min_km=self.travel_min_km,
         )
 
     @classmethod
