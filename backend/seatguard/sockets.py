@@ -341,6 +341,9 @@ class Socket(asyncio.Protocol):
             user_agent=headers.get("User-Agent", ""),
             ip=ip,
         )
+        # The device key's challenge goes out with the upgrade; it is good until the hello
+        # timeout, on this socket only (channel.py).
+        self.send_now(self._channel.challenge())
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._node.settings.hello_timeout, self._hello_timeout)
 
