@@ -15,7 +15,7 @@ import msgspec
 
 from .admission import Refused, admit
 from .devicehint import DeviceProof, device_hint, platform_of
-from .deviceproof import new_nonce, proof_message, verify_proof
+from .deviceproof import DEVICE_PREFIX, new_nonce, proof_message, verify_proof
 from .devices import device_type
 from .errors import (
     BadMessage,
@@ -160,6 +160,9 @@ class Channel:
         for a key or proof that does not hold (never a silent fall back to the page's id)."""
         nonce, self.nonce = self.nonce, None  # single use, whatever happens
         if hello.key is None and hello.proof is None:
+            if hello.device.startswith(DEVICE_PREFIX):
+                # Proven keys' ids: a page cannot claim one by its word.
+                raise DeviceProofInvalid(f"a device id starting {DEVICE_PREFIX!r} needs a proof")
             return hello.device, "none"
         if hello.key is None or hello.proof is None:
             missing = "key" if hello.key is None else "proof"

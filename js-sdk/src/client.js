@@ -302,7 +302,8 @@ export function createClient(options, world = {}) {
       const fn = typeof token === 'function';
       if (!fn && !device) return hello(fields);
       const more = device?.then((get) => get(nonce, fields.site, fields.session, fields.tab)).catch(() => {});
-      return Promise.all([fn ? token() : token, more]).then(([token, more]) => hello({ ...fields, token, ...more }));
+      // (A token function that throws rejects the Promise: the welcome watchdog retries.)
+      return Promise.all([new Promise((ok) => ok(fn ? token() : token)), more]).then(([token, more]) => hello({ ...fields, token, ...more }));
     },
     _active: active,
     _frame(frame) {

@@ -113,12 +113,16 @@ class Tab:
             compression=None,
         )
         cls.opened.append(ws)
-        # The device key's challenge comes first, right after the upgrade.
+        await cls.challenged(ws)
+        return ws
+
+    @classmethod
+    async def challenged(cls, ws: ClientConnection) -> None:
+        """Read the device key's challenge, the first frame after the upgrade."""
         with anyio.fail_after(scaled(3)):
             challenge = json.loads(await ws.recv())
         assert challenge["t"] == "challenge", challenge
         cls.nonces[id(ws)] = challenge["nonce"]
-        return ws
 
     @classmethod
     async def close_all(cls) -> None:

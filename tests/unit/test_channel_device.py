@@ -110,6 +110,17 @@ async def test_the_audit_row_of_a_new_session_tells_the_proof(world: World) -> N
     assert created == [(S1, "verified"), (S2, "none")]
 
 
+async def test_a_page_cannot_claim_a_proven_keys_id_by_its_word(world: World) -> None:
+    node = await world.node()
+    victim = world.socket(node)
+    await prove(world, victim, new_key())
+    stolen = (await world.hub.snapshot(world.key(ALICE))).sessions[S1].device
+    thief = world.socket(node)
+    challenged(thief)
+    await thief.hello(ALICE, S2, TAB, device=stolen, mode="device-limit")
+    refused(thief, CloseCode.device_proof_invalid, "needs a proof")
+
+
 async def test_a_forged_proof_is_refused(world: World) -> None:
     node = await world.node()
     socket = world.socket(node)
