@@ -5,6 +5,8 @@ PORT ?= 8000
 SDK := backend/seatguard/static/seatguard.js
 # The language packs the SDK fetches; the same build writes them.
 SDK_LANGS := $(foreach lang,fr es de,backend/seatguard/static/lang/$(lang).json)
+# The device module (fingerprint and device key) the SDK loads beside it; the same build.
+SDK_DEVICE := backend/seatguard/static/device.js
 
 .PHONY: demo test check sdk system-deps clean
 
@@ -18,10 +20,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-$(SDK) $(SDK_LANGS) &: node_modules/.installed $(wildcard js-sdk/src/*.js) js-sdk/build.mjs
+$(SDK) $(SDK_LANGS) $(SDK_DEVICE) &: node_modules/.installed $(wildcard js-sdk/src/*.js) js-sdk/build.mjs
 	npm run --silent build
 
-sdk: $(SDK) $(SDK_LANGS)
+sdk: $(SDK) $(SDK_LANGS) $(SDK_DEVICE)
 
 # Debian's chromium (for Playwright) and redis-server, installed only where missing.
 system-deps:
@@ -40,4 +42,4 @@ check: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) node_modules .seatguard $(SDK) backend/seatguard/static/lang
+	rm -rf $(VENV) node_modules .seatguard $(SDK) $(SDK_DEVICE) backend/seatguard/static/lang

@@ -190,6 +190,8 @@ async def sessions(request: Request) -> Response:
                 "id": s.id,
                 "state": up.state(s.id).value,
                 "device_type": s.device_type,
+                "device": s.device,
+                "device_proof": s.device_proof,
                 "tabs": len(s.tabs),
                 "since": s.created_at,
             }

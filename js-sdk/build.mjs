@@ -14,12 +14,16 @@ import { PACKS } from './src/packs.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outfile = join(root, 'backend/seatguard/static/seatguard.js');
 const langDir = join(root, 'backend/seatguard/static/lang');
+const deviceFile = join(root, 'backend/seatguard/static/device.js');
 // Size budget (gzip): the SDK is at most 6,000 bytes, every feature included; the bench's
 // goal is the same number (SDK_GZIP_GOAL in backend/seatguard/bench/report.py, kept equal by
 // tests/unit/test_sdk.py). It holds the English overlay texts only: French, Spanish and German
 // (about 1 KB gzipped together) are the language packs written below, of which a page
 // fetches at most the one it needs.
 const GZIP_BUDGET = 6000;
+// The device module (src/device.js: the fingerprint, the device key and its proof) is built
+// on its own as an ES module that the SDK imports while its socket opens, within this budget.
+const DEVICE_GZIP_BUDGET = 1500;
 
 // Every pack has exactly the English keys, and texts.js knows every pack.
 const fail = (message) => {
@@ -33,19 +37,22 @@ for (const [lang, pack] of Object.entries(PACKS)) {
   if (!keys.every((key) => typeof pack[key] === 'string' && pack[key])) fail(`packs.js ${lang}: empty text`);
 }
 
-const bundle = await build({
-  entryPoints: [join(root, 'js-sdk/src/index.js')],
-  bundle: true,
-  write: false,
-  minify: true,
-  format: 'iife',
-  target: ['es2020'],
-  charset: 'utf8',
-  legalComments: 'none',
-  // Private members (leading underscore) are renamed; nothing outside the bundle reads them.
-  mangleProps: /^_/,
-  logLevel: 'warning',
-});
+// One entry point bundled and minified as `format` (iife or esm).
+const bundled = (entry, format) =>
+  build({
+    entryPoints: [join(root, 'js-sdk/src', entry)],
+    bundle: true,
+    write: false,
+    minify: true,
+    format,
+    target: ['es2020'],
+    charset: 'utf8',
+    legalComments: 'none',
+    // Private members (leading underscore) are renamed; nothing outside the bundle reads them.
+    mangleProps: /^_/,
+    logLevel: 'warning',
+  });
+const bundle = await bundled('index.js', 'iife');
 // unsafe_arrows and unsafe_methods hold because no function of the SDK is called with `new`
 // or reads `this`; pure_getters because no getter it reads has a side effect. Terser runs
 // again on its own output while that shrinks: a second run turns some of the methods the
@@ -55,12 +62,15 @@ const TERSER = {
   compress: { passes: 5, unsafe_arrows: true, unsafe_methods: true, pure_getters: true },
   mangle: true,
 };
-let minified = (await minify(bundle.outputFiles[0].text, TERSER)).code;
-for (;;) {
-  const again = (await minify(minified, TERSER)).code;
-  if (again.length >= minified.length) break;
-  minified = again;
+async function squeeze(text, module = false) {
+  let minified = (await minify(text, { ...TERSER, module })).code;
+  for (;;) {
+    const again = (await minify(minified, { ...TERSER, module })).code;
+    if (again.length >= minified.length) return minified;
+    minified = again;
+  }
 }
+const minified = await squeeze(bundle.outputFiles[0].text);
 
 mkdirSync(dirname(outfile), { recursive: true });
 const code = Buffer.from('"use strict";\n' + minified + '\n');
@@ -71,3 +81,9 @@ for (const [lang, pack] of Object.entries(PACKS)) writeFileSync(join(langDir, la
 console.log(`${relative(root, outfile)}: ${code.length} bytes, ${gzip} bytes gzipped`);
 console.log(`${relative(root, langDir)}: ${LANGUAGES.map((lang) => lang + '.json').join(', ')}`);
 if (gzip > GZIP_BUDGET) fail(`seatguard.js is over its ${GZIP_BUDGET}-byte gzip budget`);
+
+const deviceCode = Buffer.from((await squeeze((await bundled('device.js', 'esm')).outputFiles[0].text, true)) + '\n');
+writeFileSync(deviceFile, deviceCode);
+const deviceGzip = gzipSync(deviceCode, { level: 9 }).length;
+console.log(`${relative(root, deviceFile)}: ${deviceCode.length} bytes, ${deviceGzip} bytes gzipped`);
+if (deviceGzip > DEVICE_GZIP_BUDGET) fail(`device.js is over its ${DEVICE_GZIP_BUDGET}-byte gzip budget`);

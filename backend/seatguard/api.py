@@ -71,6 +71,9 @@ class SessionOut(msgspec.Struct):
     reason: str | None
     device: str
     device_type: str
+    # "verified": the browser proved its device key and `device` is derived from it (or is
+    # the device its fingerprint joined); "none": no device key, `device` is the page's id.
+    device_proof: Literal["none", "verified"]
     ip: str
     user_agent: str
     org: str | None
@@ -359,6 +362,7 @@ def _session_out(up: UserPresence, s: Session) -> SessionOut:
         reason=s.reason.value if state.value == "blocked" else None,
         device=s.device,
         device_type=s.device_type,
+        device_proof=s.device_proof,
         ip=s.ip,
         user_agent=s.user_agent,
         org=s.org,

@@ -161,6 +161,11 @@ async def sdk(request: Request) -> Response:
     return await _built(request, SDK_PATH, "text/javascript; charset=utf-8")
 
 
+async def sdk_device(request: Request) -> Response:
+    """The device module (fingerprint, device key and proof) the SDK imports beside it."""
+    return await _built(request, SDK_PATH.parent / "device.js", "text/javascript; charset=utf-8")
+
+
 async def sdk_language(request: Request) -> Response:
     """The overlay texts of one language, fetched by the SDK; 404 for any other name."""
     lang = request.path_params["lang"]
@@ -285,6 +290,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
     routes: list[BaseRoute] = [
         Route("/healthz", health),
         Route("/sdk/v1/seatguard.js", sdk),
+        Route("/sdk/v1/device.js", sdk_device),
         Route("/sdk/v1/lang/{lang}.json", sdk_language),
         Route("/api/v1/openapi.json", openapi_doc.endpoint),
         *api.routes(),

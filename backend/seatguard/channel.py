@@ -15,9 +15,12 @@ from typing import Protocol
 import msgspec
 
 from .admission import Refused, admit
+from .devicehint import DeviceProof, device_hint, platform_of
+from .deviceproof import DEVICE_PREFIX, new_nonce, proof_message, verify_proof
 from .devices import NO_HINTS, Hints, device_type
 from .errors import (
     BadMessage,
+    DeviceProofInvalid,
     OutOfOrder,
     ProtocolError,
     SeatguardError,
@@ -34,6 +37,7 @@ from .protocol import (
     Ack,
     BlockReason,
     Bye,
+    Challenge,
     CloseCode,
     Conflict,
     Denied,
@@ -97,6 +101,7 @@ class Channel:
         "ip",
         "key",
         "node",
+        "nonce",
         "origin",
         "own_origin",
         "page",
@@ -144,6 +149,34 @@ class Channel:
         self.told: tuple[SeatState, BlockReason | None] | None = None
         self.since: float | None = None
         self.idle: float | None = None
+        # The nonce of this socket's challenge, until the hello uses it (None: none sent,
+        # or already used).
+        self.nonce: str | None = None
+
+    def challenge(self) -> bytes:
+        """The `challenge` frame the shell sends right after the upgrade: a fresh nonce
+        that only this socket's hello can use, once."""
+        self.nonce = new_nonce()
+        return encode(Challenge(nonce=self.nonce))
+
+    def _device(self, hello: Hello) -> tuple[str, DeviceProof]:
+        """This hello's device id and whether a device key proved it; `DeviceProofInvalid`
+        for a key or proof that does not hold (never a silent fall back to the page's id)."""
+        nonce, self.nonce = self.nonce, None  # single use, whatever happens
+        if hello.key is None and hello.proof is None:
+            if hello.device.startswith(DEVICE_PREFIX):
+                # Proven keys' ids: a page cannot claim one by its word.
+                raise DeviceProofInvalid(f"a device id starting {DEVICE_PREFIX!r} needs a proof")
+            return hello.device, "none"
+        if hello.key is None or hello.proof is None:
+            missing = "key" if hello.key is None else "proof"
+            raise DeviceProofInvalid(
+                f"a device proof needs both key and proof; {missing} is missing"
+            )
+        if nonce is None:
+            raise DeviceProofInvalid("no challenge was sent on this socket")
+        message = proof_message(nonce, hello.site, hello.session, hello.tab)
+        return verify_proof(hello.key, hello.proof, message), "verified"
 
     def _move(self, to: ChannelState) -> None:
         if to not in _NEXT[self.state]:
@@ -212,12 +245,13 @@ class Channel:
         return dataclasses.replace(self.hints, touch=hello.touch)
 
     async def _hello(self, hello: Hello) -> None:
+        device, proof = self._device(hello)
         verdict = await admit(
             hello, self.node.sources, origin=self.origin, own_origin=self.own_origin
         )
         if isinstance(verdict, Refused):
             if verdict.key is not None and verdict.reason is not None:
-                await self._refused(verdict.key, hello, verdict.reason)
+                await self._refused(verdict.key, hello, verdict.reason, device)
             raise verdict.error
         self.page, self.token, self.rules = verdict.page, verdict.token, verdict.rules
         self.seen = self.node.clock()
@@ -225,7 +259,7 @@ class Channel:
         self.arrival = Arrival(
             session=hello.session,
             tab=hello.tab,
-            device=hello.fp or hello.device,
+            device=device,
             device_type=device_type(self.user_agent, self._hints(hello)),
             org=account.org,
             role=account.role,
@@ -233,12 +267,14 @@ class Channel:
             ip=self.ip,
             user_agent=self.user_agent,
             node=self.node.store.node_id,
+            hint=device_hint(hello.fp, self.ip, platform_of(self.user_agent)),
+            device_proof=proof,
         )
         fail_open = verdict.site.config.store_failure == "open"
         joined = await self.node.join(verdict.key, self, fail_open=fail_open)
         hb = round(self.node.settings.heartbeat_interval * 1000)
         if joined.refused is not None:
-            await self._refused(verdict.key, hello, joined.refused.value)
+            await self._refused(verdict.key, hello, joined.refused.value, device)
         if joined.refused is Refusal.revoked:
             raise SessionRevoked("this browser session was revoked; sign in again")
         if joined.refused is Refusal.expired:
@@ -268,8 +304,7 @@ class Channel:
                 await self.push(frame)
         await self.node.give_seat(self)
 
-    async def _refused(self, key: UserKey, hello: Hello, reason: str) -> None:
-        device = hello.fp or hello.device
+    async def _refused(self, key: UserKey, hello: Hello, reason: str, device: str) -> None:
         await self.node.refused(key, hello.session, self.ip, reason, device)
 
     async def _take_over(self) -> None:

@@ -27,7 +27,7 @@ import ua_parser
 
 from .types import DeviceType
 
-__all__ = ["NO_HINTS", "Hints", "device_type", "hints_from_headers"]
+__all__ = ["NO_HINTS", "Hints", "device_type", "hints_from_headers", "os_family"]
 
 MAX_USER_AGENT = 512
 """Characters of a user agent that are read (real ones are shorter; the rest is noise)."""
@@ -72,10 +72,27 @@ def hints_from_headers(mobile: str | None, platform: str | None, form_factors: s
 
 def device_type(user_agent: str, hints: Hints = NO_HINTS) -> DeviceType:
     """Computer, tablet or mobile, from a user agent string and `hints` (see the module)."""
+    return _device_type(_head(user_agent), hints)
+
+
+def os_family(user_agent: str) -> str:
+    """The operating system a user agent string claims (ua-parser's family: "Windows",
+    "Mac OS X", "Android", "iOS", ...; "Other" when it tells none)."""
+    return _os_family(_head(user_agent))
+
+
+def _head(user_agent: str) -> str:
+    """What is read of a user agent: its first `MAX_USER_AGENT` characters, in ASCII."""
     head = user_agent[:MAX_USER_AGENT]
     if not head.isascii():  # real agents are ASCII; header bytes past it come as surrogates
         head = head.encode("ascii", "replace").decode()
-    return _device_type(head, hints)
+    return head
+
+
+@lru_cache(maxsize=2048)
+def _os_family(user_agent: str) -> str:
+    result = ua_parser.parse_os(user_agent)
+    return result.family if result else "Other"
 
 
 @lru_cache(maxsize=2048)

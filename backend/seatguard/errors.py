@@ -33,6 +33,7 @@ from .protocol import CloseCode
 __all__ = [
     "BadMessage",
     "ConfigError",
+    "DeviceProofInvalid",
     "IdentityError",
     "IdentityRequired",
     "InvalidIdentity",
@@ -84,6 +85,10 @@ class UnsupportedData(ProtocolError):
 
 class TooBig(ProtocolError):
     pass
+
+
+class DeviceProofInvalid(ProtocolError):
+    """A hello's device key or proof: missing its other half, malformed, or failing."""
 
 
 class SiteRefused(SeatguardError):
@@ -163,6 +168,7 @@ _CLOSE_CODES: dict[type[SeatguardError], CloseCode] = {
     UnsupportedVersion: CloseCode.unsupported_version,
     UnsupportedData: CloseCode.unsupported_data,
     TooBig: CloseCode.too_big,
+    DeviceProofInvalid: CloseCode.device_proof_invalid,
     UnknownSite: CloseCode.unknown_site,
     OriginNotAllowed: CloseCode.origin_not_allowed,
     SessionRevoked: CloseCode.revoked,

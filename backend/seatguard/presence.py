@@ -17,6 +17,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
+from .devicehint import DeviceProof, merged_device
 from .protocol import BlockReason
 from .types import (
     MODES,
@@ -159,6 +160,8 @@ class Arrival:
     user_agent: str = ""
     sid: str | None = None  # identity provider session id, for back-channel logout
     node: str = ""  # the server process holding the tab's socket ("" on a single node)
+    hint: str | None = None  # the fingerprint hint (`deviceproof.device_hint`)
+    device_proof: DeviceProof = "none"  # whether `device` comes from a proven device key
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,8 @@ class Session:
     detached_at: Timestamp | None = None  # when the last tab left
     unloaded: bool = False  # the last tab left with no hint of a next page (unload grace)
     reason: BlockReason = BlockReason.limit  # why it waits, while it waits
+    hint: str | None = None  # the fingerprint hint it came with (`deviceproof.device_hint`)
+    device_proof: DeviceProof = "none"  # whether its own device id came from a proven key
 
 
 @dataclass(slots=True)
@@ -241,6 +246,7 @@ class Transition:
     device: DeviceKey = ""
     ip: str = ""
     since: Timestamp | None = None  # admitted: when its unit took the seat
+    device_proof: DeviceProof = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,9 +305,12 @@ def join(
     s = up.sessions.get(arrival.session)
     created = None
     if s is None:
+        # The page's fingerprint joins another session's device only where the server's
+        # own observations agree with it (deviceproof.merged_device).
+        others = ((o.device, o.hint) for o in up.sessions.values())
         s = Session(
             arrival.session,
-            arrival.device,
+            merged_device(arrival.device, arrival.hint, others),
             arrival.device_type,
             now,
             now,
@@ -310,6 +319,8 @@ def join(
             arrival.org,
             arrival.role,
             sid=arrival.sid,
+            hint=arrival.hint,
+            device_proof=arrival.device_proof,
         )
         newcomer = not any(up.unit(o) == up.unit(s) for o in up.sessions.values())
         up.sessions[s.id] = s
@@ -642,5 +653,7 @@ def _diff(up: UserPresence, before: dict[SessionId, SeatState]) -> Outcome:
             admitted = state is SeatState.admitted
             reason = None if admitted else s.reason
             since = up.seats[up.unit(s)] if admitted else None
-            transitions.append(Transition(sid, state, reason, s.device, s.ip, since))
+            transitions.append(
+                Transition(sid, state, reason, s.device, s.ip, since, s.device_proof)
+            )
     return Outcome(tuple(transitions))

@@ -23,10 +23,12 @@ __all__ = [
     "Block",
     "BlockReason",
     "Bye",
+    "Challenge",
     "ClientFrame",
     "CloseCode",
     "Conflict",
     "Denied",
+    "DeviceJwk",
     "Ended",
     "Error",
     "Expired",
@@ -70,6 +72,7 @@ class CloseCode(enum.IntEnum):
     expired = 4011
     identity_required = 4012
     identity_invalid = 4013
+    device_proof_invalid = 4014
 
 
 RETRY = frozenset({1001, 1006, 1011, 1012, 1013, 4008})
@@ -100,6 +103,18 @@ Fingerprint = Annotated[str, msgspec.Meta(pattern=_FINGERPRINT)]
 Text = Name  # a user id, org, role or site key: names.py
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 Touch = Annotated[int, msgspec.Meta(ge=0, le=256)]  # the touch points a page reports
+_Short = Annotated[str, msgspec.Meta(max_length=16)]
+_Coordinate = Annotated[str, msgspec.Meta(max_length=64)]  # 43 for P-256; checked on use
+Proof = Annotated[str, msgspec.Meta(max_length=128)]  # 86 for P-256; checked on use
+
+
+class DeviceJwk(msgspec.Struct, forbid_unknown_fields=True):
+    """A device's public key as a JWK: only the members of an EC public key."""
+
+    kty: _Short
+    crv: _Short
+    x: _Coordinate
+    y: _Coordinate
 
 
 class Hello(msgspec.Struct, tag_field="t", tag="hello", forbid_unknown_fields=True):
@@ -123,6 +138,8 @@ class Hello(msgspec.Struct, tag_field="t", tag="hello", forbid_unknown_fields=Tr
     limit: Limit | None = None
     policy: Policy | None = None
     touch: Touch | None = None  # navigator.maxTouchPoints: tells an iPad from a Mac
+    key: DeviceJwk | None = None  # the device's public key (docs/device-identity.md)
+    proof: Proof | None = None  # its signature over the challenge and this hello
 
 
 class Heartbeat(msgspec.Struct, tag_field="t", tag="hb", forbid_unknown_fields=True):
@@ -147,6 +164,12 @@ class TakeOver(msgspec.Struct, tag_field="t", tag="takeover", forbid_unknown_fie
 
 
 ClientFrame = Hello | Heartbeat | Bye | Logout | TakeOver
+
+
+class Challenge(msgspec.Struct, tag_field="t", tag="challenge"):
+    """Sent right after the upgrade: the nonce a device key signs in the hello."""
+
+    nonce: str
 
 
 class Welcome(msgspec.Struct, tag_field="t", tag="welcome"):
@@ -213,7 +236,18 @@ class Error(msgspec.Struct, tag_field="t", tag="error"):
 
 
 ServerFrame = (
-    Welcome | Ack | Block | Unblock | Seat | Conflict | Denied | Revoked | Expired | Ended | Error
+    Challenge
+    | Welcome
+    | Ack
+    | Block
+    | Unblock
+    | Seat
+    | Conflict
+    | Denied
+    | Revoked
+    | Expired
+    | Ended
+    | Error
 )
 
 

@@ -82,7 +82,7 @@ def audit_events(
     for t in outcome.transitions:
         reason = t.reason.value if t.reason else None
         if t.session == outcome.created:
-            add(AuditKind.created, t.session, t.device, t.ip, None)
+            add(AuditKind.created, t.session, t.device, t.ip, None, device_proof=t.device_proof)
             kind = AuditKind.admitted if t.state is SeatState.admitted else AuditKind.blocked
         elif t.state is SeatState.admitted:
             kind = AuditKind.unblocked

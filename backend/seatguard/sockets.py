@@ -356,6 +356,9 @@ class Socket(asyncio.Protocol):
                 _single(headers.get_all("Sec-CH-UA-Form-Factors")),
             ),
         )
+        # The device key's challenge goes out with the upgrade; it is good until the hello
+        # timeout, on this socket only (channel.py).
+        self.send_now(self._channel.challenge())
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._node.settings.hello_timeout, self._hello_timeout)
 

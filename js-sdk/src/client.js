@@ -5,12 +5,11 @@ import { connection } from './connection.js';
 import { bye, hello, logout, takeover } from './protocol.js';
 import { openSession } from './session.js';
 import { guardStorage } from './storage.js';
-import { fingerprint } from './fingerprint.js';
 import { watchActivity } from './activity.js';
 import { listeners } from './listeners.js';
 import { watchLifecycle } from './lifecycle.js';
 import { createOverlay } from './overlay.js';
-import { EN, format, packUrl, pickLanguage } from './texts.js';
+import { EN, format, packUrl, pickLanguage, sdkUrl } from './texts.js';
 import { realTimers } from './timer.js';
 
 const live = (state) => LIVE_STATES.includes(state);
@@ -35,7 +34,7 @@ const secureRandom = () => crypto.getRandomValues(new Uint32Array(1))[0] / 2 ** 
 /**
  * A client for `options` as resolved by config.js. `world` injects the browser: `window`,
  * `document`, `WebSocket`, `fetch`, `timers` ({now, setTimeout, clearTimeout}), `random`,
- * `storage` ({local, session}).
+ * `storage` ({local, session}), `device` (a Promise of device.js's `prove`, or null: none).
  */
 export function createClient(options, world = {}) {
   const win = world.window || globalThis;
@@ -71,13 +70,10 @@ export function createClient(options, world = {}) {
   );
   // What the hello frames say (protocol.js picks its fields): the options and this browser's ids,
   // and its touch points (0 to 256), which tell an iPad asking for desktop pages from a Mac.
-  const fields = {
-    ...options,
-    ...ids,
-    user: options.userId,
-    fp: fingerprint(win),
-    touch: Math.min(win.navigator?.maxTouchPoints | 0, 256),
-  };
+  const fields = { ...options, ...ids, user: options.userId, touch: Math.min(win.navigator?.maxTouchPoints | 0, 256) };
+  // The device module (device.js, from the SDK's server: the fingerprint and the device key's
+  // proof), loaded while the socket opens; where it cannot load, hellos go without them.
+  const device = world.device !== undefined ? world.device : import(sdkUrl(options.endpoint, 'device.js')).then((module) => module.device, () => {});
 
   const emit = (event, ...args) => {
     for (const handler of [...(handlers[event] || [])]) {
@@ -297,11 +293,16 @@ export function createClient(options, world = {}) {
 
   // The connection's owner: the hello frame, user activity, frames, reconnects, final closes.
   const conn = connection(options.endpoint, { WebSocket: world.WebSocket || win.WebSocket, timers, random }, {
-    // With a token function, the hello waits for a fresh token (a Promise of the frame).
-    _hello() {
+    // With a token function, the hello waits for a fresh token; with the device module, for
+    // the fingerprint and the device key's proof of the challenge's `nonce` (a Promise of the
+    // frame). What the module cannot give, the hello goes without.
+    _hello(nonce) {
       const token = fields.token;
-      if (typeof token !== 'function') return hello(fields);
-      return new Promise((ok) => ok(token())).then((value) => hello({ ...fields, token: value }));
+      const fn = typeof token === 'function';
+      if (!fn && !device) return hello(fields);
+      const more = device?.then((get) => get(nonce, fields.site, fields.session, fields.tab)).catch(() => {});
+      // (A token function that throws rejects the Promise: the welcome watchdog retries.)
+      return Promise.all([new Promise((ok) => ok(fn ? token() : token)), more]).then(([token, more]) => hello({ ...fields, token, ...more }));
     },
     _active: active,
     _frame(frame) {

@@ -12,6 +12,9 @@ const CLOSING = 2;
 export const ABNORMAL = 1006;
 // How long to wait for `welcome` after creating a socket before giving up on it.
 export const WELCOME_TIMEOUT_MS = 10000;
+// How long to wait for the server's `challenge` after the socket opens before saying hello
+// without one (a server older than device keys sends none).
+export const CHALLENGE_TIMEOUT_MS = 2000;
 // Heartbeat interval if a `welcome` does not carry a usable one.
 export const DEFAULT_HB_MS = 30000;
 
@@ -26,7 +29,8 @@ export function retryDelay(code, attempt, random) {
 
 /**
  * A reconnecting socket to `url`. `world` gives `WebSocket`, `timers` and `random`; the
- * `owner` is told everything: `_hello()` returns the hello frame (or a Promise of it),
+ * `owner` is told everything: `_hello(nonce)` returns the hello frame (or a Promise of it)
+ * for the nonce of the socket's `challenge` (undefined when none came in time),
  * `_active()` the user activity since the last heartbeat, `_frame(frame)` gets every frame,
  * `_retry()` hears of a scheduled reconnect and `_closed(code)` of a close that
  * allows none. Returns `{_ws, _send, _input, _stop, _resume}` (`_resume()` also makes the
@@ -49,6 +53,8 @@ export function connection(url, { WebSocket, timers, random }, owner) {
   // When a heartbeat of this socket last said `active: true`; whether one is due at the ack.
   let reported;
   let due;
+  // Whether this socket said hello already (at the challenge, or without one at its timeout).
+  let said;
 
   // Writes one frame if the socket is open (hello, before `welcome`); returns whether it did.
   const write = (frame) => {
@@ -77,11 +83,26 @@ export function connection(url, { WebSocket, timers, random }, owner) {
     beat._start(interval, tick);
   };
 
-  // The socket's message handler: one frame, answered here if it is welcome or ack, then the owner's.
+  // Says hello on the current socket, once, with the challenge's `nonce` if one came.
+  const greet = (nonce) => {
+    const ws = conn._ws;
+    if (said || !ws) return;
+    said = true;
+    beat._stop(); // the challenge's timeout (the heartbeats start at welcome)
+    const frame = owner._hello(nonce);
+    // A Promise while the site's token function or the device key runs: say hello if this
+    // socket is still the current one. If it fails, the welcome watchdog drops the socket.
+    if (frame.then) frame.then((ready) => ws === conn._ws && write(ready), console.error);
+    else write(frame);
+  };
+
+  // The socket's message handler: one frame, answered here if it is challenge, welcome or
+  // ack, then the owner's.
   const receive = (event) => {
     const frame = decode(event.data);
     if (!frame) return;
-    if (frame.t === 'welcome') {
+    if (frame.t === 'challenge') greet(frame.nonce);
+    else if (frame.t === 'welcome') {
       ready = true;
       watchdog._stop();
       interval = frame.hb > 0 ? frame.hb : DEFAULT_HB_MS;
@@ -110,7 +131,7 @@ export function connection(url, { WebSocket, timers, random }, owner) {
   const teardown = () => {
     const ws = conn._ws;
     conn._ws = pending = null;
-    ready = due = false;
+    ready = due = said = false;
     reported = -Infinity;
     beat._stop();
     watchdog._stop();
@@ -136,13 +157,9 @@ export function connection(url, { WebSocket, timers, random }, owner) {
       console.error(error);
       return end(ABNORMAL);
     }
-    ws.onopen = () => {
-      const frame = owner._hello();
-      // A Promise while the site's token function runs: say hello if this socket is still the
-      // current one. If the function fails, the welcome watchdog drops the socket and retries.
-      if (frame.then) frame.then((ready) => ws === conn._ws && write(ready), console.error);
-      else write(frame);
-    };
+    // The challenge comes right after the upgrade; without one in time, hello all the same.
+    // Until `welcome`, the heartbeat timer is free to time that.
+    ws.onopen = () => beat._start(CHALLENGE_TIMEOUT_MS, greet);
     ws.onmessage = receive;
     // No handler needed for `error`: a `close` event always follows it.
     ws.onclose = (event) => end(event.code);

@@ -16,10 +16,10 @@ export function decode(data) {
 
 // The first frame of a tab, from `fields` (anything else in it is left out): site, session,
 // tab and device, then the optional fields that were given. `user` may be left out when a
-// signed identity `token` names the user.
+// signed identity `token` names the user; `key` and `proof` are the device key's (device.js).
 export function hello(fields) {
   const frame = { t: 'hello', v: PROTOCOL_VERSION };
-  for (const key of ['site', 'session', 'tab', 'device', 'user', 'token', 'org', 'role', 'fp', 'mode', 'limit', 'policy', 'touch']) {
+  for (const key of ['site', 'session', 'tab', 'device', 'user', 'token', 'org', 'role', 'fp', 'mode', 'limit', 'policy', 'touch', 'key', 'proof']) {
     if (fields[key] != null && fields[key] !== '') frame[key] = fields[key];
   }
   return frame;

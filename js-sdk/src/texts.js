@@ -46,7 +46,10 @@ export function pickLanguage(lang, languages) {
 }
 
 // Where the server of the WebSocket `endpoint` (ws(s)://host/ws/v1) serves the pack of `lang`.
-export const packUrl = (endpoint, lang) => new URL(`/sdk/v1/lang/${lang}.json`, endpoint.replace(/^ws/, 'http')).href;
+export const packUrl = (endpoint, lang) => sdkUrl(endpoint, `lang/${lang}.json`);
+
+// The URL of one of the SDK's files (`file` under /sdk/v1/) on the server of `endpoint`.
+export const sdkUrl = (endpoint, file) => new URL('/sdk/v1/' + file, endpoint.replace(/^ws/, 'http')).href;
 
 // Fills {name} placeholders from `values`, leaving unknown ones as they are.
 export const format = (text, values) =>

@@ -66,10 +66,12 @@ export function fakeWebSocket() {
       this.readyState = 3;
     }
 
-    // Server side.
-    open() {
+    // Server side. A server sends its challenge right after the upgrade; `open(null)` is one
+    // that sends none (older than device keys).
+    open(nonce = 'nonce-' + FakeWebSocket.sockets.indexOf(this)) {
       this.readyState = 1;
       this.onopen?.({});
+      if (nonce) this.push({ t: 'challenge', nonce });
     }
 
     push(frame) {
@@ -175,12 +177,12 @@ export function seeded(seed = 1) {
 }
 
 /** A client on fakes; returns everything a test needs to drive it. */
-export function setup({ options = {}, local = new MemoryStorage(), session = new MemoryStorage(), window, random = seeded(), WebSocket = fakeWebSocket() } = {}) {
+export function setup({ options = {}, local = new MemoryStorage(), session = new MemoryStorage(), window, random = seeded(), WebSocket = fakeWebSocket(), device = null } = {}) {
   const clock = new FakeClock();
   const win = window || fakeWindow();
   const client = createClient(
     { site: 'pk_test', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', overlay: false, ...options },
-    { window: win, timers: clock, random, WebSocket, storage: { local, session } },
+    { window: win, timers: clock, random, WebSocket, storage: { local, session }, device },
   );
   const events = [];
   for (const name of ['state', 'block', 'unblock', 'conflict', 'denied', 'ended', 'revoked', 'expired', 'error']) {

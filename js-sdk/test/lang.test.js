@@ -23,7 +23,7 @@ function clientOn({ options = {}, languages = ['fr-FR', 'en'], fetch = fakeFetch
   const WebSocket = fakeWebSocket();
   const client = createClient(
     { site: 'pk', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', ...options },
-    { window: win, document: doc, WebSocket, fetch, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() } },
+    { window: win, document: doc, WebSocket, fetch, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() }, device: null },
   );
   const title = () => doc.querySelector('.seatguard-title')?.textContent;
   return { client, doc, win, fetch, title, ws: WebSocket.sockets[0] };

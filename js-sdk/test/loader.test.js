@@ -22,7 +22,7 @@ function page(attributes = {}) {
   const all = { src: 'https://sg.example.com/sdk/v1/seatguard.js', ...attributes };
   win.document.currentScript = { src: all.src, getAttribute: (name) => (name in all ? all[name] : null) };
   const WebSocket = fakeWebSocket();
-  const world = { timers: new FakeClock(), WebSocket, random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() } };
+  const world = { timers: new FakeClock(), WebSocket, random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() }, device: null };
   return { win, world, WebSocket };
 }
 

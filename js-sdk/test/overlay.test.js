@@ -222,7 +222,7 @@ function clientOn(options = {}, languages = ['en-US'], fetch = fakeFetch()) {
   const WebSocket = fakeWebSocket();
   const client = createClient(
     { site: 'pk', userId: 'alice', endpoint: 'wss://sg.test/ws/v1', ...options },
-    { window: win, document: doc, WebSocket, fetch, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() } },
+    { window: win, document: doc, WebSocket, fetch, timers: new FakeClock(), random: seeded(), storage: { local: new MemoryStorage(), session: new MemoryStorage() }, device: null },
   );
   return { client, doc, win, fetch, ws: WebSocket.sockets[0] };
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import secrets
@@ -10,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import anyio
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
@@ -23,6 +27,26 @@ def ident() -> str:
     return secrets.token_urlsafe(12)
 
 
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    """The public JWK the SDK sends for a P-256 device key."""
+    numbers = key.public_key().public_numbers()
+    x, y = numbers.x.to_bytes(32, "big"), numbers.y.to_bytes(32, "big")
+    return {"kty": "EC", "crv": "P-256", "x": b64url(x), "y": b64url(y)}
+
+
+def sign_proof(
+    key: ec.EllipticCurvePrivateKey, nonce: str, site: str, session: str, tab: str
+) -> str:
+    """The proof the SDK makes: ECDSA P-256 SHA-256 over the hello's message, r || s."""
+    message = "\n".join(("seatguard-device-proof/1", nonce, site, session, tab)).encode()
+    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    return b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
 @dataclass
 class Browser:
     """What one browser profile keeps in storage: its session and device."""
@@ -31,6 +55,12 @@ class Browser:
     session: str = field(default_factory=ident)
     device: str = field(default_factory=ident)
     fp: str | None = None
+    key: ec.EllipticCurvePrivateKey | None = None  # a device key: the hello proves it
+
+    @classmethod
+    def keyed(cls, user: str, **fields: Any) -> Browser:
+        """A browser with a device key of its own (as one with WebCrypto and IndexedDB)."""
+        return cls(user, key=ec.generate_private_key(ec.SECP256R1()), **fields)
 
 
 async def frames_of(tabs: list[Tab], seconds: float) -> list[list[Frame]]:
@@ -51,6 +81,7 @@ class Tab:
     arrive, so that what a test reads is the rest of the conversation."""
 
     opened: ClassVar[list[ClientConnection]] = []  # every socket, closed after each test
+    nonces: ClassVar[dict[int, str]] = {}  # each open socket's challenge, by id(socket)
 
     def __init__(self, ws: ClientConnection, browser: Browser, tab: str) -> None:
         self.ws = ws
@@ -58,6 +89,11 @@ class Tab:
         self.tab = tab
         self.ref = 0
         self.seats: list[Frame] = []  # the seat frames received, in order
+
+    @property
+    def nonce(self) -> str:
+        """The nonce of this socket's challenge."""
+        return self.nonces[id(self.ws)]
 
     async def _next(self) -> Frame:
         """The next frame other than a seat token."""
@@ -77,11 +113,21 @@ class Tab:
             compression=None,
         )
         cls.opened.append(ws)
+        await cls.challenged(ws)
         return ws
+
+    @classmethod
+    async def challenged(cls, ws: ClientConnection) -> None:
+        """Read the device key's challenge, the first frame after the upgrade."""
+        with anyio.fail_after(scaled(3)):
+            challenge = json.loads(await ws.recv())
+        assert challenge["t"] == "challenge", challenge
+        cls.nonces[id(ws)] = challenge["nonce"]
 
     @classmethod
     async def close_all(cls) -> None:
         opened, cls.opened = cls.opened, []
+        cls.nonces.clear()
         await asyncio.gather(*(ws.close() for ws in opened))
 
     @classmethod
@@ -110,6 +156,9 @@ class Tab:
         }
         if browser.fp:
             hello["fp"] = browser.fp
+        if browser.key is not None and "key" not in options:
+            hello["key"] = public_jwk(browser.key)
+            hello["proof"] = sign_proof(browser.key, t.nonce, site, browser.session, t.tab)
         await t.send(hello)
         welcome = await t.recv()
         assert welcome["t"] == "welcome", welcome

@@ -320,6 +320,7 @@ async def _ws_from(server: Server, source: str) -> ClientConnection:
         local_addr=(source, 0),
     )
     Tab.opened.append(ws)
+    await Tab.challenged(ws)
     return ws
 
 

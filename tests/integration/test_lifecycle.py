@@ -213,7 +213,9 @@ async def test_api_lists_sessions_and_seat(server: Server, full_site: dict[str, 
         seat = (await client.get(f"/users/{u}/seat")).json()
     assert {s["id"] for s in listed["sessions"]} == {a.browser.session, b.browser.session}
     assert {s["state"] for s in listed["sessions"]} == {"admitted", "blocked"}
-    assert {d["id"] for d in listed["devices"]} == {"laptop", "phone"}
+    # Two fingerprints: two devices, each the page's id (no device key proven).
+    assert {d["id"] for d in listed["devices"]} == {a.browser.device, b.browser.device}
+    assert {s["device_proof"] for s in listed["sessions"]} == {"none"}
     assert listed["sessions"][0]["ip"] == "127.0.0.1"
     assert seat["admitted"] == [a.browser.session] and seat["blocked"] == [b.browser.session]
     assert seat["rules"]["limit"] == 1

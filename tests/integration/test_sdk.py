@@ -59,3 +59,21 @@ async def test_no_path_leads_out_of_the_pack_directory(server: Server) -> None:
             r = await client.get(path)
             assert r.status_code == 404, path
             assert b"Seatguard" not in r.content and b"import" not in r.content, path
+
+
+async def test_the_device_module_is_served_like_the_sdk(server: Server) -> None:
+    built = (ROOT / "backend/seatguard/static/device.js").read_bytes()
+    async with http(server) as client:
+        sdk = await client.get("/sdk/v1/seatguard.js")
+        r = await client.get("/sdk/v1/device.js", headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200
+        assert r.headers["content-type"] == sdk.headers["content-type"]
+        assert r.headers["content-encoding"] == "gzip"
+        assert r.content == built
+        for header in ("cache-control", "access-control-allow-origin", "vary"):
+            assert r.headers[header] == sdk.headers[header], header
+        again = await client.get(
+            "/sdk/v1/device.js",
+            headers={"Accept-Encoding": "gzip", "If-None-Match": r.headers["etag"]},
+        )
+        assert again.status_code == 304

@@ -101,15 +101,26 @@ async def make_node(
     return node
 
 
-def make_channel(node: Node, transport: FakeTransport, *, origin: str | None = None) -> Channel:
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"
+IP = "192.0.2.10"
+
+
+def make_channel(
+    node: Node,
+    transport: FakeTransport,
+    *,
+    origin: str | None = None,
+    ip: str = IP,
+    user_agent: str = USER_AGENT,
+) -> Channel:
     """The server side of a tab whose socket is `transport`."""
     return Channel(
         node,
         transport,
         origin=origin,
         own_origin="https://seatguard.test",
-        user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
-        ip="192.0.2.10",
+        user_agent=user_agent,
+        ip=ip,
     )
 
 
@@ -295,16 +306,31 @@ class FakeTransport:
 class Socket:
     """A browser tab's socket to a node: a channel fed client frames."""
 
-    def __init__(self, world: World, node: Node, *, origin: str | None = None) -> None:
+    def __init__(
+        self,
+        world: World,
+        node: Node,
+        *,
+        origin: str | None = None,
+        ip: str = IP,
+        user_agent: str = USER_AGENT,
+    ) -> None:
         self.world = world
         self.transport = FakeTransport()
-        self.channel = make_channel(node, self.transport, origin=origin)
+        self.channel = make_channel(
+            node, self.transport, origin=origin, ip=ip, user_agent=user_agent
+        )
 
     async def send(self, frame: ClientFrame) -> None:
         await self.channel.receive(msgspec.json.encode(frame).decode())
 
     async def hello(
-        self, user: str, session: str, tab: str = "tab-0001", device: str = "", **page: str | int
+        self,
+        user: str,
+        session: str,
+        tab: str = "tab-0001",
+        device: str = "",
+        **page: str | int | dict[str, str],
     ) -> None:
         """Say hello as `user` from browser `session`; `page` are the page's load() options."""
         await self.send(
@@ -386,8 +412,8 @@ class World:
         seat_tokens = self.seat_tokens if tokens else None
         return await make_node(self, node_id, recorder=recorder, seat_tokens=seat_tokens)
 
-    def socket(self, node: Node) -> Socket:
-        return Socket(self, node)
+    def socket(self, node: Node, *, ip: str = IP, user_agent: str = USER_AGENT) -> Socket:
+        return Socket(self, node, ip=ip, user_agent=user_agent)
 
     def tab(
         self, node: Node, session: str, tab: str = "tab-0001", rules: Rules | None = None

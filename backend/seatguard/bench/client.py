@@ -50,6 +50,10 @@ class Job:
     db: str = ""  # check: the node's database, beside which its seat keys are
 
 
+_CHALLENGE = b'{"t":"challenge"'
+"""The device key's challenge, sent before the hello: the bench's tabs keep no key."""
+
+
 class Conn(asyncio.Protocol):
     """A client WebSocket: `on_open()` after the handshake, `on_text(str)` per message."""
 
@@ -78,7 +82,7 @@ class Conn(asyncio.Protocol):
         proto.receive_data(data)
         for event in proto.events_received():
             if isinstance(event, Frame):
-                if event.opcode is Opcode.TEXT:
+                if event.opcode is Opcode.TEXT and bytes(event.data[:16]) != _CHALLENGE:
                     self.on_text(self, bytes(event.data).decode())
             elif isinstance(event, Response) and event.status_code == 101:
                 self.opened = True
