@@ -70,6 +70,7 @@ async def open_tab(
         local_addr=(source, 0),
     )
     Tab.opened.append(ws)
+    await Tab.challenged(ws)
     browser = Browser("u-" + ident())
     tab = Tab(ws, browser, ident())
     await tab.send(
@@ -177,6 +178,7 @@ async def test_a_bad_touch_count_is_a_clear_error(
         return
     ws = await connect(wide.ws, open_timeout=scaled(5), compression=None)
     Tab.opened.append(ws)
+    await Tab.challenged(ws)
     browser = Browser("u-" + ident())
     tab = Tab(ws, browser, ident())
     hello = {
