@@ -36,6 +36,7 @@ __all__ = [
     "Revoked",
     "Seat",
     "ServerFrame",
+    "Suspended",
     "TakeOver",
     "Unblock",
     "Welcome",
@@ -70,6 +71,7 @@ class CloseCode(enum.IntEnum):
     expired = 4011
     identity_required = 4012
     identity_invalid = 4013
+    suspended = 4014
 
 
 RETRY = frozenset({1001, 1006, 1011, 1012, 1013, 4008})
@@ -185,6 +187,12 @@ class Revoked(msgspec.Struct, tag_field="t", tag="revoked"):
     reason: str
 
 
+class Suspended(msgspec.Struct, tag_field="t", tag="suspended"):
+    """The user is suspended: every session of the account ends until it is lifted."""
+
+    reason: str
+
+
 class Expired(msgspec.Struct, tag_field="t", tag="expired"):
     reason: str
 
@@ -211,7 +219,18 @@ class Error(msgspec.Struct, tag_field="t", tag="error"):
 
 
 ServerFrame = (
-    Welcome | Ack | Block | Unblock | Seat | Conflict | Denied | Revoked | Expired | Ended | Error
+    Welcome
+    | Ack
+    | Block
+    | Unblock
+    | Seat
+    | Conflict
+    | Denied
+    | Revoked
+    | Suspended
+    | Expired
+    | Ended
+    | Error
 )
 
 

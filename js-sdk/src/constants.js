@@ -23,6 +23,7 @@ export const CLOSE = {
   expired: 4011,
   identity_required: 4012,
   identity_invalid: 4013,
+  suspended: 4014,
 };
 
 // Single codes on their own, so the bundle needs no copy of the whole table.
