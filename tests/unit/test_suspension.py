@@ -50,8 +50,8 @@ def assert_suspended(tab: Socket, *, told: bool = True) -> None:
     assert tab.closed == CloseCode.suspended
 
 
-async def welcomed(tab: Socket, user: str, session: str, **page: str | int) -> None:
-    await tab.hello(user, session, **page)
+async def welcomed(tab: Socket, user: str, session: str) -> None:
+    await tab.hello(user, session)
     (w,) = tab.new()
     assert isinstance(w, Welcome) and w.state == "admitted", w
 
