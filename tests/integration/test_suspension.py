@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from tests.helpers import Server, start_server
+from tests.helpers import SEATGUARD, Server, scaled, seatguard, start_server
 from tests.integration.api_client import api, identity_token
 from tests.integration.client import Browser, Tab, ident
 
@@ -188,3 +191,69 @@ async def test_a_suspension_outlives_a_restart(
     restartable.append(start_server(tmp_path, "serve", server_env))
     server = restartable[-1]  # presence is gone, the suspension is not
     assert await hello_code(server, site["key"], Browser(u), user=u) == 4014
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SEATGUARD, "user", *args], capture_output=True, text=True, timeout=scaled(30)
+    )
+
+
+async def eventually_code(server: Server, site: str, u: str, code: int) -> None:
+    """Hellos get `code` within the site cache's lifetime (the CLI cannot reach this
+    server's in-memory presence: its node reads the database again by then)."""
+    with anyio.fail_after(scaled(10)):
+        while True:
+            if await hello_code(server, site, Browser(u), user=u) == code:
+                return
+            await anyio.sleep(0.2)
+
+
+async def test_the_cli_suspends_shows_and_lifts(server: Server, fresh_site: dict[str, Any]) -> None:
+    u, key, db = user(), str(fresh_site["key"]), str(server.db)
+    made = json.loads(seatguard("user", "suspend", key, u, "--reason", "chargeback", "--db", db))
+    assert (made["user"], made["reason"], made["by"], made["created"]) == (
+        u,
+        "chargeback",
+        "cli",
+        True,
+    )
+    again = json.loads(seatguard("user", "suspend", key, u, "--db", db))
+    assert (again["since"], again["created"]) == (made["since"], False)
+    shown = json.loads(seatguard("user", "show", key, u, "--db", db))
+    assert shown["reason"] == "chargeback"
+    await eventually_code(server, key, u, 4014)
+    async with api(server, fresh_site) as client:  # the API sees what the CLI wrote
+        assert (await client.get(f"/users/{u}/suspension")).json()["by"] == "cli"
+        rows = (await client.get("/audit", params={"user": u})).json()["records"]
+    [row] = [r for r in rows if r["kind"] == "suspended" and r["session"] is None]
+    assert row["detail"]["reason_text"] == "chargeback"
+    seatguard("user", "unsuspend", key, u, "--by", "ops desk", "--db", db)
+    await eventually_code(server, key, u, 0)
+    done = cli("unsuspend", key, u, "--db", db)
+    assert done.returncode == 1 and "is not suspended" in done.stderr
+    done = cli("show", key, u, "--db", db)
+    assert done.returncode == 1 and "is not suspended" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["suspend", "pk_nope", "alice"], "no site with key 'pk_nope'"),
+        (["suspend", "{site}", "  "], "a user id is printable text"),
+        (["suspend", "{site}", "alice", "--reason", "x" * 141], "at most 140 characters"),
+        (["suspend", "{site}", "alice", "--reason", "a\x01b"], "no control characters"),
+        (["suspend", "{site}", "alice", "--by", " "], "--by"),
+    ],
+)
+def test_the_cli_refuses_bad_input_and_suspends_nobody(
+    server: Server, fresh_site: dict[str, Any], args: list[str], words: str
+) -> None:
+    key, db = str(fresh_site["key"]), str(server.db)
+    done = cli(*(a.replace("{site}", key) for a in args), "--db", db)
+    assert done.returncode != 0 and words in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert cli("show", key, "alice", "--db", db).returncode == 1
