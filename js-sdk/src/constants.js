@@ -30,6 +30,7 @@ export const CLOSE = {
 export const LOGGED_OUT = 4009;
 export const REVOKED = 4010;
 export const EXPIRED = 4011;
+export const SUSPENDED = 4014;
 
 // Close codes after which the SDK reconnects (with backoff).
 export const RETRY = [1001, 1006, 1011, 1012, 1013, 4008];
@@ -50,6 +51,7 @@ export const STATE = {
   ended: 'ended',
   revoked: 'revoked',
   expired: 'expired',
+  suspended: 'suspended',
   error: 'error',
   destroyed: 'destroyed',
 };
