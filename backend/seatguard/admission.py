@@ -1,11 +1,12 @@
 """Whether and how a hello is admitted, decided in one place.
 
 `admit` checks a hello against its site (key and allowed origins), its identity token (with
-the keys fetched for it where the site names a `jwks_uri`), the revocations on record and
-the overrides, and returns one plain verdict: `Refused`, the error the socket ends with and
-what the audit trail gets; or `Admitted`, the site, whose seats and the rules in force. It
-joins no one and sends nothing: the channel applies the verdict. What it reads comes in as
-`Sources`: the node's caches in the server, fakes in tests.
+the keys fetched for it where the site names a `jwks_uri`), the revocations on record, the
+user's suspension and the overrides, and returns one plain verdict: `Refused`, the error
+the socket ends with and what the audit trail gets; or `Admitted`, the site, whose seats
+and the rules in force. It joins no one and sends nothing: the channel applies the
+verdict. What it reads comes in as `Sources`: the node's caches in the server, fakes in
+tests.
 
 `rules_for` resolves an account's rules; hellos and `Node.refresh_rules` both use it.
 """
@@ -25,6 +26,7 @@ from .errors import (
     OriginNotAllowed,
     SeatguardError,
     SessionRevoked,
+    SessionSuspended,
     UnknownSite,
     UnsupportedVersion,
     close_code,
@@ -37,6 +39,7 @@ from .rules import Claims, Override, Scope, resolve, who
 from .sealing import SecretBox
 from .site_secrets import opened
 from .sites import Site, identity_config
+from .suspension import Suspension, lifted_by
 from .types import UserKey
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "Revocations",
     "Sites",
     "Sources",
+    "Suspensions",
     "Verdict",
     "admit",
     "rules_for",
@@ -77,6 +81,12 @@ class Revocations(Protocol):
         ...
 
 
+class Suspensions(Protocol):
+    async def get(self, site: str, user: str) -> Suspension | None:
+        """The user's suspension, None if the user is not suspended."""
+        ...
+
+
 class Keys(Protocol):
     async def keys(self, url: str, algorithms: tuple[str, ...], *, kid: object = None) -> KeySet:
         """The keys at a `jwks_uri` for a token with this `kid`; raises KeysUnavailable."""
@@ -93,6 +103,7 @@ class Sources:
     keys: Keys  # key sets of the sites' `identity_jwks_uri`
     box: SecretBox  # opens the sites' sealed identity secrets (HS256)
     clock: Callable[[], float]
+    suspensions: Suspensions
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,7 @@ class Admitted:
     token: Claims | None
     identity: Identity | None
     rules: Rules
+    lifts: Suspension | None = None  # the user's suspension, which this identity token lifts
 
     @property
     def key(self) -> UserKey:
@@ -138,8 +150,10 @@ async def admit(hello: Hello, sources: Sources, *, origin: str | None, own_origi
 
     Checks in order, each read only once the ones before passed: protocol version, site,
     origin, identity token (or user id), revoked session, token issued before the user's
-    revocation; then resolves the rules. Other errors are raised, not turned into refusals:
-    a database that fails, identity secrets that cannot be opened.
+    revocation, the user's suspension (lifted by an identity token issued after it began:
+    the verdict says so, the channel lifts it); then resolves the rules. Other errors are
+    raised, not turned into refusals: a database that fails (so a suspension is never
+    missed: the hello fails closed), identity secrets that cannot be opened.
     """
     if hello.v != PROTOCOL_VERSION:
         return Refused(
@@ -182,8 +196,16 @@ async def admit(hello: Hello, sources: Sources, *, origin: str | None, own_origi
             "this identity token was issued before the user's sessions were revoked; sign in again"
         )
         return Refused(too_old, key, "token_revoked")
+    # Kept in the database too; the presence snapshot's mark catches a hello racing it.
+    suspension = await sources.suspensions.get(site.key, account.user)
+    if suspension is not None and not lifted_by(identity, suspension):
+        if identity is None:
+            message = "this user is suspended"
+        else:
+            message = "this identity token was issued before the user was suspended; sign in again"
+        return Refused(SessionSuspended(message), key, "suspended")
     rules = await rules_for(sources.overrides, site, page=page, token=token, user=account.user)
-    return Admitted(site, account, page, token, identity, rules)
+    return Admitted(site, account, page, token, identity, rules, suspension)
 
 
 async def rules_for(

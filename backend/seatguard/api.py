@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -41,6 +41,7 @@ from .seat import MAX_TTL, MIN_TTL
 from .seat.check import check_seat
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
+from .suspension import REASON_MAX, Suspension
 from .types import Mode, Policy
 from .webhooks import EventType
 
@@ -91,11 +92,27 @@ class DeviceOut(msgspec.Struct):
     sessions: list[str]
 
 
+class SuspensionOut(msgspec.Struct):
+    user: str
+    since: float  # seconds since the epoch
+    reason: str
+    by: str  # `api`, an operator's name (CLI), `policy`
+
+
+REASON_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+"""A suspension's reason: any text but control characters (it is shown and logged)."""
+
+
+class SuspensionIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=REASON_MAX, pattern=REASON_PATTERN)] = ""
+
+
 class SessionsOut(msgspec.Struct):
     user: str
     rules: RulesOut
     sessions: list[SessionOut]
     devices: list[DeviceOut]
+    suspended: SuspensionOut | None = None  # while the user is suspended
 
 
 class SeatOut(msgspec.Struct):
@@ -388,8 +405,52 @@ async def user_sessions(request: Request, node: Node, site: Site) -> Response:
             rules=_rules_out(up.rules if up.sessions else site.rules),
             sessions=[_session_out(up, s) for s in up.sessions.values()],
             devices=list(devices.values()),
+            suspended=_suspension_out(await node.suspension((site.key, user))),
         )
     )
+
+
+@overload
+def _suspension_out(s: Suspension) -> SuspensionOut: ...
+@overload
+def _suspension_out(s: None) -> None: ...
+def _suspension_out(s: Suspension | None) -> SuspensionOut | None:
+    return None if s is None else SuspensionOut(s.user, s.since, s.reason, s.by)
+
+
+async def suspend_user(request: Request, node: Node, site: Site) -> Response:
+    """Suspend a user (201), or answer the suspension in force (200: only the first counts,
+    but whatever joined meanwhile is ended again)."""
+    user = read_params(request.path_params, UserPath).user
+    body = await read_json(request, SuspensionIn)
+    try:
+        suspension, created = await node.suspend_user((site.key, user), body.reason, "api")
+    except StoreUnavailable:
+        response = problem(
+            503,
+            "Service unavailable",
+            "the suspension is recorded and new sessions are refused, but live sessions on "
+            "other nodes could not all be ended: the presence store is unavailable; they "
+            "end when it is back, or send this request again",
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+    return _json(_suspension_out(suspension), 201 if created else 200)
+
+
+async def get_suspension(request: Request, node: Node, site: Site) -> Response:
+    user = read_params(request.path_params, UserPath).user
+    suspension = await node.suspension((site.key, user))
+    if suspension is None:
+        raise ApiError(404, "Not found", f"user {user!r} is not suspended")
+    return _json(_suspension_out(suspension))
+
+
+async def lift_suspension(request: Request, node: Node, site: Site) -> Response:
+    user = read_params(request.path_params, UserPath).user
+    if await node.lift_suspension((site.key, user), "api") is None:
+        raise ApiError(404, "Not found", f"user {user!r} is not suspended")
+    return Response(status_code=204)
 
 
 async def user_seat(request: Request, node: Node, site: Site) -> Response:
@@ -652,6 +713,10 @@ def routes() -> list[BaseRoute]:
         _route("/users/{user:any}/seat", {"GET": user_seat}),
         _route("/users/{user:any}/sessions/{session}", {"DELETE": revoke_session}),
         _route("/users/{user:any}/revoke", {"POST": revoke_user}),
+        _route(
+            "/users/{user:any}/suspension",
+            {"GET": get_suspension, "POST": suspend_user, "DELETE": lift_suspension},
+        ),
         _route("/revoke", {"POST": revoke_where}),
         _route("/seats/check", {"POST": check_seat}),
         _route("/site", {"GET": get_site, "PATCH": patch_site}),

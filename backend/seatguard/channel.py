@@ -26,6 +26,7 @@ from .errors import (
     SeatguardError,
     SessionExpired,
     SessionRevoked,
+    SessionSuspended,
     TooBig,
     UnsupportedData,
     close_code,
@@ -270,6 +271,10 @@ class Channel:
             hint=device_hint(hello.fp, self.ip, platform_of(self.user_agent)),
             device_proof=proof,
         )
+        if verdict.lifts is not None:  # re-authenticated after the suspension began
+            await self.node.lift_suspension(
+                verdict.key, "reauthentication", since=verdict.lifts.since
+            )
         fail_open = verdict.site.config.store_failure == "open"
         joined = await self.node.join(verdict.key, self, fail_open=fail_open)
         hb = round(self.node.settings.heartbeat_interval * 1000)
@@ -277,6 +282,8 @@ class Channel:
             await self._refused(verdict.key, hello, joined.refused.value, device)
         if joined.refused is Refusal.revoked:
             raise SessionRevoked("this browser session was revoked; sign in again")
+        if joined.refused is Refusal.suspended:
+            raise SessionSuspended("this user is suspended")
         if joined.refused is Refusal.expired:
             raise SessionExpired("this browser session has expired; sign in again")
         if self.state is ChannelState.closed:

@@ -12,6 +12,7 @@ SeatguardError
  │    └── OriginNotAllowed    4004 page origin not allowed
  ├── SessionRefused           the browser session may not re-attach
  │    ├── SessionRevoked      4010 it was revoked
+ │    ├── SessionSuspended    4015 its user is suspended (until lifted or re-authenticated)
  │    └── SessionExpired      4011 it expired (idle or absolute timeout)
  ├── StoreUnavailable         1013 the shared presence store cannot be reached (HTTP 503)
  │    └── UnreadableSnapshot  1013 a user's snapshot there is in a format this node cannot read
@@ -48,6 +49,7 @@ __all__ = [
     "SessionExpired",
     "SessionRefused",
     "SessionRevoked",
+    "SessionSuspended",
     "SiteRefused",
     "StoreUnavailable",
     "TooBig",
@@ -108,6 +110,10 @@ class SessionRefused(SeatguardError):
 
 
 class SessionRevoked(SessionRefused):
+    pass
+
+
+class SessionSuspended(SessionRefused):
     pass
 
 
@@ -173,6 +179,7 @@ _CLOSE_CODES: dict[type[SeatguardError], CloseCode] = {
     OriginNotAllowed: CloseCode.origin_not_allowed,
     SessionRevoked: CloseCode.revoked,
     SessionExpired: CloseCode.expired,
+    SessionSuspended: CloseCode.suspended,
     StoreUnavailable: CloseCode.try_again_later,
     IdentityRequired: CloseCode.identity_required,
     InvalidIdentity: CloseCode.identity_invalid,

@@ -63,7 +63,9 @@ SEND_TIMEOUT = 30.0
 RETRY_AFTER = 10
 """Seconds a client over the cap of streams is told to wait (`Retry-After`)."""
 
-EventType = Literal["admitted", "blocked", "unblocked", "ended", "revoked"]
+EventType = Literal[
+    "admitted", "blocked", "unblocked", "ended", "revoked", "suspended", "unsuspended"
+]
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 _TYPES: dict[str, EventType] = {
@@ -76,6 +78,8 @@ _TYPES: dict[str, EventType] = {
     AuditKind.idle_expired: "ended",
     AuditKind.absolute_expired: "ended",
     AuditKind.revoked: "revoked",
+    AuditKind.suspended: "suspended",  # a session ended by it, or (no session) the user's
+    AuditKind.unsuspended: "unsuspended",  # the user's suspension lifted (no session)
 }
 """The audit kinds that are events, and the event type of each. `created` (always followed
 by `admitted` or `blocked`) and `refused` (a hello turned away: no session changed) are not."""

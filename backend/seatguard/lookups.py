@@ -1,5 +1,6 @@
 """Reads every hello needs, made cheap: sites and overrides cached per site, revocation
-checks batched. Without them each hello would wait for database round trips of its own.
+checks batched, suspensions cached per site. Without them each hello would wait for
+database round trips of its own.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Callable, Mapping
 from .db import Database
 from .rules import Override, Scope
 from .sites import Site
+from .suspension import Suspension
 
-__all__ = ["OverrideCache", "RevocationChecks", "SiteCache"]
+__all__ = ["OverrideCache", "RevocationChecks", "SiteCache", "SuspensionCache"]
 
 _WHOLE_SITE = 5_000  # a site with more overrides than this is queried per hello instead
 
@@ -118,3 +120,39 @@ class RevocationChecks:
                                 future.set_result(session in found)
         finally:
             self._task = None
+
+
+class SuspensionCache:
+    """Who is suspended, for hellos: each site's suspended users read at most once per
+    `ttl` seconds; a user found there is read again from the database on every hello.
+
+    So a lift anywhere lets the user in at once on every node (nothing positive is kept),
+    and a suspension is seen by every node within `ttl`, at once on the node that wrote it
+    (`forget`); meanwhile the mark in the user's presence snapshot refuses their joins
+    (`presence.suspend`). A database that cannot be read fails the hello (closed): a
+    suspension is never missed because the database was down.
+    """
+
+    def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
+        self._db = db
+        self._clock = clock
+        self._ttl = ttl
+        self._sites: dict[str, tuple[frozenset[str] | None, float]] = {}
+
+    async def get(self, site: str, user: str) -> Suspension | None:
+        """The user's suspension, None if the user is not suspended."""
+        now = self._clock()
+        cached = self._sites.get(site)
+        if cached is None or now - cached[1] >= self._ttl:
+            found = await self._db.suspensions(site, _WHOLE_SITE + 1)
+            users = frozenset(s.user for s in found) if len(found) <= _WHOLE_SITE else None
+            if len(self._sites) > 10_000:
+                self._sites.clear()
+            cached = self._sites[site] = (users, now)
+        if cached[0] is not None and user not in cached[0]:
+            return None
+        return await self._db.suspension(site, user)
+
+    def forget(self, site: str) -> None:
+        """A suspension of `site` changed here: read them again on the next hello."""
+        self._sites.pop(site, None)

@@ -37,7 +37,7 @@ from .db import Database
 from .deadlines import Deadlines
 from .errors import StoreUnavailable
 from .identity.jwks import JwksCache
-from .lookups import OverrideCache, RevocationChecks, SiteCache
+from .lookups import OverrideCache, RevocationChecks, SiteCache, SuspensionCache
 from .notices import (
     ENDINGS,
     NOTICE_FORMAT,
@@ -69,6 +69,7 @@ from .settings import Settings
 from .sites import Site
 from .stats import Latencies
 from .store import MemoryStore, PresenceStore
+from .suspension import Suspension
 from .types import SessionId, SiteKey, TabId, UserKey
 
 __all__ = ["Joined", "Node", "Recorder", "Tab"]
@@ -129,6 +130,12 @@ class Recorder(Protocol):
         device: str | None = None,
     ) -> None: ...
 
+    async def suspension(
+        self, suspension: Suspension, *, lifted: bool, by: str, now: float
+    ) -> None:
+        """Write down a user suspended, or a suspension lifted (by `by`), and tell it."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Joined:
@@ -171,6 +178,7 @@ class Node:
         revocations: RevocationChecks | None = None,
         jwks: JwksCache | None = None,
         seat_tokens: SeatTokens | None = None,
+        suspensions: SuspensionCache | None = None,
     ) -> None:
         """The caches not given are made here, over `db` and the store's clock; without
         `seat_tokens`, tabs get no seat tokens."""
@@ -185,6 +193,9 @@ class Node:
         self.sites = sites if sites is not None else SiteCache(db, store.now, ttl)
         self.overrides = overrides if overrides is not None else OverrideCache(db, store.now, ttl)
         self.jwks = jwks if jwks is not None else JwksCache()  # keys of the jwks_uri settings
+        self.suspensions = (
+            suspensions if suspensions is not None else SuspensionCache(db, store.now, ttl)
+        )
         # What this node's channels check hellos against (`admission.admit`).
         self.sources = Sources(
             sites=self.sites,
@@ -193,6 +204,7 @@ class Node:
             keys=self.jwks,
             box=box,
             clock=self.clock,
+            suspensions=self.suspensions,
         )
         self.timing = settings.timing
         self._tabs: dict[UserKey, dict[SessionId, dict[TabId, Tab]]] = {}
@@ -205,6 +217,9 @@ class Node:
         self._fallback = MemoryStore(store.now)  # decides alone while the store is down
         self._degraded: set[UserKey] = set()  # users decided on the fallback meanwhile
         self._lost: set[UserKey] = set()  # users whose tabs left here while it was down
+        self._unmarked: set[UserKey] = set()  # suspended while it was down: mark them again
+        # Tabs still joining whose new session a suspension ended, with the news' seq.
+        self._suspended_early: dict[Tab, int] = {}
         # Heartbeats reach the store within this delay: a tab's recorded last frame lags
         # by at most one heartbeat interval plus the delay, well inside the session timeout.
         self._touch_delay = (settings.session_timeout - settings.heartbeat_interval) / 2
@@ -315,9 +330,17 @@ class Node:
                 log.warning("presence store unavailable: deciding %s on this node", key)
                 self._degraded.add(key)
                 seat, done = await self._change(key, op, skip=tab, applied=seated)
+            if done.outcome.refused is Refusal.suspended and await self._stale_mark(key):
+                seat, done = await self._change(key, op, skip=tab, applied=seated)
         except BaseException:
             self._forget(tab)
+            self._suspended_early.pop(tab, None)
             raise
+        ended_at = self._suspended_early.pop(tab, None)
+        if ended_at is not None and ended_at > done.seq:
+            # Joined just before a suspension reached the store, whose news beat the reply.
+            self._forget(tab)
+            return Joined(SeatState.blocked, None, done.rules, Refusal.suspended)
         if done.outcome.refused or seat is None:
             self._forget(tab)
             return Joined(SeatState.blocked, None, done.rules, done.outcome.refused)
@@ -450,6 +473,82 @@ class Node:
             count += len(revoked)
         return count
 
+    async def suspend_user(
+        self, key: UserKey, reason: str = "", by: str = "api"
+    ) -> tuple[Suspension, bool]:
+        """Suspend a user: every session ends on every node (reason `suspended`, close code
+        4015) and every hello is refused until the suspension is lifted (`lift_suspension`,
+        or an identity token issued after it). Returns the suspension in force and whether
+        this call made it; suspending a suspended user keeps the first one (and ends again
+        whatever is live).
+
+        The suspension is written to the database first, then marked in the presence
+        snapshot by the same step that ends the sessions: a hello admitted before the write
+        is ended by that step or refused by the mark, whichever reaches the store first.
+        Raises StoreUnavailable when the presence store cannot be reached: the suspension is
+        then recorded and this node's tabs of the user are ended; the others end when the
+        store is back (or at once on a new call).
+        """
+        now = self.clock()
+        stored, created = await self.db.suspend(Suspension(key[0], key[1], now, reason, by))
+        self.suspensions.forget(key[0])
+        if created and self.recorder is not None:
+            await self.recorder.suspension(stored, lifted=False, by=by, now=now)
+        try:
+            await self._mark_suspended(key, stored, by)
+        except StoreUnavailable:
+            self._unmarked.add(key)
+            self._lost.add(key)
+            for tab in [t for s in self._tabs.get(key, {}).values() for t in s.values()]:
+                if self._forget(tab):
+                    await self._end(tab, presence.EndReason.suspended)
+            raise
+        return stored, created
+
+    async def _mark_suspended(self, key: UserKey, suspension: Suspension, by: str) -> None:
+        def op(up: UserPresence, now: float) -> tuple[Outcome, None]:
+            return presence.suspend(up, since=suspension.since, now=now), None
+
+        await self._change(key, op, context={"by": by, "scope": "user"})
+        self._unmarked.discard(key)
+
+    async def lift_suspension(
+        self, key: UserKey, by: str = "api", *, since: float | None = None
+    ) -> Suspension | None:
+        """Lift a user's suspension (only the one that began at `since`, if given); the one
+        lifted, None if the user was not suspended. New hellos of the user are admitted at
+        once, on every node."""
+        lifted = await self.db.lift_suspension(key[0], key[1], since)
+        self.suspensions.forget(key[0])
+        if lifted is None:
+            return None
+        self._unmarked.discard(key)
+        if self.recorder is not None:
+            await self.recorder.suspension(lifted, lifted=True, by=by, now=self.clock())
+        # A mark left behind (the store was down) is cleared by the next join (`_stale_mark`).
+        with self._unless_unavailable("lift"):
+            await self._change(
+                key, lambda up, now: (presence.unsuspend(up, since=lifted.since), None)
+            )
+        return lifted
+
+    async def suspension(self, key: UserKey) -> Suspension | None:
+        """The user's suspension, from the database; None if the user is not suspended."""
+        return await self.db.suspension(key[0], key[1])
+
+    async def _stale_mark(self, key: UserKey) -> bool:
+        """A join was refused by the snapshot's suspension mark: if the database says the
+        user is not suspended (the mark outlived a lift that could not reach the store),
+        clear it and say so, so the join is tried again."""
+        if await self.db.suspension(key[0], key[1]) is not None:
+            return False
+        up = await self.snapshot(key)
+        if up.suspended is None:
+            return True
+        mark = up.suspended
+        await self._change(key, lambda up, now: (presence.unsuspend(up, since=mark), None))
+        return True
+
     async def _remember_revoked(self, key: UserKey, sessions: list[SessionId], now: float) -> None:
         if sessions:
             until = now + self.timing.tombstone_ttl
@@ -563,6 +662,8 @@ class Node:
                     if _told_before(tab, seq) and self._forget(tab):
                         if refused[session] is Refusal.revoked:
                             await self._end(tab, presence.EndReason.revoked)
+                        elif refused[session] is Refusal.suspended:
+                            await self._end(tab, presence.EndReason.suspended)
                         else:
                             await tab.end(CloseCode.expired, "this browser session has expired")
                 elif session in states:
@@ -652,6 +753,13 @@ class Node:
         for key in self._degraded:
             self._fallback.update_now(key, _clear)
         self._degraded.clear()
+        for key in list(self._unmarked):  # suspended while the store was down
+            suspension = await self.db.suspension(key[0], key[1])
+            if suspension is None:
+                self._unmarked.discard(key)
+                continue
+            with self._unless_unavailable("suspension"):
+                await self._mark_suspended(key, suspension, suspension.by)
         for key in [*self._tabs, *self._lost]:
             self._flush.set(key, now)
 
@@ -741,6 +849,8 @@ class Node:
             for tab in list(sessions.get(ending.session, {}).values()):
                 if _told_before(tab, seq) and self._forget(tab):
                     await self._end(tab, ending.reason)
+                elif tab.seq == 0 and ending.reason is presence.EndReason.suspended:
+                    self._suspended_early[tab] = seq  # its join decides (`join`)
 
     async def _tell_state(self, tab: Tab, seat: _Seat, takeover: bool, seq: int) -> None:
         if seq <= tab.seq:

@@ -25,6 +25,7 @@ from .protocol import (
     Expired,
     Revoked,
     ServerFrame,
+    Suspended,
     Unblock,
 )
 from .types import UserKey
@@ -42,6 +43,7 @@ __all__ = [
 ENDINGS: dict[EndReason, tuple[ServerFrame, CloseCode, str]] = {
     EndReason.logout: (Ended(reason="logout"), CloseCode.logged_out, "signed out"),
     EndReason.revoked: (Revoked(reason="revoked"), CloseCode.revoked, "session revoked"),
+    EndReason.suspended: (Suspended(reason="suspended"), CloseCode.suspended, "user suspended"),
     EndReason.idle: (Expired(reason="idle"), CloseCode.expired, "session idle too long"),
     EndReason.absolute: (
         Expired(reason="absolute"),

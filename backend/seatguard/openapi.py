@@ -41,6 +41,8 @@ from .api import (
     SessionsOut,
     SiteIn,
     SiteOut,
+    SuspensionIn,
+    SuspensionOut,
     UserPath,
 )
 from .events import EVENT_TYPES, LAST_ID_PATTERN, RETRY_AFTER, EventsQuery, SessionEvent
@@ -221,6 +223,8 @@ def document() -> dict[str, Any]:
         RevokeWhereIn,
         RevokedOut,
         RevokedCountOut,
+        SuspensionIn,
+        SuspensionOut,
         OverrideIn,
         OverrideOut,
         AuditPageOut,
@@ -276,6 +280,40 @@ def document() -> dict[str, Any]:
                     body=RevokeUserIn,
                     missing="`keep` names no live session of the user; nothing was revoked",
                 )
+            },
+            "/users/{user}/suspension": {
+                "get": _op(
+                    "A user's suspension",
+                    {"200": {**ok, **_json(SuspensionOut)}},
+                    params=USER,
+                    missing="The user is not suspended",
+                ),
+                "post": _op(
+                    "Suspend a user: every live session ends, every new one is refused until "
+                    "the suspension is lifted or the user signs in again with an identity "
+                    "token issued after it",
+                    {
+                        "200": {
+                            "description": "The user was suspended already: the suspension "
+                            "in force (live sessions are ended again)",
+                            **_json(SuspensionOut),
+                        },
+                        "201": {"description": "Suspended", **_json(SuspensionOut)},
+                    },
+                    params=USER,
+                    body=SuspensionIn,
+                    more={
+                        "503": "The suspension is recorded, but the presence store is "
+                        "unavailable: sessions on other nodes end when it is back (or send "
+                        "the request again)"
+                    },
+                ),
+                "delete": _op(
+                    "Lift a user's suspension",
+                    {"204": {"description": "Lifted"}},
+                    params=USER,
+                    missing="The user is not suspended",
+                ),
             },
             "/revoke": {
                 "post": _op(

@@ -56,8 +56,10 @@ __all__ = [
     "release_node",
     "restore",
     "revoke",
+    "suspend",
     "take_over",
     "touch",
+    "unsuspend",
 ]
 
 
@@ -88,12 +90,14 @@ class EndReason(enum.StrEnum):
     idle = "idle"  # no user input within the idle timeout
     absolute = "absolute"  # older than the absolute timeout
     revoked = "revoked"  # an operator or the site revoked it
+    suspended = "suspended"  # its user was suspended
 
 
 class Refusal(enum.StrEnum):
     """Why an operation was refused."""
 
     revoked = "revoked"  # the session id was revoked and cannot re-attach
+    suspended = "suspended"  # the user is suspended: no session joins until it is lifted
     expired = "expired"  # the session id expired and cannot re-attach
     takeover_not_allowed = "takeover_not_allowed"
     unknown_session = "unknown_session"
@@ -211,6 +215,8 @@ class UserPresence:
     # After the store lost this user, until when seats go only to sessions whose node says
     # they held one (see `restore`); None otherwise.
     restoring_until: Timestamp | None = None
+    # While the user is suspended: since when (see `suspend`); None otherwise.
+    suspended: Timestamp | None = None
 
     def unit(self, session: Session) -> str:
         """The key a seat counts for this session under the current mode."""
@@ -225,7 +231,7 @@ class UserPresence:
         return {sid: self.state(sid) for sid in self.sessions}
 
     def is_empty(self) -> bool:
-        return not self.sessions and not self.tombstones
+        return not self.sessions and not self.tombstones and self.suspended is None
 
     def nodes(self) -> set[str]:
         """The nodes holding a socket of any tab of this user."""
@@ -297,6 +303,8 @@ def join(
     `held` is for a tab the store lost (see `restore`): the time since which its node
     knows its session held a seat.
     """
+    if up.suspended is not None:
+        return Outcome(refused=Refusal.suspended)
     tomb = up.tombstones.get(arrival.session)
     if tomb is not None and tomb[1] > now:
         return Outcome(refused=tomb[0])
@@ -493,6 +501,25 @@ def revoke(
     for sid in chosen:
         up.tombstones[sid] = (Refusal.revoked, now + timing.tombstone_ttl)
     return _remove(up, [(sid, EndReason.revoked) for sid in chosen], now)
+
+
+def suspend(up: UserPresence, *, since: Timestamp, now: Timestamp) -> Outcome:
+    """Suspend the user: end every session, and refuse every join until `unsuspend`.
+
+    The mark is kept in the snapshot, so that a join that passed admission before the
+    suspension was written, but reaches the store after this, is refused here. Suspending
+    again ends whatever joined meanwhile; `since` (when the suspension in force began)
+    replaces any older mark.
+    """
+    up.suspended = since
+    return _remove(up, [(sid, EndReason.suspended) for sid in list(up.sessions)], now)
+
+
+def unsuspend(up: UserPresence, *, since: Timestamp | None = None) -> Outcome:
+    """Lift the user's suspension (only the one that began at `since`, if given)."""
+    if since is None or up.suspended == since:
+        up.suspended = None
+    return Outcome()
 
 
 def expire(up: UserPresence, timing: Timing, now: Timestamp) -> Outcome:

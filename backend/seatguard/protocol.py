@@ -38,6 +38,7 @@ __all__ = [
     "Revoked",
     "Seat",
     "ServerFrame",
+    "Suspended",
     "TakeOver",
     "Unblock",
     "Welcome",
@@ -73,6 +74,7 @@ class CloseCode(enum.IntEnum):
     identity_required = 4012
     identity_invalid = 4013
     device_proof_invalid = 4014
+    suspended = 4015
 
 
 RETRY = frozenset({1001, 1006, 1011, 1012, 1013, 4008})
@@ -210,6 +212,12 @@ class Revoked(msgspec.Struct, tag_field="t", tag="revoked"):
     reason: str
 
 
+class Suspended(msgspec.Struct, tag_field="t", tag="suspended"):
+    """The user is suspended: every session of the account ends until it is lifted."""
+
+    reason: str
+
+
 class Expired(msgspec.Struct, tag_field="t", tag="expired"):
     reason: str
 
@@ -245,6 +253,7 @@ ServerFrame = (
     | Conflict
     | Denied
     | Revoked
+    | Suspended
     | Expired
     | Ended
     | Error

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .audit import AuditEvent, AuditKind, AuditRecord
+from .audit import AuditEvent, AuditKind, AuditRecord, Scalar
 from .audit.batch import AuditBatcher
 from .audit.checkpoint import CheckpointWriter
 from .db import AuditLog
@@ -24,10 +24,18 @@ from .protocol import BlockReason
 from .sealing import SecretBox
 from .site_secrets import opened
 from .sites import Site
+from .suspension import Suspension
 from .types import UserKey
 from .webhooks import EventType
 
-__all__ = ["Recorder", "audit_events", "refused_event", "webhook_events"]
+__all__ = [
+    "Recorder",
+    "audit_events",
+    "refused_event",
+    "suspension_event",
+    "suspension_hook",
+    "webhook_events",
+]
 
 log = logging.getLogger("seatguard")
 
@@ -35,6 +43,7 @@ _ENDED_KIND = {
     EndReason.idle: AuditKind.idle_expired,
     EndReason.absolute: AuditKind.absolute_expired,
     EndReason.revoked: AuditKind.revoked,
+    EndReason.suspended: AuditKind.suspended,
 }
 _BLOCKED_KIND = {
     BlockReason.evicted: AuditKind.evicted,
@@ -76,7 +85,8 @@ def audit_events(
         )
 
     for e in outcome.ended:
-        extra = dict(context or {}) if e.reason is EndReason.revoked else {}
+        forced = e.reason in (EndReason.revoked, EndReason.suspended)
+        extra = dict(context or {}) if forced else {}
         kind = _ENDED_KIND.get(e.reason, AuditKind.ended)
         add(kind, e.session, e.device, e.ip, e.reason.value, **extra)
     for t in outcome.transitions:
@@ -102,6 +112,28 @@ def refused_event(
     """The audit row of a hello that was turned away."""
     site, user = key
     return AuditEvent(now, site, user, session, device, ip or None, AuditKind.refused, reason)
+
+
+def suspension_event(suspension: Suspension, *, lifted: bool, by: str, now: float) -> AuditEvent:
+    """The audit row of a user suspended, or of a suspension lifted (no session)."""
+    kind = AuditKind.unsuspended if lifted else AuditKind.suspended
+    detail: dict[str, Scalar] = {"by": by, "since": suspension.since}
+    if not lifted:
+        detail["reason_text"] = suspension.reason
+    reason = "reauthenticated" if lifted and by == "reauthentication" else None
+    return AuditEvent(now, suspension.site, suspension.user, None, None, None, kind, reason, detail)
+
+
+def suspension_hook(suspension: Suspension, *, lifted: bool) -> tuple[EventType, dict[str, Any]]:
+    """The webhook of a user suspended (`user.suspended`) or lifted (`user.unsuspended`)."""
+    data: dict[str, Any] = {"site": suspension.site, "user": suspension.user}
+    if lifted:
+        return EventType.user_unsuspended, data
+    return EventType.user_suspended, {
+        **data,
+        "since": suspension.since,
+        "reason": suspension.reason,
+    }
 
 
 def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict[str, Any]]]:
@@ -198,9 +230,23 @@ class Recorder:
         if events:
             await self._append(events)
         hooks = webhook_events(key, outcome) if self.webhooks else []
+        await self._send(key[0], hooks, now)
+
+    async def suspension(
+        self, suspension: Suspension, *, lifted: bool, by: str, now: float
+    ) -> None:
+        """Record a user suspended, or a suspension lifted, and send its webhook."""
+        await self._append([suspension_event(suspension, lifted=lifted, by=by, now=now)])
+        if self.webhooks:
+            await self._send(suspension.site, [suspension_hook(suspension, lifted=lifted)], now)
+
+    async def _send(
+        self, site_key: str, hooks: list[tuple[EventType, dict[str, Any]]], now: float
+    ) -> None:
+        """Store webhooks in the outbox, if the site has a webhook URL and a secret."""
         if not hooks:
             return
-        site = await self.site(key[0])
+        site = await self.site(site_key)
         if site is None or not site.config.webhook_url or self.box is None:
             return
         try:

@@ -71,7 +71,7 @@ ID, TIMESTAMP, SIGNATURE = "webhook-id", "webhook-timestamp", "webhook-signature
 
 
 class EventType(enum.StrEnum):
-    """What happened to a seat or a session."""
+    """What happened to a seat, a session or a user."""
 
     seat_blocked = "seat.blocked"
     seat_unblocked = "seat.unblocked"
@@ -79,6 +79,8 @@ class EventType(enum.StrEnum):
     seat_evicted = "seat.evicted"
     session_expired = "session.expired"
     session_revoked = "session.revoked"
+    user_suspended = "user.suspended"
+    user_unsuspended = "user.unsuspended"
 
 
 class WebhookVerificationError(SeatguardError):

@@ -1,6 +1,6 @@
 // The client a page gets from Seatguard.load(): state, seat token, events, logout and destroy,
 // wiring the connection, the browser identity, the page lifecycle and the overlay together.
-import { EXPIRED, LIVE_STATES, LOGGED_OUT, REVOKED } from './constants.js';
+import { EXPIRED, LIVE_STATES, LOGGED_OUT, REVOKED, SUSPENDED } from './constants.js';
 import { connection } from './connection.js';
 import { bye, hello, logout, takeover } from './protocol.js';
 import { openSession } from './session.js';
@@ -20,8 +20,10 @@ const rulesOf = (source) => ({ mode: source.mode, limit: source.limit, policy: s
 // Stands in for the overlay when the site draws its own (`overlay: false`).
 const NO_OVERLAY = { show() {}, hide() {} };
 
-// The final ends of a socket closed with a code that allows no reconnect: [kind, reason].
-const CLOSED = { [LOGGED_OUT]: ['ended', 'logout'], [REVOKED]: ['revoked', 'revoked'], [EXPIRED]: ['expired', 'expired'] };
+// The final ends of a socket closed with a code that allows no reconnect; the reason they
+// give is their name, but `logout` for ended. The frames that lead there are named alike.
+const CLOSED = { [LOGGED_OUT]: 'ended', [REVOKED]: 'revoked', [EXPIRED]: 'expired', [SUSPENDED]: 'suspended' };
+const FINAL = Object.values(CLOSED);
 
 /** Whether a client may move from state `from` to state `to`. */
 export const canMove = (from, to) =>
@@ -95,7 +97,7 @@ export function createClient(options, world = {}) {
   const move = (to) => {
     const from = client.state;
     if (from === to) return;
-    if (!canMove(from, to)) throw new Error(`seatguard: illegal state change ${from} -> ${to}`);
+    if (!canMove(from, to)) throw new Error(`seatguard: bad move ${from} -> ${to}`);
     client.state = to;
     emit('state', to, from);
   };
@@ -106,7 +108,7 @@ export function createClient(options, world = {}) {
     return !doc || !Custom || doc.dispatchEvent(new Custom('seatguard:' + name, { detail, cancelable: true }));
   };
 
-  // Draws the overlay for `kind` (block, ended, revoked or expired): the texts for `reason`
+  // Draws the overlay for `kind` (block, ended, revoked, expired or suspended): the texts for `reason`
   // (e.g. evictedTitle) where there are some, else those for `kind`; with the text key of a
   // take-over `button`.
   const draw = (kind, reason, button) => {
@@ -157,7 +159,7 @@ export function createClient(options, world = {}) {
     emit('unblock');
   };
 
-  // Ends for good with `kind` (ended, revoked, expired, error): no reconnect ever.
+  // Ends for good with `kind` (ended, revoked, expired, suspended, error): no reconnect ever.
   const finish = (kind, detail) => {
     if (!live(client.state)) return;
     hold(null);
@@ -168,7 +170,7 @@ export function createClient(options, world = {}) {
     why = null;
     settle(false);
     overlay.hide();
-    // Notices for ended (unless this tab called logout() itself), revoked and expired.
+    // Notices for ended (unless this tab called logout() itself), revoked, expired, suspended.
     const notice = kind !== 'error' && !(kind === 'ended' && loggingOut);
     if (notice && page(kind, detail)) draw(kind, detail.reason);
     move(kind);
@@ -183,7 +185,7 @@ export function createClient(options, world = {}) {
   };
 
   const client = {
-    /** One of STATE: connecting, admitted, blocked, reconnecting, ended, revoked, expired, error, destroyed. */
+    /** One of STATE: connecting, admitted, blocked, reconnecting, ended, revoked, expired, suspended, error, destroyed. */
     state: 'connecting',
     /** The rules in force, from `welcome` ({mode, limit, policy}); until then, what was asked. */
     rules: rulesOf(options),
@@ -198,7 +200,7 @@ export function createClient(options, world = {}) {
 
     /**
      * Subscribes to `state`, `token` (the new token, or null), `block`, `unblock`, `conflict`,
-     * `denied`, `ended`, `revoked`, `expired` or `error`; returns an unsubscribe function.
+     * `denied`, `ended`, `revoked`, `expired`, `suspended` or `error`; returns an unsubscribe function.
      */
     on(event, handler) {
       const list = (handlers[event] = handlers[event] || []);
@@ -325,15 +327,15 @@ export function createClient(options, world = {}) {
       else if (t === 'denied') {
         if (frame.action === 'takeover') settle(false);
         emit(t, { action: frame.action, reason: frame.reason, message: frame.message });
-      } else if (['ended', 'revoked', 'expired'].includes(t)) finish(t, { reason: frame.reason });
+      } else if (FINAL.includes(t)) finish(t, { reason: frame.reason });
       else if (t === 'error') lastError = frame;
     },
     _retry: () => move('reconnecting'),
     // The socket closed with a code that allows no reconnect: 4009 ends, 4010 revokes, 4011
-    // expires; anything else fails with the reason and message of the server's `error` frame.
+    // expires, 4015 suspends; anything else fails with the reason and message of the server's `error` frame.
     _closed(code) {
-      const [kind, reason] = CLOSED[code] || [];
-      if (kind) return finish(kind, { reason });
+      const kind = CLOSED[code];
+      if (kind) return finish(kind, { reason: code === LOGGED_OUT ? 'logout' : kind });
       const sent = lastError?.code === code ? lastError : {};
       finish('error', { code, reason: sent.reason || 'closed', message: sent.message || '' });
     },

@@ -24,12 +24,14 @@ export const CLOSE = {
   identity_required: 4012,
   identity_invalid: 4013,
   device_proof_invalid: 4014,
+  suspended: 4015,
 };
 
 // Single codes on their own, so the bundle needs no copy of the whole table.
 export const LOGGED_OUT = 4009;
 export const REVOKED = 4010;
 export const EXPIRED = 4011;
+export const SUSPENDED = 4015;
 
 // Close codes after which the SDK reconnects (with backoff).
 export const RETRY = [1001, 1006, 1011, 1012, 1013, 4008];
@@ -50,6 +52,7 @@ export const STATE = {
   ended: 'ended',
   revoked: 'revoked',
   expired: 'expired',
+  suspended: 'suspended',
   error: 'error',
   destroyed: 'destroyed',
 };

@@ -27,6 +27,8 @@ export const EN = {
   endedText: 'You have been signed out on this browser.',
   revokedTitle: 'You have been signed out',
   revokedText: 'The site signed this browser out. Sign in again to continue.',
+  suspendedTitle: 'This account is suspended',
+  suspendedText: 'Sign in again to continue.',
   expiredTitle: 'Session expired',
   expiredText: 'Your session has expired. Sign in again to continue.',
   idleText: 'Your session ended after a period of inactivity.',

@@ -318,7 +318,7 @@ test('a page restored from the back/forward cache reconnects with the same tab i
 
 test('state transitions: live states move freely, final states only to destroyed', () => {
   const live = ['connecting', 'admitted', 'blocked', 'reconnecting'];
-  const final = ['ended', 'revoked', 'expired', 'error'];
+  const final = ['ended', 'revoked', 'expired', 'suspended', 'error'];
   assert.deepEqual(Object.keys(STATE), [...live, ...final, 'destroyed']);
   for (const from of live) for (const to of [...live.slice(1), ...final, 'destroyed']) assert.ok(canMove(from, to), `${from}->${to}`);
   for (const from of final) {

@@ -423,6 +423,17 @@ test('an error close without an error frame still reports its code', () => {
   assert.deepEqual(events.at(-1), ['error', { code: 4003, reason: 'closed', message: '' }]);
 });
 
+test('close 4015 suspends the client without reconnecting, even unwelcomed', () => {
+  const { socket, clock, WebSocket, client, events } = setup();
+  socket().open();
+  socket().push({ t: 'error', code: 4015, reason: 'suspended', message: 'this user is suspended' });
+  socket().drop(4015);
+  assert.equal(client.state, 'suspended');
+  assert.deepEqual(events.at(-1), ['suspended', { reason: 'suspended' }]);
+  clock.tick(60000);
+  assert.equal(WebSocket.sockets.length, 1);
+});
+
 test('close 4009 ends the client without reconnecting', () => {
   const { socket, clock, WebSocket, client, events } = setup();
   socket().welcome();
@@ -433,7 +444,7 @@ test('close 4009 ends the client without reconnecting', () => {
   assert.equal(WebSocket.sockets.length, 1);
 });
 
-for (const kind of ['revoked', 'expired']) {
+for (const kind of ['revoked', 'expired', 'suspended']) {
   test(`${kind === 'expired' ? 'an' : 'a'} ${kind} frame ends the client for good, whatever the close code after`, () => {
     const { socket, clock, WebSocket, client, events, win } = setup();
     const ws = socket();

@@ -185,7 +185,7 @@ export function setup({ options = {}, local = new MemoryStorage(), session = new
     { window: win, timers: clock, random, WebSocket, storage: { local, session }, device },
   );
   const events = [];
-  for (const name of ['state', 'block', 'unblock', 'conflict', 'denied', 'ended', 'revoked', 'expired', 'error']) {
+  for (const name of ['state', 'block', 'unblock', 'conflict', 'denied', 'ended', 'revoked', 'expired', 'suspended', 'error']) {
     client.on(name, (...args) => events.push([name, ...args]));
   }
   const socket = () => WebSocket.sockets[WebSocket.sockets.length - 1];

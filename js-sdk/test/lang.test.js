@@ -141,6 +141,15 @@ test('a pack that arrives while a notice waits for <body> is what the notice sho
   assert.equal(doc.querySelector('.seatguard-title').textContent, PACKS.fr.revokedTitle);
 });
 
+test('a suspension shows its own text from the pack', async () => {
+  const { ws, doc } = clientOn({ fetch: fakeFetch() });
+  ws.welcome();
+  await flush();
+  ws.push({ t: 'suspended', reason: 'suspended' });
+  assert.equal(doc.querySelector('.seatguard-title').textContent, PACKS.fr.suspendedTitle);
+  assert.equal(doc.querySelector('.seatguard-text').textContent, PACKS.fr.suspendedText);
+});
+
 test('the build writes each pack as static/lang/{lang}.json', { skip: !built() && 'run npm run build first' }, () => {
   for (const lang of LANGUAGES) {
     const file = new URL(`../../backend/seatguard/static/lang/${lang}.json`, import.meta.url);

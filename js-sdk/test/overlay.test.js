@@ -275,8 +275,14 @@ test('overlay: false draws nothing', () => {
   assert.equal(doc.getElementById('seatguard-style'), null);
 });
 
-test('ended, revoked and expired show a notice; the tab that logged out itself does not', () => {
-  for (const [kind, title] of [['ended', 'Signed out'], ['revoked', 'You have been signed out'], ['expired', 'Session expired']]) {
+test('ended, revoked, suspended and expired show a notice; the tab that logged out itself does not', () => {
+  const ends = [
+    ['ended', 'Signed out'],
+    ['revoked', 'You have been signed out'],
+    ['suspended', 'This account is suspended'],
+    ['expired', 'Session expired'],
+  ];
+  for (const [kind, title] of ends) {
     const { ws, doc } = clientOn();
     ws.welcome({ state: 'blocked', reason: 'limit' });
     ws.push({ t: kind, reason: 'x' });

@@ -62,9 +62,10 @@ test('a welcome that says blocked after a reconnect drops the token', () => {
   assert.equal(client.token, null);
 });
 
-test('revoked, ended, expired and a final error drop the token', () => {
+test('revoked, suspended, ended, expired and a final error drop the token', () => {
   for (const end of [
     { t: 'revoked', reason: 'revoked', code: 4010 },
+    { t: 'suspended', reason: 'suspended', code: 4015 },
     { t: 'ended', reason: 'logout', code: 4009 },
     { t: 'expired', reason: 'idle', code: 4011 },
     { t: 'error', code: 4000, reason: 'bad_message', message: 'x' },

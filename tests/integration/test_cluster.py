@@ -238,3 +238,44 @@ async def test_a_users_rows_replay_the_decisions_in_order(
     decided = [r for r in rows if r["kind"] != "refused"]
     assert all(isinstance(r["detail"]["decision"], int) for r in decided)
     replay(sorted(decided, key=lambda r: (r["detail"]["decision"], r["seq"])), limit=1)
+
+
+async def said_hello(site: str, tab: Tab) -> Frame:
+    """Say hello (limit 5) and return the first answer."""
+    b = tab.browser
+    await tab.send({"t": "hello", "v": 1, "site": site, "user": b.user, "limit": 5,
+                    "session": b.session, "tab": tab.tab, "device": b.device})  # fmt: skip
+    return await tab.recv(within=30)
+
+
+async def test_a_suspension_racing_hellos_over_three_nodes_leaves_nobody_in(
+    cluster: Cluster, site: dict[str, Any]
+) -> None:
+    for _ in range(5):
+        u, key = user(), site["key"]
+        holder, _ = await Tab.open(cluster.nodes[0].ws, key, Browser(u), limit=5)
+        tabs = [
+            Tab(await Tab.connect(cluster.nodes[i % 3].ws), Browser(u), secrets.token_urlsafe(9))
+            for i in range(30)
+        ]
+
+        async with api(cluster.nodes[2], site) as client:
+            answers = [said_hello(key, t) for t in tabs]
+            suspended = asyncio.ensure_future(client.post(f"/users/{u}/suspension", json={}))
+            firsts = await asyncio.gather(*answers)
+            assert (await suspended).status_code == 201
+            # Whatever was welcomed before the suspension is ended by it; the rest refused.
+            pairs: list[tuple[Tab, Frame | None]] = [
+                (holder, None),
+                *zip(tabs, firsts, strict=True),
+            ]
+            for tab, first in pairs:
+                code, _, frames = await tab.closed(within=10)
+                assert code == 4015, (first, frames)
+                if first is None or first["t"] == "welcome":
+                    assert {"t": "suspended", "reason": "suspended"} in frames
+                else:
+                    assert first["t"] == "error" and first["code"] == 4015
+            listed = (await client.get(f"/users/{u}/sessions")).json()
+            assert listed["sessions"] == [] and listed["suspended"] is not None
+        await Tab.close_all()

@@ -31,6 +31,7 @@ from seatguard.rules import Override
 from seatguard.sealing import SecretBox
 from seatguard.site_secrets import Rotating, opened
 from seatguard.sites import Site, SiteConfig, new_site
+from seatguard.suspension import Suspension
 from seatguard.webhooks import EventType
 from tests.helpers import fresh_postgres_database, scaled
 
@@ -516,6 +517,61 @@ async def test_revocations_and_token_ids_outlive_the_connection(backend: Backend
         assert await again.remember_token("pk_a", "iss", "j1", until=200, now=150) is False
     finally:
         await again.close()
+
+
+# --- suspensions -------------------------------------------------------------------------
+
+
+async def test_a_suspension_is_stored_once_and_lifted_once(db: Database) -> None:
+    first = Suspension("pk_a", "alice", 100.25, "shared the account", "api")
+    assert await db.suspension("pk_a", "alice") is None
+    assert await db.suspend(first) == (first, True)
+    later = Suspension("pk_a", "alice", 200.0, "again", "ops")
+    assert await db.suspend(later) == (first, False)  # the one in force is kept
+    assert await db.suspension("pk_a", "alice") == first
+    assert await db.suspension("pk_b", "alice") is None  # another site's user
+    assert await db.suspension("pk_a", "bob") is None
+    assert await db.lift_suspension("pk_a", "alice", since=99.0) is None  # an older one
+    assert await db.lift_suspension("pk_a", "alice") == first
+    assert await db.lift_suspension("pk_a", "alice") is None
+    assert await db.suspension("pk_a", "alice") is None
+
+
+async def test_suspending_at_once_from_two_connections_makes_one(backend: Backend) -> None:
+    first, second = await backend.open(), await backend.open()
+    try:
+        results = await asyncio.gather(
+            *(
+                db.suspend(Suspension("pk_a", "alice", 100.0 + n, f"r{n}", "api"))
+                for n, db in enumerate([first, second, first, second])
+            )
+        )
+        assert sum(created for _, created in results) == 1
+        assert len({s for s, _ in results}) == 1
+        lifts = await asyncio.gather(
+            first.lift_suspension("pk_a", "alice"), second.lift_suspension("pk_a", "alice")
+        )
+        assert sum(lift is not None for lift in lifts) == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_sites_suspensions_are_listed_oldest_first(db: Database) -> None:
+    for n, user in enumerate(["carol", "alice", "bob"]):
+        await db.suspend(Suspension("pk_a", user, 100.0 + n, "", "api"))
+    await db.suspend(Suspension("pk_b", "dave", 50.0, "", "api"))
+    assert [s.user for s in await db.suspensions("pk_a", 10)] == ["carol", "alice", "bob"]
+    assert [s.user for s in await db.suspensions("pk_a", 2)] == ["carol", "alice"]
+    assert await db.suspensions("pk_c", 10) == []
+
+
+async def test_suspension_text_round_trips_and_nul_finds_nothing(db: Database) -> None:
+    odd = Suspension("pk_a", "zoë/ü", 1.5, "pärtage «x» 🙂" + "x" * 120, "ops")
+    await db.suspend(odd)
+    assert await db.suspension("pk_a", "zoë/ü") == odd
+    assert await db.suspension("pk_a", "zoë/ü\x00") is None
+    assert await db.lift_suspension("pk_a", "zoë/ü\x00") is None
 
 
 # --- audit -------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from seatguard.settings import Settings
 from seatguard.sites import Site, SiteConfig, new_site
 from seatguard.store import MemoryStore
 from seatguard.store.base import Listener
+from seatguard.suspension import Suspension
 from seatguard.types import SiteKey, UserKey
 
 from .fakes import Clock
@@ -366,6 +367,7 @@ class Notes:
     def __init__(self) -> None:
         self.outcomes: list[tuple[UserKey, Outcome, Mapping[str, str] | None]] = []
         self.refusals: list[tuple[UserKey, str | None, str]] = []
+        self.suspensions: list[tuple[Suspension, bool, str]] = []
 
     async def record(
         self,
@@ -387,6 +389,11 @@ class Notes:
         device: str | None = None,
     ) -> None:
         self.refusals.append((key, session, reason))
+
+    async def suspension(
+        self, suspension: Suspension, *, lifted: bool, by: str, now: float
+    ) -> None:
+        self.suspensions.append((suspension, lifted, by))
 
 
 # --- the world ----------------------------------------------------------------------

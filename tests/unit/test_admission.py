@@ -24,6 +24,7 @@ from seatguard.rules import Claims, Override, Scope
 from seatguard.sealing import SecretBox
 from seatguard.site_secrets import Rotating, fresh, stored
 from seatguard.sites import Site, SiteConfig, new_site
+from seatguard.suspension import Suspension
 
 from .fakes import Clock
 
@@ -85,6 +86,21 @@ class FakeRevocations:
 
 
 @dataclass
+class FakeSuspensions:
+    kept: dict[tuple[str, str], Suspension] = field(default_factory=dict)  # (site, user)
+    failing: bool = False
+
+    def suspend(self, site: str, user: str, since: float) -> Suspension:
+        s = self.kept[(site, user)] = Suspension(site, user, since, "sharing", "api")
+        return s
+
+    async def get(self, site: str, user: str) -> Suspension | None:
+        if self.failing:
+            raise RuntimeError("database unreachable")
+        return self.kept.get((site, user))
+
+
+@dataclass
 class FakeKeys:
     document: dict[str, Any] | None = None  # None: the URL cannot be fetched
     asked: list[tuple[str, tuple[str, ...], object]] = field(default_factory=list)
@@ -107,6 +123,7 @@ class World:
     overrides: FakeOverrides = field(default_factory=FakeOverrides)
     revocations: FakeRevocations = field(default_factory=FakeRevocations)
     keys: FakeKeys = field(default_factory=FakeKeys)
+    suspensions: FakeSuspensions = field(default_factory=FakeSuspensions)
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # shown at creation
 
     def site(
@@ -134,7 +151,15 @@ class World:
 
     @property
     def sources(self) -> Sources:
-        return Sources(self.sites, self.overrides, self.revocations, self.keys, BOX, self.clock)
+        return Sources(
+            self.sites,
+            self.overrides,
+            self.revocations,
+            self.keys,
+            BOX,
+            self.clock,
+            self.suspensions,
+        )
 
     async def admit(self, hello: Hello, origin: str | None = ORIGIN) -> Verdict:
         return await admit(hello, self.sources, origin=origin, own_origin=OWN)
@@ -347,6 +372,62 @@ async def test_the_database_failing_is_raised_not_taken_for_a_verdict(world: Wor
     world.revocations.failing = True
     with pytest.raises(RuntimeError, match="database unreachable"):
         await world.admit(hello("pk_open"))
+
+
+# --- suspensions ------------------------------------------------------------------------
+
+
+async def test_a_suspended_user_is_refused_with_its_own_close_code(world: World) -> None:
+    world.suspensions.suspend("pk_open", "alice", NOW - 10)
+    r = refused(await world.admit(hello("pk_open")))
+    assert r.code is CloseCode.suspended
+    assert r.message == "this user is suspended"
+    assert (r.key, r.reason) == (("pk_open", "alice"), "suspended")
+    # Another user of the site, and the same user id on another site, are not.
+    admitted(await world.admit(hello("pk_open", user="bob")))
+    world.suspensions.suspend("pk_locked", "carol", NOW - 10)
+    admitted(await world.admit(hello("pk_open", user="carol")))
+
+
+async def test_a_page_cannot_name_another_user_to_dodge_a_suspension(world: World) -> None:
+    """The suspension is looked up under the token's account, not the hello's user id."""
+    world.suspensions.suspend("pk_signed", "alice", NOW - 10)
+    old = world.token("pk_signed", iat=NOW - 20)
+    r = refused(await world.admit(hello("pk_signed", user=None, token=old)))
+    assert (r.key, r.code) == (("pk_signed", "alice"), CloseCode.suspended)
+
+
+async def test_only_an_identity_token_issued_after_the_suspension_lifts_it(world: World) -> None:
+    suspension = world.suspensions.suspend("pk_signed", "alice", NOW - 10.5)
+    for iat in (NOW - 20, NOW - 11, None):  # before it, its very second, no iat at all
+        changes: dict[str, Any] = {"iat": iat} if iat is not None else {"iat": None}
+        if iat is None:
+            changes["exp"] = NOW + 60
+        r = refused(
+            await world.admit(hello("pk_signed", token=world.token("pk_signed", **changes)))
+        )
+        assert r.code is CloseCode.suspended, iat
+        assert "issued before the user was suspended" in r.message
+    verdict = admitted(await world.admit(hello("pk_signed", token=world.token("pk_signed"))))
+    assert verdict.lifts == suspension  # the channel lifts it, then joins
+
+
+async def test_a_plain_user_id_never_lifts_a_suspension(world: World) -> None:
+    world.suspensions.suspend("pk_open", "alice", NOW - 3600)
+    world.clock.now = NOW + 86400
+    assert refused(await world.admit(hello("pk_open"))).code is CloseCode.suspended
+
+
+async def test_an_unreadable_suspension_fails_the_hello_closed(world: World) -> None:
+    world.suspensions.failing = True
+    with pytest.raises(RuntimeError, match="database unreachable"):
+        await world.admit(hello("pk_open"))
+
+
+async def test_a_revoked_session_is_refused_as_revoked_before_suspension(world: World) -> None:
+    world.revocations.sessions.add(("pk_open", "s1"))
+    world.suspensions.suspend("pk_open", "alice", NOW - 10)
+    assert refused(await world.admit(hello("pk_open"))).code is CloseCode.revoked
 
 
 # --- keys fetched from a jwks_uri --------------------------------------------------------

@@ -8,6 +8,7 @@ sockets, heartbeats, expiry, take-overs, revocations, logouts, rule changes and 
 - a seat is never free while an attached unit waits (outside a restore window);
 - seats freed by a departure go to the waiting units that came first;
 - a revoked session is never admitted again;
+- while the user is suspended, no session exists and every join is refused;
 - every session waits with a reason, and every seat belongs to a unit with a session.
 
 `SEATGUARD_PROPERTY_EXAMPLES` sets how many sequences run (default 300, 40 steps each).
@@ -38,8 +39,10 @@ from seatguard.presence import (
     logout,
     restore,
     revoke,
+    suspend,
     take_over,
     touch,
+    unsuspend,
 )
 from seatguard.protocol import BlockReason
 
@@ -71,6 +74,7 @@ class PresenceMachine(RuleBasedStateMachine):
         self.devices: dict[str, str] = {}  # a session keeps its device
         self.revoked: set[str] = set()  # in the database: refused at every hello
         self.tombstoned: set[str] = set()  # in the store: refused by the core itself
+        self.suspended: float | None = None  # in the database: refused at every hello
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -94,10 +98,14 @@ class PresenceMachine(RuleBasedStateMachine):
         device = self.devices.setdefault(session, device)
         if session in self.revoked - self.tombstoned:
             return  # the store forgot it, but the hello finds it in the database and refuses
+        if self.suspended is not None and self.up.suspended is None:
+            return  # the same for a suspension
         if rules is not None:
             self.user_rules = rules
         outcome = join(self.up, Arrival(session, tab, device), rules=self.user_rules, now=self.now)
-        if session in self.tombstoned:
+        if self.suspended is not None:
+            assert outcome.refused is Refusal.suspended
+        elif session in self.tombstoned:
             assert outcome.refused is Refusal.revoked
         self.step(outcome, frees=False)
 
@@ -132,6 +140,24 @@ class PresenceMachine(RuleBasedStateMachine):
             self.revoked.add(ending.session)
             self.tombstoned.add(ending.session)
         self.step(outcome, frees=True)
+
+    @rule()
+    def suspend_user(self) -> None:
+        if self.suspended is None:
+            self.suspended = self.now
+        live = set(self.up.sessions)
+        outcome = suspend(self.up, since=self.suspended, now=self.now)
+        assert {e.session for e in outcome.ended} == live
+        self.step(outcome, frees=True)
+
+    @rule(stale=st.booleans())
+    def lift(self, stale: bool) -> None:
+        """Lift the suspension in force; `stale`: a lift of an older one, which keeps it."""
+        if self.suspended is None:
+            return
+        unsuspend(self.up, since=self.suspended - 1.0 if stale else self.suspended)
+        if not stale:
+            self.suspended = None
 
     @precondition(lambda self: bool(self.up.sessions))
     @rule(data=st.data())
@@ -200,6 +226,11 @@ class PresenceMachine(RuleBasedStateMachine):
         for unit in newly:
             queued = min(s.queued_at for s in up.sessions.values() if up.unit(s) == unit)
             assert all(queued <= w for w in waiting.values()), (unit, queued, waiting)
+
+    @invariant()
+    def nobody_in_while_suspended(self) -> None:
+        if self.up.suspended is not None:
+            assert not self.up.sessions and not self.up.seats
 
     @invariant()
     def within_the_limit(self) -> None:

@@ -63,7 +63,7 @@ def test_close_codes_match_the_sdk() -> None:
     assert isinstance(retry, list) and set(retry) == RETRY
     assert isinstance(retry_later, list) and set(retry_later) == RETRY_LATER
     assert js["PROTOCOL_VERSION"] == PROTOCOL_VERSION
-    for name in ("LOGGED_OUT", "REVOKED", "EXPIRED"):  # the single codes the bundle keeps
+    for name in ("LOGGED_OUT", "REVOKED", "EXPIRED", "SUSPENDED"):  # single codes in the bundle
         assert js[name] == CloseCode[name.lower()].value
 
 

@@ -156,6 +156,8 @@ def test_event_body_is_type_iso_timestamp_and_data() -> None:
         "seat.evicted",
         "session.expired",
         "session.revoked",
+        "user.suspended",
+        "user.unsuspended",
     ]
 
 

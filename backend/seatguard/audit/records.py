@@ -27,7 +27,7 @@ DETAIL_BYTES = 2048
 
 
 class AuditKind(StrEnum):
-    """What happened to a browser session."""
+    """What happened to a browser session (or, with no session, to its user)."""
 
     created = "created"
     admitted = "admitted"
@@ -38,6 +38,8 @@ class AuditKind(StrEnum):
     idle_expired = "idle_expired"
     absolute_expired = "absolute_expired"
     revoked = "revoked"
+    suspended = "suspended"  # a session ended by its user's suspension, or (no session) the
+    unsuspended = "unsuspended"  # suspension itself; its lift (no session)
     refused = "refused"
     ended = "ended"
 

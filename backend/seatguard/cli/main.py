@@ -197,8 +197,10 @@ def _register() -> None:
     from .audit import audit
     from .seat import seat_keys
     from .site import site
+    from .user import user
 
     main.add_command(site)
+    main.add_command(user)
     main.add_command(audit)
     main.add_command(seat_keys)
     main.add_command(bench)

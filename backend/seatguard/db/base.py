@@ -16,6 +16,7 @@ from ..outbox import Backlog, Completion, Delivery, DeliveryState
 from ..rules import Override, Scope
 from ..site_secrets import SecretKind
 from ..sites import Site
+from ..suspension import Suspension
 from ..webhooks import EventType
 
 __all__ = ["AuditLog", "Database", "WebhookOutbox"]
@@ -105,8 +106,8 @@ class WebhookOutbox(Protocol):
 
 
 class Database(Protocol):
-    """Sites, their server-side overrides, what was revoked, the ids of one-time tokens
-    already used, the audit log and the webhook outbox; `close()` when done.
+    """Sites, their server-side overrides, what was revoked, who is suspended, the ids of
+    one-time tokens already used, the audit log and the webhook outbox; `close()` when done.
 
     Revocations and token ids are shared by every process on the database and survive
     restarts. Times are seconds since the epoch from the caller's clock.
@@ -208,6 +209,27 @@ class Database(Protocol):
 
     async def user_revoked_before(self, site: str, user: str) -> float | None:
         """The user's cut-off: identity tokens issued before it are refused; None if none."""
+        ...
+
+    async def suspend(self, suspension: Suspension) -> tuple[Suspension, bool]:
+        """Store a user's suspension unless one is stored already (insert-if-absent: of
+        callers in any process, exactly one gets True); the stored one, and whether it is
+        this one."""
+        ...
+
+    async def suspension(self, site: str, user: str) -> Suspension | None:
+        """The user's suspension, None if the user is not suspended."""
+        ...
+
+    async def suspensions(self, site: str, limit: int) -> list[Suspension]:
+        """Up to `limit` suspensions of a site, the oldest first."""
+        ...
+
+    async def lift_suspension(
+        self, site: str, user: str, since: float | None = None
+    ) -> Suspension | None:
+        """Remove the user's suspension (only if it began at `since`, if given); the one
+        removed, None if there was none (of callers racing, one gets it)."""
         ...
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from ..rules import Override, Scope
 from ..sealing import SecretBox
 from ..site_secrets import SecretKind
 from ..sites import Site
+from ..suspension import Suspension
 from .audit_postgres import SCHEMA as AUDIT_SCHEMA
 from .audit_postgres import SITE_INDEX as AUDIT_SITE_INDEX
 from .audit_postgres import AuditPostgres, refuse_nul
@@ -34,12 +35,15 @@ from .rows import (
     SECRETS_SCHEMA,
     SETTINGS_COLUMNS,
     SITE_COLUMNS,
+    SUSPENSION_COLUMNS,
+    SUSPENSIONS_SCHEMA,
     override_from_row,
     override_row,
     sealed_legacy,
     settings_row,
     site_from_row,
     site_row,
+    suspension_from_row,
 )
 
 __all__ = ["MIGRATIONS", "PostgresDatabase", "migrate"]
@@ -82,6 +86,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     OUTBOX_SCHEMA,
     OUTBOX_STATE_INDEX,
     AUDIT_SITE_INDEX,
+    SUSPENSIONS_SCHEMA,
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 
@@ -277,6 +282,59 @@ class PostgresDatabase:
             "SELECT cutoff FROM revoked_users WHERE site = $1 AND user_id = $2", site, user
         )
         return None if cutoff is None else float(cutoff)
+
+    async def suspend(self, suspension: Suspension) -> tuple[Suspension, bool]:
+        refuse_nul(site=suspension.site, user=suspension.user, reason=suspension.reason)
+        refuse_nul(by=suspension.by)
+        s = suspension
+        inserted = await self.pool.fetchrow(
+            f"INSERT INTO suspensions ({SUSPENSION_COLUMNS}) VALUES ($1,$2,$3,$4,$5) "
+            f"ON CONFLICT (site, user_id) DO NOTHING RETURNING {SUSPENSION_COLUMNS}",
+            s.site,
+            s.user,
+            s.since,
+            s.reason,
+            s.by,
+        )
+        if inserted is not None:
+            return suspension_from_row(tuple(inserted)), True
+        stored = await self.suspension(s.site, s.user)
+        return (stored or suspension), False
+
+    async def suspension(self, site: str, user: str) -> Suspension | None:
+        if "\x00" in site + user:
+            return None
+        row = await self.pool.fetchrow(
+            f"SELECT {SUSPENSION_COLUMNS} FROM suspensions WHERE site = $1 AND user_id = $2",
+            site,
+            user,
+        )
+        return suspension_from_row(tuple(row)) if row else None
+
+    async def suspensions(self, site: str, limit: int) -> list[Suspension]:
+        if "\x00" in site:
+            return []
+        rows = await self.pool.fetch(
+            f"SELECT {SUSPENSION_COLUMNS} FROM suspensions WHERE site = $1 "
+            "ORDER BY since, user_id LIMIT $2",
+            site,
+            limit,
+        )
+        return [suspension_from_row(tuple(r)) for r in rows]
+
+    async def lift_suspension(
+        self, site: str, user: str, since: float | None = None
+    ) -> Suspension | None:
+        if "\x00" in site + user:
+            return None
+        row = await self.pool.fetchrow(
+            "DELETE FROM suspensions WHERE site = $1 AND user_id = $2 "
+            f"AND ($3::double precision IS NULL OR since = $3) RETURNING {SUSPENSION_COLUMNS}",
+            site,
+            user,
+            since,
+        )
+        return suspension_from_row(tuple(row)) if row else None
 
     async def _site_where(self, condition: str, value: str) -> Site | None:
         if "\x00" in value:

@@ -21,6 +21,7 @@ from ..rules import Override
 from ..sealing import SecretBox
 from ..site_secrets import KINDS, Rotating, SecretKind, SiteSecrets
 from ..sites import Site, SiteConfig
+from ..suspension import Suspension
 from ..webhooks import EventType
 
 __all__ = [
@@ -104,6 +105,27 @@ REVOCATIONS_SCHEMA: tuple[str, ...] = (
 """The tables of used one-time token ids, revoked sessions and user cut-offs, as one
 migration step; the same text serves both databases (SQLite reads `double precision` as
 REAL)."""
+
+SUSPENSIONS_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE suspensions (  -- users refused until lifted (suspension.py)
+        site text NOT NULL,
+        user_id text NOT NULL,
+        since double precision NOT NULL,
+        reason text NOT NULL,
+        suspended_by text NOT NULL,
+        PRIMARY KEY (site, user_id)
+    )
+    """,
+)
+"""The suspended users, as one migration step (the same text for both databases)."""
+SUSPENSION_COLUMNS = "site, user_id, since, reason, suspended_by"
+
+
+def suspension_from_row(row: Sequence[Any]) -> Suspension:
+    site, user, since, reason, by = row
+    return Suspension(str(site), str(user), float(since), str(reason), str(by))
+
 
 SECRETS_SCHEMA: tuple[str, ...] = (
     "ALTER TABLE sites RENAME COLUMN secret TO secret_hash",  # filled by `sealed_legacy`

@@ -19,6 +19,7 @@ from ..rules import Override, Scope
 from ..sealing import SecretBox
 from ..site_secrets import SecretKind
 from ..sites import Site
+from ..suspension import Suspension
 from .audit_sqlite import SCHEMA as AUDIT_SCHEMA
 from .audit_sqlite import SITE_INDEX as AUDIT_SITE_INDEX
 from .audit_sqlite import AuditSqlite
@@ -33,12 +34,15 @@ from .rows import (
     SECRETS_SCHEMA,
     SETTINGS_COLUMNS,
     SITE_COLUMNS,
+    SUSPENSION_COLUMNS,
+    SUSPENSIONS_SCHEMA,
     override_from_row,
     override_row,
     sealed_legacy,
     settings_row,
     site_from_row,
     site_row,
+    suspension_from_row,
 )
 
 __all__ = ["MIGRATIONS", "SqliteDatabase"]
@@ -83,6 +87,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     OUTBOX_SCHEMA,
     OUTBOX_STATE_INDEX,
     AUDIT_SITE_INDEX,
+    SUSPENSIONS_SCHEMA,
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
@@ -313,6 +318,41 @@ class SqliteDatabase:
         sql = "SELECT cutoff FROM revoked_users WHERE site = ? AND user_id = ?"
         row = _first(await self.conn.execute_fetchall(sql, (site, user)))
         return float(row[0]) if row else None
+
+    async def suspend(self, suspension: Suspension) -> tuple[Suspension, bool]:
+        cur = await self.conn.execute(
+            f"INSERT INTO suspensions ({SUSPENSION_COLUMNS}) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (site, user_id) DO NOTHING",
+            (suspension.site, suspension.user, suspension.since, suspension.reason, suspension.by),
+        )
+        created = cur.rowcount == 1
+        stored = await self.suspension(suspension.site, suspension.user)
+        return (stored or suspension), created
+
+    async def suspension(self, site: str, user: str) -> Suspension | None:
+        sql = f"SELECT {SUSPENSION_COLUMNS} FROM suspensions WHERE site = ? AND user_id = ?"
+        row = _first(await self.conn.execute_fetchall(sql, (site, user)))
+        return suspension_from_row(tuple(row)) if row else None
+
+    async def suspensions(self, site: str, limit: int) -> list[Suspension]:
+        sql = (
+            f"SELECT {SUSPENSION_COLUMNS} FROM suspensions WHERE site = ? "
+            "ORDER BY since, user_id LIMIT ?"
+        )
+        rows = await self.conn.execute_fetchall(sql, (site, limit))
+        return [suspension_from_row(tuple(r)) for r in rows]
+
+    async def lift_suspension(
+        self, site: str, user: str, since: float | None = None
+    ) -> Suspension | None:
+        sql = "DELETE FROM suspensions WHERE site = ? AND user_id = ?"
+        params: tuple[object, ...] = (site, user)
+        if since is not None:
+            sql += " AND since = ?"
+            params += (since,)
+        rows = await self.conn.execute_fetchall(f"{sql} RETURNING {SUSPENSION_COLUMNS}", params)
+        row = _first(rows)
+        return suspension_from_row(tuple(row)) if row else None
 
 
 _BUSY_MS = 10_000  # how long a statement waits for another connection's lock
