@@ -318,7 +318,10 @@ class Socket(asyncio.Protocol):
         ):
             self._head_too_large()  # it came in whole, in one read
             return
-        response = proto.accept(request)
+        if len(request.headers.get_all("Host")) > 1:  # RFC 9112: answered with a 400
+            response = proto.reject(400, "Failed to open a WebSocket connection: two Hosts.\n")
+        else:
+            response = proto.accept(request)
         if response.status_code != 101:  # a plain-text refusal, like every HTTP answer's
             response.headers["X-Content-Type-Options"] = "nosniff"
         proto.send_response(response)
@@ -348,7 +351,7 @@ class Socket(asyncio.Protocol):
             self,
             origin=headers.get("Origin"),
             own_origin=f"{scheme}://{headers.get('Host', '')}".lower(),
-            user_agent=headers.get("User-Agent", ""),
+            user_agent=_single(headers.get_all("User-Agent")) or "",
             ip=ip,
             hints=hints_from_headers(
                 _single(headers.get_all("Sec-CH-UA-Mobile")),

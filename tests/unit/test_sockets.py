@@ -117,3 +117,28 @@ async def test_the_welcome_and_the_seat_token_leave_in_one_write() -> None:
         (ack,) = browser.read((await written(transport, 2))[1])
         assert ack["t"] == "ack"
         sock.connection_lost(None)
+
+
+@pytest.mark.parametrize(
+    ("header", "status"), [("Host", b"400"), ("Origin", b"400"), ("User-Agent", b"101")]
+)
+async def test_a_header_sent_twice_is_refused_or_ignored_never_an_error(
+    header: str, status: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two Hosts or two Origins are a bad request; two User-Agents count as none.
+    async with open_world() as world:
+        node = await world.node()
+        transport = RecordingTransport()
+        sock = Socket(node, ServerState())
+        sock.connection_made(transport)
+        head = (
+            "GET /ws/v1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nUser-Agent: a\r\nOrigin: https://a.example\r\n"
+            f"{header}: second\r\n\r\n"
+        )
+        sock.data_received(head.encode())
+        answer = transport.writes[0]
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:80]
+        assert "unexpected" not in caplog.text and "Traceback" not in caplog.text
+        sock.connection_lost(None)
