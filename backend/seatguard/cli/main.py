@@ -188,11 +188,13 @@ async def _seed_demo(db: Database, box: SecretBox, key: str) -> str:
 def _register() -> None:
     from ..bench.command import bench
     from .audit import audit
+    from .policies import policies
     from .seat import seat_keys
     from .site import site
 
     main.add_command(site)
     main.add_command(audit)
+    main.add_command(policies)
     main.add_command(seat_keys)
     main.add_command(bench)
 

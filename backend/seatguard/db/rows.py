@@ -19,6 +19,7 @@ from ..outbox import Backlog, Delivery, DeliveryState
 from ..presence import Rules
 from ..rules import Override
 from ..sealing import SecretBox
+from ..signals.policies import Policy, encode_policy, parse_policy
 from ..site_secrets import KINDS, Rotating, SecretKind, SiteSecrets
 from ..sites import Site, SiteConfig
 from ..webhooks import EventType
@@ -30,6 +31,7 @@ __all__ = [
     "OUTBOX_COLUMNS",
     "OUTBOX_STATE_INDEX",
     "OVERRIDE_COLUMNS",
+    "POLICIES_SCHEMA",
     "REVOCATIONS_SCHEMA",
     "SECRETS_SCHEMA",
     "SECRET_COLUMNS",
@@ -44,6 +46,8 @@ __all__ = [
     "outbox_schema",
     "override_from_row",
     "override_row",
+    "policy_from_text",
+    "policy_text",
     "sealed_legacy",
     "settings_row",
     "site_from_row",
@@ -104,6 +108,28 @@ REVOCATIONS_SCHEMA: tuple[str, ...] = (
 """The tables of used one-time token ids, revoked sessions and user cut-offs, as one
 migration step; the same text serves both databases (SQLite reads `double precision` as
 REAL)."""
+
+POLICIES_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE policies (  -- a site's policy, as `encode_policy` writes it
+        site text PRIMARY KEY REFERENCES sites(key) ON DELETE CASCADE,
+        document text NOT NULL
+    )
+    """,
+)
+"""The sites' policies (`seatguard.signals.policies`), one JSON document a site, as one
+migration step for both databases."""
+
+
+def policy_text(policy: Policy) -> str:
+    """A policy as stored: its JSON, every setting written out."""
+    return encode_policy(policy).decode()
+
+
+def policy_from_text(text: object) -> Policy:
+    """A stored policy, checked again as it is read (InvalidPolicy if it no longer holds)."""
+    return parse_policy(msgspec.json.decode(str(text)))
+
 
 SECRETS_SCHEMA: tuple[str, ...] = (
     "ALTER TABLE sites RENAME COLUMN secret TO secret_hash",  # filled by `sealed_legacy`
