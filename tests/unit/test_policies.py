@@ -431,7 +431,10 @@ def test_conditions_nest_to_a_bounded_depth() -> None:
     parse_policy({"rules": [rule("r", nested(MAX_DEPTH), "block")]})
     message = refused({"rules": [rule("r", nested(MAX_DEPTH + 1), "block")]})
     assert (
-        message == "rules[0].when" + ".not" * (MAX_DEPTH - 1) + ": conditions nest at most 6 deep"
+        message
+        == "rules[0].when"
+        + ".not" * (MAX_DEPTH - 1)
+        + f": conditions nest at most {MAX_DEPTH} deep"
     )
     # Far deeper: refused at the bound, without walking the rest.
     assert "nest at most" in refused({"rules": [rule("r", nested(50_000), "block")]})

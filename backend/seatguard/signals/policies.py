@@ -84,7 +84,7 @@ OPS: Mapping[CheckKind, tuple[Op, ...]] = {
 KEYS = ("check", "risk", "all", "any", "not")
 """A condition has exactly one of these keys."""
 
-MAX_DEPTH = 6
+MAX_DEPTH = 4
 """Levels of conditions in a rule's `when`, itself the first."""
 MAX_ITEMS = 16
 """Conditions in one `all` or `any`."""

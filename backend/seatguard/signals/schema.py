@@ -5,9 +5,7 @@ bounded, so the schema is written out here, next to the parser's bounds: `Condit
 rule's `when`) to `Condition{MAX_DEPTH}`, each level's `all`, `any` and `not` holding the
 next, the last level only checks and risk. A check condition is one of its typed forms:
 the truthy one (`check` alone) or, for each kind of check, its operators with a value of
-its type. The forms of each `anyOf` exclude each other (each has its own required keys, and
-no other), so that `anyOf` says what `oneOf` would, and is cheaper for generators to meet.
-The one rule JSON Schema cannot state is that the risk cutoffs rise strictly
+its type. The one rule JSON Schema cannot state is that the risk cutoffs rise strictly
 (`medium < high < maximum`); its description says so.
 """
 
@@ -46,7 +44,7 @@ _COUNTRY = {"type": "string", "pattern": COUNTRY_PATTERN}
 _ONE: dict[CheckKind, dict[str, Any]] = {
     "bool": {"type": "boolean"},
     "count": _COUNT,
-    "country": {"anyOf": [_COUNTRY, {"type": "null"}]},
+    "country": {"oneOf": [_COUNTRY, {"type": "null"}]},
 }
 _MEMBERSHIP = ("in", "not in")
 
@@ -86,11 +84,11 @@ def _check_forms() -> list[dict[str, Any]]:
 def _condition(depth: int) -> dict[str, Any]:
     leaves = [_ref("CheckCondition"), _ref("RiskCondition")]
     if depth == MAX_DEPTH:
-        return {"anyOf": leaves}
+        return {"oneOf": leaves}
     inner = _ref(f"Condition{depth + 1}")
     items = {"type": "array", "items": inner, "minItems": 1, "maxItems": MAX_ITEMS}
     return {
-        "anyOf": [
+        "oneOf": [
             *leaves,
             _object(["all"], {"all": items}, description="Every condition holds"),
             _object(["any"], {"any": items}, description="At least one condition holds"),
@@ -139,7 +137,7 @@ def components() -> dict[str, Any]:
                 "dry_run": {"type": "boolean", "default": False},
             },
         ),
-        "CheckCondition": {"anyOf": _check_forms()},
+        "CheckCondition": {"oneOf": _check_forms()},
         "RiskCondition": _object(
             ["risk"],
             {"risk": {"type": "string", "enum": list(LEVELS)}},
