@@ -39,6 +39,7 @@ from .protocol import Ident, Limit
 from .rules import SCOPES, Override, Scope
 from .seat import MAX_TTL, MIN_TTL
 from .seat.check import check_seat
+from .signals.routes import evaluate_policy, get_policy, put_policy
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
 from .suspension import REASON_MAX, Suspension
@@ -722,6 +723,8 @@ def routes() -> list[BaseRoute]:
         _route("/site", {"GET": get_site, "PATCH": patch_site}),
         _route("/site/secret", {"POST": rotate_secret}),
         _route("/overrides", {"GET": list_overrides}),
+        _route("/policies", {"GET": get_policy, "PUT": put_policy}),
+        _route("/policies/evaluate", {"POST": evaluate_policy}),
         _route("/audit", {"GET": audit_records}),
         _route("/events", {"GET": events.stream}),
         _route("/webhooks/deliveries", {"GET": webhook_deliveries}),

@@ -17,6 +17,7 @@ SeatguardError
  ├── StoreUnavailable         1013 the shared presence store cannot be reached (HTTP 503)
  │    └── UnreadableSnapshot  1013 a user's snapshot there is in a format this node cannot read
  ├── ConfigError              invalid site or server configuration (CLI exit 2)
+ │    └── InvalidPolicy       a policy or risk setting refused, its path named (HTTP 422)
  └── IdentityError            a signed token Seatguard cannot accept
       ├── IdentityRequired    4012 the site requires an identity token and none came
       ├── InvalidIdentity     4013 identity token refused (bad signature, expired, bad claim)
@@ -39,6 +40,7 @@ __all__ = [
     "IdentityRequired",
     "InvalidIdentity",
     "InvalidLogoutToken",
+    "InvalidPolicy",
     "InvalidSeatToken",
     "KeysUnavailable",
     "OriginNotAllowed",
@@ -132,6 +134,11 @@ class UnreadableSnapshot(StoreUnavailable):
 
 class ConfigError(SeatguardError):
     """Invalid site or server configuration."""
+
+
+class InvalidPolicy(ConfigError):
+    """A policy or risk setting that cannot be used; the message starts with the path of
+    the bad part (`rules[2].when.all[0].check: unknown check 'foo'`)."""
 
 
 class IdentityError(SeatguardError):

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from .problems import ApiError
 from .protocol import explain
 
-__all__ = ["MAX_BODY", "read_capped", "read_json", "read_params"]
+__all__ = ["MAX_BODY", "read_capped", "read_json", "read_json_value", "read_params"]
 
 S = TypeVar("S")
 MAX_BODY = 16384
@@ -48,17 +48,33 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
 
 async def read_json(request: Request, kind: type[S]) -> S:
     """The JSON body as a `kind` (an empty body is `{}`); ApiError 413, 400 or 422."""
-    raw = await read_capped(request, MAX_BODY)
-    if raw is None:
-        raise ApiError(413, "Payload too large", "request bodies are limited to 16 KiB")
+    value = await read_json_value(request)
     try:
-        return msgspec.convert(_whole(msgspec.json.decode(raw or b"{}")), kind)
+        return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
         raise ApiError(422, "Invalid request", explain(exc)) from None
+
+
+async def read_json_value(
+    request: Request, limit: int = MAX_BODY, *, required: bool = False
+) -> Any:
+    """The JSON body as plain values, integral numbers as integers (an empty body is `{}`
+    unless `required`); ApiError 413 past `limit` bytes, 400 if it is not JSON."""
+    raw = await read_capped(request, limit)
+    if raw is None:
+        raise ApiError(413, "Payload too large", f"request bodies are limited to {_kib(limit)}")
+    if required and not raw:
+        raise ApiError(400, "Malformed JSON", "the body is empty; send a JSON object")
+    try:
+        return _whole(msgspec.json.decode(raw or b"{}"))
     except msgspec.DecodeError as exc:
         raise ApiError(400, "Malformed JSON", str(exc)) from None
     except RecursionError:  # the decoder and `_whole` walk nesting by recursion
         raise ApiError(400, "Malformed JSON", "JSON nested too deeply") from None
+
+
+def _kib(size: int) -> str:
+    return f"{size // 1024} KiB"
 
 
 def _whole(value: Any) -> Any:

@@ -3,7 +3,8 @@
 Bodies, path parameters and query parameters come from the structs the API decodes them
 into, so their bounds (`msgspec.Meta`) are the same here and in the checks. What a struct
 cannot say is added here, next to the code that enforces it: "exactly one of" on
-`POST /revoke` (`REVOKE_WHERE_CHOICES`), and an empty `user` in the audit query. The
+`POST /revoke` (`REVOKE_WHERE_CHOICES`), an empty `user` in the audit query, and a policy
+(whose schema `signals/schema.py` writes out next to the parser's bounds). The
 document describes exactly what the server accepts; `tests/integration/test_schemathesis.py`
 holds it to that.
 """
@@ -49,6 +50,8 @@ from .events import EVENT_TYPES, LAST_ID_PATTERN, RETRY_AFTER, EventsQuery, Sess
 from .inputs import MAX_BODY
 from .rules import SCOPES
 from .seat.check import SeatActiveOut, SeatCheckIn, SeatInactiveOut
+from .signals.routes import MAX_POLICY_BODY, EvaluationIn, EvaluationOut
+from .signals.schema import components as policy_components
 
 __all__ = ["document", "endpoint"]
 
@@ -57,6 +60,10 @@ _REF = "#/components/schemas/{name}"
 
 def _ref(kind: type) -> dict[str, str]:
     return {"$ref": _REF.format(name=kind.__name__)}
+
+
+def _ref_named(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
 
 
 def _json(kind: type | dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +102,14 @@ _WITH_BODY = {
     "422": _error("Invalid request: a field of the wrong type or value, or an unknown field"),
 }
 _WITH_PARAMS = {"422": _error("Invalid request: a parameter out of range")}
+
+_POLICY_ERRORS = {
+    "400": "Malformed JSON body",
+    "413": f"Body over {MAX_POLICY_BODY // 1024} KiB",
+    "422": "Invalid policy or request: the message names the path of the first bad part "
+    "(`rules[2].when.all[0].check: unknown check 'foo'`)",
+}
+_POLICY_BODY = {"requestBody": {"required": True, **_json(_ref_named("Policy"))}}
 
 _DESCRIPTIONS = {
     "user": "The site's user id: 1 to 256 characters of printable text, not blank. "
@@ -238,10 +253,17 @@ def document() -> dict[str, Any]:
         SeatCheckIn,
         SeatActiveOut,
         SeatInactiveOut,
+        EvaluationIn,
+        EvaluationOut,
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     components["RevokeWhereIn"]["oneOf"] = REVOKE_WHERE_CHOICES
+    components.update(policy_components())
+    components["EvaluationIn"]["properties"]["policy"] = {
+        **_ref_named("Policy"),
+        "description": "The policy to evaluate; absent: the site's",
+    }
     ok = {"description": "OK"}
     return {
         "openapi": "3.1.0",
@@ -417,6 +439,34 @@ def document() -> dict[str, Any]:
                     {"200": {**ok, **_json({"type": "array", "items": _ref(OverrideOut)})}},
                     params=[],
                 )
+            },
+            "/policies": {
+                "get": _op(
+                    "The site's policy: its rules, the org and role rules that replace them, "
+                    "and its risk settings, every setting written out",
+                    {"200": {**ok, **_json(_ref_named("Policy"))}},
+                    params=[],
+                ),
+                "put": _op(
+                    "Replace the site's policy; answered as stored, every setting written out",
+                    {"200": {**ok, **_json(_ref_named("Policy"))}},
+                    params=[],
+                    body=None,
+                    more=_POLICY_ERRORS,
+                )
+                | _POLICY_BODY,
+            },
+            "/policies/evaluate": {
+                "post": _op(
+                    "What a policy (the given one, else the site's) says of the given checks: "
+                    "the verdict, the rule that gave it, the dry-run rules that matched before "
+                    "it, and the account_sharing risk; nothing is stored or applied",
+                    {"200": {**ok, **_json(EvaluationOut)}},
+                    params=[],
+                    body=None,
+                    more=_POLICY_ERRORS,
+                )
+                | {"requestBody": {"required": True, **_json(EvaluationIn)}},
             },
             "/overrides/{scope}/{name}": {
                 "put": _op(

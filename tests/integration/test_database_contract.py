@@ -24,11 +24,12 @@ from seatguard.db import Database, PostgresDatabase, SqliteDatabase, open_databa
 from seatguard.db import postgres as pg
 from seatguard.db import sqlite as lite
 from seatguard.db.rows import BACKLOG, SECRETS_SCHEMA
-from seatguard.errors import ConfigError
+from seatguard.errors import ConfigError, InvalidPolicy
 from seatguard.outbox import Backlog, Completion, Delivery, DeliveryState
 from seatguard.presence import Rules
 from seatguard.rules import Override
 from seatguard.sealing import SecretBox
+from seatguard.signals.policies import Policy, parse_policy
 from seatguard.site_secrets import Rotating, opened
 from seatguard.sites import Site, SiteConfig, new_site
 from seatguard.suspension import Suspension
@@ -403,6 +404,59 @@ async def test_overrides_are_set_replaced_queried_and_deleted(db: Database) -> N
 async def test_an_override_needs_its_site(db: Database, backend: Backend) -> None:
     with pytest.raises(backend.integrity_error):
         await db.set_override("pk_missing", Override("user", "alice", limit=2))
+
+
+# --- policies ----------------------------------------------------------------------------
+
+A_POLICY = parse_policy(
+    {
+        "rules": [
+            {"name": "travel", "when": {"check": "impossible_travel"}, "verdict": "suspend"},
+            {
+                "name": "shared",
+                "when": {"check": "ip_country", "op": "not in", "value": ["FR", "DE"]},
+                "verdict": "challenge",
+                "dry_run": True,
+            },
+        ],
+        "orgs": {"a/b ünï": [{"name": "high", "when": {"risk": "high"}, "verdict": "block"}]},
+        "risk": {"weights": {"is_new_ip": 0}, "cutoffs": {"maximum": 500}},
+    }
+)
+
+
+async def test_a_policy_is_set_replaced_and_read_per_site(db: Database) -> None:
+    site, other = a_site("A", 1.0), a_site("B", 2.0)
+    await db.add_site(site)
+    await db.add_site(other)
+    assert await db.policy(site.key) is None
+    await db.set_policy(site.key, A_POLICY)
+    assert await db.policy(site.key) == A_POLICY
+    assert await db.policy(other.key) is None
+    await db.set_policy(other.key, Policy())
+    replaced = Policy(rules=A_POLICY.rules[:1])
+    await db.set_policy(site.key, replaced)
+    assert await db.policy(site.key) == replaced
+    assert await db.policy(other.key) == Policy()
+    assert await db.policy("pk_missing") is None
+    assert await db.policy("pk_\x00") is None
+
+
+async def test_a_policy_needs_its_site(db: Database, backend: Backend) -> None:
+    with pytest.raises(backend.integrity_error):
+        await db.set_policy("pk_missing", A_POLICY)
+
+
+async def test_a_stored_policy_that_no_longer_holds_is_refused_as_it_is_read(
+    db: Database, backend: Backend
+) -> None:
+    site = a_site("A", 1.0)
+    await db.add_site(site)
+    await db.set_policy(site.key, A_POLICY)
+    document = '{"rules": [{"name": "x", "when": {"check": "gone"}, "verdict": "block"}]}'
+    await backend.sql(f"UPDATE policies SET document = '{document}'")
+    with pytest.raises(InvalidPolicy, match=r"rules\[0\]\.when\.check: unknown check 'gone'"):
+        await db.policy(site.key)
 
 
 # --- one-time token ids -------------------------------------------------------------------

@@ -195,6 +195,7 @@ async def _seed_demo(db: Database, box: SecretBox, key: str) -> str:
 def _register() -> None:
     from ..bench.command import bench
     from .audit import audit
+    from .policies import policies
     from .seat import seat_keys
     from .site import site
     from .user import user
@@ -202,6 +203,7 @@ def _register() -> None:
     main.add_command(site)
     main.add_command(user)
     main.add_command(audit)
+    main.add_command(policies)
     main.add_command(seat_keys)
     main.add_command(bench)
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from ..audit import AuditEvent, AuditRecord
 from ..outbox import Backlog, Completion, Delivery, DeliveryState
 from ..rules import Override, Scope
+from ..signals.policies import Policy
 from ..site_secrets import SecretKind
 from ..sites import Site
 from ..suspension import Suspension
@@ -106,8 +107,9 @@ class WebhookOutbox(Protocol):
 
 
 class Database(Protocol):
-    """Sites, their server-side overrides, what was revoked, who is suspended, the ids of
-    one-time tokens already used, the audit log and the webhook outbox; `close()` when done.
+    """Sites, their server-side overrides and policies, what was revoked, who is suspended,
+    the ids of one-time tokens already used, the audit log and the webhook outbox; `close()`
+    when done.
 
     Revocations and token ids are shared by every process on the database and survive
     restarts. Times are seconds since the epoch from the caller's clock.
@@ -172,6 +174,14 @@ class Database(Protocol):
         self, site: str, wanted: Mapping[Scope, str | None] | None = None
     ) -> dict[tuple[Scope, str], Override]:
         """A site's overrides; with `wanted`, only those for the given org, role and user."""
+        ...
+
+    async def policy(self, site: str) -> Policy | None:
+        """A site's policy; None if it has never been set (see `Policy()`, the default)."""
+        ...
+
+    async def set_policy(self, site: str, policy: Policy) -> None:
+        """Store the policy of an existing site, replacing the one it had."""
         ...
 
     async def remember_token(

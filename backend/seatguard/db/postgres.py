@@ -18,6 +18,7 @@ import asyncpg
 
 from ..rules import Override, Scope
 from ..sealing import SecretBox
+from ..signals.policies import Policy
 from ..site_secrets import SecretKind
 from ..sites import Site
 from ..suspension import Suspension
@@ -30,6 +31,7 @@ from .rows import (
     LEGACY_SITES,
     OUTBOX_STATE_INDEX,
     OVERRIDE_COLUMNS,
+    POLICIES_SCHEMA,
     REVOCATIONS_SCHEMA,
     SECRET_COLUMNS,
     SECRETS_SCHEMA,
@@ -39,6 +41,8 @@ from .rows import (
     SUSPENSIONS_SCHEMA,
     override_from_row,
     override_row,
+    policy_from_text,
+    policy_text,
     sealed_legacy,
     settings_row,
     site_from_row,
@@ -87,6 +91,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     OUTBOX_STATE_INDEX,
     AUDIT_SITE_INDEX,
     SUSPENSIONS_SCHEMA,
+    POLICIES_SCHEMA,
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 
@@ -210,6 +215,22 @@ class PostgresDatabase:
             sql += " AND (" + " OR ".join(terms) + ")"
         found = [override_from_row(r) for r in await self.pool.fetch(sql, *args)]
         return {(o.scope, o.name): o for o in found}
+
+    async def policy(self, site: str) -> Policy | None:
+        if "\x00" in site:
+            return None
+        text = await self.pool.fetchval("SELECT document FROM policies WHERE site = $1", site)
+        return None if text is None else policy_from_text(text)
+
+    async def set_policy(self, site: str, policy: Policy) -> None:
+        document = policy_text(policy)
+        refuse_nul(site=site, document=document)
+        await self.pool.execute(
+            "INSERT INTO policies (site, document) VALUES ($1, $2) "
+            "ON CONFLICT (site) DO UPDATE SET document = EXCLUDED.document",
+            site,
+            document,
+        )
 
     async def remember_token(
         self, site: str, issuer: str, jti: str, until: float, *, now: float

@@ -19,6 +19,7 @@ from ..outbox import Backlog, Delivery, DeliveryState
 from ..presence import Rules
 from ..rules import Override
 from ..sealing import SecretBox
+from ..signals.policies import Policy, encode_policy, parse_policy
 from ..site_secrets import KINDS, Rotating, SecretKind, SiteSecrets
 from ..sites import Site, SiteConfig
 from ..suspension import Suspension
@@ -31,6 +32,7 @@ __all__ = [
     "OUTBOX_COLUMNS",
     "OUTBOX_STATE_INDEX",
     "OVERRIDE_COLUMNS",
+    "POLICIES_SCHEMA",
     "REVOCATIONS_SCHEMA",
     "SECRETS_SCHEMA",
     "SECRET_COLUMNS",
@@ -45,6 +47,8 @@ __all__ = [
     "outbox_schema",
     "override_from_row",
     "override_row",
+    "policy_from_text",
+    "policy_text",
     "sealed_legacy",
     "settings_row",
     "site_from_row",
@@ -125,6 +129,28 @@ SUSPENSION_COLUMNS = "site, user_id, since, reason, suspended_by"
 def suspension_from_row(row: Sequence[Any]) -> Suspension:
     site, user, since, reason, by = row
     return Suspension(str(site), str(user), float(since), str(reason), str(by))
+
+
+POLICIES_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE policies (  -- a site's policy, as `encode_policy` writes it
+        site text PRIMARY KEY REFERENCES sites(key) ON DELETE CASCADE,
+        document text NOT NULL
+    )
+    """,
+)
+"""The sites' policies (`seatguard.signals.policies`), one JSON document a site, as one
+migration step for both databases."""
+
+
+def policy_text(policy: Policy) -> str:
+    """A policy as stored: its JSON, every setting written out."""
+    return encode_policy(policy).decode()
+
+
+def policy_from_text(text: object) -> Policy:
+    """A stored policy, checked again as it is read (InvalidPolicy if it no longer holds)."""
+    return parse_policy(msgspec.json.decode(str(text)))
 
 
 SECRETS_SCHEMA: tuple[str, ...] = (

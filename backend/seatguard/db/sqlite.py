@@ -17,6 +17,7 @@ import aiosqlite
 from ..keys import make_private_dirs
 from ..rules import Override, Scope
 from ..sealing import SecretBox
+from ..signals.policies import Policy
 from ..site_secrets import SecretKind
 from ..sites import Site
 from ..suspension import Suspension
@@ -29,6 +30,7 @@ from .rows import (
     LEGACY_SITES,
     OUTBOX_STATE_INDEX,
     OVERRIDE_COLUMNS,
+    POLICIES_SCHEMA,
     REVOCATIONS_SCHEMA,
     SECRET_COLUMNS,
     SECRETS_SCHEMA,
@@ -38,6 +40,8 @@ from .rows import (
     SUSPENSIONS_SCHEMA,
     override_from_row,
     override_row,
+    policy_from_text,
+    policy_text,
     sealed_legacy,
     settings_row,
     site_from_row,
@@ -88,6 +92,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     OUTBOX_STATE_INDEX,
     AUDIT_SITE_INDEX,
     SUSPENSIONS_SCHEMA,
+    POLICIES_SCHEMA,
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
@@ -265,6 +270,18 @@ class SqliteDatabase:
         rows = await self.conn.execute_fetchall(sql, args)
         found = [override_from_row(r) for r in rows]
         return {(o.scope, o.name): o for o in found}
+
+    async def policy(self, site: str) -> Policy | None:
+        sql = "SELECT document FROM policies WHERE site = ?"
+        row = _first(await self.conn.execute_fetchall(sql, (site,)))
+        return policy_from_text(row[0]) if row else None
+
+    async def set_policy(self, site: str, policy: Policy) -> None:
+        await self.conn.execute(
+            "INSERT INTO policies (site, document) VALUES (?, ?) "
+            "ON CONFLICT (site) DO UPDATE SET document = excluded.document",
+            (site, policy_text(policy)),
+        )
 
     async def remember_token(
         self, site: str, issuer: str, jti: str, until: float, *, now: float
