@@ -11,6 +11,7 @@ import pytest
 from hypothesis import strategies as st
 
 from seatguard.errors import InvalidPolicy
+from seatguard.signals import checks as session_checks
 from seatguard.signals.catalog import CHECKS, ChecksIn
 from seatguard.signals.policies import (
     MAX_DEPTH,
@@ -591,3 +592,12 @@ def test_anything_is_a_policy_or_an_invalid_policy(raw: Any) -> None:
         parse_policy(raw)
     except InvalidPolicy as exc:
         assert str(exc)
+
+
+def test_a_policy_names_exactly_the_checks_computed_for_a_session() -> None:
+    assert tuple(CHECKS) == session_checks.CHECKS
+    assert set(ChecksIn.__struct_fields__) == set(session_checks.CHECKS)
+    rule = {"name": "many", "when": {"check": "device_count_window", "op": ">=", "value": 6},
+            "verdict": "challenge"}  # fmt: skip
+    policy = parse_policy({"rules": [rule]})
+    assert policy.rules[0].name == "many"

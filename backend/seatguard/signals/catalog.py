@@ -40,6 +40,7 @@ CheckKind = Literal["bool", "count", "country"]
 """What a check's value is: true or false, a count (an integer from 0), or a country
 (ISO 3166-1 alpha-2 code, or null when unknown)."""
 
+
 def _kind(annotation: Any) -> CheckKind:
     """The kind of a field of `checks.Checks`, from its type."""
     if annotation is bool or annotation == bool | None:
