@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Literal
 
 from .devices import device_type, os_family
+from .proxies import ip_address
 
 __all__ = ["DeviceProof", "device_hint", "merged_device", "network_of", "platform_of"]
 
@@ -25,12 +26,9 @@ DeviceProof = Literal["none", "verified"]
 def network_of(ip: str) -> str:
     """The network a client address is counted in: its /24 (IPv4) or /48 (IPv6) prefix;
     an IPv4 address mapped into IPv6 counts as IPv4. Not an address: itself."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    address = ip_address(ip)
+    if address is None:
         return ip
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     bits = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
 

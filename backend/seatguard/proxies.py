@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_TRUSTED_PROXIES", "ProxyHeaders", "TrustedProxies", "parse_ip"]
+__all__ = ["DEFAULT_TRUSTED_PROXIES", "ProxyHeaders", "TrustedProxies", "ip_address", "parse_ip"]
 
 DEFAULT_TRUSTED_PROXIES = "127.0.0.1,::1"
 
@@ -62,6 +62,12 @@ def _address(text: str) -> _Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`text` as an IP address (see `_address`: an IPv4-mapped IPv6 address is its IPv4
+    address), or None; what every check of a client's address reads it with."""
+    return None if len(text) > 64 else _address(text.strip())
 
 
 def parse_ip(text: str) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from ..proxies import ip_address
 from ..types import DeviceKey, DeviceType, SessionId, Timestamp
 from .places import Place, separation_km
 
@@ -180,13 +181,10 @@ GEO_CHECKS: tuple[str, ...] = ("ip_country", "impossible_travel")
 def network_key(ip: str) -> str:
     """What counts as one IP: an IPv4 address, or an IPv6 /64 (the network a home or a phone
     is given, whose addresses rotate); an IPv4-mapped IPv6 address is its IPv4 address."""
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
+    address = ip_address(ip)
+    if address is None:
         return ip
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
 

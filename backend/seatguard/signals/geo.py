@@ -8,7 +8,6 @@ of one's own that maps internal networks (and for tests, which map 127.0.0.0/8 t
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import maxminddb
 
 from ..errors import ConfigError
+from ..proxies import ip_address
 from .places import Place
 
 if TYPE_CHECKING:
@@ -63,12 +63,9 @@ class GeoIP:
         self._reader.close()
 
     def _read(self, ip: str) -> Place | None:
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
+        address = ip_address(ip)
+        if address is None:
             return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         if not self.local and not address.is_global:
             return None
         try:
