@@ -218,8 +218,9 @@ class Node:
         self._degraded: set[UserKey] = set()  # users decided on the fallback meanwhile
         self._lost: set[UserKey] = set()  # users whose tabs left here while it was down
         self._unmarked: set[UserKey] = set()  # suspended while it was down: mark them again
-        # Tabs still joining whose new session a suspension ended, with the news' seq.
-        self._suspended_early: dict[Tab, int] = {}
+        # Tabs still joining whose session a suspension, a revocation or a timeout ended,
+        # with the news' seq and what the join then answers (`join`).
+        self._ended_early: dict[Tab, tuple[int, Refusal]] = {}
         # Heartbeats reach the store within this delay: a tab's recorded last frame lags
         # by at most one heartbeat interval plus the delay, well inside the session timeout.
         self._touch_delay = (settings.session_timeout - settings.heartbeat_interval) / 2
@@ -334,13 +335,14 @@ class Node:
                 seat, done = await self._change(key, op, skip=tab, applied=seated)
         except BaseException:
             self._forget(tab)
-            self._suspended_early.pop(tab, None)
+            self._ended_early.pop(tab, None)
             raise
-        ended_at = self._suspended_early.pop(tab, None)
-        if ended_at is not None and ended_at > done.seq:
-            # Joined just before a suspension reached the store, whose news beat the reply.
+        early = self._ended_early.pop(tab, None)
+        if early is not None and early[0] > done.seq:
+            # Joined just before a suspension or a revocation (or a timeout) reached the
+            # store, whose news beat the reply: refused as a later hello would be.
             self._forget(tab)
-            return Joined(SeatState.blocked, None, done.rules, Refusal.suspended)
+            return Joined(SeatState.blocked, None, done.rules, early[1])
         if done.outcome.refused or seat is None:
             self._forget(tab)
             return Joined(SeatState.blocked, None, done.rules, done.outcome.refused)
@@ -849,8 +851,8 @@ class Node:
             for tab in list(sessions.get(ending.session, {}).values()):
                 if _told_before(tab, seq) and self._forget(tab):
                     await self._end(tab, ending.reason)
-                elif tab.seq == 0 and ending.reason is presence.EndReason.suspended:
-                    self._suspended_early[tab] = seq  # its join decides (`join`)
+                elif tab.seq == 0 and (refusal := _REFUSED_AFTER.get(ending.reason)):
+                    self._ended_early[tab] = (seq, refusal)  # its join decides (`join`)
 
     async def _tell_state(self, tab: Tab, seat: _Seat, takeover: bool, seq: int) -> None:
         if seq <= tab.seq:
@@ -919,6 +921,15 @@ class Node:
         frame, code, message = told
         await tab.push(frame)
         await tab.end(code, message)
+
+
+_REFUSED_AFTER: dict[presence.EndReason, Refusal] = {
+    presence.EndReason.suspended: Refusal.suspended,
+    presence.EndReason.revoked: Refusal.revoked,
+    presence.EndReason.idle: Refusal.expired,
+    presence.EndReason.absolute: Refusal.expired,
+}
+"""Endings after which the session can never join again, and how its join is refused."""
 
 
 def _told_before(tab: Tab, seq: int) -> bool:

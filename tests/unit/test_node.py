@@ -8,6 +8,7 @@ for 30 s are dropped, a browser whose tabs left keeps its seat for 5 s.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from seatguard.errors import StoreUnavailable
 from seatguard.node import Node
 from seatguard.presence import EndReason, Leave, Refusal, Rules, SeatState
-from seatguard.protocol import Block, CloseCode, Ended, Expired, Revoked, Unblock
+from seatguard.protocol import Block, CloseCode, Ended, Error, Expired, Revoked, Unblock, Welcome
 
 from .inprocess import FakeTab, HubStore, Notes, World, open_world
 
@@ -453,3 +454,26 @@ async def test_a_browser_that_left_while_the_store_was_down_is_released_when_it_
     up = await world.hub.snapshot(world.key(ALICE))
     assert set(up.sessions) == {S3}
     assert waiting.new() == [Unblock()]
+
+
+async def test_a_join_written_just_before_its_revocation_is_never_welcomed() -> None:
+    # B's join of S1 is written, but B has not heard back when A revokes S1 and A's notice
+    # reaches B: the join then answers as revoked, never with a welcome (else the revoked
+    # browser would be served until B's next sync of the user).
+    async with open_world(Rules(limit=3)) as world:
+        a, b = await world.node("A"), await world.node("B")
+        racing = world.socket(b)
+        store = b.store
+        assert isinstance(store, HubStore)
+        hold = store.hold(after_write=True)
+        hello = asyncio.create_task(racing.hello(ALICE, S1))
+        await hold.reached.wait()
+        assert await a.revoke(world.key(ALICE), sessions=[S1]) == [S1]
+        await world.hub.deliver()
+        assert racing.new() == []
+        hold.release()
+        await hello
+        frames = racing.new()
+        assert not any(isinstance(f, Welcome) for f in frames), frames
+        assert [f.code for f in frames if isinstance(f, Error)] == [CloseCode.revoked]
+        assert racing.closed == CloseCode.revoked and b.tab_count() == 0
