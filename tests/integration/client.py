@@ -113,14 +113,18 @@ class Tab:
     ) -> ClientConnection:
         """Connect (from the loopback address `source`, and with a `User-Agent`, if given)
         and read the challenge."""
+        more: dict[str, Any] = {}
+        if source is not None:
+            more["local_addr"] = (source, 0)
+        if user_agent is not None:
+            more["user_agent_header"] = user_agent
         ws = await connect(
             url,
             origin=None if origin is None else Origin(origin),
             open_timeout=scaled(5),
             close_timeout=scaled(2),
             compression=None,
-            **({} if source is None else {"local_addr": (source, 0)}),
-            **({} if user_agent is None else {"user_agent_header": user_agent}),
+            **more,
         )
         cls.opened.append(ws)
         await cls.challenged(ws)
