@@ -39,6 +39,7 @@ from .protocol import Ident, Limit
 from .rules import SCOPES, Override, Scope
 from .seat import MAX_TTL, MIN_TTL
 from .seat.check import check_seat
+from .signals.device_routes import set_trust, user_devices
 from .signals.routes import evaluate_policy, get_policy, put_policy
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
@@ -712,6 +713,8 @@ def routes() -> list[BaseRoute]:
     return [
         _route("/users/{user:any}/sessions", {"GET": user_sessions}),
         _route("/users/{user:any}/seat", {"GET": user_seat}),
+        _route("/users/{user:any}/devices", {"GET": user_devices}),
+        _route("/users/{user:any}/devices/{device}/trust", {"PUT": set_trust, "DELETE": set_trust}),
         _route("/users/{user:any}/sessions/{session}", {"DELETE": revoke_session}),
         _route("/users/{user:any}/revoke", {"POST": revoke_user}),
         _route(

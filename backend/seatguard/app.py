@@ -42,6 +42,8 @@ from .sealing import SecretBox
 from .seat import SeatTokens, load_seat_keys
 from .seat import routes as seat_routes
 from .settings import Settings
+from .signals.geo import open_geoip
+from .signals.recording import HistoryWriter
 from .store import MemoryStore, PresenceStore
 from .store.redis import RedisStore
 
@@ -205,6 +207,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         key = audit_key(settings, create=True)
+        geoip = open_geoip(settings)  # a missing or unreadable file stops the start here
         box = SecretBox(secrets_key(settings, create=True))
         seat_keys = load_seat_keys(settings, create=True, now=time.time())
         seat_tokens = SeatTokens(seat_keys, settings.issuer, clock=time.time)
@@ -241,6 +244,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
             appended=events.appended,
         )
         await recorder.start()
+        history = HistoryWriter(db, settings.thresholds, store.now, geoip)
         node = Node(
             settings,
             store,
@@ -252,6 +256,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
             revocations=RevocationChecks(db),
             jwks=jwks,
             seat_tokens=seat_tokens,
+            history=history,
         )
         app.state.node = node
         await store.start(node)
@@ -279,11 +284,14 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
             await node.close()
             collector.stop()
             await recorder.flush()
+            await history.close()
             await events.aclose()
             await webhooks.aclose()
             await jwks.aclose()
             await store.close()
             await db.close()
+            if geoip is not None:
+                geoip.close()
             if playback is not None:
                 await playback.aclose()
 

@@ -66,6 +66,8 @@ from .sealing import SecretBox
 from .seat import SeatTokens
 from .serial import KeyedLock
 from .settings import Settings
+from .signals.checks import SessionView
+from .signals.recording import HistoryWriter
 from .sites import Site
 from .stats import Latencies
 from .store import MemoryStore, PresenceStore
@@ -179,6 +181,7 @@ class Node:
         jwks: JwksCache | None = None,
         seat_tokens: SeatTokens | None = None,
         suspensions: SuspensionCache | None = None,
+        history: HistoryWriter | None = None,
     ) -> None:
         """The caches not given are made here, over `db` and the store's clock; without
         `seat_tokens`, tabs get no seat tokens."""
@@ -188,6 +191,7 @@ class Node:
         self.db = db
         self.clock = store.now
         self.recorder = recorder
+        self.history = history  # writes the users' device and network history, if given
         self.seat_tokens = seat_tokens
         ttl = settings.site_cache_ttl
         self.sites = sites if sites is not None else SiteCache(db, store.now, ttl)
@@ -272,15 +276,23 @@ class Node:
         store = self._fallback if key in self._degraded else self.store
         timing = self.timing
 
+        history = self.history
+        seen: list[SessionView] | None = None
+
         def run(
             up: UserPresence, now: float
         ) -> tuple[Outcome, T, Rules, int, float, set[str], float | None]:
+            nonlocal seen
             nodes = up.nodes()
             outcome, result = op(up, now)
             nodes |= up.nodes()
+            if history is not None and _is_sighting(outcome):
+                seen = sightings(up)
             return outcome, result, up.rules, up.seq, now, nodes, next_deadline(up, timing)
 
         outcome, result, rules, seq, now, nodes, deadline = await store.update(key, run)
+        if history is not None and seen is not None:
+            history.seen(key, seen, [(e.device, e.ip) for e in outcome.ended], now)
         if applied is not None:
             applied(result, seq)
         if deadline is not None:
@@ -973,3 +985,30 @@ def _clear(up: UserPresence, now: float) -> None:
     up.sessions.clear()
     up.seats.clear()
     up.tombstones.clear()
+
+
+def _is_sighting(outcome: Outcome) -> bool:
+    """Whether the user's history learns something: a session was created, admitted or
+    ended."""
+    return bool(
+        outcome.created
+        or outcome.ended
+        or any(t.state is SeatState.admitted for t in outcome.transitions)
+    )
+
+
+def sightings(up: UserPresence) -> list[SessionView]:
+    """The user's current sessions as the history records them (no place yet)."""
+    return [
+        SessionView(
+            session=s.id,
+            device=s.device,
+            device_type=s.device_type,
+            ip=s.ip,
+            place=None,
+            started=s.created_at,
+            last_seen=s.last_seen,
+            active=bool(s.tabs),
+        )
+        for s in up.sessions.values()
+    ]

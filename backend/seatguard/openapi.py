@@ -50,6 +50,7 @@ from .events import EVENT_TYPES, LAST_ID_PATTERN, RETRY_AFTER, EventsQuery, Sess
 from .inputs import MAX_BODY
 from .rules import SCOPES
 from .seat.check import SeatActiveOut, SeatCheckIn, SeatInactiveOut
+from .signals.device_routes import DevicePath, DevicesOut, TrustOut
 from .signals.routes import MAX_POLICY_BODY, EvaluationIn, EvaluationOut
 from .signals.schema import components as policy_components
 
@@ -145,6 +146,8 @@ def _params(kind: type, where: str = "path") -> list[dict[str, Any]]:
 
 USER = _params(UserPath)
 USER_SESSION = _params(SessionPath)
+USER_DEVICE = _params(DevicePath)
+_TRUST_CONFLICT = {"409": "The user's device history kept changing: send the request again"}
 SCOPE = {
     "name": "scope",
     "in": "path",
@@ -255,6 +258,8 @@ def document() -> dict[str, Any]:
         SeatInactiveOut,
         EvaluationIn,
         EvaluationOut,
+        DevicesOut,
+        TrustOut,
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
@@ -282,6 +287,30 @@ def document() -> dict[str, Any]:
                     {"200": {**ok, **_json(SessionsOut)}},
                     params=USER,
                 )
+            },
+            "/users/{user}/devices": {
+                "get": _op(
+                    "A user's devices: first and last seen, type, country, trust, and whether "
+                    "a session of it is connected now",
+                    {"200": {**ok, **_json(DevicesOut)}},
+                    params=USER,
+                )
+            },
+            "/users/{user}/devices/{device}/trust": {
+                "put": _op(
+                    "Trust a device of the user: it is exempt from the device checks",
+                    {"200": {**ok, **_json(TrustOut)}},
+                    params=USER_DEVICE,
+                    missing="The user's device history has no such device",
+                    more=_TRUST_CONFLICT,
+                ),
+                "delete": _op(
+                    "Stop trusting a device of the user",
+                    {"200": {**ok, **_json(TrustOut)}},
+                    params=USER_DEVICE,
+                    missing="The user's device history has no such device",
+                    more=_TRUST_CONFLICT,
+                ),
             },
             "/users/{user}/seat": {
                 "get": _op("A user's seat state", {"200": {**ok, **_json(SeatOut)}}, params=USER)

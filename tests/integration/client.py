@@ -104,13 +104,27 @@ class Tab:
             self.seats.append(frame)
 
     @classmethod
-    async def connect(cls, url: str, origin: str | None = None) -> ClientConnection:
+    async def connect(
+        cls,
+        url: str,
+        origin: str | None = None,
+        source: str | None = None,
+        user_agent: str | None = None,
+    ) -> ClientConnection:
+        """Connect (from the loopback address `source`, and with a `User-Agent`, if given)
+        and read the challenge."""
+        more: dict[str, Any] = {}
+        if source is not None:
+            more["local_addr"] = (source, 0)
+        if user_agent is not None:
+            more["user_agent_header"] = user_agent
         ws = await connect(
             url,
             origin=None if origin is None else Origin(origin),
             open_timeout=scaled(5),
             close_timeout=scaled(2),
             compression=None,
+            **more,
         )
         cls.opened.append(ws)
         await cls.challenged(ws)
@@ -139,10 +153,13 @@ class Tab:
         *,
         tab: str | None = None,
         origin: str | None = None,
+        source: str | None = None,
+        user_agent: str | None = None,
         **options: Any,
     ) -> tuple[Tab, Frame]:
-        """Connect, say hello, and return the tab with its welcome."""
-        ws = await cls.connect(url, origin)
+        """Connect (from `source`, with `user_agent`, if given), say hello, and return the
+        tab with its welcome."""
+        ws = await cls.connect(url, origin, source, user_agent)
         t = cls(ws, browser, tab or ident())
         hello: Frame = {
             "t": "hello",

@@ -10,13 +10,14 @@ import asyncio
 import dataclasses
 import itertools
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import anyio
 import asyncpg
+import msgspec
 import pytest
 
 from seatguard.audit import AuditEvent, AuditKind, ProblemKind, VerifyReport, verify
@@ -29,6 +30,9 @@ from seatguard.outbox import Backlog, Completion, Delivery, DeliveryState
 from seatguard.presence import Rules
 from seatguard.rules import Override
 from seatguard.sealing import SecretBox
+from seatguard.signals.checks import SessionView, Thresholds
+from seatguard.signals.history import Stored, fold, trust
+from seatguard.signals.places import Place
 from seatguard.signals.policies import Policy, parse_policy
 from seatguard.site_secrets import Rotating, opened
 from seatguard.sites import Site, SiteConfig, new_site
@@ -626,6 +630,73 @@ async def test_suspension_text_round_trips_and_nul_finds_nothing(db: Database) -
     assert await db.suspension("pk_a", "zoë/ü") == odd
     assert await db.suspension("pk_a", "zoë/ü\x00") is None
     assert await db.lift_suspension("pk_a", "zoë/ü\x00") is None
+
+
+# --- device and network history ------------------------------------------------------------
+
+SEEN = SessionView(
+    session="s1", device="laptop01", device_type="tablet", ip="81.0.0.1",
+    place=Place("FR", 48.85, 2.35, 20.0), started=100.0, last_seen=160.0, active=True,
+)  # fmt: skip
+
+
+def seen(stored: Stored | None) -> Stored:
+    return fold(stored, [SEEN], [], Thresholds(), 200.0)
+
+
+async def test_a_history_is_stored_per_site_and_user_and_updated(db: Database) -> None:
+    assert await db.history("pk_a", "alice") is None
+    first = await db.update_history("pk_a", "alice", seen)
+    assert first is not None and await db.history("pk_a", "alice") == first
+    assert first.history.devices["laptop01"].country == "FR"
+    assert await db.history("pk_b", "alice") is None
+    assert await db.history("pk_a", "bob") is None
+    trusted = await db.update_history("pk_a", "alice", lambda h: trust(h, "laptop01", True))
+    assert trusted is not None and trusted.history.devices["laptop01"].trusted
+    assert await db.history("pk_a", "alice") == trusted
+    # A change that gives None writes nothing (an unknown device).
+    assert await db.update_history("pk_a", "alice", lambda h: trust(h, "nope0000", True)) is None
+    assert await db.update_history("pk_b", "alice", lambda h: trust(h, "laptop01", True)) is None
+    assert await db.history("pk_a", "alice") == trusted
+    assert await db.history("pk_b", "alice") is None
+
+
+async def test_history_writers_on_two_connections_lose_no_change(backend: Backend) -> None:
+    first, second = await backend.open(), await backend.open()
+    try:
+
+        def add(device: str) -> Callable[[Stored | None], Stored]:
+            view = msgspec.structs.replace(SEEN, device=device)
+            return lambda h: fold(h, [view], [], Thresholds(), 200.0)
+
+        devices = [f"device{n:02d}" for n in range(12)]
+        await asyncio.gather(
+            *(
+                db.update_history("pk_a", "alice", add(d))
+                for db, d in zip(itertools.cycle([first, second]), devices, strict=False)
+            )
+        )
+        stored = await first.history("pk_a", "alice")
+        assert stored is not None and sorted(stored.history.devices) == devices
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_an_unreadable_history_reads_as_none_and_is_replaced(
+    db: Database, backend: Backend
+) -> None:
+    await db.update_history("pk_a", "alice", seen)
+    await backend.sql("UPDATE user_history SET document = '{\"format\": 99}'")
+    assert await db.history("pk_a", "alice") is None
+    replaced = await db.update_history("pk_a", "alice", seen)
+    assert replaced is not None and await db.history("pk_a", "alice") == replaced
+
+
+async def test_history_text_round_trips_and_nul_finds_nothing(db: Database) -> None:
+    stored = await db.update_history("pk_a", "zoë/ü", seen)
+    assert await db.history("pk_a", "zoë/ü") == stored
+    assert await db.history("pk_a", "zoë/ü\x00") is None
 
 
 # --- audit -------------------------------------------------------------------------------

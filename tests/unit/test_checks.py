@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -191,9 +192,68 @@ def test_remember_restarts_stale_entries_and_forgets_old_ones() -> None:
     )
     s = view("a", device="laptop", ip="81.0.0.1", device_type="tablet")
     new = remember(old, [s], T, NOW)
-    assert new.devices == {"laptop": DeviceSeen(NOW - 60, NOW, "tablet")}
+    assert new.devices == {"laptop": DeviceSeen(NOW - 60, NOW, "tablet", country="FR")}
     assert new.networks["81.0.0.1"].first == NOW - 9 * DAY
     assert new.networks["81.0.0.1"].last == NOW
+
+
+def test_a_trusted_device_is_never_new_and_never_counted() -> None:
+    old = History(devices={"laptop": DeviceSeen(NOW - DAY, NOW - DAY, trusted=True)})
+    out = run(
+        view("a", device="laptop"), view("b", device="phone", device_type="mobile"), history=old
+    )
+    for checks in out.values():
+        assert (checks.device_count, checks.computer_device_count) == (1, 0)
+        assert (checks.device_count_window, checks.computer_device_count_window) == (1, 0)
+        assert checks.mobile_device_count == checks.mobile_device_count_window == 1
+    assert not out["a"].is_new_device and out["b"].is_new_device
+    untrusted = History(devices={"laptop": DeviceSeen(NOW - DAY, NOW - DAY)})
+    assert run(view("a", device="laptop"), history=untrusted)["a"].device_count == 1
+
+
+def test_a_trusted_device_stays_trusted_and_past_the_window() -> None:
+    old = History(
+        devices={
+            "laptop": DeviceSeen(NOW - 90 * DAY, NOW - 40 * DAY, trusted=True),
+            "old": DeviceSeen(NOW - 90 * DAY, NOW - 40 * DAY),
+        }
+    )
+    assert set(remember(old, [], T, NOW).devices) == {"laptop"}
+    again = remember(old, [view("a", device="laptop", place=None)], T, NOW).devices["laptop"]
+    assert again.trusted and again.first == NOW - 60 and again.country is None
+
+
+def test_the_country_is_the_latest_sightings_and_none_keeps_it() -> None:
+    paris = remember(History(), [view("a", device="d", place=PARIS)], T, NOW)
+    assert paris.devices["d"].country == "FR"
+    later = view("b", device="d", place=BERLIN, started=NOW + 1, last_seen=NOW + 2)
+    assert remember(paris, [later], T, NOW).devices["d"].country == "DE"
+    earlier = view("c", device="d", place=BERLIN, started=NOW - 9, last_seen=NOW - 5)
+    assert remember(paris, [earlier], T, NOW).devices["d"].country == "FR"
+    unknown = view("e", device="d", place=None, started=NOW + 1, last_seen=NOW + 2)
+    assert remember(paris, [unknown], T, NOW).devices["d"].country == "FR"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(["d1", "d2", "d3", "d4"]), min_size=1, max_size=8),
+    st.sets(st.sampled_from(["d1", "d2", "d3", "d4"])),
+)
+def test_trusting_devices_only_lowers_counts_and_newness(
+    devices: list[str], trusted: set[str]
+) -> None:
+    sessions = tuple(view(f"s{i}", device=d) for i, d in enumerate(devices))
+    plain = History(devices={d: DeviceSeen(NOW - 5 * DAY, NOW - 4 * DAY) for d in set(devices)})
+    marked = History(
+        devices={
+            d: msgspec.structs.replace(s, trusted=d in trusted) for d, s in plain.devices.items()
+        }
+    )
+    before, after = run(*sessions, history=plain), run(*sessions, history=marked)
+    for sid, checks in after.items():
+        assert checks.device_count == before[sid].device_count - len(trusted & set(devices))
+        assert checks.device_count_window <= before[sid].device_count_window
+        assert checks.is_new_device <= before[sid].is_new_device
 
 
 def test_remember_keeps_at_most_max_history_entries() -> None:
@@ -332,7 +392,7 @@ def test_a_clock_going_back_harms_nothing() -> None:
     assert out["a"].impossible_travel and out["b"].impossible_travel
     assert out["a"].device_count == 2 and out["a"].is_new_device
     history = remember(History(), [a, b], T, NOW - 10 * DAY)
-    assert history.devices["dev-a"] == DeviceSeen(NOW, NOW)
+    assert history.devices["dev-a"] == DeviceSeen(NOW, NOW, country="FR")
     # Two hours apart is 419 km/h: possible.
     b = view("b", ip="2.2.2.2", place=BERLIN, started=NOW - 2 * HOUR, last_seen=NOW - 3 * HOUR)
     assert not evaluate(Activity(sessions=(a, b), geo=True), T, NOW)["a"].impossible_travel

@@ -8,12 +8,13 @@ the processes of a cluster. `open_database` picks one from its target.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Protocol
 
 from ..audit import AuditEvent, AuditRecord
 from ..outbox import Backlog, Completion, Delivery, DeliveryState
 from ..rules import Override, Scope
+from ..signals.history import Stored
 from ..signals.policies import Policy
 from ..site_secrets import SecretKind
 from ..sites import Site
@@ -108,7 +109,8 @@ class WebhookOutbox(Protocol):
 
 class Database(Protocol):
     """Sites, their server-side overrides and policies, what was revoked, who is suspended,
-    the ids of one-time tokens already used, the audit log and the webhook outbox; `close()`
+    which devices and networks each user was seen on, the ids of one-time tokens already
+    used, the audit log and the webhook outbox; `close()`
     when done.
 
     Revocations and token ids are shared by every process on the database and survive
@@ -182,6 +184,22 @@ class Database(Protocol):
 
     async def set_policy(self, site: str, policy: Policy) -> None:
         """Store the policy of an existing site, replacing the one it had."""
+        ...
+
+    async def history(self, site: str, user: str) -> Stored | None:
+        """The user's remembered devices and networks (`signals.history`), in one query;
+        None if nothing is remembered (or what is stored no longer decodes)."""
+        ...
+
+    async def update_history(
+        self, site: str, user: str, change: Callable[[Stored | None], Stored | None]
+    ) -> Stored | None:
+        """Store `change(current)` as the user's history, unless it is None; what was stored.
+
+        A compare-and-set on the user's one row, retried with the fresh history when another
+        writer (in any process) came first, so that no writer's change is lost; `change` is
+        pure and may run several times. HistoryConflict after `HISTORY_TRIES` lost races.
+        """
         ...
 
     async def remember_token(

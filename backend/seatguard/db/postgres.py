@@ -11,13 +11,14 @@ up finds nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
 from ..rules import Override, Scope
 from ..sealing import SecretBox
+from ..signals.history import Stored
 from ..signals.policies import Policy
 from ..site_secrets import SecretKind
 from ..sites import Site
@@ -28,6 +29,7 @@ from .audit_postgres import AuditPostgres, refuse_nul
 from .outbox_postgres import SCHEMA as OUTBOX_SCHEMA
 from .outbox_postgres import OutboxPostgres
 from .rows import (
+    HISTORY_SCHEMA,
     LEGACY_SITES,
     OUTBOX_STATE_INDEX,
     OVERRIDE_COLUMNS,
@@ -39,6 +41,8 @@ from .rows import (
     SITE_COLUMNS,
     SUSPENSION_COLUMNS,
     SUSPENSIONS_SCHEMA,
+    changed_history,
+    history_from_text,
     override_from_row,
     override_row,
     policy_from_text,
@@ -92,6 +96,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     AUDIT_SITE_INDEX,
     SUSPENSIONS_SCHEMA,
     POLICIES_SCHEMA,
+    HISTORY_SCHEMA,
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 
@@ -231,6 +236,49 @@ class PostgresDatabase:
             site,
             document,
         )
+
+    async def history(self, site: str, user: str) -> Stored | None:
+        if "\x00" in site + user:
+            return None
+        text = await self.pool.fetchval(
+            "SELECT document FROM user_history WHERE site = $1 AND user_id = $2", site, user
+        )
+        return None if text is None else history_from_text(text)
+
+    async def update_history(
+        self, site: str, user: str, change: Callable[[Stored | None], Stored | None]
+    ) -> Stored | None:
+        refuse_nul(site=site, user=user)
+
+        async def read() -> tuple[int, str] | None:
+            row = await self.pool.fetchrow(
+                "SELECT version, document FROM user_history WHERE site = $1 AND user_id = $2",
+                site,
+                user,
+            )
+            return (int(row[0]), str(row[1])) if row else None
+
+        async def write(version: int | None, text: str) -> bool:
+            if version is None:
+                done = await self.pool.fetchval(
+                    "INSERT INTO user_history (site, user_id, version, document) "
+                    "VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING RETURNING version",
+                    site,
+                    user,
+                    text,
+                )
+            else:
+                done = await self.pool.fetchval(
+                    "UPDATE user_history SET version = version + 1, document = $3 "
+                    "WHERE site = $1 AND user_id = $2 AND version = $4 RETURNING version",
+                    site,
+                    user,
+                    text,
+                    version,
+                )
+            return done is not None
+
+        return await changed_history(read, write, change)
 
     async def remember_token(
         self, site: str, issuer: str, jti: str, until: float, *, now: float

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -19,15 +20,20 @@ from ..outbox import Backlog, Delivery, DeliveryState
 from ..presence import Rules
 from ..rules import Override
 from ..sealing import SecretBox
+from ..signals.history import Stored, decode_stored, encode_stored
 from ..signals.policies import Policy, encode_policy, parse_policy
 from ..site_secrets import KINDS, Rotating, SecretKind, SiteSecrets
 from ..sites import Site, SiteConfig
 from ..suspension import Suspension
 from ..webhooks import EventType
 
+log = logging.getLogger("seatguard")
+
 __all__ = [
     "AUDIT_COLUMNS",
     "BACKLOG",
+    "HISTORY_SCHEMA",
+    "HISTORY_TRIES",
     "LEGACY_SITES",
     "OUTBOX_COLUMNS",
     "OUTBOX_STATE_INDEX",
@@ -38,12 +44,15 @@ __all__ = [
     "SECRET_COLUMNS",
     "SETTINGS_COLUMNS",
     "SITE_COLUMNS",
+    "HistoryConflict",
     "audit_records",
     "audit_row",
     "backlog_from",
+    "changed_history",
     "deliveries_filter",
     "delivery_from_row",
     "delivery_row",
+    "history_from_text",
     "outbox_schema",
     "override_from_row",
     "override_row",
@@ -420,3 +429,54 @@ def _float(value: object) -> float | None:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+HISTORY_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE user_history (  -- a user's devices and networks (signals/history.py)
+        site text NOT NULL,
+        user_id text NOT NULL,
+        version integer NOT NULL,  -- raised by every write: the compare-and-set's witness
+        document text NOT NULL,  -- `encode_stored`: JSON with its format number
+        PRIMARY KEY (site, user_id)
+    )
+    """,
+)
+"""The users' remembered devices and networks, one document a user, as one migration step
+for both databases."""
+
+HISTORY_TRIES = 16
+"""Compare-and-set attempts of one history change before it gives up (HistoryConflict)."""
+
+
+class HistoryConflict(RuntimeError):
+    """A history kept changing under a compare-and-set (`HISTORY_TRIES` times)."""
+
+
+def history_from_text(text: object) -> Stored | None:
+    """A stored history; None (logged) for one that no longer decodes, which the next write
+    replaces."""
+    try:
+        return decode_stored(str(text))
+    except ValueError as exc:
+        log.warning("a stored history is unreadable and starts again: %s", exc)
+        return None
+
+
+async def changed_history(
+    read: Callable[[], Awaitable[tuple[int, str] | None]],
+    write: Callable[[int | None, str], Awaitable[bool]],
+    change: Callable[[Stored | None], Stored | None],
+) -> Stored | None:
+    """The compare-and-set loop of `Database.update_history`: `read` gives (version, text)
+    or None, `write(expected_version, text)` stores the text if the version is still the
+    expected one (None: if there is no row yet) and says whether it did."""
+    for _ in range(HISTORY_TRIES):
+        row = await read()
+        current = None if row is None else history_from_text(row[1])
+        new = change(current)
+        if new is None:
+            return None
+        if await write(None if row is None else row[0], encode_stored(new)):
+            return new
+    raise HistoryConflict(f"the history changed {HISTORY_TRIES} times under one update")

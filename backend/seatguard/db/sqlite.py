@@ -9,7 +9,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -17,6 +17,7 @@ import aiosqlite
 from ..keys import make_private_dirs
 from ..rules import Override, Scope
 from ..sealing import SecretBox
+from ..signals.history import Stored
 from ..signals.policies import Policy
 from ..site_secrets import SecretKind
 from ..sites import Site
@@ -27,6 +28,7 @@ from .audit_sqlite import AuditSqlite
 from .outbox_sqlite import SCHEMA as OUTBOX_SCHEMA
 from .outbox_sqlite import OutboxSqlite
 from .rows import (
+    HISTORY_SCHEMA,
     LEGACY_SITES,
     OUTBOX_STATE_INDEX,
     OVERRIDE_COLUMNS,
@@ -38,6 +40,8 @@ from .rows import (
     SITE_COLUMNS,
     SUSPENSION_COLUMNS,
     SUSPENSIONS_SCHEMA,
+    changed_history,
+    history_from_text,
     override_from_row,
     override_row,
     policy_from_text,
@@ -93,6 +97,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     AUDIT_SITE_INDEX,
     SUSPENSIONS_SCHEMA,
     POLICIES_SCHEMA,
+    HISTORY_SCHEMA,
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
@@ -282,6 +287,36 @@ class SqliteDatabase:
             "ON CONFLICT (site) DO UPDATE SET document = excluded.document",
             (site, policy_text(policy)),
         )
+
+    async def history(self, site: str, user: str) -> Stored | None:
+        sql = "SELECT document FROM user_history WHERE site = ? AND user_id = ?"
+        row = _first(await self.conn.execute_fetchall(sql, (site, user)))
+        return history_from_text(row[0]) if row else None
+
+    async def update_history(
+        self, site: str, user: str, change: Callable[[Stored | None], Stored | None]
+    ) -> Stored | None:
+        async def read() -> tuple[int, str] | None:
+            sql = "SELECT version, document FROM user_history WHERE site = ? AND user_id = ?"
+            row = _first(await self.conn.execute_fetchall(sql, (site, user)))
+            return (int(row[0]), str(row[1])) if row else None
+
+        async def write(version: int | None, text: str) -> bool:
+            if version is None:
+                cur = await self.conn.execute(
+                    "INSERT INTO user_history (site, user_id, version, document) "
+                    "VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
+                    (site, user, text),
+                )
+            else:
+                cur = await self.conn.execute(
+                    "UPDATE user_history SET version = version + 1, document = ? "
+                    "WHERE site = ? AND user_id = ? AND version = ?",
+                    (text, site, user, version),
+                )
+            return cur.rowcount == 1
+
+        return await changed_history(read, write, change)
 
     async def remember_token(
         self, site: str, issuer: str, jti: str, until: float, *, now: float

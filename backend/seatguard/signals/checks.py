@@ -109,9 +109,13 @@ class Seen(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class DeviceSeen(Seen, frozen=True, forbid_unknown_fields=True):
-    """A device's first and last sighting, and its type when last seen."""
+    """A device's first and last sighting, its type and country when last seen, and whether
+    the operator or the site's backend trusts it: a trusted device is exempt from the device
+    checks (it is never new, and no device count counts it)."""
 
     device_type: DeviceType = "computer"
+    country: str | None = None
+    trusted: bool = False
 
 
 class History(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -203,8 +207,9 @@ def evaluate(activity: Activity, thresholds: Thresholds, now: Timestamp) -> dict
         if s.active and len(found) < 2:
             found.add(key)
 
+    trusted = {d for d, seen in activity.history.devices.items() if seen.trusted}
     active_now = _count_types(
-        {s.device: s.device_type for s in _by_last_seen(sessions) if s.active}
+        {s.device: s.device_type for s in _by_last_seen(sessions) if s.active}, trusted
     )
     in_window: dict[DeviceKey, DeviceType] = {
         d: seen.device_type
@@ -212,7 +217,7 @@ def evaluate(activity: Activity, thresholds: Thresholds, now: Timestamp) -> dict
         if seen.last >= now - window
     }
     in_window.update({s.device: s.device_type for s in _by_last_seen(sessions)})
-    window_counts = _count_types(in_window)
+    window_counts = _count_types(in_window, trusted)
 
     device_sightings = _Sightings((s.device, s) for s in sessions)
     network_sightings = _Sightings(zip(keys, sessions, strict=True))
@@ -234,7 +239,8 @@ def evaluate(activity: Activity, thresholds: Thresholds, now: Timestamp) -> dict
             tablet_device_count_window=window_counts[2],
             mobile_device_count_window=window_counts[3],
             is_new_device=not (
-                _seen_before(device, s.started, window)
+                s.device in trusted
+                or _seen_before(device, s.started, window)
                 or device_sightings.before(s.device, s.started, window)
             ),
             is_new_ip=not (
@@ -259,9 +265,11 @@ def remember(
     history: History, sessions: Iterable[SessionView], thresholds: Thresholds, now: Timestamp
 ) -> History:
     """`history` with the sightings of `sessions` folded in, and what is older than the window
-    (or past `max_history` entries, least recently seen first) forgotten. A sighting more than
+    (or past `max_history` entries, least recently seen first) forgotten; a trusted device is
+    kept past the window (only the cap forgets it), and keeps its trust. A sighting more than
     the window after an entry's last one starts the entry again, so an entry's interval never
-    spans a gap longer than the window."""
+    spans a gap longer than the window. A device's type and country are those of its latest
+    sighting (a sighting with no country keeps the one known)."""
     _finite(now)
     window = thresholds.window
     devices = dict(history.devices)
@@ -269,12 +277,17 @@ def remember(
     for s in sessions:
         lo, hi = s.span
         d = devices.get(s.device)
-        if d is None or d.last < lo - window:
-            devices[s.device] = DeviceSeen(first=lo, last=hi, device_type=s.device_type)
-        else:
-            devices[s.device] = DeviceSeen(
-                first=min(d.first, lo), last=max(d.last, hi), device_type=s.device_type
-            )
+        country = s.place.country if s.place and s.place.country else None
+        if d is not None and (d.last > hi or country is None):
+            country = d.country  # a later sighting, or one with no country, says where it was
+        first = lo if d is None or d.last < lo - window else min(d.first, lo)
+        devices[s.device] = DeviceSeen(
+            first=first,
+            last=hi if d is None else max(d.last, hi),
+            device_type=s.device_type if d is None or hi >= d.last else d.device_type,
+            country=country,
+            trusted=d is not None and d.trusted,
+        )
         key = network_key(s.ip)
         n = networks.get(key)
         if n is None or n.last < lo - window:
@@ -288,7 +301,11 @@ def remember(
 
 
 def _recent(entries: dict[str, _S], since: float, limit: int) -> dict[str, _S]:
-    kept = [(k, e) for k, e in entries.items() if e.last >= since]
+    kept = [
+        (k, e)
+        for k, e in entries.items()
+        if e.last >= since or (isinstance(e, DeviceSeen) and e.trusted)
+    ]
     if len(kept) > limit:
         kept.sort(key=lambda item: item[1].last, reverse=True)
         del kept[limit:]
@@ -331,11 +348,15 @@ def _by_last_seen(sessions: Iterable[SessionView]) -> list[SessionView]:
     return sorted(sessions, key=lambda s: s.span[1])
 
 
-def _count_types(devices: Mapping[DeviceKey, DeviceType]) -> tuple[int, int, int, int]:
+def _count_types(
+    devices: Mapping[DeviceKey, DeviceType], trusted: set[DeviceKey]
+) -> tuple[int, int, int, int]:
+    """How many devices, and of each type, not counting the trusted ones."""
     counts = dict.fromkeys(DEVICE_TYPES, 0)
-    for device_type in devices.values():
-        counts[device_type] += 1
-    return len(devices), counts["computer"], counts["tablet"], counts["mobile"]
+    for device, device_type in devices.items():
+        if device not in trusted:
+            counts[device_type] += 1
+    return sum(counts.values()), counts["computer"], counts["tablet"], counts["mobile"]
 
 
 def _travel(activity: Activity, thresholds: Thresholds) -> list[bool]:
