@@ -15,6 +15,7 @@ still splits one way only, since a session id has no `/`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, overload
 
@@ -30,16 +31,19 @@ from .headers import CHALLENGE
 from .identity.jwks import JWKS_URI_PATTERN, MAX_URI
 from .inputs import read_json, read_params
 from .names import Name
-from .node import Node
+from .node import Node, sightings
 from .outbound import check_literal
 from .outbox import Delivery, DeliveryState
 from .presence import RULE_FIELDS, Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .protocol import Ident, Limit
+from .ratelog import RateLog
 from .rules import SCOPES, Override, Scope
 from .seat import MAX_TTL, MIN_TTL
 from .seat.check import check_seat
+from .signals.checks import Checks
 from .signals.device_routes import set_trust, user_devices
+from .signals.history import current_checks
 from .signals.routes import evaluate_policy, get_policy, put_policy
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
 from .sites import IDENTITY_LIFETIME, Site, changed_config, check_identity
@@ -48,6 +52,8 @@ from .types import Mode, Policy
 from .webhooks import EventType
 
 __all__ = ["Problem", "exception_handlers", "problem", "routes"]
+
+_history_unread = RateLog(logging.getLogger("seatguard"))
 
 MAX_SEQ = 2**63 - 1
 """The largest audit sequence number a database holds (a signed 64-bit integer)."""
@@ -85,6 +91,9 @@ class SessionOut(msgspec.Struct):
     started: float
     last_seen: float
     last_active: float
+    # The sharing checks of the session now, against the user's other sessions and history
+    # (docs/signals.md); `geo` "off" without a GeoIP database.
+    checks: Checks
 
 
 class DeviceOut(msgspec.Struct):
@@ -373,7 +382,7 @@ def _rules_out(rules: Rules) -> RulesOut:
     return RulesOut(**_rule_fields(rules))
 
 
-def _session_out(up: UserPresence, s: Session) -> SessionOut:
+def _session_out(up: UserPresence, s: Session, checks: Checks) -> SessionOut:
     state = up.state(s.id)
     return SessionOut(
         id=s.id,
@@ -390,12 +399,26 @@ def _session_out(up: UserPresence, s: Session) -> SessionOut:
         started=s.created_at,
         last_seen=s.last_seen,
         last_active=s.last_active,
+        checks=checks,
     )
 
 
 async def user_sessions(request: Request, node: Node, site: Site) -> Response:
     user = read_params(request.path_params, UserPath).user
     up = await node.snapshot((site.key, user))
+    geoip = node.history.geoip if node.history is not None else None
+    try:
+        stored = await node.db.history(site.key, user)
+    except Exception as exc:  # the sessions are still listed; their checks lack the history
+        _history_unread("could not read a user's history for the checks: %s", type(exc).__name__)
+        stored = None
+    checks = current_checks(
+        sightings(up),
+        stored,
+        geoip.place if geoip is not None else None,
+        node.settings.thresholds,
+        node.clock(),
+    )
     devices: dict[str, DeviceOut] = {}
     for s in up.sessions.values():
         d = devices.setdefault(s.device, DeviceOut(s.device, s.device_type, False, []))
@@ -405,7 +428,7 @@ async def user_sessions(request: Request, node: Node, site: Site) -> Response:
         SessionsOut(
             user=user,
             rules=_rules_out(up.rules if up.sessions else site.rules),
-            sessions=[_session_out(up, s) for s in up.sessions.values()],
+            sessions=[_session_out(up, s, checks[s.id]) for s in up.sessions.values()],
             devices=list(devices.values()),
             suspended=_suspension_out(await node.suspension((site.key, user))),
         )

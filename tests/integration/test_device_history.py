@@ -186,5 +186,49 @@ async def test_a_database_that_fails_to_record_does_not_refuse_the_hello(
         log = server.log.read_text()
         assert "device history of" in log and "Traceback" not in log
         assert log.count("device history of") == 1  # one line, not one per hello
+        # Listing the sessions read the history for their checks: one line for that too.
+        assert log.count("could not read a user's history for the checks") == 1
+        assert all("checks" in s for s in listed["sessions"])
     finally:
         server.stop()
+
+
+async def test_each_session_shows_its_checks_against_the_users_others(geo_server: Server) -> None:
+    # A laptop in Paris and another in Berlin at once: both are concurrent sessions (two
+    # IPs, one device type) on an impossible journey. A phone in Berlin beside them is not
+    # concurrent (the only mobile) but its city is still far from Paris.
+    site = geo_server.create_site("--name", "Checks", "--origin", "*", "--limit", "5")
+    key, u = str(site["key"]), user()
+    paris, berlin, phone = Browser.keyed(u), Browser.keyed(u), Browser.keyed(u)
+    await Tab.open(geo_server.ws, key, paris, source=address("paris"))
+    await Tab.open(geo_server.ws, key, berlin, source=address("berlin"))
+    await Tab.open(geo_server.ws, key, phone, source=address("berlin", 7), user_agent=MOBILE_UA)
+    async with api(geo_server, site) as client:
+        r = await client.get(f"/users/{u}/sessions")
+    assert r.status_code == 200, r.text
+    checks = {s["id"]: s["checks"] for s in r.json()["sessions"]}
+    first, second, mobile = (checks[b.session] for b in (paris, berlin, phone))
+    assert (first["ip_country"], second["ip_country"], mobile["ip_country"]) == ("FR", "DE", "DE")
+    assert first["concurrent_sessions"] and second["concurrent_sessions"]
+    assert not mobile["concurrent_sessions"]
+    assert first["impossible_travel"] and second["impossible_travel"]
+    assert first["device_count"] == 3 and first["computer_device_count"] == 2
+    assert first["mobile_device_count"] == 1 and first["geo"] == "on"
+    # Another site's key sees none of it.
+    other = geo_server.create_site("--name", "Other", "--origin", "*")
+    async with api(geo_server, other) as client:
+        r = await client.get(f"/users/{u}/sessions")
+    assert r.status_code == 200 and r.json()["sessions"] == []
+
+
+async def test_without_a_geoip_database_the_geo_checks_say_they_are_off(server: Server) -> None:
+    site = server.create_site("--name", "No geo", "--origin", "*")
+    u = user()
+    await Tab.open(server.ws, str(site["key"]), Browser(u))
+    async with api(server, site) as client:
+        r = await client.get(f"/users/{u}/sessions")
+    (session,) = r.json()["sessions"]
+    checks = session["checks"]
+    assert checks["geo"] == "off"
+    assert checks["ip_country"] is None and checks["impossible_travel"] is None
+    assert checks["concurrent_sessions"] is False and checks["is_new_device"] is True

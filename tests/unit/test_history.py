@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from seatguard.db import Database
 from seatguard.db.sqlite import SqliteDatabase
-from seatguard.signals.checks import DAY, SessionView, Thresholds
+from seatguard.signals.checks import DAY, DeviceSeen, History, SessionView, Thresholds
 from seatguard.signals.history import (
     Ended,
     Stored,
+    current_checks,
     decode_stored,
     devices_out,
     encode_stored,
@@ -225,3 +226,29 @@ async def test_sightings_during_a_write_are_written_next() -> None:
         assert msgspec.json.decode(encode_stored(stored))["format"] == 1
     finally:
         await db.close()
+
+
+def test_the_checks_of_the_sessions_now_locate_them_and_read_the_history() -> None:
+    now = 1_700_000_000.0
+    views = [
+        SessionView(
+            session=f"s{i}",
+            device=f"d{i}",
+            device_type="computer",
+            ip=ip,
+            place=None,
+            started=now - 60,
+            last_seen=now,
+            active=True,
+        )
+        for i, ip in enumerate(("203.0.113.1", "198.51.100.1"))
+    ]
+    off = current_checks(views, None, None, Thresholds(), now)
+    assert off["s0"].geo == "off" and off["s0"].ip_country is None
+    assert off["s0"].concurrent_sessions and off["s0"].is_new_device
+    places = {"203.0.113.1": Place("FR", 48.86, 2.35), "198.51.100.1": Place("DE", 52.52, 13.40)}
+    known = Stored(history=History(devices={"d0": DeviceSeen(now - 86400, now - 3600)}))
+    on = current_checks(views, known, places.get, Thresholds(), now)
+    assert (on["s0"].ip_country, on["s1"].ip_country) == ("FR", "DE")
+    assert on["s0"].impossible_travel and on["s0"].geo == "on"
+    assert not on["s0"].is_new_device and on["s1"].is_new_device

@@ -9,17 +9,28 @@ history in one query by primary key, and a change is one compare-and-set on one 
 entry). `format` numbers the document's shape, so that a later shape can read this one.
 
 `fold` puts what the node saw (sessions admitted, sessions ended) into a document; `trust`
-marks a device trusted or not; `devices_out` lists the devices for the REST API.
+marks a device trusted or not; `devices_out` lists the devices for the REST API;
+`current_checks` gives the checks of the user's sessions now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import msgspec
 
 from ..types import DeviceKey, DeviceType, SessionId, Timestamp
-from .checks import DeviceSeen, History, Previous, SessionView, Thresholds, remember
+from .checks import (
+    Activity,
+    Checks,
+    DeviceSeen,
+    History,
+    Previous,
+    SessionView,
+    Thresholds,
+    evaluate,
+    remember,
+)
 from .places import Place
 
 __all__ = [
@@ -28,6 +39,7 @@ __all__ = [
     "DevicesOut",
     "Ended",
     "Stored",
+    "current_checks",
     "decode_stored",
     "devices_out",
     "encode_stored",
@@ -159,3 +171,27 @@ def _device_out(device: str, seen: DeviceSeen, active: bool, sessions: list[str]
         active=active,
         sessions=sorted(sessions),
     )
+
+
+def current_checks(
+    sessions: Iterable[SessionView],
+    stored: Stored | None,
+    place_of: Callable[[str], Place | None] | None,
+    thresholds: Thresholds,
+    now: Timestamp,
+) -> dict[SessionId, Checks]:
+    """The checks of the user's current `sessions` at `now`, against what is remembered of
+    the user (`stored`), each session located by `place_of` (its GeoIP; None: the geo checks
+    are off)."""
+    located = tuple(
+        msgspec.structs.replace(s, place=place_of(s.ip)) if place_of is not None else s
+        for s in sessions
+    )
+    memory = stored if stored is not None else Stored()
+    activity = Activity(
+        sessions=located,
+        history=memory.history,
+        previous=memory.previous,
+        geo=place_of is not None,
+    )
+    return evaluate(activity, thresholds, now)
