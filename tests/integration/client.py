@@ -181,6 +181,21 @@ class Tab:
         assert welcome["t"] == "welcome", welcome
         return t, welcome
 
+    @classmethod
+    async def try_hello(
+        cls, url: str, site: str, browser: Browser, **fields: Any
+    ) -> tuple[int, Frame]:
+        """Say a hello of `browser` with `fields` (no user unless they name one): 0 and the
+        welcome if it is welcomed, else the close code and the first frame it got."""
+        t = cls(await cls.connect(url), browser, ident())
+        await t.send({"t": "hello", "v": 1, "site": site, "session": browser.session,
+                      "tab": t.tab, "device": browser.device, **fields})  # fmt: skip
+        frame = await t.recv()
+        if frame["t"] == "welcome":
+            return 0, frame
+        code, _, _ = await t.closed()
+        return code, frame
+
     async def send(self, frame: Frame) -> None:
         await self.ws.send(json.dumps(frame))
 

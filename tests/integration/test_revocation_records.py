@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import Server, start_server
 from tests.integration.api_client import api, identity_token
-from tests.integration.client import Browser, Tab, ident
+from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio
 
@@ -32,14 +32,7 @@ def restart(servers: list[Server], tmp_path: Path, server_env: dict[str, str]) -
 
 
 async def hello_code(server: Server, site: str, browser: Browser, **extra: Any) -> int:
-    tab = Tab(await Tab.connect(server.ws), browser, ident())
-    await tab.send({"t": "hello", "v": 1, "site": site, "session": browser.session,
-                    "tab": tab.tab, "device": browser.device, **extra})  # fmt: skip
-    frame = await tab.recv()
-    if frame["t"] == "welcome":
-        return 0
-    code, _, _ = await tab.closed()
-    return code
+    return (await Tab.try_hello(server.ws, site, browser, **extra))[0]
 
 
 async def test_a_revoked_session_stays_refused_after_a_restart(

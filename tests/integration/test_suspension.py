@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import SEATGUARD, Server, scaled, seatguard, start_server
 from tests.integration.api_client import api, identity_token
-from tests.integration.client import Browser, Tab, ident
+from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio
 
@@ -32,13 +32,9 @@ def fresh_site(server: Server) -> dict[str, Any]:
 
 async def hello_code(server: Server, site: str, browser: Browser, **extra: Any) -> int:
     """0 if a hello is welcomed, else the close code it gets."""
-    tab = Tab(await Tab.connect(server.ws), browser, ident())
-    await tab.send({"t": "hello", "v": 1, "site": site, "session": browser.session,
-                    "tab": tab.tab, "device": browser.device, **extra})  # fmt: skip
-    frame = await tab.recv()
-    if frame["t"] == "welcome":
+    code, frame = await Tab.try_hello(server.ws, site, browser, **extra)
+    if code == 0:
         return 0
-    code, _, _ = await tab.closed()
     assert frame["t"] == "error" and frame["code"] == code, frame
     return code
 
