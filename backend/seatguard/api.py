@@ -31,7 +31,7 @@ from .headers import CHALLENGE
 from .identity.jwks import JWKS_URI_PATTERN, MAX_URI
 from .inputs import read_json, read_params
 from .names import Name
-from .node import Node, sightings
+from .node import Node
 from .outbound import check_literal
 from .outbox import Delivery, DeliveryState
 from .presence import RULE_FIELDS, Rules, Session, UserPresence
@@ -43,6 +43,7 @@ from .seat import MAX_TTL, MIN_TTL
 from .seat.check import check_seat
 from .signals.checks import Checks
 from .signals.device_routes import set_trust, user_devices
+from .signals.guard import sightings
 from .signals.history import current_checks
 from .signals.routes import evaluate_policy, get_policy, put_policy
 from .site_secrets import DEFAULT_OVERLAP, MAX_OVERLAP, SecretKind, Stale, authenticate, rotate
@@ -387,7 +388,7 @@ def _session_out(up: UserPresence, s: Session, checks: Checks) -> SessionOut:
     return SessionOut(
         id=s.id,
         state=state.value,
-        reason=s.reason.value if state.value == "blocked" else None,
+        reason=(s.held or s.reason).value if state.value == "blocked" else None,
         device=s.device,
         device_type=s.device_type,
         device_proof=s.device_proof,

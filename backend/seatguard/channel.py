@@ -270,6 +270,7 @@ class Channel:
             node=self.node.store.node_id,
             hint=device_hint(hello.fp, self.ip, platform_of(self.user_agent)),
             device_proof=proof,
+            signed_in_at=verdict.identity.issued_at if verdict.identity is not None else None,
         )
         if verdict.lifts is not None:  # re-authenticated after the suspension began
             await self.node.lift_suspension(

@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping
 
 from .db import Database
 from .rules import Override, Scope
+from .signals.policies import Policy
 from .sites import Site
 from .suspension import Suspension
 
-__all__ = ["OverrideCache", "RevocationChecks", "SiteCache", "SuspensionCache"]
+__all__ = ["OverrideCache", "PolicyCache", "RevocationChecks", "SiteCache", "SuspensionCache"]
 
 _WHOLE_SITE = 5_000  # a site with more overrides than this is queried per hello instead
 
@@ -42,6 +43,33 @@ class SiteCache:
     def forget(self, key: str) -> None:
         """Read the site from the database next time (its secrets or settings changed)."""
         self._sites.pop(key, None)
+
+
+class PolicyCache:
+    """Sites' policies (`signals.policies`), each read at most once per `ttl` seconds, at
+    once again on the node that changed it (`forget`)."""
+
+    def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
+        self._db = db
+        self._clock = clock
+        self._ttl = ttl
+        self._sites: dict[str, tuple[Policy, float]] = {}
+
+    async def get(self, site: str) -> Policy:
+        """The site's policy; the empty one (allow everything) if it has none."""
+        now = self._clock()
+        cached = self._sites.get(site)
+        if cached is not None and now - cached[1] < self._ttl:
+            return cached[0]
+        policy = await self._db.policy(site) or Policy()
+        if len(self._sites) > 10_000:
+            self._sites.clear()
+        self._sites[site] = (policy, now)
+        return policy
+
+    def forget(self, site: str) -> None:
+        """Read the site's policy from the database next time (it was just set)."""
+        self._sites.pop(site, None)
 
 
 class OverrideCache:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -37,7 +37,7 @@ from .db import Database
 from .deadlines import Deadlines
 from .errors import StoreUnavailable
 from .identity.jwks import JwksCache
-from .lookups import OverrideCache, RevocationChecks, SiteCache, SuspensionCache
+from .lookups import OverrideCache, PolicyCache, RevocationChecks, SiteCache, SuspensionCache
 from .notices import (
     ENDINGS,
     NOTICE_FORMAT,
@@ -67,6 +67,7 @@ from .seat import SeatTokens
 from .serial import KeyedLock
 from .settings import Settings
 from .signals.checks import SessionView
+from .signals.guard import Guard, Judgement, is_empty, sightings
 from .signals.recording import HistoryWriter
 from .sites import Site
 from .stats import Latencies
@@ -79,6 +80,7 @@ __all__ = ["Joined", "Node", "Recorder", "Tab"]
 log = logging.getLogger("seatguard")
 _bad_notices = RateLog(log)  # whoever can publish on the Redis channels can send them
 _newer_notices = RateLog(log)  # during a rolling upgrade, many at a time
+_unjudged = RateLog(log)  # a policy that cannot be applied: its inputs cannot be read
 
 _TICK_SLICE = 64  # users a tick syncs or expires before it lets the sockets be answered
 
@@ -106,6 +108,13 @@ class Tab(Protocol):
     async def end(self, code: CloseCode, message: str) -> None: ...
 
     def __hash__(self) -> int: ...  # by identity: due times are kept per tab
+
+
+class Judgements(Protocol):
+    """Where the policy's judgements are kept (`signals.evaluations`): called after the
+    step that made them, it only queues them."""
+
+    def add(self, key: UserKey, judgement: Judgement, now: float) -> None: ...
 
 
 class Recorder(Protocol):
@@ -182,6 +191,7 @@ class Node:
         seat_tokens: SeatTokens | None = None,
         suspensions: SuspensionCache | None = None,
         history: HistoryWriter | None = None,
+        judgements: Judgements | None = None,
     ) -> None:
         """The caches not given are made here, over `db` and the store's clock; without
         `seat_tokens`, tabs get no seat tokens."""
@@ -192,6 +202,7 @@ class Node:
         self.clock = store.now
         self.recorder = recorder
         self.history = history  # writes the users' device and network history, if given
+        self.judgements = judgements  # keeps the policy's evaluations, if given
         self.seat_tokens = seat_tokens
         ttl = settings.site_cache_ttl
         self.sites = sites if sites is not None else SiteCache(db, store.now, ttl)
@@ -200,6 +211,7 @@ class Node:
         self.suspensions = (
             suspensions if suspensions is not None else SuspensionCache(db, store.now, ttl)
         )
+        self.policies = PolicyCache(db, store.now, ttl)  # each site's policy
         # What this node's channels check hellos against (`admission.admit`).
         self.sources = Sources(
             sites=self.sites,
@@ -265,6 +277,8 @@ class Node:
         applied: Callable[[T, int], None] | None = None,
         context: Mapping[str, str] | None = None,
         leaving: bool = False,
+        judge: bool = False,
+        judging: _Judging | None = None,
     ) -> tuple[T, _Applied]:
         """Apply an operation, record what changed, then tell the tabs here and elsewhere.
 
@@ -272,9 +286,16 @@ class Node:
         news of this user can be handled; `skip` is a tab that learns its state otherwise;
         `context` says who asked, for the audit trail. The node that makes a change watches
         the user's next deadline; one that is `leaving` hands it to the other nodes instead.
+        With `judge`, the site's policy judges the user's sessions in the same step when the
+        operation created or ended one (`signals.guard`); `judging` is that done by `op`.
         """
         store = self._fallback if key in self._degraded else self.store
         timing = self.timing
+        if judge and judging is None:
+            guard = await self._guard(key)
+            if guard is not None:
+                judging = _Judging(guard)
+                op = judging.after(op)
 
         history = self.history
         seen: list[SessionView] | None = None
@@ -291,6 +312,9 @@ class Node:
             return outcome, result, up.rules, up.seq, now, nodes, next_deadline(up, timing)
 
         outcome, result, rules, seq, now, nodes, deadline = await store.update(key, run)
+        judgement = judging.judgement if judging is not None else None
+        if judgement is not None and judgement.judged:
+            context = {**(context or {}), **_policy_context(judgement)}
         if history is not None and seen is not None:
             history.seen(key, seen, [(e.device, e.ip) for e in outcome.ended], now)
         if applied is not None:
@@ -307,7 +331,47 @@ class Node:
             if nodes and store is self.store and (_is_news(outcome) or handed is not None):
                 notice = Notice(key[0], key[1], seq, rules.takeover, outcome, deadline=handed)
                 await self.store.publish(nodes, encode_notice(notice))
+        if judgement is not None and judgement.judged:
+            await self._judged(key, judgement, now)
         return result, _Applied(outcome, rules, seq, now)
+
+    # --- the site's policy --------------------------------------------------------------
+
+    async def _guard(self, key: UserKey) -> Guard | None:
+        """What judging this user's sessions needs, read now; None when the site has no
+        policy rules (nothing to judge), or its policy cannot be read (one log line: the
+        change goes on unjudged, as admission never waits for the signals)."""
+        try:
+            policy = await self.policies.get(key[0])
+            if is_empty(policy):
+                return None
+            stored = await self.db.history(key[0], key[1])
+        except Exception as exc:
+            _unjudged("policy of %s not applied: %s", key[0], type(exc).__name__)
+            return None
+        geoip = self.history.geoip if self.history is not None else None
+        place_of = geoip.place if geoip is not None else None
+        return Guard(policy, stored, place_of, self.settings.thresholds, self.timing)
+
+    async def _judged(self, key: UserKey, judgement: Judgement, now: float) -> None:
+        """After a step in which the policy judged: keep the evaluations, and write down what
+        outlives the presence snapshot (sessions revoked, the user suspended)."""
+        if self.judgements is not None:
+            self.judgements.add(key, judgement, now)
+        revoked = [j.session for j in judgement.revoked]
+        by = judgement.suspended_by
+        try:
+            await self._remember_revoked(key, revoked, now)
+            if by is not None and judgement.suspended_at is not None:
+                rule = by.evaluation.rule.name if by.evaluation.rule else ""
+                since = judgement.suspended_at
+                suspension = Suspension(key[0], key[1], since, f"policy rule {rule}", "policy")
+                stored, created = await self.db.suspend(suspension)
+                self.suspensions.forget(key[0])
+                if created and self.recorder is not None:
+                    await self.recorder.suspension(stored, lifted=False, by="policy", now=now)
+        except Exception as exc:  # the snapshot holds them meanwhile (tombstones, the mark)
+            _unjudged("policy verdict of %s/%s not stored: %s", *key, type(exc).__name__)
 
     # --- tabs ---------------------------------------------------------------------------
 
@@ -322,11 +386,25 @@ class Node:
         assert arrival is not None
         tab.key = key
         replaced = self._register(key, arrival, tab)
+        judging: _Judging | None = None
+        try:
+            guard = await self._guard(key)
+        except BaseException:
+            self._forget(tab)
+            raise
+        if guard is not None:
+            judging = _Judging(guard, arrival.session, arrival.signed_in_at)
 
         def op(up: UserPresence, now: float) -> tuple[Outcome, _Seat | None]:
+            before = up.states()
             outcome = presence.join(up, arrival, rules=rules, now=now)
             if outcome.refused:
                 return outcome, None
+            if judging is not None:
+                outcome = judging.apply(up, now, outcome, before)
+                if arrival.session not in up.sessions:  # the policy revoked or suspended
+                    ended = up.suspended is not None
+                    return replace(outcome, refused=_ENDED_BY_POLICY[ended]), None
             return outcome, _seat_of(up, arrival.session)
 
         def seated(seat: _Seat | None, seq: int) -> None:
@@ -336,15 +414,15 @@ class Node:
 
         try:
             try:
-                seat, done = await self._change(key, op, skip=tab, applied=seated)
+                seat, done = await self._change(key, op, skip=tab, applied=seated, judging=judging)
             except StoreUnavailable:
                 if not fail_open:
                     raise
                 log.warning("presence store unavailable: deciding %s on this node", key)
                 self._degraded.add(key)
-                seat, done = await self._change(key, op, skip=tab, applied=seated)
+                seat, done = await self._change(key, op, skip=tab, applied=seated, judging=judging)
             if done.outcome.refused is Refusal.suspended and await self._stale_mark(key):
-                seat, done = await self._change(key, op, skip=tab, applied=seated)
+                seat, done = await self._change(key, op, skip=tab, applied=seated, judging=judging)
         except BaseException:
             self._forget(tab)
             self._ended_early.pop(tab, None)
@@ -398,6 +476,7 @@ class Node:
                     presence.leave(up, session=a.session, tab=a.tab, how=how, now=now),
                     None,
                 ),
+                judge=True,
             )
 
     async def logout(self, tab: Tab) -> None:
@@ -406,7 +485,9 @@ class Node:
         assert key is not None and a is not None
         try:
             await self._change(
-                key, lambda up, now: (presence.logout(up, session=a.session, now=now), None)
+                key,
+                lambda up, now: (presence.logout(up, session=a.session, now=now), None),
+                judge=True,
             )
         except StoreUnavailable:
             # Tell this node's tabs now; the store releases them when it is back.
@@ -450,7 +531,7 @@ class Node:
             return presence.revoke(up, sessions=wanted, keep=keep, timing=timing, now=now), None
 
         scope = "session" if wanted is not None else "user"
-        _, done = await self._change(key, op, context={"by": by, "scope": scope})
+        _, done = await self._change(key, op, context={"by": by, "scope": scope}, judge=True)
         revoked = [e.session for e in done.outcome.ended]
         await self._remember_revoked(key, revoked, done.now)
         if wanted is None and keep is None:
@@ -481,7 +562,7 @@ class Node:
 
         count = 0
         for key in keys:
-            _, done = await self._change(key, op, context={"by": by, "scope": scope})
+            _, done = await self._change(key, op, context={"by": by, "scope": scope}, judge=True)
             revoked = [e.session for e in done.outcome.ended]
             await self._remember_revoked(key, revoked, done.now)
             count += len(revoked)
@@ -713,7 +794,9 @@ class Node:
 
     async def _expire(self, key: UserKey) -> None:
         timing = self.timing
-        await self._change(key, lambda up, now: (presence.expire(up, timing, now), None))
+        await self._change(
+            key, lambda up, now: (presence.expire(up, timing, now), None), judge=True
+        )
 
     async def _guarded(
         self, key: UserKey, step: Awaitable[None], retry: Deadlines[UserKey]
@@ -935,6 +1018,9 @@ class Node:
         await tab.end(code, message)
 
 
+_ENDED_BY_POLICY = {True: Refusal.suspended, False: Refusal.revoked}
+"""How a join is refused whose session the policy ended at once (suspended or not)."""
+
 _REFUSED_AFTER: dict[presence.EndReason, Refusal] = {
     presence.EndReason.suspended: Refusal.suspended,
     presence.EndReason.revoked: Refusal.revoked,
@@ -960,10 +1046,9 @@ _Seat = tuple[SeatState, BlockReason | None, float | None]
 
 def _seat_of(up: UserPresence, session: SessionId) -> _Seat:
     s = up.sessions[session]
-    unit = up.unit(s)
-    if unit in up.seats:
-        return SeatState.admitted, None, up.seats[unit]
-    return SeatState.blocked, s.reason, None
+    if up.state(session) is SeatState.admitted:
+        return SeatState.admitted, None, up.seats[up.unit(s)]
+    return SeatState.blocked, s.held or s.reason, None
 
 
 def _held(tab: Tab) -> float | None:
@@ -987,6 +1072,72 @@ def _clear(up: UserPresence, now: float) -> None:
     up.tombstones.clear()
 
 
+class _Judging:
+    """The site's policy judging within one step (`Guard.apply`): the judgement of the
+    step's last run (a shared store may run it again, on a newer snapshot)."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        arriving: SessionId | None = None,
+        signed_in_at: float | None = None,
+    ) -> None:
+        self.guard = guard
+        self.arriving = arriving
+        self.signed_in_at = signed_in_at
+        self.judgement: Judgement | None = None
+
+    def apply(
+        self,
+        up: UserPresence,
+        now: float,
+        outcome: Outcome,
+        before: Mapping[SessionId, SeatState],
+    ) -> Outcome:
+        """Judge after `outcome`, which took `up` from the seat states `before`: the
+        outcome of both, its transitions counted from `before`."""
+        j = self.judgement = self.guard.apply(
+            up, now, arriving=self.arriving, signed_in_at=self.signed_in_at, before=before
+        )
+        if not j.judged:
+            return outcome
+        still = {sid: state for sid, state in before.items() if sid in up.sessions}
+        return Outcome(
+            presence.diff(up, still),
+            outcome.dropped_tabs,
+            outcome.ended + j.ended,
+            tuple(c for c in outcome.conflicts if _admitted(up, c)),
+            outcome.created,
+            outcome.refused,
+        )
+
+    def after(self, op: Op[T]) -> Op[T]:
+        """`op`, then judging, when it created or ended a session."""
+
+        def judged(up: UserPresence, now: float) -> tuple[Outcome, T]:
+            self.judgement = None
+            before = up.states()
+            outcome, result = op(up, now)
+            if outcome.refused or not _is_sighting(outcome):
+                return outcome, result
+            return self.apply(up, now, outcome, before), result
+
+        return judged
+
+
+def _admitted(up: UserPresence, session: SessionId) -> bool:
+    return session in up.sessions and up.state(session) is SeatState.admitted
+
+
+def _policy_context(judgement: Judgement) -> dict[str, str]:
+    """What the audit rows of a step the policy acted in say of it: the rule and verdict
+    that ended sessions, if one did."""
+    acted = judgement.suspended_by or next(iter(judgement.revoked), None)
+    if acted is None or acted.evaluation.rule is None:
+        return {}
+    return {"by": "policy", "rule": acted.evaluation.rule.name, "verdict": acted.evaluation.verdict}
+
+
 def _is_sighting(outcome: Outcome) -> bool:
     """Whether the user's history learns something: a session was created, admitted or
     ended."""
@@ -995,20 +1146,3 @@ def _is_sighting(outcome: Outcome) -> bool:
         or outcome.ended
         or any(t.state is SeatState.admitted for t in outcome.transitions)
     )
-
-
-def sightings(up: UserPresence) -> list[SessionView]:
-    """The user's current sessions as the history records them (no place yet)."""
-    return [
-        SessionView(
-            session=s.id,
-            device=s.device,
-            device_type=s.device_type,
-            ip=s.ip,
-            place=None,
-            started=s.created_at,
-            last_seen=s.last_seen,
-            active=bool(s.tabs),
-        )
-        for s in up.sessions.values()
-    ]

@@ -48,11 +48,14 @@ __all__ = [
     "Transition",
     "UserPresence",
     "adopt",
+    "diff",
     "expire",
+    "hold",
     "join",
     "leave",
     "logout",
     "next_deadline",
+    "release",
     "release_node",
     "restore",
     "revoke",
@@ -166,6 +169,7 @@ class Arrival:
     node: str = ""  # the server process holding the tab's socket ("" on a single node)
     hint: str | None = None  # the fingerprint hint (`deviceproof.device_hint`)
     device_proof: DeviceProof = "none"  # whether `device` comes from a proven device key
+    signed_in_at: Timestamp | None = None  # its identity token's `iat`, if it came with one
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,13 @@ class Session:
     reason: BlockReason = BlockReason.limit  # why it waits, while it waits
     hint: str | None = None  # the fingerprint hint it came with (`deviceproof.device_hint`)
     device_proof: DeviceProof = "none"  # whether its own device id came from a proven key
+    # Held by the site's policy (`hold`): why (`policy` or `verify`), by which rule, since
+    # when; a held session gets no seat, whatever its unit holds. None: not held.
+    held: BlockReason | None = None
+    held_rule: str | None = None
+    held_since: Timestamp | None = None
+    verified_at: Timestamp | None = None  # signed in again after a `verify` hold
+    checked: str | None = None  # digest of its checks when the policy last judged it
 
 
 @dataclass(slots=True)
@@ -223,9 +234,11 @@ class UserPresence:
         return session.device if self.rules.mode == "device-limit" else session.id
 
     def state(self, session_id: SessionId) -> SeatState:
-        """Seat state of a known session."""
-        unit = self.unit(self.sessions[session_id])
-        return SeatState.admitted if unit in self.seats else SeatState.blocked
+        """Seat state of a known session: a session the policy holds has no seat."""
+        s = self.sessions[session_id]
+        if s.held is None and self.unit(s) in self.seats:
+            return SeatState.admitted
+        return SeatState.blocked
 
     def states(self) -> dict[SessionId, SeatState]:
         return {sid: self.state(sid) for sid in self.sessions}
@@ -253,6 +266,7 @@ class Transition:
     ip: str = ""
     since: Timestamp | None = None  # admitted: when its unit took the seat
     device_proof: DeviceProof = "none"
+    rule: str | None = None  # blocked by the site's policy: the rule that holds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +488,7 @@ def take_over(up: UserPresence, *, session: SessionId, now: Timestamp) -> Outcom
     s = up.sessions.get(session)
     if s is None:
         return Outcome(refused=Refusal.unknown_session)
-    if not up.rules.takeover:
+    if not up.rules.takeover or s.held is not None:  # a held browser waits for its release
         return Outcome(refused=Refusal.takeover_not_allowed)
     if up.unit(s) in up.seats:
         return Outcome()
@@ -520,6 +534,48 @@ def unsuspend(up: UserPresence, *, since: Timestamp | None = None) -> Outcome:
     if since is None or up.suspended == since:
         up.suspended = None
     return Outcome()
+
+
+def hold(
+    up: UserPresence, *, session: SessionId, reason: BlockReason, rule: str, now: Timestamp
+) -> Outcome:
+    """The site's policy holds a session (`reason` `policy` for a block verdict, `verify`
+    for a challenge): it has no seat until `release`, whatever its unit holds; a unit whose
+    sessions are all held gives its seat to whoever waits next. Holding a held session
+    again keeps when the hold began."""
+    s = up.sessions.get(session)
+    if s is None:
+        return Outcome(refused=Refusal.unknown_session)
+    before = up.states()
+    if s.held is None or s.held is not reason:
+        s.held_since = now
+    s.held, s.held_rule = reason, rule
+    unit = up.unit(s)
+    if unit in up.seats and all(
+        o.held is not None for o in up.sessions.values() if up.unit(o) == unit
+    ):
+        del up.seats[unit]
+    _fill(up, now)
+    return _diff(up, before)
+
+
+def release(
+    up: UserPresence, *, session: SessionId, now: Timestamp, verified: bool = False
+) -> Outcome:
+    """Lift the policy's hold of a session: it waits for a seat again, in its old place in
+    line (and takes one at once if one is free). `verified`: its user signed in again after
+    a `verify` hold, which exempts it from later ones."""
+    s = up.sessions.get(session)
+    if s is None:
+        return Outcome(refused=Refusal.unknown_session)
+    if verified:
+        s.verified_at = now
+    if s.held is None:
+        return Outcome()
+    before = up.states()
+    s.held = s.held_rule = s.held_since = None
+    _fill(up, now)
+    return _diff(up, before)
 
 
 def expire(up: UserPresence, timing: Timing, now: Timestamp) -> Outcome:
@@ -638,7 +694,7 @@ def _fill(up: UserPresence, now: Timestamp) -> None:
     line: dict[str, Timestamp] = {}
     for s in up.sessions.values():
         unit = up.unit(s)
-        if s.tabs and unit not in up.seats:
+        if s.tabs and s.held is None and unit not in up.seats:
             line[unit] = min(line.get(unit, s.queued_at), s.queued_at)
     for unit in sorted(line, key=lambda u: line[u])[:free]:
         up.seats[unit] = now
@@ -678,9 +734,16 @@ def _diff(up: UserPresence, before: dict[SessionId, SeatState]) -> Outcome:
         state = up.state(sid)
         if before.get(sid) != state:
             admitted = state is SeatState.admitted
-            reason = None if admitted else s.reason
+            reason = None if admitted else (s.held or s.reason)
             since = up.seats[up.unit(s)] if admitted else None
+            rule = None if admitted else s.held_rule
             transitions.append(
-                Transition(sid, state, reason, s.device, s.ip, since, s.device_proof)
+                Transition(sid, state, reason, s.device, s.ip, since, s.device_proof, rule)
             )
     return Outcome(tuple(transitions))
+
+
+def diff(up: UserPresence, before: dict[SessionId, SeatState]) -> tuple[Transition, ...]:
+    """The sessions of `up` whose seat state is not the one in `before` (new ones included),
+    as transitions: what several steps over one snapshot changed together."""
+    return _diff(up, before).transitions

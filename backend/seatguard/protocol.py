@@ -90,6 +90,8 @@ class BlockReason(enum.StrEnum):
     evicted = "evicted"  # a newer browser took this seat (evict-oldest, evict-idle)
     challenge = "challenge"  # every seat is taken; this browser may confirm to continue here
     taken_over = "taken_over"  # another browser chose "use here" and took this seat
+    policy = "policy"  # the site's policy refuses this browser a seat for now (`block`)
+    verify = "verify"  # the site's policy asks the user to sign in again here (`challenge`)
 
 
 _IDENT = r"^[A-Za-z0-9_-]{8,64}$"

@@ -38,7 +38,7 @@ export const RETRY = [1001, 1006, 1011, 1012, 1013, 4008];
 // Of those, the ones that ask to come back later (longer backoff floor).
 export const RETRY_LATER = [1012, 1013];
 
-export const BLOCK_REASONS = ['limit', 'evicted', 'challenge', 'taken_over'];
+export const BLOCK_REASONS = ['limit', 'evicted', 'challenge', 'taken_over', 'policy', 'verify'];
 
 // SDK release, exposed as Seatguard.version.
 export const SDK_VERSION = '1.0.0';

@@ -403,10 +403,18 @@ class World:
     """A fake clock, a hub, a SQLite database in memory, one site, and the seat tokens'
     issuer (one key, the world's clock, issuer `ISSUER`)."""
 
-    def __init__(self, db: Database, box: SecretBox, site: Site, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        site: Site,
+        clock: Clock,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
         self.db = db
         self.box = box
         self.site = site
+        self.secrets = dict(secrets or {})  # the site's secrets as created (`identity_secret`)
         self.clock = clock
         self.hub = Hub(clock)
         keys = SeatKeyRing(SeatKeySet((new_key(clock() - 3600),)))
@@ -475,11 +483,11 @@ async def open_world(
     box = SecretBox.ephemeral()
     db = await open_database(":memory:")
     config = SiteConfig(store_failure=store_failure, seat_token_ttl=seat_token_ttl)
-    site, _ = new_site(
+    site, secrets = new_site(
         "Test", ["*"], rules or Rules(), client_settings=True, now=clock(), box=box, config=config
     )
     await db.add_site(site)
     try:
-        yield World(db, box, site, clock)
+        yield World(db, box, site, clock, secrets)
     finally:
         await db.close()

@@ -47,7 +47,7 @@ class Sizes:
     check_seconds: float = 10.0
     check_sessions: int = 300  # seated sessions whose tokens are checked in turn
     token_issues: int = 5_000  # seat tokens signed to time issuing
-    token_storms: int = 3  # pairs of login storms with and without seat tokens
+    token_storms: int = 5  # pairs of login storms with and without seat tokens
     clients: int = 3  # load processes
 
     @classmethod

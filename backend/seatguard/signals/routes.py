@@ -89,6 +89,7 @@ async def put_policy(request: Request, node: Node, site: Site) -> Response:
     """Replace the site's policy; answered as stored."""
     policy = _parsed(await read_json_value(request, MAX_POLICY_BODY, required=True))
     await node.db.set_policy(site.key, policy)
+    node.policies.forget(site.key)
     return _policy_json(policy)
 
 
