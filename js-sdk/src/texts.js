@@ -5,7 +5,9 @@
 /**
  * English, which also names the keys. Block texts by reason: limit uses blockTitle and
  * blockText, evicted evictedTitle/evictedText, taken_over takenOverTitle/takenOverText,
- * challenge blockTitle and challengeText. useHere labels the take-over button, continueHere
+ * challenge blockTitle and challengeText, policy (the site's policy refuses this browser for
+ * now) blockTitle and policyText, verify (it asks the user to sign in again) blockTitle and
+ * verifyText. useHere labels the take-over button, continueHere
  * for challenge. Expiry: idleText or absoluteText by reason, else expiredText (always under
  * expiredTitle).
  */
@@ -17,6 +19,8 @@ export const EN = {
   takenOverTitle: 'This account is now in use on another {one}',
   takenOverText: 'Use it here again, or wait until a seat frees up.',
   challengeText: 'Continue here to use it on this {one}; the other {one} will be paused.',
+  policyText: 'The site does not allow it on this {one} for now.',
+  verifyText: 'Sign in again to use it on this {one}.',
   useHere: 'Use here',
   continueHere: 'Continue here',
   browser: 'browser',
