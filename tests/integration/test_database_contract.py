@@ -31,6 +31,7 @@ from seatguard.presence import Rules
 from seatguard.rules import Override
 from seatguard.sealing import SecretBox
 from seatguard.signals.checks import SessionView, Thresholds
+from seatguard.signals.evaluations import DryRunOut, EvaluationRecord, RiskOut
 from seatguard.signals.history import Stored, fold, trust
 from seatguard.signals.places import Place
 from seatguard.signals.policies import Policy, parse_policy
@@ -697,6 +698,87 @@ async def test_history_text_round_trips_and_nul_finds_nothing(db: Database) -> N
     stored = await db.update_history("pk_a", "zoë/ü", seen)
     assert await db.history("pk_a", "zoë/ü") == stored
     assert await db.history("pk_a", "zoë/ü\x00") is None
+
+
+# --- policy evaluations --------------------------------------------------------------------
+
+
+def evaluation(
+    at: float, *, user: str = "alice", site: str = "pk_a", n: int = 0
+) -> EvaluationRecord:
+    return EvaluationRecord(
+        site=site, user=user, session=f"s{n}", device="laptop01", ip="203.0.113.7", at=at,
+        trigger="hello" if n % 2 == 0 else "change",
+        checks={"concurrent_sessions": True, "device_count": n, "ip_country": None},
+        geo="off", risk=RiskOut(40 + n, "medium"), rule="two-at-once" if n else None,
+        verdict="block" if n else "allow", applied=n % 3 != 0,
+        dry_run=[DryRunOut("shadow", "suspend")] if n else [],
+    )  # fmt: skip
+
+
+async def test_evaluations_come_back_exactly_newest_first_per_site_and_user(
+    db: Database,
+) -> None:
+    assert await db.evaluations("pk_a", "alice", limit=10) == []
+    await db.add_evaluations([])
+    stored = [evaluation(100.0 + n, n=n) for n in range(5)]
+    await db.add_evaluations(stored[:2])
+    await db.add_evaluations(
+        [*stored[2:], evaluation(103.5, user="bob"), evaluation(103.5, site="pk_b")]
+    )
+    assert await db.evaluations("pk_a", "alice", limit=10) == stored[::-1]
+    assert await db.evaluations("pk_a", "alice", limit=2) == stored[:2:-1]
+    # `before` is exclusive: the page after the record at 103 starts with the one at 102.
+    assert await db.evaluations("pk_a", "alice", limit=2, before=103.0) == stored[2::-1][:2]
+    assert await db.evaluations("pk_a", "alice", limit=10, before=100.0) == []
+    assert [r.user for r in await db.evaluations("pk_a", "bob", limit=10)] == ["bob"]
+    assert [r.site for r in await db.evaluations("pk_b", "alice", limit=10)] == ["pk_b"]
+    assert await db.evaluations("pk_c", "alice", limit=10) == []
+    assert await db.evaluations("pk_a", "carol", limit=10) == []
+
+
+async def test_evaluations_of_one_instant_are_newest_stored_first(db: Database) -> None:
+    first, second, third = (evaluation(50.0, n=n) for n in (1, 2, 3))
+    await db.add_evaluations([first, second])
+    await db.add_evaluations([third])
+    assert await db.evaluations("pk_a", "alice", limit=10) == [third, second, first]
+
+
+async def test_old_evaluations_of_every_site_are_purged(db: Database) -> None:
+    await db.add_evaluations([evaluation(10.0 * n, n=n) for n in range(1, 6)])
+    await db.add_evaluations([evaluation(15.0, site="pk_b"), evaluation(45.0, user="bob")])
+    assert await db.purge_evaluations(30.0) == 3  # 10, 15 and 20; 30 stays
+    assert [r.at for r in await db.evaluations("pk_a", "alice", limit=10)] == [50.0, 40.0, 30.0]
+    assert await db.evaluations("pk_b", "alice", limit=10) == []
+    assert [r.at for r in await db.evaluations("pk_a", "bob", limit=10)] == [45.0]
+    assert await db.purge_evaluations(30.0) == 0
+
+
+async def test_evaluation_text_round_trips_and_nul_finds_nothing(db: Database) -> None:
+    odd = [
+        msgspec.structs.replace(
+            evaluation(1.5, user=user, n=1), ip="2001:db8:7::", device="dk_" + "x" * 43
+        )
+        for user in ("a/b", "zoë/ü 🙂", "x" * 256)
+    ]
+    odd[0] = msgspec.structs.replace(odd[0], checks={"ip_country": "FR", "note": "«\x00»"})
+    await db.add_evaluations(odd)
+    for record in odd:
+        assert await db.evaluations("pk_a", record.user, limit=5) == [record]
+    assert await db.evaluations("pk_a", "a/b\x00", limit=5) == []
+    assert await db.evaluations("pk_a\x00", "a/b", limit=5) == []
+
+
+async def test_evaluations_are_added_all_or_none_in_batches(db: Database, backend: Backend) -> None:
+    good = evaluation(1.0, n=1)
+    bad = msgspec.structs.replace(evaluation(2.0, n=2), user="mallory\x00")
+    if backend.name == "postgres":  # PostgreSQL text holds no NUL: refused before writing
+        with pytest.raises(ValueError):
+            await db.add_evaluations([good, bad])
+        assert await db.evaluations("pk_a", "alice", limit=5) == []
+    many = [evaluation(float(n), n=n) for n in range(500)]
+    await db.add_evaluations(many)
+    assert len(await db.evaluations("pk_a", "alice", limit=1000)) == 500
 
 
 # --- audit -------------------------------------------------------------------------------

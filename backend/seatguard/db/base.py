@@ -14,6 +14,7 @@ from typing import Protocol
 from ..audit import AuditEvent, AuditRecord
 from ..outbox import Backlog, Completion, Delivery, DeliveryState
 from ..rules import Override, Scope
+from ..signals.evaluations import EvaluationRecord
 from ..signals.history import Stored
 from ..signals.policies import Policy
 from ..site_secrets import SecretKind
@@ -109,9 +110,9 @@ class WebhookOutbox(Protocol):
 
 class Database(Protocol):
     """Sites, their server-side overrides and policies, what was revoked, who is suspended,
-    which devices and networks each user was seen on, the ids of one-time tokens already
-    used, the audit log and the webhook outbox; `close()`
-    when done.
+    which devices and networks each user was seen on, what the policies said of the sessions
+    (evaluations), the ids of one-time tokens already used, the audit log and the webhook
+    outbox; `close()` when done.
 
     Revocations and token ids are shared by every process on the database and survive
     restarts. Times are seconds since the epoch from the caller's clock.
@@ -200,6 +201,21 @@ class Database(Protocol):
         writer (in any process) came first, so that no writer's change is lost; `change` is
         pure and may run several times. HistoryConflict after `HISTORY_TRIES` lost races.
         """
+        ...
+
+    async def add_evaluations(self, records: Sequence[EvaluationRecord]) -> None:
+        """Store evaluation records, all or none."""
+        ...
+
+    async def evaluations(
+        self, site: str, user: str, *, limit: int, before: float | None = None
+    ) -> list[EvaluationRecord]:
+        """Up to `limit` of the user's evaluation records, newest first (by `at`, then the
+        latest stored), of those before `before` if given; over an index."""
+        ...
+
+    async def purge_evaluations(self, older_than: float) -> int:
+        """Delete the evaluation records of every site from before `older_than`; how many."""
         ...
 
     async def remember_token(

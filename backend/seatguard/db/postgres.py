@@ -11,6 +11,7 @@ up finds nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ import asyncpg
 
 from ..rules import Override, Scope
 from ..sealing import SecretBox
+from ..signals.evaluations import EvaluationRecord
 from ..signals.history import Stored
 from ..signals.policies import Policy
 from ..site_secrets import SecretKind
@@ -29,6 +31,7 @@ from .audit_postgres import AuditPostgres, refuse_nul
 from .outbox_postgres import SCHEMA as OUTBOX_SCHEMA
 from .outbox_postgres import OutboxPostgres
 from .rows import (
+    EVALUATION_COLUMNS,
     HISTORY_SCHEMA,
     LEGACY_SITES,
     OUTBOX_STATE_INDEX,
@@ -42,6 +45,9 @@ from .rows import (
     SUSPENSION_COLUMNS,
     SUSPENSIONS_SCHEMA,
     changed_history,
+    evaluation_row,
+    evaluations_from_rows,
+    evaluations_schema,
     history_from_text,
     override_from_row,
     override_row,
@@ -97,6 +103,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     SUSPENSIONS_SCHEMA,
     POLICIES_SCHEMA,
     HISTORY_SCHEMA,
+    evaluations_schema("bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
 )
 """Schema steps in order; step i (from 1) is recorded as version i in `schema_version`."""
 
@@ -279,6 +286,46 @@ class PostgresDatabase:
             return done is not None
 
         return await changed_history(read, write, change)
+
+    async def add_evaluations(self, records: Sequence[EvaluationRecord]) -> None:
+        if not records:
+            return
+        rows = [evaluation_row(r) for r in records]
+        sites, users, sessions, ats, documents = (
+            list(column) for column in zip(*rows, strict=True)
+        )
+        # The documents are JSON, which writes a NUL as an escape.
+        refuse_nul(site="".join(sites), user="".join(users), session="".join(sessions))
+        await self.pool.execute(
+            f"INSERT INTO evaluations ({EVALUATION_COLUMNS}) "
+            "SELECT s, u, x, a, d FROM unnest($1::text[], $2::text[], $3::text[], "
+            "$4::double precision[], $5::text[]) WITH ORDINALITY AS r(s, u, x, a, d, n) "
+            "ORDER BY n",
+            sites,
+            users,
+            sessions,
+            ats,
+            documents,
+        )
+
+    async def evaluations(
+        self, site: str, user: str, *, limit: int, before: float | None = None
+    ) -> list[EvaluationRecord]:
+        if "\x00" in site + user:
+            return []
+        rows = await self.pool.fetch(
+            "SELECT document FROM evaluations WHERE site = $1 AND user_id = $2 "
+            "AND at < $3 ORDER BY at DESC, seq DESC LIMIT $4",
+            site,
+            user,
+            math.inf if before is None else before,
+            limit,
+        )
+        return evaluations_from_rows(rows)
+
+    async def purge_evaluations(self, older_than: float) -> int:
+        status = await self.pool.execute("DELETE FROM evaluations WHERE at < $1", older_than)
+        return int(str(status).rsplit(" ", 1)[1])
 
     async def remember_token(
         self, site: str, issuer: str, jti: str, until: float, *, now: float

@@ -18,8 +18,10 @@ from ..audit import AuditRecord, decode
 from ..errors import ConfigError
 from ..outbox import Backlog, Delivery, DeliveryState
 from ..presence import Rules
+from ..ratelog import RateLog
 from ..rules import Override
 from ..sealing import SecretBox
+from ..signals.evaluations import EvaluationRecord
 from ..signals.history import Stored, decode_stored, encode_stored
 from ..signals.policies import Policy, encode_policy, parse_policy
 from ..site_secrets import KINDS, Rotating, SecretKind, SiteSecrets
@@ -32,6 +34,7 @@ log = logging.getLogger("seatguard")
 __all__ = [
     "AUDIT_COLUMNS",
     "BACKLOG",
+    "EVALUATION_COLUMNS",
     "HISTORY_SCHEMA",
     "HISTORY_TRIES",
     "LEGACY_SITES",
@@ -52,6 +55,9 @@ __all__ = [
     "deliveries_filter",
     "delivery_from_row",
     "delivery_row",
+    "evaluation_row",
+    "evaluations_from_rows",
+    "evaluations_schema",
     "history_from_text",
     "outbox_schema",
     "override_from_row",
@@ -480,3 +486,48 @@ async def changed_history(
         if await write(None if row is None else row[0], encode_stored(new)):
             return new
     raise HistoryConflict(f"the history changed {HISTORY_TRIES} times under one update")
+
+
+def evaluations_schema(seq: str) -> tuple[str, ...]:
+    """The evaluations of the sites' policies, one row each, as one migration step, with
+    `seq` the rising key's definition (each database spells it its own way): of records
+    of one instant, the one stored last is the newest."""
+    return (
+        f"""
+        CREATE TABLE evaluations (  -- what a policy said of a session (signals/evaluations.py)
+            seq {seq},
+            site text NOT NULL,
+            user_id text NOT NULL,
+            session text NOT NULL,
+            at double precision NOT NULL,
+            document text NOT NULL  -- the `EvaluationRecord` as JSON
+        )
+        """,
+        # A user's records newest first, a page at a time; and the purge of old ones.
+        "CREATE INDEX evaluations_user ON evaluations (site, user_id, at, seq)",
+        "CREATE INDEX evaluations_at ON evaluations (at)",
+    )
+
+
+EVALUATION_COLUMNS = "site, user_id, session, at, document"
+"""The columns of an evaluation row as `add_evaluations` writes them."""
+
+_record_decoder = msgspec.json.Decoder(EvaluationRecord)
+_unreadable = RateLog(log)
+
+
+def evaluation_row(record: EvaluationRecord) -> tuple[str, str, str, float, str]:
+    """A record's values in `EVALUATION_COLUMNS` order."""
+    document = msgspec.json.encode(record).decode()
+    return record.site, record.user, record.session, record.at, document
+
+
+def evaluations_from_rows(rows: Iterable[Sequence[Any]]) -> list[EvaluationRecord]:
+    """The records of `(document,)` rows; one that no longer decodes is left out (logged)."""
+    found = []
+    for (document,) in rows:
+        try:
+            found.append(_record_decoder.decode(str(document)))
+        except msgspec.DecodeError as exc:
+            _unreadable("a stored evaluation is unreadable and left out: %s", exc)
+    return found

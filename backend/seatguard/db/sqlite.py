@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import sqlite3
@@ -17,6 +18,7 @@ import aiosqlite
 from ..keys import make_private_dirs
 from ..rules import Override, Scope
 from ..sealing import SecretBox
+from ..signals.evaluations import EvaluationRecord
 from ..signals.history import Stored
 from ..signals.policies import Policy
 from ..site_secrets import SecretKind
@@ -28,6 +30,7 @@ from .audit_sqlite import AuditSqlite
 from .outbox_sqlite import SCHEMA as OUTBOX_SCHEMA
 from .outbox_sqlite import OutboxSqlite
 from .rows import (
+    EVALUATION_COLUMNS,
     HISTORY_SCHEMA,
     LEGACY_SITES,
     OUTBOX_STATE_INDEX,
@@ -41,6 +44,9 @@ from .rows import (
     SUSPENSION_COLUMNS,
     SUSPENSIONS_SCHEMA,
     changed_history,
+    evaluation_row,
+    evaluations_from_rows,
+    evaluations_schema,
     history_from_text,
     override_from_row,
     override_row,
@@ -98,6 +104,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     SUSPENSIONS_SCHEMA,
     POLICIES_SCHEMA,
     HISTORY_SCHEMA,
+    evaluations_schema("INTEGER PRIMARY KEY AUTOINCREMENT"),
 )
 """Schema steps in order; `PRAGMA user_version` records how many have run."""
 
@@ -317,6 +324,32 @@ class SqliteDatabase:
             return cur.rowcount == 1
 
         return await changed_history(read, write, change)
+
+    async def add_evaluations(self, records: Sequence[EvaluationRecord]) -> None:
+        if not records:
+            return
+        # One statement, so all or none without a transaction of its own on the shared
+        # connection (the writer sends `MAX_BATCH` records at most: 2,500 parameters).
+        values = ", ".join("(?,?,?,?,?)" for _ in records)
+        await self.conn.execute(
+            f"INSERT INTO evaluations ({EVALUATION_COLUMNS}) VALUES {values}",
+            [x for r in records for x in evaluation_row(r)],
+        )
+
+    async def evaluations(
+        self, site: str, user: str, *, limit: int, before: float | None = None
+    ) -> list[EvaluationRecord]:
+        sql = (
+            "SELECT document FROM evaluations WHERE site = ? AND user_id = ? AND at < ? "
+            "ORDER BY at DESC, seq DESC LIMIT ?"
+        )
+        bound = math.inf if before is None else before
+        rows = await self.conn.execute_fetchall(sql, (site, user, bound, limit))
+        return evaluations_from_rows(rows)
+
+    async def purge_evaluations(self, older_than: float) -> int:
+        cur = await self.conn.execute("DELETE FROM evaluations WHERE at < ?", (older_than,))
+        return cur.rowcount
 
     async def remember_token(
         self, site: str, issuer: str, jti: str, until: float, *, now: float

@@ -24,8 +24,9 @@ from ..problems import ApiError
 from ..protocol import explain
 from ..sites import Site
 from .catalog import ChecksIn
+from .evaluations import DryRunOut, RiskOut
 from .policies import Policy, Verdict, encode_policy, evaluate, parse_policy
-from .risk import Level, account_sharing
+from .risk import account_sharing
 
 __all__ = [
     "MAX_POLICY_BODY",
@@ -50,16 +51,6 @@ class EvaluationIn(msgspec.Struct, forbid_unknown_fields=True):
     policy: Any = UNSET  # a Policy; its schema is given in the OpenAPI document
     org: Name | None = None
     role: Name | None = None
-
-
-class RiskOut(msgspec.Struct):
-    score: int
-    level: Level
-
-
-class DryRunOut(msgspec.Struct):
-    rule: str  # the name of a dry-run rule that matched before the verdict's rule
-    verdict: Verdict  # what it would have given
 
 
 class EvaluationOut(msgspec.Struct):
