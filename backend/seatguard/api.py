@@ -43,6 +43,7 @@ from .seat import MAX_TTL, MIN_TTL
 from .seat.check import check_seat
 from .signals.checks import Checks
 from .signals.device_routes import set_trust, user_devices
+from .signals.evaluation_routes import user_evaluations
 from .signals.guard import sightings
 from .signals.history import current_checks
 from .signals.routes import evaluate_policy, get_policy, put_policy
@@ -738,6 +739,7 @@ def routes() -> list[BaseRoute]:
         _route("/users/{user:any}/sessions", {"GET": user_sessions}),
         _route("/users/{user:any}/seat", {"GET": user_seat}),
         _route("/users/{user:any}/devices", {"GET": user_devices}),
+        _route("/users/{user:any}/evaluations", {"GET": user_evaluations}),
         _route("/users/{user:any}/devices/{device}/trust", {"PUT": set_trust, "DELETE": set_trust}),
         _route("/users/{user:any}/sessions/{session}", {"DELETE": revoke_session}),
         _route("/users/{user:any}/revoke", {"POST": revoke_user}),

@@ -42,6 +42,7 @@ from .sealing import SecretBox
 from .seat import SeatTokens, load_seat_keys
 from .seat import routes as seat_routes
 from .settings import Settings
+from .signals.evaluations import EvaluationWriter
 from .signals.geo import open_geoip
 from .signals.recording import HistoryWriter
 from .store import MemoryStore, PresenceStore
@@ -245,6 +246,15 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
         )
         await recorder.start()
         history = HistoryWriter(db, settings.thresholds, store.now, geoip)
+        evaluations = EvaluationWriter(
+            db,
+            retention=settings.evaluation_retention,
+            truncate_ips=settings.evaluation_ips == "truncated",
+            clock=store.now,
+            on_flagged=recorder.flagged,
+        )
+        evaluations.start()
+        app.state.evaluations = evaluations
         node = Node(
             settings,
             store,
@@ -276,6 +286,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
                 "handshakes": handshakes,
                 "proxies": proxies,
                 "seat_tokens": seat_tokens,
+                "evaluations": evaluations,
             }
         finally:
             ticker.cancel()
@@ -285,6 +296,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
             collector.stop()
             await recorder.flush()
             await history.close()
+            await evaluations.close()
             await events.aclose()
             await webhooks.aclose()
             await jwks.aclose()

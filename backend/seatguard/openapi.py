@@ -51,6 +51,7 @@ from .inputs import MAX_BODY
 from .rules import SCOPES
 from .seat.check import SeatActiveOut, SeatCheckIn, SeatInactiveOut
 from .signals.device_routes import DevicePath, DevicesOut, TrustOut
+from .signals.evaluation_routes import EvaluationsOut, EvaluationsQuery
 from .signals.routes import MAX_POLICY_BODY, EvaluationIn, EvaluationOut
 from .signals.schema import components as policy_components
 
@@ -121,6 +122,8 @@ _DESCRIPTIONS = {
     "state": "Only messages in this state",
     "event": "Only messages of this event type",
     "cursor": "The `next_cursor` of the page before; absent: the newest messages",
+    "before": "Only records from before this time (seconds since the epoch, exclusive): "
+    "the `next_before` of the page before; absent: the newest",
     "follow": "false: send the events there are now and end the stream; true (the "
     "default): keep it open and send each event as it happens",
 }
@@ -164,6 +167,14 @@ def _audit_params() -> list[dict[str, Any]]:
         if p["name"] == "user":
             p["description"] = "Only this user's records; empty or absent: every user's"
             p["schema"] = {"anyOf": [p["schema"], {"const": ""}]}
+    return params
+
+
+def _evaluations_params() -> list[dict[str, Any]]:
+    params = _params(EvaluationsQuery, "query")
+    for p in params:
+        if p["name"] == "limit":
+            p["description"] = "Records in the page, at most"
     return params
 
 
@@ -231,6 +242,18 @@ def _op(
     return op
 
 
+def _evaluated_checks(components: dict[str, Any]) -> dict[str, Any]:
+    """The checks of a stored evaluation: those of a session (`Checks`) without `geo`,
+    which the evaluation has beside them; none required, as records made before a check
+    was added have no value for it."""
+    checks = components["Checks"]
+    return {
+        "type": "object",
+        "description": "Check name to value, as evaluated (docs/signals.md)",
+        "properties": {n: p for n, p in checks["properties"].items() if n != "geo"},
+    }
+
+
 @cache
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
@@ -260,11 +283,13 @@ def document() -> dict[str, Any]:
         EvaluationOut,
         DevicesOut,
         TrustOut,
+        EvaluationsOut,
         Problem,
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     components["RevokeWhereIn"]["oneOf"] = REVOKE_WHERE_CHOICES
     components.update(policy_components())
+    components["StoredEvaluationOut"]["properties"]["checks"] = _evaluated_checks(components)
     components["EvaluationIn"]["properties"]["policy"] = {
         **_ref_named("Policy"),
         "description": "The policy to evaluate; absent: the site's",
@@ -311,6 +336,14 @@ def document() -> dict[str, Any]:
                     missing="The user's device history has no such device",
                     more=_TRUST_CONFLICT,
                 ),
+            },
+            "/users/{user}/evaluations": {
+                "get": _op(
+                    "What the site's policy said of the user's sessions (at each hello and "
+                    "each change of their checks), newest first, a page at a time",
+                    {"200": {**ok, **_json(EvaluationsOut)}},
+                    params=[*USER, *_evaluations_params()],
+                )
             },
             "/users/{user}/seat": {
                 "get": _op("A user's seat state", {"200": {**ok, **_json(SeatOut)}}, params=USER)

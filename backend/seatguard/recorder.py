@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .audit import AuditEvent, AuditKind, AuditRecord, Scalar
 from .audit.batch import AuditBatcher
 from .audit.checkpoint import CheckpointWriter
@@ -22,6 +24,7 @@ from .errors import ConfigError
 from .presence import EndReason, Outcome, SeatState
 from .protocol import BlockReason
 from .sealing import SecretBox
+from .signals.evaluations import EvaluationRecord
 from .site_secrets import opened
 from .sites import Site
 from .suspension import Suspension
@@ -31,6 +34,7 @@ from .webhooks import EventType
 __all__ = [
     "Recorder",
     "audit_events",
+    "flagged_hook",
     "refused_event",
     "suspension_event",
     "suspension_hook",
@@ -134,6 +138,12 @@ def suspension_hook(suspension: Suspension, *, lifted: bool) -> tuple[EventType,
         "since": suspension.since,
         "reason": suspension.reason,
     }
+
+
+def flagged_hook(record: EvaluationRecord) -> tuple[EventType, dict[str, Any]]:
+    """The webhook of a flagged policy evaluation (`evaluation.flagged`): the record as
+    stored, its address already truncated if the operator asked."""
+    return EventType.evaluation_flagged, msgspec.to_builtins(record)
 
 
 def webhook_events(key: UserKey, outcome: Outcome) -> list[tuple[EventType, dict[str, Any]]]:
@@ -258,6 +268,12 @@ class Recorder:
             return
         assert self.webhooks is not None
         await self.webhooks.enqueue(site.key, site.config.webhook_url, hooks, now)
+
+    async def flagged(self, record: EvaluationRecord) -> None:
+        """Send the `evaluation.flagged` webhook of a record (the `EvaluationWriter`'s
+        `on_flagged`, which calls it only for flagged ones: `signals.evaluations.is_flagged`)."""
+        if self.webhooks:
+            await self._send(record.site, [flagged_hook(record)], record.at)
 
     async def refused(
         self,

@@ -15,12 +15,15 @@ from .presence import Timing
 from .proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from .signals.checks import Thresholds
 
-__all__ = ["ENV_PREFIX", "HEALTH_DETAILS", "Settings"]
+__all__ = ["ENV_PREFIX", "EVALUATION_IPS", "HEALTH_DETAILS", "Settings"]
 
 ENV_PREFIX = "SEATGUARD_"
 HEALTH_DETAILS = ("public", "local", "off")
 """Who sees the details of `/healthz` (node, tabs, admission times, collector): anyone, only
 clients on the loopback interface, or nobody; the status is for everyone."""
+EVALUATION_IPS = ("full", "truncated")
+"""How the address of a session is kept in its policy evaluations: as seen, or only its
+network (IPv4 /24, IPv6 /48: `signals.evaluations.truncated_ip`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class Settings:
     signals_window: float = 2592000.0  # seconds of device and IP history the checks look at
     travel_speed: float = 1000.0  # km/h faster than which travel between sessions is impossible
     travel_min_km: float = 100.0  # shorter distances (less accuracy radii) are never impossible
+    evaluation_retention: float = 2592000.0  # seconds policy evaluations are kept (30 days)
+    evaluation_ips: str = "full"  # addresses in evaluations: full, or truncated (/24, /48)
     demo: bool = False  # also serve the Acme Stream demo site
     log_level: str = "info"  # uvicorn log level
 
@@ -138,6 +143,13 @@ class Settings:
             raise ConfigError(
                 "the signals window and travel speed must be positive and finite, the "
                 "travel minimum distance 0 or more"
+            )
+        if not 0 < self.evaluation_retention < math.inf:
+            raise ConfigError("the evaluation retention must be a positive number of seconds")
+        if self.evaluation_ips not in EVALUATION_IPS:
+            raise ConfigError(
+                f"evaluation IPs must be one of {', '.join(EVALUATION_IPS)}, "
+                f"not {self.evaluation_ips!r}"
             )
         if self.public_url:
             _check_public_url(self.public_url)

@@ -71,7 +71,7 @@ ID, TIMESTAMP, SIGNATURE = "webhook-id", "webhook-timestamp", "webhook-signature
 
 
 class EventType(enum.StrEnum):
-    """What happened to a seat, a session or a user."""
+    """What happened to a seat, a session or a user, or what a policy said of a session."""
 
     seat_blocked = "seat.blocked"
     seat_unblocked = "seat.unblocked"
@@ -81,6 +81,7 @@ class EventType(enum.StrEnum):
     session_revoked = "session.revoked"
     user_suspended = "user.suspended"
     user_unsuspended = "user.unsuspended"
+    evaluation_flagged = "evaluation.flagged"
 
 
 class WebhookVerificationError(SeatguardError):

@@ -39,6 +39,13 @@ def test_health_details_are_for_loopback_clients_unless_told() -> None:
         assert Settings.from_env({"SEATGUARD_HEALTH_DETAILS": who}).health_details == who
 
 
+def test_evaluations_are_kept_30_days_with_full_addresses_unless_told() -> None:
+    assert (Settings().evaluation_retention, Settings().evaluation_ips) == (30 * 86400, "full")
+    env = {"SEATGUARD_EVALUATION_RETENTION": "3600.5", "SEATGUARD_EVALUATION_IPS": "truncated"}
+    s = Settings.from_env(env)
+    assert (s.evaluation_retention, s.evaluation_ips) == (3600.5, "truncated")
+
+
 def test_settings_read_the_environment_and_flags_win() -> None:
     env = {"SEATGUARD_PORT": "9000", "SEATGUARD_RELOAD_GRACE": "2.5", "SEATGUARD_DEMO": "yes"}
     s = Settings.from_env(env, port=9100)
@@ -58,6 +65,13 @@ def test_settings_read_the_environment_and_flags_win() -> None:
         ({"SEATGUARD_GC_FULL_INTERVAL": "inf"}, "garbage collector intervals"),
         ({"SEATGUARD_HEALTH_DETAILS": "everyone"}, "health details must be one of public"),
         ({"SEATGUARD_HEALTH_DETAILS": "LOCAL"}, "health details must be one of public"),
+        ({"SEATGUARD_EVALUATION_RETENTION": "0"}, "evaluation retention must be a positive"),
+        ({"SEATGUARD_EVALUATION_RETENTION": "-86400"}, "evaluation retention"),
+        ({"SEATGUARD_EVALUATION_RETENTION": "inf"}, "evaluation retention"),
+        ({"SEATGUARD_EVALUATION_RETENTION": "nan"}, "evaluation retention"),
+        ({"SEATGUARD_EVALUATION_RETENTION": "30d"}, "SEATGUARD_EVALUATION_RETENTION"),
+        ({"SEATGUARD_EVALUATION_IPS": "partial"}, "evaluation IPs must be one of full, truncated"),
+        ({"SEATGUARD_EVALUATION_IPS": "Truncated"}, "evaluation IPs must be one of full"),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:

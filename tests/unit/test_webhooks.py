@@ -158,6 +158,7 @@ def test_event_body_is_type_iso_timestamp_and_data() -> None:
         "session.revoked",
         "user.suspended",
         "user.unsuspended",
+        "evaluation.flagged",
     ]
 
 
