@@ -18,6 +18,8 @@ from typing import Any
 import anyio
 import pytest
 
+from seatguard.db import SqliteDatabase
+from seatguard.signals.evaluations import DryRunOut, EvaluationRecord, RiskOut
 from tests.helpers import Server, scaled, start_server
 from tests.integration.client import Browser, Tab
 
@@ -27,6 +29,16 @@ SEED = 20260101
 EXAMPLES = 25  # per operation and phase
 SCHEMATHESIS = [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()"]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
+def evaluation(site: str, user: str, n: int) -> EvaluationRecord:
+    checks = {"concurrent_sessions": True, "device_count": 2, "ip_country": None}
+    return EvaluationRecord(
+        site=site, user=user, session=f"s{n}", device="d" * 8, ip="203.0.113.0",
+        at=1_700_000_000.0 + n, trigger="hello", checks=checks, geo="off",
+        risk=RiskOut(45, "medium"), rule="r" if n else None, verdict="block" if n else "allow",
+        applied=True, dry_run=[DryRunOut("shadow", "suspend")],
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +55,17 @@ async def test_the_api_does_exactly_what_its_document_says(
     own_server: Server, tmp_path: Path
 ) -> None:
     site: dict[str, Any] = own_server.create_site("--name", "Fuzzed", "--origin", "*")
-    # Live sessions and audit records, so that listings and the audit trail have rows.
-    for user in ("alice", "a/b c", "ünïcødé"):
+    # Live sessions and audit records, so that listings and the audit trail have rows; and
+    # policy evaluations, as the node's writer stores them.
+    users = ("alice", "a/b c", "ünïcødé")
+    for user in users:
         for _ in range(2):
             await Tab.open(own_server.ws, str(site["key"]), Browser(user))
+    db = await SqliteDatabase.open(str(own_server.db))
+    try:
+        await db.add_evaluations([evaluation(str(site["key"]), u, n) for n, u in enumerate(users)])
+    finally:
+        await db.close()
     command = [
         *SCHEMATHESIS,
         "--config-file", str(CONFIG),
