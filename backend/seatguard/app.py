@@ -267,6 +267,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
             jwks=jwks,
             seat_tokens=seat_tokens,
             history=history,
+            judgements=evaluations,
         )
         app.state.node = node
         await store.start(node)

@@ -114,7 +114,7 @@ class Judgements(Protocol):
     """Where the policy's judgements are kept (`signals.evaluations`): called after the
     step that made them, it only queues them."""
 
-    def add(self, key: UserKey, judgement: Judgement, now: float) -> None: ...
+    def judged(self, key: UserKey, judgement: Judgement, now: float) -> None: ...
 
 
 class Recorder(Protocol):
@@ -357,7 +357,7 @@ class Node:
         """After a step in which the policy judged: keep the evaluations, and write down what
         outlives the presence snapshot (sessions revoked, the user suspended)."""
         if self.judgements is not None:
-            self.judgements.add(key, judgement, now)
+            self.judgements.judged(key, judgement, now)
         revoked = [j.session for j in judgement.revoked]
         by = judgement.suspended_by
         try:

@@ -10,6 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.geodb import write_city_db
 from tests.helpers import Server, start_server
 from tests.integration.client import Tab
 
@@ -23,6 +24,20 @@ def server(
     """A server for the module, with the module's `SERVER_ENV` if it has one."""
     env = {**server_env, **getattr(request.module, "SERVER_ENV", {})}
     s = start_server(tmp_path_factory.mktemp("server"), "serve", env)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def geo_server(
+    tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
+) -> Iterator[Server]:
+    """A server that places clients with the test's own GeoIP database: 127.0.1.x in Paris,
+    127.0.2.x in Berlin and so on (`tests.geodb`)."""
+    tmp = tmp_path_factory.mktemp("geo")
+    city_db = write_city_db(tmp / "cities.mmdb")
+    env = {**server_env, "SEATGUARD_GEOIP_DB": str(city_db), "SEATGUARD_GEOIP_LOCAL": "1"}
+    s = start_server(tmp, "serve", env)
     yield s
     s.stop()
 

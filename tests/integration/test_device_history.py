@@ -8,7 +8,6 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.geodb import address, write_city_db
+from tests.geodb import address
 from tests.helpers import Server, scaled, start_server
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Tab
@@ -31,18 +30,6 @@ MOBILE_UA = (
 
 def user() -> str:
     return "u-" + secrets.token_hex(4)
-
-
-@pytest.fixture(scope="module")
-def geo_server(
-    tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
-) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("geo")
-    city_db = write_city_db(tmp / "cities.mmdb")
-    env = {**server_env, "SEATGUARD_GEOIP_DB": str(city_db), "SEATGUARD_GEOIP_LOCAL": "1"}
-    s = start_server(tmp, "serve", env)
-    yield s
-    s.stop()
 
 
 async def devices_when(

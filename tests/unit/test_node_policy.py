@@ -43,7 +43,7 @@ class Kept:
     def __init__(self) -> None:
         self.judgements: list[tuple[UserKey, Judgement]] = []
 
-    def add(self, key: UserKey, judgement: Judgement, now: float) -> None:
+    def judged(self, key: UserKey, judgement: Judgement, now: float) -> None:
         self.judgements.append((key, judgement))
 
     def verdicts(self) -> list[set[tuple[str, str, str, bool]]]:

@@ -32,6 +32,8 @@ from .risk import Level, Risk
 
 if TYPE_CHECKING:
     from ..db import Database
+    from ..types import UserKey
+    from .guard import Judgement
 
 __all__ = [
     "MAX_BATCH",
@@ -192,6 +194,17 @@ class EvaluationWriter:
         self._failed = RateLog(log)
         self._unsent = RateLog(log)
         self._unpurged = RateLog(log)
+
+    def judged(self, key: UserKey, judgement: Judgement, now: float) -> None:
+        """Queue the evaluations of one judgement of a user's sessions (`signals.guard`),
+        made at `now`; returns at once (the node calls it after the step)."""
+        for j in judgement.judged:
+            self.add(
+                record_of(
+                    key[0], key[1], j.session, j.device, j.ip, now, j.trigger,
+                    j.checks, j.risk, j.evaluation, j.applied,
+                )
+            )  # fmt: skip
 
     def add(self, record: EvaluationRecord) -> None:
         """Queue a record to be written; returns at once (drops it when the queue is full)."""
