@@ -6,15 +6,27 @@ database round trips of its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Generic, TypeVar
 
 from .db import Database
 from .rules import Override, Scope
+from .signals.history import Stored
 from .signals.policies import Policy
 from .sites import Site
 from .suspension import Suspension
 
-__all__ = ["OverrideCache", "PolicyCache", "RevocationChecks", "SiteCache", "SuspensionCache"]
+__all__ = [
+    "Batched",
+    "HistoryReads",
+    "OverrideCache",
+    "PolicyCache",
+    "RevocationChecks",
+    "SiteCache",
+    "SuspensionCache",
+]
+
+V = TypeVar("V")
 
 _WHOLE_SITE = 5_000  # a site with more overrides than this is queried per hello instead
 
@@ -107,47 +119,82 @@ class OverrideCache:
         self._sites.pop(site, None)
 
 
+class Batched(Generic[V]):
+    """Reads by (site, item) where reads waiting together share one query per site:
+    `fetch(site, items)` gives the value of each item found; the others get `missing`."""
+
+    def __init__(
+        self, fetch: Callable[[str, list[str]], Awaitable[Mapping[str, V]]], missing: V
+    ) -> None:
+        self._fetch = fetch
+        self._missing = missing
+        self._pending: dict[str, dict[str, list[asyncio.Future[V]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, site: str, item: str) -> V:
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(site, {}).setdefault(item, []).append(future)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                for site, items in pending.items():
+                    try:
+                        found = await self._fetch(site, list(items))
+                    except Exception as exc:
+                        for futures in items.values():
+                            for future in futures:
+                                if not future.done():
+                                    future.set_exception(exc)
+                        continue
+                    for item, futures in items.items():
+                        value = found.get(item, self._missing)
+                        for future in futures:
+                            if not future.done():
+                                future.set_result(value)
+        finally:
+            self._task = None
+
+
 class RevocationChecks:
     """What the database says was revoked: `await revoked(site, session, now)`, where checks
     waiting together share one query, and each user's cut-off for identity tokens."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending: dict[str, dict[str, list[asyncio.Future[bool]]]] = {}
-        self._task: asyncio.Task[None] | None = None
         self._now = 0.0
+        self._batch: Batched[bool] = Batched(self._revoked, False)
 
     async def revoked(self, site: str, session: str, now: float) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(site, {}).setdefault(session, []).append(future)
         self._now = max(self._now, now)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        return await future
+        return await self._batch.get(site, session)
+
+    async def _revoked(self, site: str, sessions: list[str]) -> dict[str, bool]:
+        return dict.fromkeys(await self._db.revoked_sessions(site, sessions, self._now), True)
 
     async def user_revoked_before(self, site: str, user: str) -> float | None:
         """The user's cut-off: identity tokens issued before it are refused; None if none."""
         return await self._db.user_revoked_before(site, user)
 
-    async def _run(self) -> None:
-        try:
-            while self._pending:
-                pending, self._pending = self._pending, {}
-                for site, sessions in pending.items():
-                    try:
-                        found = await self._db.revoked_sessions(site, list(sessions), self._now)
-                    except Exception as exc:
-                        for futures in sessions.values():
-                            for future in futures:
-                                if not future.done():
-                                    future.set_exception(exc)
-                        continue
-                    for session, futures in sessions.items():
-                        for future in futures:
-                            if not future.done():
-                                future.set_result(session in found)
-        finally:
-            self._task = None
+
+class HistoryReads:
+    """Users' stored device and network histories (`signals.history`), for the policy's
+    judgements at hello: `await get(site, user)`, reads waiting together sharing one query
+    (a storm of logins reads them in a few queries, not one each)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._batch: Batched[Stored | None] = Batched(self._read, None)
+
+    async def _read(self, site: str, users: list[str]) -> dict[str, Stored]:
+        return await self._db.histories(site, users)
+
+    async def get(self, site: str, user: str) -> Stored | None:
+        return await self._batch.get(site, user)
 
 
 class SuspensionCache:

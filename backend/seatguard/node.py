@@ -37,7 +37,14 @@ from .db import Database
 from .deadlines import Deadlines
 from .errors import StoreUnavailable
 from .identity.jwks import JwksCache
-from .lookups import OverrideCache, PolicyCache, RevocationChecks, SiteCache, SuspensionCache
+from .lookups import (
+    HistoryReads,
+    OverrideCache,
+    PolicyCache,
+    RevocationChecks,
+    SiteCache,
+    SuspensionCache,
+)
 from .notices import (
     ENDINGS,
     NOTICE_FORMAT,
@@ -212,6 +219,7 @@ class Node:
             suspensions if suspensions is not None else SuspensionCache(db, store.now, ttl)
         )
         self.policies = PolicyCache(db, store.now, ttl)  # each site's policy
+        self.histories = HistoryReads(db)  # the users' histories, for the policy
         # What this node's channels check hellos against (`admission.admit`).
         self.sources = Sources(
             sites=self.sites,
@@ -345,7 +353,7 @@ class Node:
             policy = await self.policies.get(key[0])
             if is_empty(policy):
                 return None
-            stored = await self.db.history(key[0], key[1])
+            stored = await self.histories.get(key[0], key[1])
         except Exception as exc:
             _unjudged("policy of %s not applied: %s", key[0], type(exc).__name__)
             return None

@@ -662,6 +662,20 @@ async def test_a_history_is_stored_per_site_and_user_and_updated(db: Database) -
     assert await db.history("pk_b", "alice") is None
 
 
+async def test_histories_of_many_users_are_read_together(db: Database) -> None:
+    users = [f"user-{n:04d}" for n in range(1200)]  # more than one chunk of SQLite's
+    for u in users[::100]:
+        await db.update_history("pk_a", u, seen)
+    await db.update_history("pk_b", users[1], seen)
+    await db.update_history("pk_a", "zoë/ü", seen)
+    found = await db.histories("pk_a", [*users, users[0], "zoë/ü", "zoë/ü\x00", "nobody"])
+    assert sorted(found) == sorted([*users[::100], "zoë/ü"])
+    assert found[users[0]] == await db.history("pk_a", users[0])
+    assert await db.histories("pk_b", users[:3]) == {users[1]: await db.history("pk_b", users[1])}
+    assert await db.histories("pk_a", []) == {}
+    assert await db.histories("pk_a\x00", users[:1]) == {}
+
+
 async def test_history_writers_on_two_connections_lose_no_change(backend: Backend) -> None:
     first, second = await backend.open(), await backend.open()
     try:
@@ -690,6 +704,7 @@ async def test_an_unreadable_history_reads_as_none_and_is_replaced(
     await db.update_history("pk_a", "alice", seen)
     await backend.sql("UPDATE user_history SET document = '{\"format\": 99}'")
     assert await db.history("pk_a", "alice") is None
+    assert await db.histories("pk_a", ["alice"]) == {}
     replaced = await db.update_history("pk_a", "alice", seen)
     assert replaced is not None and await db.history("pk_a", "alice") == replaced
 

@@ -247,10 +247,10 @@ async def test_a_database_that_fails_leaves_hellos_unjudged_not_refused(
     await home.hello(ANN, HOME)
     welcome(home)
 
-    async def broken(site: str, user: str) -> None:
+    async def broken(site: str, users: list[str]) -> None:
         raise OSError("disk gone")
 
-    node.db.history = broken  # type: ignore[method-assign]
+    node.db.histories = broken  # type: ignore[method-assign]
     away = socket(world, node, "203.0.113.9")
     await away.hello(ANN, AWAY)
     assert welcome(away).state == "admitted"

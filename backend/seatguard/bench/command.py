@@ -12,7 +12,7 @@ from .report import sdk_gzip_bytes, table, write
 
 __all__ = ["bench"]
 
-SCENARIOS = ("hold", "flood", "storm", "admission", "seats", "conflict")
+SCENARIOS = ("hold", "flood", "storm", "admission", "seats", "policies", "conflict")
 
 
 @click.command()

@@ -147,6 +147,16 @@ def figures(r: dict[str, Any]) -> list[Figure]:
             f"({_share(_get(r, 'seat_tokens', 'cpu_us_per_token'), hs)} % of a login)",
         ),
         Figure(
+            "checks and policy, share of a login's CPU",
+            _get(r, "policy_storms", "share_percent"),
+            15,
+            "%",
+            True,
+            f"{_get(r, 'policy_storms', 'pairs')} pairs of login storms, us per login "
+            f"with a policy {_get(r, 'policy_storms', 'cpu_us_per_login_with')}, "
+            f"without {_get(r, 'policy_storms', 'cpu_us_per_login_without')}",
+        ),
+        Figure(
             "seat check p99, memory store",
             _get(r, "seat_check", "memory", "request_to_answer", "p99_ms"),
             5,

@@ -192,6 +192,11 @@ class Database(Protocol):
         None if nothing is remembered (or what is stored no longer decodes)."""
         ...
 
+    async def histories(self, site: str, users: Sequence[str]) -> dict[str, Stored]:
+        """The remembered histories of several users of one site, by user; users with none
+        (or with one that no longer decodes) are left out. A few queries for any number."""
+        ...
+
     async def update_history(
         self, site: str, user: str, change: Callable[[Stored | None], Stored | None]
     ) -> Stored | None:

@@ -252,6 +252,23 @@ class PostgresDatabase:
         )
         return None if text is None else history_from_text(text)
 
+    async def histories(self, site: str, users: Sequence[str]) -> dict[str, Stored]:
+        wanted = [u for u in dict.fromkeys(users) if "\x00" not in u]
+        if "\x00" in site or not wanted:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT user_id, document FROM user_history "
+            "WHERE site = $1 AND user_id = ANY($2::text[])",
+            site,
+            wanted,
+        )
+        found: dict[str, Stored] = {}
+        for r in rows:
+            stored = history_from_text(r[1])
+            if stored is not None:
+                found[str(r[0])] = stored
+        return found
+
     async def update_history(
         self, site: str, user: str, change: Callable[[Stored | None], Stored | None]
     ) -> Stored | None:

@@ -300,6 +300,19 @@ class SqliteDatabase:
         row = _first(await self.conn.execute_fetchall(sql, (site, user)))
         return history_from_text(row[0]) if row else None
 
+    async def histories(self, site: str, users: Sequence[str]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        for chunk in _chunks(users):
+            sql = (
+                "SELECT user_id, document FROM user_history WHERE site = ? "
+                f"AND user_id IN ({', '.join('?' for _ in chunk)})"
+            )
+            for row in await self.conn.execute_fetchall(sql, (site, *chunk)):
+                stored = history_from_text(row[1])
+                if stored is not None:
+                    found[str(row[0])] = stored
+        return found
+
     async def update_history(
         self, site: str, user: str, change: Callable[[Stored | None], Stored | None]
     ) -> Stored | None:
