@@ -71,7 +71,7 @@ async def test_a_second_computer_in_another_city_is_challenged_and_a_phone_is_no
         geo_server.ws, key, paris, source=address("paris"), user_agent=DESKTOP_UA
     )
     assert w["state"] == "admitted"
-    away, w = await Tab.open(
+    _, w = await Tab.open(
         geo_server.ws, key, berlin, source=address("berlin"), user_agent=DESKTOP_UA
     )
     assert (w["state"], w["reason"]) == ("blocked", "verify")
@@ -123,7 +123,7 @@ async def test_signing_in_again_meets_the_challenge(geo_server: Server) -> None:
     assert w["reason"] == "verify"
     await anyio.sleep(1.1)  # `iat` counts whole seconds: a token of a later second
     token = identity_token(site, u)
-    again, w = await Tab.open(
+    _, w = await Tab.open(
         geo_server.ws, key, berlin, source=address("berlin"), user_agent=DESKTOP_UA, token=token
     )
     assert w["state"] == "admitted"

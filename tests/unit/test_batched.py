@@ -32,7 +32,7 @@ async def test_reads_waiting_together_share_one_query_per_site() -> None:
         batch.get("a", "one"), batch.get("a", "three"), batch.get("b", "xx"),
         batch.get("a", "one"),
     )  # fmt: skip
-    assert got == [3, 5, -1, 3]
+    assert list(got) == [3, 5, -1, 3]
     assert source.queries == [("a", ["one", "three"]), ("b", ["xx"])]
     assert await batch.get("a", "four") == 4  # a later read: a query of its own
     assert source.queries[-1] == ("a", ["four"])

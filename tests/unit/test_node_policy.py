@@ -7,7 +7,7 @@ of one user in different places would.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import jwt
@@ -17,6 +17,7 @@ from seatguard.node import Node
 from seatguard.presence import Rules
 from seatguard.protocol import Block, CloseCode, Error, Revoked, Suspended, Unblock, Welcome
 from seatguard.signals.guard import Judgement
+from seatguard.signals.history import Stored
 from seatguard.signals.policies import parse_policy
 from seatguard.types import UserKey
 
@@ -247,7 +248,7 @@ async def test_a_database_that_fails_leaves_hellos_unjudged_not_refused(
     await home.hello(ANN, HOME)
     welcome(home)
 
-    async def broken(site: str, users: list[str]) -> None:
+    async def broken(site: str, users: Sequence[str]) -> dict[str, Stored]:
         raise OSError("disk gone")
 
     node.db.histories = broken  # type: ignore[method-assign]
