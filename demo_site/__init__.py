@@ -3,15 +3,18 @@
 The demo's own "backend" routes (under /demo) act as a site's server would: they set a
 user's idle timeout as a server-side override and revoke sessions, through the same node
 operations the REST API uses, and serve the player's content only to a browser that holds
-a seat (`/demo/play`, see `playback`).
+a seat (`/demo/play`, see `playback`). `/demo/checks` lists a user's sessions with their
+sharing checks as `GET /api/v1/users/{user}/sessions` does (`api.sessions_of`), and
+`/demo/policy` shows the demo site's policy and sets one of the presets a visitor may try
+(`policies`), as `PUT /api/v1/policies` would.
 
 Integrators copy it, so it defends itself as a site should, although anyone may sign in
 as anyone here: its pages carry a Content-Security-Policy whose inline scripts run by a
-nonce drawn for each answer, and may not be framed; `POST /demo/revoke` is refused unless
-the browser says it comes from the demo's own pages (`same_origin`); and `GET /watch`, which
-sets or clears the user's idle override (a deep link carries the plan), does so for a
-top-level navigation or the demo's own requests, not for another site's image, frame or
-script (`may_change_plan`).
+nonce drawn for each answer, and may not be framed; `POST /demo/revoke` and
+`POST /demo/policy` are refused unless the browser says they come from the demo's own pages
+(`same_origin`); and `GET /watch`, which sets or clears the user's idle override (a deep
+link carries the plan), does so for a top-level navigation or the demo's own requests, not
+for another site's image, frame or script (`may_change_plan`).
 """
 
 from __future__ import annotations
@@ -19,22 +22,27 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from seatguard.api import sessions_of
 from seatguard.errors import ConfigError
+from seatguard.inputs import read_capped
 from seatguard.names import MAX_NAME, is_name
 from seatguard.node import Node
 from seatguard.rules import Override
+from seatguard.signals.policies import Policy as SitePolicy
 from seatguard.sites import normalize_origin
 from seatguard.types import MODES, POLICIES, Policy
 
 from .playback import Playback
+from .policies import PRESETS, preset_of
 
 __all__ = ["DEMO_SITE_KEY", "Playback", "may_change_plan", "routes", "same_origin"]
 
@@ -60,6 +68,8 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_PRESET_BODY = 256
+"""Bytes of the "Try a policy" form's body, at most (413 beyond): it names one preset."""
 
 
 def _origin(value: str) -> str | None:
@@ -169,7 +179,9 @@ async def watch(request: Request) -> Response:
     else:
         await node.db.delete_override(DEMO_SITE_KEY, "user", plan["user"])
         await node.rules_changed(DEMO_SITE_KEY)
-    return _page(request, "watch.html", {"plan": plan, "site_key": DEMO_SITE_KEY})
+    presets = {name: p.label for name, p in PRESETS.items()}
+    context = {"plan": plan, "site_key": DEMO_SITE_KEY, "presets": presets}
+    return _page(request, "watch.html", context)
 
 
 def _user(request: Request) -> str | None:
@@ -177,11 +189,15 @@ def _user(request: Request) -> str | None:
     return user if is_name(user) else None
 
 
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status, NO_STORE)
+
+
 async def sessions(request: Request) -> Response:
     """The user's browsers, for the watch page's panel."""
     user = _user(request)
     if user is None:
-        return JSONResponse({"error": "a valid user id is required"}, 400, NO_STORE)
+        return _error(400, "a valid user id is required")
     node: Node = request.app.state.node
     up = await node.snapshot((DEMO_SITE_KEY, user))
     return JSONResponse(
@@ -201,13 +217,53 @@ async def sessions(request: Request) -> Response:
     )
 
 
+async def checks(request: Request) -> Response:
+    """The user's sessions with their sharing checks, for the watch page's checks panel:
+    what the REST API answers for them (`GET /api/v1/users/{user}/sessions`)."""
+    user = _user(request)
+    if user is None:
+        return _error(400, "a valid user id is required")
+    node: Node = request.app.state.node
+    site = await node.site(DEMO_SITE_KEY)
+    if site is None:
+        return _error(503, "the demo site is missing from the database")
+    out = msgspec.json.encode(await sessions_of(node, site, user))
+    return Response(out, media_type="application/json", headers=NO_STORE)
+
+
+def _policy_out(policy: SitePolicy) -> Response:
+    """The policy in force, and which preset it is (null: none of them)."""
+    out = msgspec.json.encode({"preset": preset_of(policy), "policy": policy})
+    return Response(out, media_type="application/json", headers=NO_STORE)
+
+
+async def site_policy(request: Request) -> Response:
+    """The demo site's policy in force (`GET /demo/policy`), or set one of the presets
+    (`POST`, the "Try a policy" form: `preset=<name>`, from the demo's own pages only)."""
+    node: Node = request.app.state.node
+    if request.method == "GET":
+        return _policy_out(await node.db.policy(DEMO_SITE_KEY) or SitePolicy())
+    if not same_origin(request):
+        return _error(403, "cross-site requests are refused")
+    body = await read_capped(request, MAX_PRESET_BODY)
+    if body is None:
+        return _error(413, f"the form's body is limited to {MAX_PRESET_BODY} bytes")
+    names = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get("preset", [])
+    if len(names) != 1 or names[0] not in PRESETS:
+        return _error(422, f"choose one preset: {', '.join(PRESETS)}")
+    chosen = PRESETS[names[0]].policy
+    await node.db.set_policy(DEMO_SITE_KEY, chosen)
+    node.policies.forget(DEMO_SITE_KEY)
+    return _policy_out(chosen)
+
+
 async def revoke(request: Request) -> Response:
     """Revoke one browser of the user, or all of them, when the demo's own page asks."""
     if not same_origin(request):
-        return JSONResponse({"error": "cross-site requests are refused"}, 403, NO_STORE)
+        return _error(403, "cross-site requests are refused")
     user = _user(request)
     if user is None:
-        return JSONResponse({"error": "a valid user id is required"}, 400, NO_STORE)
+        return _error(400, "a valid user id is required")
     node: Node = request.app.state.node
     session = request.query_params.get("session")
     revoked = await node.revoke(
@@ -224,6 +280,8 @@ def routes(playback: Playback) -> list[BaseRoute]:
         Route("/watch", watch),
         Route("/demo/sessions", sessions),
         Route("/demo/revoke", revoke, methods=["POST"]),
+        Route("/demo/checks", checks),
+        Route("/demo/policy", site_policy, methods=["GET", "POST"]),
         Route("/demo/play", playback.play),
         Mount("/demo-static", StaticFiles(directory=HERE / "static"), name="demo-static"),
     ]

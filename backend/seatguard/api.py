@@ -53,7 +53,7 @@ from .suspension import REASON_MAX, Suspension
 from .types import Mode, Policy
 from .webhooks import EventType
 
-__all__ = ["Problem", "exception_handlers", "problem", "routes"]
+__all__ = ["Problem", "SessionsOut", "exception_handlers", "problem", "routes", "sessions_of"]
 
 _history_unread = RateLog(logging.getLogger("seatguard"))
 
@@ -80,6 +80,7 @@ class SessionOut(msgspec.Struct):
     id: str
     state: Literal["admitted", "blocked"]
     reason: str | None
+    rule: str | None  # the policy rule that holds the session (reason `policy` or `verify`)
     device: str
     device_type: str
     # "verified": the browser proved its device key and `device` is derived from it (or is
@@ -390,6 +391,7 @@ def _session_out(up: UserPresence, s: Session, checks: Checks) -> SessionOut:
         id=s.id,
         state=state.value,
         reason=(s.held or s.reason).value if state.value == "blocked" else None,
+        rule=s.held_rule if state.value == "blocked" else None,
         device=s.device,
         device_type=s.device_type,
         device_proof=s.device_proof,
@@ -405,8 +407,9 @@ def _session_out(up: UserPresence, s: Session, checks: Checks) -> SessionOut:
     )
 
 
-async def user_sessions(request: Request, node: Node, site: Site) -> Response:
-    user = read_params(request.path_params, UserPath).user
+async def sessions_of(node: Node, site: Site, user: str) -> SessionsOut:
+    """The user's sessions with their checks now, devices and suspension: what
+    `GET /users/{user}/sessions` answers, and the demo's checks panel shows."""
     up = await node.snapshot((site.key, user))
     geoip = node.history.geoip if node.history is not None else None
     try:
@@ -426,15 +429,18 @@ async def user_sessions(request: Request, node: Node, site: Site) -> Response:
         d = devices.setdefault(s.device, DeviceOut(s.device, s.device_type, False, []))
         d.sessions.append(s.id)
         d.seated = d.seated or up.state(s.id).value == "admitted"
-    return _json(
-        SessionsOut(
-            user=user,
-            rules=_rules_out(up.rules if up.sessions else site.rules),
-            sessions=[_session_out(up, s, checks[s.id]) for s in up.sessions.values()],
-            devices=list(devices.values()),
-            suspended=_suspension_out(await node.suspension((site.key, user))),
-        )
+    return SessionsOut(
+        user=user,
+        rules=_rules_out(up.rules if up.sessions else site.rules),
+        sessions=[_session_out(up, s, checks[s.id]) for s in up.sessions.values()],
+        devices=list(devices.values()),
+        suspended=_suspension_out(await node.suspension((site.key, user))),
     )
+
+
+async def user_sessions(request: Request, node: Node, site: Site) -> Response:
+    user = read_params(request.path_params, UserPath).user
+    return _json(await sessions_of(node, site, user))
 
 
 @overload

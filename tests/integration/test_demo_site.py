@@ -170,3 +170,131 @@ async def test_the_demo_takes_the_same_user_ids(client: httpx.AsyncClient, user:
     assert r.status_code == 400
     r = await client.get("/demo/sessions", params={"user": "a/b ✓"})
     assert (r.status_code, r.json(), r.headers["cache-control"]) == (200, [], "no-store")
+
+
+@pytest.fixture
+async def no_policy(client: httpx.AsyncClient, demo: Server) -> AsyncIterator[None]:
+    """The demo site without a policy after the test, whatever it set."""
+    yield
+    r = await client.post("/demo/policy", data={"preset": "none"}, headers={"Origin": demo.http})
+    assert r.status_code == 200
+
+
+async def preset_in_force(client: httpx.AsyncClient) -> str | None:
+    r = await client.get("/demo/policy")
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    name: str | None = r.json()["preset"]
+    return name
+
+
+@pytest.mark.parametrize("case", REVOKES)
+@pytest.mark.usefixtures("no_policy")
+async def test_only_the_demos_own_pages_set_a_policy(
+    demo: Server, client: httpx.AsyncClient, case: str
+) -> None:
+    headers, allowed = REVOKES[case]
+    sent = {k: v.format(own=demo.http) for k, v in headers.items()}
+    r = await client.post("/demo/policy", data={"preset": "block-third-device"}, headers=sent)
+    if not allowed:
+        assert (r.status_code, r.json()) == (403, {"error": "cross-site requests are refused"})
+        assert await preset_in_force(client) in (None, "none")
+        return
+    assert r.status_code == 200, r.text
+    assert r.json()["preset"] == "block-third-device"
+    assert await preset_in_force(client) == "block-third-device"
+
+
+CHOOSE = "choose one preset: challenge-elsewhere, block-third-device, "
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"preset=everything-goes", 422, CHOOSE),
+        (b"", 422, CHOOSE),
+        (b"preset=", 422, CHOOSE),
+        (b"preset=monitor&preset=none", 422, CHOOSE),
+        (b"preset=%ff%fe", 422, CHOOSE),
+        (b'{"rules": []}', 422, CHOOSE),  # a policy of one's own is not taken
+        (b"preset=" + b"x" * 300, 413, "the form's body is limited to 256 bytes"),
+    ],
+    ids=["unknown", "empty", "blank", "twice", "not-utf8", "json", "oversized"],
+)
+@pytest.mark.usefixtures("no_policy")
+async def test_a_policy_form_that_names_no_preset_is_refused(
+    demo: Server, client: httpx.AsyncClient, body: bytes, status: int, message: str
+) -> None:
+    await client.post("/demo/policy", data={"preset": "monitor"}, headers={"Origin": demo.http})
+    form = {"Origin": demo.http, "Content-Type": "application/x-www-form-urlencoded"}
+    r = await client.post("/demo/policy", content=body, headers=form)
+    assert r.status_code == status and r.json()["error"].startswith(message), r.text
+    assert await preset_in_force(client) == "monitor"  # unchanged
+
+
+@pytest.mark.usefixtures("no_policy")
+async def test_a_preset_is_the_sites_policy_as_the_rest_api_reads_it(
+    demo: Server, client: httpx.AsyncClient
+) -> None:
+    r = await client.post(
+        "/demo/policy", data={"preset": "challenge-elsewhere"}, headers={"Origin": demo.http}
+    )
+    assert r.status_code == 200
+    async with api(demo, demo_site(demo)) as rest:
+        stored = (await rest.get("/policies")).json()
+    assert stored == r.json()["policy"]
+    assert [(x["name"], x["when"], x["verdict"]) for x in stored["rules"]] == [
+        ("second-computer-elsewhere", {"check": "concurrent_sessions"}, "challenge")
+    ]
+
+
+@pytest.mark.usefixtures("no_policy")
+async def test_the_checks_panel_says_what_the_rest_api_says_with_the_rule_that_holds(
+    demo: Server, client: httpx.AsyncClient
+) -> None:
+    r = await client.post(
+        "/demo/policy", data={"preset": "challenge-elsewhere"}, headers={"Origin": demo.http}
+    )
+    assert r.status_code == 200
+    user = "demo-" + ident()
+    first, welcome = await Tab.open(
+        demo.ws, DEMO_SITE_KEY, Browser(user), origin=demo.http, source="127.0.1.1", limit=3
+    )
+    assert welcome["state"] == "admitted"
+    # Another computer on another address at once: challenged, held without a seat.
+    second, welcome = await Tab.open(
+        demo.ws, DEMO_SITE_KEY, Browser(user), origin=demo.http, source="127.0.2.1", limit=3
+    )
+    assert (welcome["state"], welcome.get("reason")) == ("blocked", "verify"), welcome
+    r = await client.get("/demo/checks", params={"user": user})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    panel = {s["id"]: s for s in r.json()["sessions"]}
+    async with api(demo, demo_site(demo)) as rest:
+        listed = (await rest.get(f"/users/{user}/sessions")).json()
+    assert {s["id"]: (s["checks"], s["rule"]) for s in listed["sessions"]} == {
+        i: (s["checks"], s["rule"]) for i, s in panel.items()
+    }
+    held = panel[second.browser.session]
+    assert (held["state"], held["reason"], held["rule"]) == (
+        "blocked",
+        "verify",
+        "second-computer-elsewhere",
+    )
+    seated = panel[first.browser.session]
+    assert (seated["state"], seated["reason"], seated["rule"]) == ("admitted", None, None)
+    assert seated["checks"]["concurrent_sessions"] is True
+    assert (seated["ip"], held["ip"]) == ("127.0.1.1", "127.0.2.1")
+    assert seated["checks"]["geo"] == "off"  # no GeoIP database here
+
+
+async def test_the_checks_panel_shows_the_demo_sites_sessions_only(
+    demo: Server, client: httpx.AsyncClient
+) -> None:
+    other = demo.create_site("--name", "Other", "--origin", "*")
+    user = "demo-" + ident()
+    _, welcome = await Tab.open(demo.ws, str(other["key"]), Browser(user), origin=demo.http)
+    assert welcome["state"] == "admitted"
+    r = await client.get("/demo/checks", params={"user": user})
+    assert (r.status_code, r.json()["sessions"]) == (200, [])
+    for bad in ("tab\there", "u" * 257, ""):
+        r = await client.get("/demo/checks", params={"user": bad})
+        assert (r.status_code, r.json()) == (400, {"error": "a valid user id is required"})
