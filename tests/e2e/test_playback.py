@@ -15,13 +15,12 @@ import jwt
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from tests.e2e.helpers import Device, wait_state, watch_url
+from tests.e2e.helpers import PLAYBACK, Device, play, wait_state, watch_url
 from tests.helpers import Server, scaled
 
 pytestmark = pytest.mark.e2e
 
 OVERLAY = "#seatguard-overlay"
-PLAYBACK = "#playback"
 
 
 def user() -> str:
@@ -38,14 +37,6 @@ def holding_token(page: Page) -> str:
     """Wait for the page's seat token and return it."""
     page.wait_for_function("() => !!window.client.token", timeout=scaled(10) * 1000)
     return str(page.evaluate("window.client.token"))
-
-
-def play(page: Page, state: str) -> str:
-    """Press Play and return what the page says once it shows `state`."""
-    page.locator(PLAYBACK).evaluate("el => { el.dataset.state = 'idle'; }")
-    page.click("#play")
-    expect(page.locator(PLAYBACK)).to_have_attribute("data-state", state)
-    return str(page.locator(PLAYBACK).text_content())
 
 
 def fetch_play(page: Page, token: str | None) -> dict[str, Any]:
