@@ -5,6 +5,8 @@ user's idle timeout as a server-side override and revoke sessions, through the s
 operations the REST API uses, and serve the player's content only to a browser that holds
 a seat (`/demo/play`, see `playback`). `/demo/checks` lists a user's sessions with their
 sharing checks as `GET /api/v1/users/{user}/sessions` does (`api.sessions_of`), and
+`/demo/verdicts` the user's newest policy evaluations as
+`GET /api/v1/users/{user}/evaluations` does (`evaluation_routes.evaluations_of`), and
 `/demo/policy` shows the demo site's policy and sets one of the presets a visitor may try
 (`policies`), as `PUT /api/v1/policies` would.
 
@@ -37,6 +39,7 @@ from seatguard.inputs import read_capped
 from seatguard.names import MAX_NAME, is_name
 from seatguard.node import Node
 from seatguard.rules import Override
+from seatguard.signals.evaluation_routes import evaluations_of
 from seatguard.signals.policies import Policy as SitePolicy
 from seatguard.sites import normalize_origin
 from seatguard.types import MODES, POLICIES, Policy
@@ -48,6 +51,8 @@ __all__ = ["DEMO_SITE_KEY", "Playback", "may_change_plan", "routes", "same_origi
 
 DEMO_SITE_KEY = "pk_demo_acme_stream"
 """Site key seeded by `seatguard demo`; the demo site allows client-side settings."""
+RECENT_VERDICTS = 10
+"""The policy evaluations the watch page lists."""
 
 HERE = Path(__file__).parent
 _WHAT_HAPPENS: dict[Policy, str] = {
@@ -231,6 +236,20 @@ async def checks(request: Request) -> Response:
     return Response(out, media_type="application/json", headers=NO_STORE)
 
 
+async def verdicts(request: Request) -> Response:
+    """The user's newest policy evaluations, for the watch page's "Recent verdicts": what
+    the REST API answers for them (`GET /api/v1/users/{user}/evaluations?limit=10`)."""
+    user = _user(request)
+    if user is None:
+        return _error(400, "a valid user id is required")
+    node: Node = request.app.state.node
+    site = await node.site(DEMO_SITE_KEY)
+    if site is None:
+        return _error(503, "the demo site is missing from the database")
+    out = msgspec.json.encode(await evaluations_of(node, site, user, RECENT_VERDICTS))
+    return Response(out, media_type="application/json", headers=NO_STORE)
+
+
 def _policy_out(policy: SitePolicy) -> Response:
     """The policy in force, and which preset it is (null: none of them)."""
     out = msgspec.json.encode({"preset": preset_of(policy), "policy": policy})
@@ -281,6 +300,7 @@ def routes(playback: Playback) -> list[BaseRoute]:
         Route("/demo/sessions", sessions),
         Route("/demo/revoke", revoke, methods=["POST"]),
         Route("/demo/checks", checks),
+        Route("/demo/verdicts", verdicts),
         Route("/demo/policy", site_policy, methods=["GET", "POST"]),
         Route("/demo/play", playback.play),
         Mount("/demo-static", StaticFiles(directory=HERE / "static"), name="demo-static"),

@@ -119,6 +119,9 @@ def test_a_second_computer_elsewhere_is_challenged_and_a_phone_is_not(
         f"asked to sign in again (policy rule {RULE})"
     )
     expect(laptop.locator(cell(phones, "device_count"))).to_have_text("3: 2, 0, 1")
-    expect(laptop.locator(f'#sg-verdicts li[data-session="{theirs}"]')).to_contain_text(
-        f"asked to sign in again (policy rule {RULE})"
+    # Recent verdicts: the stored evaluations, the second computer's challenge among them.
+    held = laptop.locator(f'#sg-verdicts li[data-session="{theirs}"][data-verdict="challenge"]')
+    expect(held.filter(has_text=f"hello: challenge by rule {RULE}")).to_have_count(1)
+    expect(laptop.locator(f'#sg-verdicts li[data-session="{phones}"]').first).to_contain_text(
+        "allowed (no rule matched)"
     )

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from demo_site import DEMO_SITE_KEY
@@ -279,6 +280,21 @@ async def test_the_checks_panel_says_what_the_rest_api_says_with_the_rule_that_h
         "verify",
         "second-computer-elsewhere",
     )
+    # Recent verdicts: the stored evaluations, as the REST API lists them (written a
+    # moment after the hello).
+    with anyio.fail_after(scaled(10)):
+        while True:
+            r = await client.get("/demo/verdicts", params={"user": user})
+            assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+            shown = r.json()["evaluations"]
+            if any(e["verdict"] == "challenge" for e in shown):
+                break
+            await anyio.sleep(0.05)
+    async with api(demo, demo_site(demo)) as rest:
+        stored = (await rest.get(f"/users/{user}/evaluations", params={"limit": 10})).json()
+    assert shown == stored["evaluations"]
+    challenged = [e for e in shown if e["session"] == second.browser.session]
+    assert challenged[-1]["rule"] == "second-computer-elsewhere"
     seated = panel[first.browser.session]
     assert (seated["state"], seated["reason"], seated["rule"]) == ("admitted", None, None)
     assert seated["checks"]["concurrent_sessions"] is True
@@ -295,6 +311,9 @@ async def test_the_checks_panel_shows_the_demo_sites_sessions_only(
     assert welcome["state"] == "admitted"
     r = await client.get("/demo/checks", params={"user": user})
     assert (r.status_code, r.json()["sessions"]) == (200, [])
+    r = await client.get("/demo/verdicts", params={"user": user})
+    assert (r.status_code, r.json()["evaluations"]) == (200, [])
     for bad in ("tab\there", "u" * 257, ""):
-        r = await client.get("/demo/checks", params={"user": bad})
-        assert (r.status_code, r.json()) == (400, {"error": "a valid user id is required"})
+        for route in ("/demo/checks", "/demo/verdicts"):
+            r = await client.get(route, params={"user": bad})
+            assert (r.status_code, r.json()) == (400, {"error": "a valid user id is required"})

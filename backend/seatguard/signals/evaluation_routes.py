@@ -93,7 +93,15 @@ async def user_evaluations(request: Request, node: Node, site: Site) -> Response
     user = read_params(request.path_params, _UserPath).user
     q = read_params(dict(request.query_params), EvaluationsQuery)
     before = None if isinstance(q.before, UnsetType) else q.before
-    found = await node.db.evaluations(site.key, user, limit=q.limit + 1, before=before)
-    page, next_before = page_of(found, q.limit)
-    out = EvaluationsOut(user, [_out(r) for r in page], next_before)
+    out = await evaluations_of(node, site, user, q.limit, before)
     return Response(msgspec.json.encode(out), media_type="application/json")
+
+
+async def evaluations_of(
+    node: Node, site: Site, user: str, limit: int, before: float | None = None
+) -> EvaluationsOut:
+    """A page of the user's evaluations, newest first (what the route answers; the demo's
+    checks panel lists them too)."""
+    found = await node.db.evaluations(site.key, user, limit=limit + 1, before=before)
+    page, next_before = page_of(found, limit)
+    return EvaluationsOut(user, [_out(r) for r in page], next_before)
