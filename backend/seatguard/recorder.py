@@ -102,12 +102,23 @@ def audit_events(
             kind = AuditKind.unblocked
         else:
             kind = _BLOCKED_KIND.get(t.reason or BlockReason.limit, AuditKind.blocked)
-        add(kind, t.session, t.device, t.ip, reason)
+        held = _HELD_BY.get(t.reason) if t.rule is not None else None
+        if held is not None:  # held by the site's policy: the rule and its verdict
+            add(kind, t.session, t.device, t.ip, reason, by="policy", rule=t.rule, verdict=held)
+        else:
+            add(kind, t.session, t.device, t.ip, reason)
     for session in outcome.conflicts:
         seen = outcome.state_of(session)
         device, ip = (seen.device, seen.ip) if seen else (None, None)
         add(AuditKind.admitted, session, device, ip, "over_limit", monitor=True)
     return events
+
+
+_HELD_BY: dict[BlockReason | None, str] = {
+    BlockReason.policy: "block",
+    BlockReason.verify: "challenge",
+}
+"""The policy's verdict behind each block reason of a hold."""
 
 
 def refused_event(

@@ -81,6 +81,21 @@ def test_a_new_session_offered_continue_here_is_blocked_with_challenge() -> None
     assert hooks(outcome) == [(EventType.seat_blocked, data("s2", reason="challenge"))]
 
 
+@pytest.mark.parametrize(
+    ("reason", "verdict"), [(BlockReason.verify, "challenge"), (BlockReason.policy, "block")]
+)
+def test_a_browser_the_policy_holds_is_audited_with_the_rule_and_verdict(
+    reason: BlockReason, verdict: str
+) -> None:
+    held = Transition("s2", BLOCKED, reason, "d-s2", "203.0.113.9", rule="shared")
+    outcome = Outcome(transitions=(held,), created="s2")
+    created, blocked = audit_events(KEY, outcome, NOW)
+    assert (blocked.kind, blocked.reason) == (AuditKind.blocked, reason.value)
+    assert blocked.detail == {"by": "policy", "rule": "shared", "verdict": verdict}
+    assert "rule" not in created.detail
+    assert hooks(outcome) == [(EventType.seat_blocked, data("s2", reason=reason.value))]
+
+
 def test_a_blocked_transition_without_a_reason_counts_as_limit() -> None:
     outcome = Outcome(transitions=(seated("s2", None, BLOCKED),))
     assert rows(outcome) == [(AuditKind.blocked, "s2", "d-s2", None)]
