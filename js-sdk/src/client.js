@@ -11,6 +11,7 @@ import { watchLifecycle } from './lifecycle.js';
 import { createOverlay } from './overlay.js';
 import { EN, format, packUrl, pickLanguage, sdkUrl } from './texts.js';
 import { realTimers } from './timer.js';
+import { warn } from './warn.js';
 
 const live = (state) => LIVE_STATES.includes(state);
 
@@ -24,6 +25,16 @@ const NO_OVERLAY = { show() {}, hide() {} };
 // give is their name, but `logout` for ended. The frames that lead there are named alike.
 const CLOSED = { [LOGGED_OUT]: 'ended', [REVOKED]: 'revoked', [EXPIRED]: 'expired', [SUSPENDED]: 'suspended' };
 const FINAL = Object.values(CLOSED);
+
+// What to fix for the close codes of a configuration error (docs/protocol.md), warned in the
+// console after the server's own message.
+const FIXES = {
+  4002: 'load the SDK from its Seatguard server',
+  4003: 'check the site key',
+  4004: "allow this page's origin for the site",
+  4012: 'pass a signed identity token',
+  4013: "check the token's signature and claims",
+}
 
 /** Whether a client may move from state `from` to state `to`. */
 export const canMove = (from, to) =>
@@ -54,11 +65,12 @@ export function createClient(options, world = {}) {
   let done;
   let asked;
   let held;
-  // logout() was called: the next `welcome` sends it, and no notice is drawn for the end.
+  // Signing out: the next `welcome` sends the logout; true when the page called logout() (no
+  // notice is drawn for the end), 1 for the overlay's "Sign out here" (the notice is drawn).
   let loggingOut;
   // The last `error` frame: the reason and message of the close that follows it.
   let lastError;
-  // The overlay texts, and what the overlay shows: [kind, reason, button] for draw().
+  // The overlay texts, and what the overlay shows: [kind, reason] for draw().
   let texts;
   let drawn;
   // The seat token from the last `seat` frame and when it expires (ms); null once blocked or ended.
@@ -75,7 +87,7 @@ export function createClient(options, world = {}) {
   const fields = { ...options, ...ids, user: options.userId, touch: Math.min(win.navigator?.maxTouchPoints | 0, 256) };
   // The device module (device.js, from the SDK's server: the fingerprint and the device key's
   // proof), loaded while the socket opens; where it cannot load, hellos go without them.
-  const device = world.device !== undefined ? world.device : import(sdkUrl(options.endpoint, 'device.js')).then((module) => module.device, () => {});
+  const device = world.device !== undefined ? world.device : options.endpoint && import(sdkUrl(options.endpoint, 'device.js')).then((module) => module.device, () => {});
 
   const emit = (event, ...args) => {
     for (const handler of [...(handlers[event] || [])]) {
@@ -108,16 +120,57 @@ export function createClient(options, world = {}) {
     return !doc || !Custom || doc.dispatchEvent(new Custom('seatguard:' + name, { detail, cancelable: true }));
   };
 
-  // Draws the overlay for `kind` (block, ended, revoked, expired or suspended): the texts for `reason`
-  // (e.g. evictedTitle) where there are some, else those for `kind`; with the text key of a
-  // take-over `button`.
-  const draw = (kind, reason, button) => {
-    drawn = [kind, reason, button];
+  // Draws the overlay for `kind` (block, ended, revoked, expired or suspended): the texts for
+  // `reason` (e.g. evictedTitle for evicted, takenOverTitle for taken_over) where there are
+  // some, else those for `kind`; and its actions, [name, text key, link]. Blocked: "Use here"
+  // ("Continue here" for challenge) where allowed, "Sign in again" for verify, the site's
+  // upgrade link, "Sign out here" (a link to the site's sign-out page, if any) and its help
+  // link. Ended otherwise: "Sign in again" (a link to the site's sign-in page, else a reload)
+  // and the help link. The links of load() options not given are left out.
+  const draw = (kind, reason) => {
+    drawn = [kind, reason];
     const n = Number(client.rules.limit) || 1;
     const one = client.rules.mode === 'device-limit' ? 'device' : 'browser';
     const values = { n, unit: texts[one + (n === 1 ? '' : 's')], one: texts[one] };
-    const text = (part) => format(texts[reason + part] || texts[kind + part], values);
-    overlay.show(text('Title'), text('Text'), button && texts[button]);
+    const key = reason === 'taken_over' ? 'takenOver' : reason;
+    const text = (part) => format(texts[key + part] || texts[kind + part], values);
+    const signIn = ['sign_in', 'signIn', options.signInUrl];
+    const actions =
+      kind === 'block'
+        ? [
+            why.takeover && ['use_here', reason === 'challenge' ? 'continueHere' : 'useHere'],
+            reason === 'verify' && signIn,
+            ['upgrade', 'upgrade', options.upgradeUrl, 1],
+            ['sign_out', 'signOut', options.signOutUrl],
+          ]
+        : [signIn];
+    actions.push(['help', 'help', options.helpUrl, 1]);
+    overlay.show(
+      text('Title'),
+      text('Text'),
+      actions.filter((action) => action && (action[2] || !action[3])).map(([name, label, href]) => [name, texts[label], href]),
+    );
+  };
+
+  // One of the overlay's actions was clicked (`event`, the click): an `action` event and a
+  // cancellable seatguard:action DOM event ({action, reason}: the block's reason, else the
+  // final state), then, unless cancelled, what it does. A link opens its page; a button takes
+  // the seat, signs out or reloads (sign in again without a sign-in page).
+  const act = (action, event) => {
+    const detail = { action, reason: why ? why.reason : client.state };
+    emit('action', detail);
+    if (!page('action', { ...detail })) return event.preventDefault();
+    if (action === 'use_here') client.takeOver();
+    if (action === 'sign_out') signOut(1);
+    if (action === 'sign_in' && !options.signInUrl) win.location.reload();
+  };
+
+  // Signs out on this browser (`how`: see loggingOut); not welcomed yet (or not connected:
+  // connect now), the next `welcome` sends the logout.
+  const signOut = (how) => {
+    if (!live(client.state)) return;
+    loggingOut = how;
+    if (!conn._send(logout())) conn._resume();
   };
 
   // Ends the take-over in flight, if any, with `won` (a settled Promise ignores it).
@@ -143,10 +196,7 @@ export function createClient(options, world = {}) {
     if (why?.reason === reason && why.takeover === takeover) return;
     why = { reason, takeover };
     if (!page('block', { ...why })) overlay.hide();
-    else {
-      const button = takeover && (reason === 'challenge' ? 'continueHere' : 'useHere');
-      draw('block', reason === 'taken_over' ? 'takenOver' : reason, button);
-    }
+    else draw('block', reason);
     emit('block', { ...why });
   };
 
@@ -170,8 +220,11 @@ export function createClient(options, world = {}) {
     why = null;
     settle(false);
     overlay.hide();
-    // Notices for ended (unless this tab called logout() itself), revoked, expired, suspended.
-    const notice = kind !== 'error' && !(kind === 'ended' && loggingOut);
+    // Notices for ended (unless this tab called logout() itself), revoked, expired, suspended;
+    // a configuration error is warned about in the console.
+    const notice = kind !== 'error' && !(kind === 'ended' && loggingOut === true);
+    const fix = FIXES[detail.code];
+    if (fix) warn(options, `${detail.message || detail.reason} (close ${detail.code}): ${fix}`);
     if (notice && page(kind, detail)) draw(kind, detail.reason);
     move(kind);
     emit(kind, detail);
@@ -200,7 +253,8 @@ export function createClient(options, world = {}) {
 
     /**
      * Subscribes to `state`, `token` (the new token, or null), `block`, `unblock`, `conflict`,
-     * `denied`, `ended`, `revoked`, `expired`, `suspended` or `error`; returns an unsubscribe function.
+     * `denied`, `ended`, `revoked`, `expired`, `suspended`, `error` or `action` (one of the
+     * overlay's actions was clicked); returns an unsubscribe function.
      */
     on(event, handler) {
       const list = (handlers[event] = handlers[event] || []);
@@ -213,10 +267,7 @@ export function createClient(options, world = {}) {
 
     /** Signs out on this browser: frees its seat; every tab of the browser session ends. */
     logout() {
-      if (!live(client.state)) return;
-      loggingOut = true;
-      // Not welcomed yet (or not connected: connect now): the next `welcome` sends the logout.
-      if (!conn._send(logout())) conn._resume();
+      signOut(true);
     },
 
     /**
@@ -254,7 +305,7 @@ export function createClient(options, world = {}) {
     },
   };
 
-  const overlay = options.overlay === false || !doc ? NO_OVERLAY : createOverlay(doc, () => client.takeOver());
+  const overlay = options.overlay === false || !doc ? NO_OVERLAY : createOverlay(doc, act, options.backdrop === 'opaque');
 
   // The texts: English with the site's `texts` on top at once; for another language, unless
   // the site gave every text, its pack from the server is fetched now and goes between the
@@ -340,6 +391,9 @@ export function createClient(options, world = {}) {
       finish('error', { code, reason: sent.reason || 'closed', message: sent.message || '' });
     },
   });
-  conn._resume();
+  // Without an endpoint (config.js warned about it), the client ends with an error as soon as
+  // the page can hear it, instead of reconnecting for ever.
+  if (options.endpoint) conn._resume();
+  else Promise.resolve().then(() => finish('error', { code: 0, reason: 'endpoint', message: '' }));
   return client;
 }

@@ -7,35 +7,39 @@ import { listeners } from './listeners.js';
 export const OVERLAY_ID = 'seatguard-overlay';
 const STYLE_ID = 'seatguard-style';
 
-// Namespaced styles; colours come from custom properties the site may set.
+// Namespaced styles; colours come from custom properties the site may set. The first action
+// is filled, the others outlined.
 const CSS =
   '.seatguard{position:fixed;inset:0;z-index:2147483647;display:grid;place-items:center;padding:1rem;' +
   'background:var(--seatguard-backdrop,#111827bf);font:16px/1.5 system-ui,sans-serif}' +
+  '.seatguard-opaque{background:#111827}' +
   '.seatguard-dialog{max-width:30rem;padding:1.5rem;border-radius:.75rem;outline:0;' +
   'border-top:.3rem solid var(--seatguard-accent,#2563eb);background:var(--seatguard-bg,#fff);' +
   'color:var(--seatguard-fg,#111827);box-shadow:0 1rem 3rem #0006}' +
   '.seatguard-dialog>*{margin:0}' +
   '.seatguard-title{margin-bottom:.5rem;font-size:1.25rem}' +
-  '.seatguard-takeover{margin-top:1rem;padding:.5rem 1rem;border:0;border-radius:.5rem;font:inherit;' +
-  'background:var(--seatguard-accent,#2563eb);color:var(--seatguard-bg,#fff)}';
+  '.seatguard-dialog>div>*{display:inline-block;margin:1rem .5rem 0 0;padding:.5rem 1rem;border:0;border-radius:.5rem;font:inherit;' +
+  'background:var(--seatguard-accent,#2563eb);color:var(--seatguard-bg,#fff);text-decoration:none}' +
+  '.seatguard-dialog>div>*+*{background:0;color:inherit;text-decoration:underline}';
 
 /**
- * Creates the overlay for `doc`; nothing is drawn until `show()`. `onAction` runs when the
- * take-over button is clicked.
+ * Creates the overlay for `doc`; nothing is drawn until `show()`. `onAction(name, event)`
+ * runs when one of its actions is clicked. `opaque`: a backdrop nothing shows through.
  */
-export function createOverlay(doc, onAction) {
+export function createOverlay(doc, onAction, opaque) {
   // The backdrop while shown (else null), and inside it the dialog with its heading, its text
-  // and the take-over button.
+  // and its row of actions.
   let root = null;
   let dialog;
   let title;
   let text;
-  let button;
+  let row;
   // What had the focus before the dialog took it.
   let previous;
   // The children of <body> this overlay made inert.
   const inerted = [];
-  // Watches <body> while shown, for children the page adds later.
+  // Watches the document while shown: children the page adds to <body>, and what it takes away
+  // or makes live again.
   let observer;
   // Texts to show once <body> exists (a block that arrives while the page is still parsing).
   let waiting = null;
@@ -48,15 +52,17 @@ export function createOverlay(doc, onAction) {
     return el;
   };
 
-  // Moves focus to the dialog's one control, the take-over button, when shown; else to the
-  // dialog itself.
-  const focusInside = () => (dialog.contains(button) ? button : dialog).focus();
+  // Moves focus to the dialog's first action, else to the dialog itself.
+  const focusInside = () => (row.firstChild || dialog).focus();
 
-  // Tab and Shift+Tab stay inside the dialog (it has one control at most); Escape is ignored.
+  // Tab and Shift+Tab go round the dialog's actions (from outside them, to the first);
+  // Escape is ignored.
   const onKeydown = (event) => {
     if (event.key !== 'Tab') return;
     event.preventDefault();
-    focusInside();
+    const all = [...row.children];
+    const at = all.indexOf(doc.activeElement);
+    (all[at < 0 ? 0 : (at + (event.shiftKey ? all.length - 1 : 1)) % all.length] || dialog).focus();
   };
 
   // Pulls focus back when something outside the dialog gets it.
@@ -77,22 +83,36 @@ export function createOverlay(doc, onAction) {
   // Draws the texts waiting for <body>, unless hidden meanwhile.
   const onParsed = () => waiting && show(...waiting);
 
-  /**
-   * Shows the dialog with a heading and a text, or updates them when already shown. With a
-   * `label`, the take-over button below the text: the dialog's only control, and focused.
-   */
-  function show(heading, explanation, label) {
+  // Puts in place whatever is missing while shown (the stylesheet, the backdrop in <body>, the
+  // dialog and its parts, which the page may have removed) and makes every other child of
+  // <body> inert (again); focus goes inside if it is not there. Changes nothing that is in
+  // place, so the observer that calls it does not call it again and again.
+  const mount = () => {
     const body = doc.body;
-    if (!body) {
+    if (!body) return;
+    if (!doc.getElementById(STYLE_ID)) make('style', { id: STYLE_ID }, doc.head || doc.documentElement).textContent = CSS;
+    const parts = [title, text, row];
+    if (parts.some((el) => el.parentNode !== dialog)) dialog.append(...parts);
+    if (dialog.parentNode !== root) root.append(dialog);
+    if (root.parentNode !== body) body.append(root);
+    [...body.children].forEach(inert);
+    if (!dialog.contains(doc.activeElement)) focusInside();
+  };
+
+  /**
+   * Shows the dialog with a heading, a text and `actions` (`[name, label, href]` each: a link
+   * to `href`, else a button), or updates them when already shown. The first action gets the
+   * focus, else the dialog.
+   */
+  function show(heading, explanation, actions = []) {
+    if (!doc.body) {
       if (!waiting) trap._on(doc, 'DOMContentLoaded', onParsed);
-      waiting = [heading, explanation, label];
+      waiting = [heading, explanation, actions];
       return;
     }
     waiting = null;
     if (!root) {
-      // The stylesheet, once per document.
-      if (!doc.getElementById(STYLE_ID)) make('style', { id: STYLE_ID }, doc.head || doc.documentElement).textContent = CSS;
-      root = make('div', { class: 'seatguard' });
+      root = make('div', { class: opaque ? 'seatguard seatguard-opaque' : 'seatguard' });
       dialog = make(
         'div',
         {
@@ -106,19 +126,16 @@ export function createOverlay(doc, onAction) {
         },
         root,
       );
-      title = make('h2', { id: 'seatguard-title', class: 'seatguard-title' }, dialog);
-      text = make('p', { id: 'seatguard-text', class: 'seatguard-text' }, dialog);
-      button = make('button', { type: 'button', class: 'seatguard-takeover' });
-      button.onclick = onAction;
+      title = make('h2', { id: 'seatguard-title', class: 'seatguard-title' });
+      text = make('p', { id: 'seatguard-text', class: 'seatguard-text' });
+      row = make('div', { class: 'seatguard-actions' });
       previous = doc.activeElement;
-      body.appendChild(root);
-      // Every other child of <body> inert, now and as the page adds more (where the browser
-      // has MutationObserver).
-      [...body.children].forEach(inert);
+      mount();
+      // Whatever the page changes later, while shown (where the browser has MutationObserver).
       const Observer = doc.defaultView?.MutationObserver;
       if (Observer) {
-        observer = new Observer((records) => records.forEach((record) => record.addedNodes.forEach(inert)));
-        observer.observe(body, { childList: true });
+        observer = new Observer(mount);
+        observer.observe(doc.documentElement, { childList: true, subtree: true, attributeFilter: ['inert'] });
       }
       trap._on(doc, 'keydown', onKeydown, true);
       trap._on(doc, 'focusin', onFocusin, true);
@@ -127,11 +144,20 @@ export function createOverlay(doc, onAction) {
     }
     title.textContent = heading;
     text.textContent = explanation;
-    if (label) {
-      button.textContent = label;
-      dialog.appendChild(button);
-    } else button.remove();
-    // Focus on the button when there is one, else on the dialog, unless it is inside already.
+    // The take-over button keeps its class of old (seatguard-takeover), for the sites' styles.
+    row.replaceChildren(
+      ...actions.map(([name, label, href]) => {
+        const el = make(href ? 'a' : 'button', {
+          [href ? 'href' : 'type']: href || 'button',
+          'data-action': name,
+          class: name === 'use_here' ? 'seatguard-takeover' : '',
+        });
+        el.textContent = label;
+        el.onclick = (event) => onAction(name, event);
+        return el;
+      }),
+    );
+    // Focus on the first action when there is one, else on the dialog, unless it is inside already.
     if (!dialog.contains(doc.activeElement) || doc.activeElement === dialog) focusInside();
   }
 

@@ -8,7 +8,7 @@
  * challenge blockTitle and challengeText, policy (the site's policy refuses this browser for
  * now) blockTitle and policyText, verify (it asks the user to sign in again) blockTitle and
  * verifyText. useHere labels the take-over button, continueHere
- * for challenge. Expiry: idleText or absoluteText by reason, else expiredText (always under
+ * for challenge; signOut, signIn, upgrade and help the other actions. Expiry: idleText or absoluteText by reason, else expiredText (always under
  * expiredTitle).
  */
 export const EN = {
@@ -23,6 +23,10 @@ export const EN = {
   verifyText: 'Sign in again to use it on this {one}.',
   useHere: 'Use here',
   continueHere: 'Continue here',
+  signOut: 'Sign out here',
+  signIn: 'Sign in again',
+  upgrade: 'Add a seat',
+  help: 'Help',
   browser: 'browser',
   browsers: 'browsers',
   device: 'device',

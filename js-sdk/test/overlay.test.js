@@ -138,11 +138,11 @@ test('Tab and Shift+Tab stay on the dialog when it has no controls', () => {
   assert.equal(doc.activeElement, dialog);
 });
 
-test('with a take-over button: it is the one control, focused, and Tab and Shift+Tab stay on it', () => {
+test('with a take-over button only: it is the one control, focused, and Tab and Shift+Tab stay on it', () => {
   const { doc, win } = page();
-  let clicks = 0;
-  const overlay = createOverlay(doc, () => clicks++);
-  overlay.show('Title', 'Text', 'Use here');
+  const clicks = [];
+  const overlay = createOverlay(doc, (name) => clicks.push(name));
+  overlay.show('Title', 'Text', [['use_here', 'Use here']]);
   const dialog = doc.getElementById(OVERLAY_ID);
   const button = dialog.querySelector('button.seatguard-takeover');
   assert.equal(button.textContent, 'Use here');
@@ -153,16 +153,94 @@ test('with a take-over button: it is the one control, focused, and Tab and Shift
   assert.ok(tab(doc, true).defaultPrevented);
   assert.equal(doc.activeElement, button);
   button.dispatchEvent(new win.MouseEvent('click', { bubbles: true }));
-  assert.equal(clicks, 1);
-  // Updated without a label: the button goes, focus falls back on the dialog.
+  assert.deepEqual(clicks, ['use_here']);
+  // Updated without actions: the button goes, focus falls back on the dialog.
   overlay.show('Title', 'Text');
   assert.equal(dialog.querySelector('button'), null);
   assert.equal(doc.activeElement, dialog);
   // And back: the new button takes the focus from the dialog.
-  overlay.show('Title', 'Text', 'Continue here');
+  overlay.show('Title', 'Text', [['use_here', 'Continue here']]);
   assert.equal(doc.activeElement, dialog.querySelector('button'));
   overlay.hide();
   assert.equal(doc.activeElement, doc.getElementById('play'));
+});
+
+test('actions: links for those with a URL, buttons for the others, in order; Tab goes round them', () => {
+  const { doc, win } = page();
+  const clicks = [];
+  const overlay = createOverlay(doc, (name, event) => clicks.push([name, event.type]));
+  overlay.show('Title', 'Text', [
+    ['use_here', 'Use here'],
+    ['upgrade', 'Add a seat', 'https://shop.test/plans'],
+    ['sign_out', 'Sign out here'],
+  ]);
+  const [use, upgrade, signOut] = doc.querySelectorAll('#' + OVERLAY_ID + ' .seatguard-actions > *');
+  assert.equal(use.tagName, 'BUTTON');
+  assert.equal(upgrade.tagName, 'A');
+  assert.equal(upgrade.getAttribute('href'), 'https://shop.test/plans');
+  assert.equal(upgrade.getAttribute('data-action'), 'upgrade');
+  assert.equal(signOut.tagName, 'BUTTON');
+  assert.equal(signOut.getAttribute('type'), 'button');
+  assert.equal(signOut.textContent, 'Sign out here');
+  assert.equal(doc.activeElement, use);
+  tab(doc);
+  assert.equal(doc.activeElement, upgrade);
+  tab(doc);
+  assert.equal(doc.activeElement, signOut);
+  tab(doc);
+  assert.equal(doc.activeElement, use, 'round to the first');
+  tab(doc, true);
+  assert.equal(doc.activeElement, signOut, 'and back to the last');
+  signOut.dispatchEvent(new win.MouseEvent('click', { bubbles: true }));
+  assert.deepEqual(clicks, [['sign_out', 'click']]);
+});
+
+test('opaque: the backdrop gets the opaque class; the default does not', () => {
+  const { doc } = page();
+  createOverlay(doc, null, true).show('Title', 'Text');
+  assert.equal(doc.querySelector('.seatguard').className, 'seatguard seatguard-opaque');
+  assert.match(doc.getElementById('seatguard-style').textContent, /\.seatguard-opaque\{background:#111827\}/);
+  const other = page().doc;
+  createOverlay(other).show('Title', 'Text');
+  assert.equal(other.querySelector('.seatguard').className, 'seatguard');
+});
+
+test('what the page removes while shown comes back: dialog, backdrop, parts, stylesheet, inert', async () => {
+  const { doc } = page();
+  const overlay = createOverlay(doc, () => {}, false);
+  overlay.show('Title', 'Text', [['sign_out', 'Sign out here']]);
+  const root = doc.querySelector('.seatguard');
+  const drawn = () => {
+    const dialog = doc.getElementById(OVERLAY_ID);
+    assert.ok(dialog && root.isConnected && dialog.parentNode === root);
+    assert.equal(doc.querySelector('.seatguard-title').textContent, 'Title');
+    assert.ok(doc.querySelector('[data-action=sign_out]'));
+    assert.ok(doc.getElementById('seatguard-style'));
+    assert.ok(doc.querySelector('main').hasAttribute('inert'));
+    assert.ok(doc.getElementById(OVERLAY_ID).contains(doc.activeElement), 'focus is inside');
+  };
+  doc.getElementById(OVERLAY_ID).remove();
+  await flush();
+  drawn();
+  root.remove();
+  await flush();
+  drawn();
+  doc.querySelector('.seatguard-title').remove();
+  doc.querySelector('.seatguard-actions').remove();
+  await flush();
+  drawn();
+  doc.getElementById('seatguard-style').remove();
+  for (const el of doc.querySelectorAll('[inert]')) el.removeAttribute('inert');
+  await flush();
+  drawn();
+  doc.body.innerHTML = '<main>Replaced</main>';
+  await flush();
+  drawn();
+  // Hidden, nothing comes back.
+  overlay.hide();
+  await flush();
+  assert.equal(doc.querySelector('.seatguard'), null);
+  assert.ok(!doc.querySelector('main').hasAttribute('inert'));
 });
 
 test('focus that escapes the dialog is pulled back', () => {
@@ -357,7 +435,7 @@ test('a block that allows take-over shows the button, focused; one that does not
   const off = clientOn();
   off.ws.welcome({ state: 'blocked', reason: 'limit', takeover: false });
   assert.equal(off.doc.querySelector('.seatguard-takeover'), null);
-  assert.equal(off.doc.activeElement, off.doc.getElementById(OVERLAY_ID));
+  assert.equal(off.doc.activeElement, off.doc.querySelector('[data-action=sign_out]'));
   const on = clientOn();
   on.ws.welcome({ state: 'blocked', reason: 'evicted', takeover: true, policy: 'evict-oldest' });
   const button = on.doc.querySelector('#' + OVERLAY_ID + ' .seatguard-takeover');
