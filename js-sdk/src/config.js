@@ -52,10 +52,10 @@ export function socketUrl(endpoint) {
 }
 
 // The options that name one of the site's pages, shown as the overlay's links and buttons.
-export const LINKS = ['signOutUrl', 'signInUrl', 'upgradeUrl', 'helpUrl'];
+const LINKS = ['signOutUrl', 'signInUrl', 'upgradeUrl', 'helpUrl'];
 
 /** The http(s) URL of `value` against the page's `base` (relative ones too), else undefined. */
-export const pageUrl = (value, base) => parse(value, base, /^https?:$/)?.href;
+const pageUrl = (value, base) => parse(value, base, /^https?:$/)?.href;
 
 /**
  * Full options for one client: data-* attributes as defaults, load() options on top.
