@@ -10,10 +10,12 @@ SDK_DEVICE := backend/seatguard/static/device.js
 
 .PHONY: demo test check sdk system-deps clean
 
+# PYTHONWARNINGS: setuptools notes, on every editable install of a project whose packages live
+# in two directories (backend/ and the root), that same-named folders may shadow them.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
