@@ -55,6 +55,7 @@ from .protocol import (
     explain,
 )
 from .ratelog import RateLog
+from .refusals import log_refused
 from .rules import Claims
 from .types import UserKey
 
@@ -251,6 +252,7 @@ class Channel:
             hello, self.node.sources, origin=self.origin, own_origin=self.own_origin
         )
         if isinstance(verdict, Refused):
+            log_refused(verdict.error, hello.site, self.origin)
             if verdict.key is not None and verdict.reason is not None:
                 await self._refused(verdict.key, hello, verdict.reason, device)
             raise verdict.error
