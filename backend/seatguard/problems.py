@@ -4,7 +4,7 @@
 is what the app installs so that Starlette's own 404 (no such route) and 405 (method not
 allowed) under `/api/` answer problem JSON too, and under `/oidc/` the OAuth error body
 (`oauth_error()`, RFC 6749 section 5.2) that back-channel logout answers with, while other
-paths keep Starlette's plain text.
+paths keep Starlette's plain text (a 404's saying where the socket and the API are).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+
+from .protocol import WS_PATH
 
 __all__ = [
     "API_PREFIX",
@@ -76,6 +78,12 @@ def oauth_error(
     )
 
 
+NOT_FOUND = (
+    f"Not Found. Seatguard's WebSocket endpoint is {WS_PATH}; its REST API is {API_PREFIX}v1/\n"
+)
+"""The body of a 404 outside the API: a wrong path is most often a misconfigured endpoint."""
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's routing errors: problem details under /api/, OAuth errors under /oidc/,
     plain text elsewhere."""
@@ -91,6 +99,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if not request.url.path.startswith(API_PREFIX):
         if status in (204, 304):
             return Response(status_code=status, headers=headers)
+        if status == 404:  # someone looking for the server: say where its parts are
+            return PlainTextResponse(NOT_FOUND, status_code=404, headers=headers)
         return PlainTextResponse(exc.detail, status_code=status, headers=headers)
     where = f"{request.method} {request.url.path}"
     if status == 404:

@@ -19,6 +19,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "RETRY",
     "RETRY_LATER",
+    "WS_PATH",
     "Ack",
     "Block",
     "BlockReason",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+WS_PATH = "/ws/v1"
+"""The WebSocket endpoint's path; an upgrade anywhere else is answered 404 (`plainhttp`)."""
 
 
 class CloseCode(enum.IntEnum):

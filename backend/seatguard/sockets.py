@@ -32,15 +32,14 @@ from .devices import hints_from_headers
 from .handshakes import Handshake, Handshakes, head_size, plain_response
 from .node import Node
 from .plainhttp import PlainHttp
-from .protocol import CloseCode
+from .protocol import WS_PATH, CloseCode
 from .proxies import TrustedProxies
 
-__all__ = ["WS_PATH", "HttpProtocol", "Socket"]
+__all__ = ["HttpProtocol", "Socket"]
 
 log = logging.getLogger("seatguard")
 _quiet = logging.getLogger("seatguard.websockets")  # the sans-I/O protocol's own logger
 
-WS_PATH = "/ws/v1"
 _MAX_HEAD = 16384  # bytes of request head read for its first line, without handshake caps
 _MAX_BUFFERED = 1 << 20  # bytes queued to a peer that does not read; then it is dropped
 _LINE_TOO_LONG = plain_response(414, "URI Too Long", "the request line is over the size limit\n")

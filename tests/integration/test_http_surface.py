@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from tests.helpers import Server, scaled, start_server
 from tests.integration.api_client import api
@@ -204,3 +209,122 @@ async def test_the_sdk_is_gzipped_with_strong_etags_and_304s(
     for tag in (plain.headers["etag"], '"stale"'):
         full = await client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": tag})
         assert full.status_code == 200 and full.content == plain.content
+
+
+# Wrong paths: an endpoint that misses the socket learns where it is.
+
+UPGRADE = (
+    "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+NO_SOCKET_HERE = b"no WebSocket endpoint at this path; Seatguard's is at /ws/v1\n"
+
+
+async def exchange(server: Server, data: bytes) -> bytes:
+    """Send raw bytes on a connection of their own; all the server answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(data)
+        with anyio.fail_after(scaled(5)):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+
+
+def status_and_body(answer: bytes) -> tuple[int, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -> Iterator[Server]:
+    """The demo, whose `/` is a page."""
+    s = start_server(tmp_path_factory.mktemp("demo"), "demo", server_env)
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("path", ["/", "/ws", "/ws/v1/", "/ws/v2", "/healthz", "/api/v1/site"])
+async def test_a_websocket_to_another_path_is_a_404_that_names_the_socket(
+    server: Server, demo: Server, path: str
+) -> None:
+    for s in (server, demo):  # the demo's `/` is a page, not a socket either
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://127.0.0.1:{s.port}{path}", open_timeout=scaled(5)):
+                pass
+        response = refused.value.response
+        assert (response.status_code, bytes(response.body)) == (404, NO_SOCKET_HERE)
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\n",
+        f"GET /?x=1 HTTP/1.1\r\nHost: x\r\n{UPGRADE}",
+        f"POST /api/v1/revoke HTTP/1.1\r\nHost: x\r\n{UPGRADE}Content-Length: 5\r\n",
+    ],
+    ids=["case-and-list", "query", "post-with-body"],
+)
+async def test_upgrades_in_other_shapes_are_the_same_404(server: Server, head: str) -> None:
+    answer = await exchange(server, (head + "\r\nhello").encode())
+    assert status_and_body(answer) == (404, NO_SOCKET_HERE)
+
+
+async def test_an_upgrade_after_a_request_on_the_same_connection_is_a_404(server: Server) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(scaled(5)):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            assert head.startswith(b"HTTP/1.1 200")
+            writer.write(f"GET / HTTP/1.1\r\nHost: x\r\n{UPGRADE}\r\n".encode())
+            answer = await reader.read(-1)
+    finally:
+        writer.close()
+    assert status_and_body(answer) == (404, NO_SOCKET_HERE)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "GET / HTTP/1.1\r\nHost: x\r\n",  # a browser looking at the server
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n",  # no Connection: upgrade
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n",  # not ours
+    ],
+    ids=["plain", "upgrade-header-alone", "h2c"],
+)
+async def test_a_plain_request_for_a_missing_page_names_the_socket_and_the_api(
+    server: Server, head: str
+) -> None:
+    status, body = status_and_body(await exchange(server, (head + "\r\n").encode()))
+    assert status == 404
+    assert (
+        body == b"Not Found. Seatguard's WebSocket endpoint is /ws/v1; its REST API is /api/v1/\n"
+    )
+
+
+async def test_a_wrong_path_is_logged_once_and_uvicorn_says_nothing(tmp_path: Path) -> None:
+    s = start_server(tmp_path, "serve")
+    try:
+        for path in ["/", "/ws", "/x"]:
+            answer = await exchange(s, f"GET {path} HTTP/1.1\r\nHost: x\r\n{UPGRADE}\r\n".encode())
+            assert status_and_body(answer)[0] == 404
+        async with httpx.AsyncClient(timeout=scaled(10)) as c:
+            assert (await c.get(s.http + "/healthz")).status_code == 200  # still serving
+    finally:
+        s.stop()
+    log = s.log.read_text()
+    assert "WebSocket library" not in log and "Unsupported upgrade" not in log, log
+    lines = [ln for ln in log.splitlines() if "WebSocket upgrade" in ln]
+    assert lines == [
+        "answered 404 to a WebSocket upgrade to '/' from 127.0.0.1: the socket is at /ws/v1 "
+        "(check the SDK's endpoint)"
+    ]
