@@ -28,12 +28,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from seatguard.api import sessions_of
+from seatguard.devices import browser_of
 from seatguard.errors import ConfigError
 from seatguard.inputs import read_capped
 from seatguard.names import MAX_NAME, is_name
@@ -199,7 +200,8 @@ def _error(status: int, message: str) -> Response:
 
 
 async def sessions(request: Request) -> Response:
-    """The user's browsers, for the watch page's panel."""
+    """The user's browsers, for the watch page's panel: each by its browser and system, in
+    words (the page marks its own by the session id the SDK keeps)."""
     user = _user(request)
     if user is None:
         return _error(400, "a valid user id is required")
@@ -209,6 +211,7 @@ async def sessions(request: Request) -> Response:
         [
             {
                 "id": s.id,
+                "browser": browser_of(s.user_agent),
                 "state": up.state(s.id).value,
                 "device_type": s.device_type,
                 "device": s.device,
@@ -291,6 +294,12 @@ async def revoke(request: Request) -> Response:
     return JSONResponse({"revoked": revoked}, headers=NO_STORE)
 
 
+async def favicon(request: Request) -> Response:
+    """The demo's icon where browsers look for one unasked (a JSON answer opened in a tab);
+    its pages link to it (`base.html`)."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
 def routes(playback: Playback) -> list[BaseRoute]:
     """The demo's pages, mounted next to the presence server by `seatguard demo`; the
     player's content comes from `playback`."""
@@ -303,5 +312,6 @@ def routes(playback: Playback) -> list[BaseRoute]:
         Route("/demo/verdicts", verdicts),
         Route("/demo/policy", site_policy, methods=["GET", "POST"]),
         Route("/demo/play", playback.play),
+        Route("/favicon.ico", favicon),
         Mount("/demo-static", StaticFiles(directory=HERE / "static"), name="demo-static"),
     ]

@@ -27,7 +27,7 @@ import ua_parser
 
 from .types import DeviceType
 
-__all__ = ["NO_HINTS", "Hints", "device_type", "hints_from_headers", "os_family"]
+__all__ = ["NO_HINTS", "Hints", "browser_of", "device_type", "hints_from_headers", "os_family"]
 
 MAX_USER_AGENT = 512
 """Characters of a user agent that are read (real ones are shorter; the rest is noise)."""
@@ -81,6 +81,13 @@ def os_family(user_agent: str) -> str:
     return _os_family(_head(user_agent))
 
 
+def browser_of(user_agent: str) -> str:
+    """The browser and operating system a user agent string claims, in words a person
+    recognises: "Firefox 121 on Windows", "Mobile Safari 17 on iOS"; "Unknown browser" when
+    it tells none (ua-parser's families, the browser's major version)."""
+    return _browser(_head(user_agent))
+
+
 def _head(user_agent: str) -> str:
     """What is read of a user agent: its first `MAX_USER_AGENT` characters, in ASCII."""
     head = user_agent[:MAX_USER_AGENT]
@@ -93,6 +100,25 @@ def _head(user_agent: str) -> str:
 def _os_family(user_agent: str) -> str:
     result = ua_parser.parse_os(user_agent)
     return result.family if result else "Other"
+
+
+_MAX_NAME = 40
+"""Characters of a browser's or a system's name kept: the rules copy some from the agent."""
+
+
+@lru_cache(maxsize=2048)
+def _browser(user_agent: str) -> str:
+    agent = ua_parser.parse_user_agent(user_agent)
+    if agent is None or agent.family == "Other":
+        name = "Unknown browser"
+    else:
+        name = _printable(f"{agent.family} {agent.major}" if agent.major else agent.family)
+    os = _printable(_os_family(user_agent))
+    return name if os in ("Other", "") else f"{name} on {os}"
+
+
+def _printable(name: str) -> str:
+    return "".join(c for c in name if c.isprintable()).strip()[:_MAX_NAME]
 
 
 @lru_cache(maxsize=2048)

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seatguard.devices import MAX_USER_AGENT, NO_HINTS, Hints, device_type, hints_from_headers
+from seatguard.devices import (
+    MAX_USER_AGENT,
+    NO_HINTS,
+    Hints,
+    browser_of,
+    device_type,
+    hints_from_headers,
+)
 from seatguard.types import DeviceType
 
 # Real user agent strings (name, agent, what the device is).
@@ -415,6 +422,32 @@ def test_hostile_agents_are_classified_quickly_without_error(agent: str) -> None
     kind = device_type(agent)
     assert kind in ("computer", "tablet", "mobile")
     assert device_type(agent, Hints(touch=256)) in ("computer", "tablet", "mobile")
+    named = browser_of(agent)
+    assert named.isprintable() and len(named) <= 84  # two names of 40 and " on "
+
+
+BROWSERS = {
+    "chrome-win": "Chrome 124 on Windows",
+    "chrome-linux": "Chrome 124 on Linux",
+    "curl": "curl 8",
+    "empty": "Unknown browser",
+    "garbage": "Unknown browser",
+}
+"""What people read of some of `AGENTS`: the browser, its major version, the system."""
+
+
+@pytest.mark.parametrize(("name", "expected"), BROWSERS.items())
+def test_browser_and_system_in_words(name: str, expected: str) -> None:
+    (agent,) = [ua for n, ua, _ in AGENTS if n == name]
+    assert browser_of(agent) == expected
+
+
+def test_browser_of_phones_and_tablets() -> None:
+    assert browser_of(IPHONE) == "Mobile Safari 17 on iOS"
+    ipad = "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
+    assert browser_of(ipad) == "Mobile Safari 17 on iOS"
+    firefox_android = "Mozilla/5.0 (Android 14; Mobile; rv:125.0) Gecko/125.0 Firefox/125.0"
+    assert browser_of(firefox_android) == "Firefox Mobile 125 on Android"
 
 
 def test_only_the_head_of_a_long_agent_is_read() -> None:
