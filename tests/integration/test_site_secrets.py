@@ -276,12 +276,19 @@ def test_the_cli_shows_secrets_once_and_rotates_them(tmp_path: Path) -> None:
     assert "webhook_secret" not in again  # made once; rotate it to get a new one
 
 
+NO_DB = {"SEATGUARD_DB": "", "SEATGUARD_DATABASE_URL": ""}
+"""The environment of a command run without a database named."""
+
+
 def test_site_create_says_where_it_wrote_without_db(tmp_path: Path) -> None:
-    done = run("site", "create", "--name", "X", "--origin", "*", cwd=tmp_path,
-               env={"SEATGUARD_DB": "", "SEATGUARD_DATABASE_URL": ""})  # fmt: skip
+    done = run("site", "create", "--name", "X", "--origin", "*", cwd=tmp_path, env=NO_DB)
     assert done.returncode == 0, done.stderr
     assert f"wrote to the SQLite database {tmp_path / 'seatguard.db'}" in done.stderr
-    assert (tmp_path / "seatguard.db").exists()
+    assert json.loads(done.stdout)["secret"].startswith("sk_")  # the output is the site alone
+    # The database and the secrets key beside it, which the secret key's hash needs: the
+    # owner's alone, the database's write-ahead files too.
+    files = {p.name: oct(mode(p)) for p in tmp_path.iterdir()}
+    assert files == {"seatguard.db": "0o600", "seatguard.db.secrets-key": "0o600"}
     named = run("site", "create", "--name", "Y", "--origin", "*", "--db", str(tmp_path / "y.db"))
     assert "wrote to" not in named.stderr
 
@@ -289,10 +296,31 @@ def test_site_create_says_where_it_wrote_without_db(tmp_path: Path) -> None:
 def test_audit_verify_refuses_a_database_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
     done = run("audit", "verify", "--db", str(missing))
-    assert done.returncode == 2 and "no database at" in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr
+        == f"Error: no database at {str(missing)!r} (--db names the server's database)\n"
+    )
     assert not missing.exists()
     exported = run("audit", "export", "--db", str(missing))
     assert exported.returncode == 2 and not missing.exists()
+    # Without --db, in a directory with no database: the default, said in full, not made.
+    default = run("audit", "verify", cwd=tmp_path, env=NO_DB)
+    assert default.returncode == 2
+    where = tmp_path / "seatguard.db"
+    assert default.stderr.splitlines() == [
+        f"Error: no database at {str(where)!r} (--db names the server's database)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_audit_verify_without_the_audit_key_says_so_in_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "site.db"
+    run("site", "create", "--name", "X", "--origin", "*", "--db", str(db))  # no audit key yet
+    done = run("audit", "verify", "--db", str(db))
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("Error: ") and "audit key" in line and "does not exist" in line
 
 
 # An earlier version's database, and the demo.

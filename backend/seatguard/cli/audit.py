@@ -21,6 +21,13 @@ from .options import db_option, db_settings, with_db
 __all__ = ["audit"]
 
 
+class Missing(click.ClickException):
+    """What the command reads is not there: one line on stderr and exit 2, as a usage error
+    but without the usage text above it."""
+
+    exit_code = 2
+
+
 def _settings(db: str, key_file: str | None) -> Settings:
     _exists(db)
     return db_settings(db, audit_key_file=key_file)
@@ -30,7 +37,8 @@ def _exists(db: str) -> None:
     """Refuse to read the audit trail of a SQLite file that is not there (opening it would
     make an empty one, whose empty chain would verify)."""
     if "://" not in db and db != ":memory:" and not Path(db).is_file():
-        raise click.UsageError(f"no database at {db!r} (--db names the server's database)")
+        where = Path(db).resolve()
+        raise Missing(f"no database at {str(where)!r} (--db names the server's database)")
 
 
 def _box(settings: Settings) -> SecretBox | None:
@@ -46,7 +54,7 @@ def _key(settings: Settings) -> bytes:
     try:
         return audit_key(settings, create=False)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise Missing(str(exc)) from None
 
 
 _key_option = click.option(
