@@ -44,7 +44,7 @@ _TOO_LARGE = plain_response(
 _NO_SOCKET_HERE = plain_response(
     404,
     "Not Found",
-    f"no WebSocket endpoint at this path; Seatguard's is at {WS_PATH}\n",
+    f"no WebSocket endpoint at this path; the socket is at {WS_PATH}\n",
     "X-Content-Type-Options: nosniff",
 )
 

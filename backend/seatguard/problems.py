@@ -78,9 +78,7 @@ def oauth_error(
     )
 
 
-NOT_FOUND = (
-    f"Not Found. Seatguard's WebSocket endpoint is {WS_PATH}; its REST API is {API_PREFIX}v1/\n"
-)
+NOT_FOUND = f"Not Found. The WebSocket endpoint is {WS_PATH}; the REST API is {API_PREFIX}v1/\n"
 """The body of a 404 outside the API: a wrong path is most often a misconfigured endpoint."""
 
 

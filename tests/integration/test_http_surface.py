@@ -217,7 +217,7 @@ UPGRADE = (
     "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 )
-NO_SOCKET_HERE = b"no WebSocket endpoint at this path; Seatguard's is at /ws/v1\n"
+NO_SOCKET_HERE = b"no WebSocket endpoint at this path; the socket is at /ws/v1\n"
 
 
 async def exchange(server: Server, data: bytes) -> bytes:
@@ -306,9 +306,7 @@ async def test_a_plain_request_for_a_missing_page_names_the_socket_and_the_api(
 ) -> None:
     status, body = status_and_body(await exchange(server, (head + "\r\n").encode()))
     assert status == 404
-    assert (
-        body == b"Not Found. Seatguard's WebSocket endpoint is /ws/v1; its REST API is /api/v1/\n"
-    )
+    assert body == b"Not Found. The WebSocket endpoint is /ws/v1; the REST API is /api/v1/\n"
 
 
 async def test_a_wrong_path_is_logged_once_and_uvicorn_says_nothing(tmp_path: Path) -> None:
