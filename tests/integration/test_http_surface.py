@@ -221,12 +221,26 @@ NO_SOCKET_HERE = b"no WebSocket endpoint at this path; the socket is at /ws/v1\n
 
 
 async def exchange(server: Server, data: bytes) -> bytes:
-    """Send raw bytes on a connection of their own; all the server answers until it closes."""
+    """Send raw bytes on a connection of their own; the server's answer: its head and the
+    body its `Content-Length` gives, else all it sends until it closes. (A request that
+    may keep the connection alive is answered, then the connection waits for the next
+    one: reading until the close would wait for the server's keep-alive timeout.)"""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(data)
         with anyio.fail_after(scaled(5)):
-            return await reader.read(-1)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                return exc.partial  # closed before a whole head: what came
+            lengths = [
+                int(line.split(b":", 1)[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            ]
+            if lengths:
+                return head + await reader.readexactly(lengths[0])
+            return head + await reader.read(-1)
     finally:
         writer.close()
 
