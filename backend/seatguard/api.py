@@ -26,18 +26,20 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from . import events
+from .audit import AuditEvent, AuditKind, Detail, Scalar
 from .errors import ConfigError, StoreUnavailable
 from .headers import CHALLENGE
 from .identity.jwks import JWKS_URI_PATTERN, MAX_URI
-from .inputs import read_json, read_params
+from .inputs import author, read_json, read_params
 from .names import Name
 from .node import Node
 from .outbound import check_literal
 from .outbox import Delivery, DeliveryState
-from .presence import RULE_FIELDS, Rules, Session, UserPresence
+from .presence import MAX_TIMEOUT, RULE_FIELDS, Rules, Session, UserPresence
 from .problems import ApiError, Problem, exception_handlers, problem
 from .protocol import Ident, Limit
 from .ratelog import RateLog
+from .recorder import change_event, site_changes
 from .rules import SCOPES, Override, Scope
 from .seat import MAX_TTL, MIN_TTL
 from .seat.check import check_seat
@@ -59,7 +61,12 @@ _history_unread = RateLog(logging.getLogger("seatguard"))
 
 MAX_SEQ = 2**63 - 1
 """The largest audit sequence number a database holds (a signed 64-bit integer)."""
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Timeout = Annotated[
+    float,
+    msgspec.Meta(ge=0, le=MAX_TIMEOUT, description="Seconds; 0 is off (no timeout)"),
+]
+"""An idle or absolute timeout: 0 is off. On the site null is off too (`_off`); in an
+override null leaves the site's timeout, 0 turns it off for the override's users."""
 JwksUri = Annotated[
     str,
     # Checked by `jwks.check_jwks_uri` (through `SiteConfig`), whose messages say what is
@@ -153,11 +160,11 @@ _NULL: dict[str, Any] = {"type": "null"}
 REVOKE_WHERE_CHOICES: list[dict[str, Any]] = [
     {
         "required": ["org"],
-        "properties": {"org": {"type": "string"}, "role": _NULL, "all": {"const": False}},
+        "properties": {"org": {"not": _NULL}, "role": _NULL, "all": {"const": False}},
     },
     {
         "required": ["role"],
-        "properties": {"role": {"type": "string"}, "org": _NULL, "all": {"const": False}},
+        "properties": {"role": {"not": _NULL}, "org": _NULL, "all": {"const": False}},
     },
     {"required": ["all"], "properties": {"all": {"const": True}, "org": _NULL, "role": _NULL}},
 ]
@@ -173,11 +180,21 @@ class RevokedCountOut(msgspec.Struct):
 
 
 class OverrideIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The whole of one override: a `PUT` replaces what was there, and a field absent or
+    null is not overridden (the site's applies). One that sets nothing is refused (422):
+    `DELETE` removes an override (`OVERRIDE_SETS_ONE`)."""
+
     mode: Mode | None = None
     limit: Limit | None = None
     policy: Policy | None = None
-    idle_timeout: Seconds | None = None
-    absolute_timeout: Seconds | None = None
+    idle_timeout: Timeout | None = None
+    absolute_timeout: Timeout | None = None
+
+
+OVERRIDE_SETS_ONE: list[dict[str, Any]] = [
+    {"required": [n], "properties": {n: {"not": _NULL}}} for n in RULE_FIELDS
+]
+"""The schema's `anyOf` for `OverrideIn`: at least one field given, not null."""
 
 
 class OverrideOut(msgspec.Struct):
@@ -240,8 +257,8 @@ class SiteIn(msgspec.Struct, forbid_unknown_fields=True):
     mode: Mode | UnsetType = UNSET
     limit: Limit | UnsetType = UNSET
     policy: Policy | UnsetType = UNSET
-    idle_timeout: Seconds | UnsetType | None = UNSET
-    absolute_timeout: Seconds | UnsetType | None = UNSET
+    idle_timeout: Timeout | UnsetType | None = UNSET
+    absolute_timeout: Timeout | UnsetType | None = UNSET
     client_settings: bool | UnsetType = UNSET
     identity_jwks_uri: JwksUri | UnsetType | None = UNSET
     oidc_jwks_uri: JwksUri | UnsetType | None = UNSET
@@ -354,7 +371,7 @@ def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]
         site = await node.db.site_by_secret_hash(digest)
         current = None if site is None else authenticate(site, digest, node.clock())
         if site is None or current is None:
-            return _unauthorized("unknown secret key", "invalid_token")
+            return _unauthorized(_unknown(secret.strip()), "invalid_token")
         request.state.current_secret = current  # False: the replaced one, in its overlap
         try:
             return await handler(request, node, site)
@@ -366,6 +383,16 @@ def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]
             return response
 
     return endpoint
+
+
+def _unknown(token: str) -> str:
+    """Why a bearer token is refused: a site key (`pk_...`) is public, as pages show it."""
+    if token.startswith("pk_"):
+        return (
+            "this is a site's public key (pk_...), which pages use; the REST API takes the "
+            "site's secret key (sk_...)"
+        )
+    return "unknown secret key"
 
 
 def _unauthorized(detail: str, error: str | None) -> Response:
@@ -549,6 +576,23 @@ def _override_name(request: Request) -> str:
     return read_params({"name": request.path_params["name"]}, OverridePath).name
 
 
+def override_set(o: Override) -> dict[str, Scalar]:
+    """What an override sets, for the audit trail (a timeout of 0: off)."""
+    return {n: getattr(o, n) for n in RULE_FIELDS if getattr(o, n) is not None}
+
+
+def _override_event(site: Site, kind: AuditKind, now: float, detail: Detail) -> AuditEvent:
+    """The audit row of an override set or removed; a user's names the user."""
+    user = str(detail["name"]) if detail["scope"] == "user" else ""
+    return change_event(site.key, kind, now, detail, user)
+
+
+async def _record(node: Node, event: AuditEvent) -> None:
+    """Write a change to the site's settings to the audit trail."""
+    if node.recorder is not None:
+        await node.recorder.changed(event)
+
+
 async def list_overrides(request: Request, node: Node, site: Site) -> Response:
     found = await node.db.overrides(site.key)
     return _json([_override_out(o) for o in found.values()])
@@ -558,12 +602,21 @@ async def put_override(request: Request, node: Node, site: Site) -> Response:
     scope, name = _scope(request), _override_name(request)
     body = await read_json(request, OverrideIn)
     override = Override(scope, name, **_rule_fields(body))
+    if not override.fields():
+        raise ApiError(
+            422,
+            "Invalid request",
+            f"the override sets nothing: give at least one of {', '.join(RULE_FIELDS)} "
+            "(a PUT replaces the whole override); to remove it, DELETE it",
+        )
     try:
         Rules(**{**_defaults(site), **override.fields()})
     except ValueError as exc:
         raise ApiError(422, "Invalid request", str(exc)) from None
     await node.db.set_override(site.key, override)
     await node.rules_changed(site.key)
+    detail = {**author(request), "scope": scope, "name": name, **override_set(override)}
+    await _record(node, _override_event(site, AuditKind.override_set, node.clock(), detail))
     return _json(_override_out(override))
 
 
@@ -572,6 +625,8 @@ async def delete_override(request: Request, node: Node, site: Site) -> Response:
     if not await node.db.delete_override(site.key, scope, name):
         raise ApiError(404, "Not found", f"no override for {scope} {name!r}")
     await node.rules_changed(site.key)
+    detail = {**author(request), "scope": scope, "name": name}
+    await _record(node, _override_event(site, AuditKind.override_removed, node.clock(), detail))
     return Response(status_code=204)
 
 
@@ -640,6 +695,11 @@ async def redeliver(request: Request, node: Node, site: Site) -> Response:
     return _json(_delivery_out(found), 202)
 
 
+def _off(name: str, value: Any) -> Any:
+    """A site's rule field as `Rules` keeps it: a timeout of 0 is off, None."""
+    return None if name.endswith("_timeout") and value == 0 else value
+
+
 def _site_out(site: Site) -> SiteOut:
     return SiteOut(
         key=site.key,
@@ -661,7 +721,7 @@ async def get_site(request: Request, node: Node, site: Site) -> Response:
 
 async def patch_site(request: Request, node: Node, site: Site) -> Response:
     body = await read_json(request, SiteIn)
-    changes = {n: v for n, v in _rule_fields(body).items() if v is not UNSET}
+    changes = {n: _off(n, v) for n, v in _rule_fields(body).items() if v is not UNSET}
     try:
         rules = dataclasses.replace(site.rules, **changes)
     except ValueError as exc:
@@ -697,6 +757,8 @@ async def patch_site(request: Request, node: Node, site: Site) -> Response:
     if updated != site:
         await node.db.update_site(updated)
         await node.rules_changed(site.key)
+        detail = {**author(request), **site_changes(site, updated)}
+        await _record(node, change_event(site.key, AuditKind.site_changed, node.clock(), detail))
     return _json(_site_out(updated))
 
 

@@ -1,5 +1,6 @@
 """What a request brings in: its body, read with a size cap enforced while it streams in; its
-JSON, decoded into a struct; its path and query parameters, converted into structs.
+JSON, decoded into a struct; its path and query parameters, converted into structs; who
+sent it, as the audit trail names them (`author`).
 
 uvicorn puts no limit on a request body: reading it whole and measuring it afterwards lets
 anyone make the server hold as much as they send, so `read_capped` stops at the first chunk
@@ -21,10 +22,11 @@ import msgspec
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 
+from .audit import Scalar
 from .problems import ApiError
 from .protocol import explain
 
-__all__ = ["MAX_BODY", "read_capped", "read_json", "read_json_value", "read_params"]
+__all__ = ["MAX_BODY", "author", "read_capped", "read_json", "read_json_value", "read_params"]
 
 S = TypeVar("S")
 MAX_BODY = 16384
@@ -52,7 +54,7 @@ async def read_json(request: Request, kind: type[S]) -> S:
     try:
         return msgspec.convert(value, kind)
     except msgspec.ValidationError as exc:
-        raise ApiError(422, "Invalid request", explain(exc)) from None
+        raise ApiError(422, "Invalid request", explain(exc, kind)) from None
 
 
 async def read_json_value(
@@ -89,12 +91,18 @@ def _whole(value: Any) -> Any:
     return value
 
 
+def author(request: Request) -> dict[str, Scalar]:
+    """Who made an authenticated API request, for the audit trail: `by` "api", and `key`
+    "current", or "replaced" for the site's replaced secret key within its overlap."""
+    return {"by": "api", "key": "current" if request.state.current_secret else "replaced"}
+
+
 def read_params(values: Mapping[str, str], kind: type[S]) -> S:
     """Path or query parameters as a `kind`, numbers read from their text; ApiError 422."""
     try:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:
-        raise ApiError(422, "Invalid request", explain(exc)) from None
+        raise ApiError(422, "Invalid request", explain(exc, kind)) from None
 
 
 class _AnyConvertor(Convertor[str]):

@@ -33,6 +33,7 @@ import msgspec
 
 from . import presence
 from .admission import Sources, rules_for
+from .audit import AuditEvent
 from .db import Database
 from .deadlines import Deadlines
 from .errors import StoreUnavailable
@@ -152,6 +153,10 @@ class Recorder(Protocol):
         self, suspension: Suspension, *, lifted: bool, by: str, now: float
     ) -> None:
         """Write down a user suspended, or a suspension lifted (by `by`), and tell it."""
+        ...
+
+    async def changed(self, event: AuditEvent) -> None:
+        """Write down a change to a site's settings (`recorder.change_event`)."""
         ...
 
 

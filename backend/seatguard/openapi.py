@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from . import __version__
 from .api import (
+    OVERRIDE_SETS_ONE,
     REVOKE_WHERE_CHOICES,
     AuditPageOut,
     AuditQuery,
@@ -288,6 +289,7 @@ def document() -> dict[str, Any]:
     ]
     _, components = msgspec.json.schema_components(structs, ref_template=_REF)
     components["RevokeWhereIn"]["oneOf"] = REVOKE_WHERE_CHOICES
+    components["OverrideIn"]["anyOf"] = OVERRIDE_SETS_ONE
     components.update(policy_components())
     components["StoredEvaluationOut"]["properties"]["checks"] = _evaluated_checks(components)
     components["EvaluationIn"]["properties"]["policy"] = {
@@ -532,10 +534,13 @@ def document() -> dict[str, Any]:
             },
             "/overrides/{scope}/{name}": {
                 "put": _op(
-                    "Set the rules of one org, role or user",
+                    "Set the rules of one org, role or user: the body replaces the whole "
+                    "override (a field it leaves out or null is not overridden any more). "
+                    "An override that sets nothing is refused (422); DELETE removes one",
                     {"200": {**ok, **_json(OverrideOut)}},
                     params=OVERRIDE,
                     body=OverrideIn,
+                    body_required=True,
                     missing="No such scope",
                 ),
                 "delete": _op(

@@ -32,6 +32,7 @@ from .types import (
 )
 
 __all__ = [
+    "MAX_TIMEOUT",
     "RULE_FIELDS",
     "TAKEOVER_POLICIES",
     "Arrival",
@@ -109,6 +110,10 @@ class Refusal(enum.StrEnum):
 
 TAKEOVER_POLICIES: frozenset[Policy] = frozenset({"evict-oldest", "evict-idle", "challenge"})
 """Policies under which a blocked browser may take a seat ("use here")."""
+
+
+MAX_TIMEOUT = 366 * 86400
+"""The longest idle or absolute timeout the API and the CLI set, seconds: a year."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,11 @@ Version 1 is documented in ``docs/protocol.md``. The close-code table is mirrore
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
 
 from .names import NAME_PATTERN, NAME_WORDS, Name
 from .types import Mode, Policy
@@ -43,6 +45,7 @@ __all__ = [
     "TakeOver",
     "Unblock",
     "Welcome",
+    "choices_at",
     "decode_client_frame",
     "encode",
     "explain",
@@ -302,12 +305,66 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
     return frame
 
 
-def explain(exc: msgspec.ValidationError) -> str:
-    """A validation error in words: patterns are named by what they ask for."""
+def explain(exc: msgspec.ValidationError, kind: Any = None) -> str:
+    """A validation error in words: patterns are named by what they ask for and, where
+    `kind` (what was decoded) has a fixed set of values at the error's path (a `Literal` or
+    an enum), the message lists them: `Invalid enum value 'x', expected one of: a, b`."""
     message = str(exc)
     for pattern, words in PATTERNS.items():
         message = message.replace(f"matching regex {pattern!r}", f"of {words}")
-    return message
+    text, at, where = message.partition(" - at `$")
+    choices = None if kind is None else choices_at(kind, where.removesuffix("`"))
+    if choices:
+        text += f", expected one of: {', '.join(map(str, choices))}"
+    return text + at + where
+
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def choices_at(kind: Any, path: str) -> tuple[object, ...] | None:
+    """The values allowed at `path` (`.rules[2].verdict`, msgspec's error path less its
+    `$`) in `kind`, if they are a fixed set; None otherwise."""
+    node: list[msgspec.inspect.Type] = [msgspec.inspect.type_info(kind)]
+    for step in _STEP.finditer(path):
+        node = [n for t in node for n in _step(t, step[1], step[2])]
+    values = [v for t in node for v in _values(t)]
+    return tuple(dict.fromkeys(values)) or None
+
+
+_SEQUENCES = (msgspec.inspect.ListType, msgspec.inspect.VarTupleType, msgspec.inspect.SetType)
+
+
+def _members(t: msgspec.inspect.Type) -> list[msgspec.inspect.Type]:
+    """`t` with its constraints and unions unwrapped."""
+    if isinstance(t, msgspec.inspect.Metadata):
+        return _members(t.type)
+    if isinstance(t, msgspec.inspect.UnionType):
+        return [m for u in t.types for m in _members(u)]
+    return [t]
+
+
+def _step(t: msgspec.inspect.Type, field: str | None, index: str | None) -> list[Any]:
+    """What a field (or an item, or a dict value) of `t` may be."""
+    found: list[msgspec.inspect.Type] = []
+    for m in _members(t):
+        if field is not None and isinstance(m, msgspec.inspect.StructType):
+            found += [f.type for f in m.fields if f.encode_name == field]
+        elif index is not None and isinstance(m, _SEQUENCES):
+            found.append(m.item_type)
+        elif index is not None and isinstance(m, msgspec.inspect.DictType):
+            found.append(m.value_type)
+    return found
+
+
+def _values(t: msgspec.inspect.Type) -> list[object]:
+    found: list[object] = []
+    for m in _members(t):
+        if isinstance(m, msgspec.inspect.LiteralType):
+            found += m.values
+        elif isinstance(m, msgspec.inspect.EnumType):
+            found += [e.value for e in m.cls]
+    return found
 
 
 def encode(frame: ServerFrame) -> bytes:

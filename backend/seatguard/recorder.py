@@ -8,6 +8,7 @@ the webhooks to the outbox (also before anyone is told).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -15,16 +16,17 @@ from typing import Any
 
 import msgspec
 
-from .audit import AuditEvent, AuditKind, AuditRecord, Scalar
+from .audit import AuditEvent, AuditKind, AuditRecord, Detail, Scalar
 from .audit.batch import AuditBatcher
 from .audit.checkpoint import CheckpointWriter
 from .db import AuditLog
 from .deliveries import DeliveryWorker
 from .errors import ConfigError
-from .presence import EndReason, Outcome, SeatState
+from .presence import RULE_FIELDS, EndReason, Outcome, SeatState
 from .protocol import BlockReason
 from .sealing import SecretBox
 from .signals.evaluations import EvaluationRecord
+from .signals.policies import Policy, encode_policy
 from .site_secrets import opened
 from .sites import Site
 from .suspension import Suspension
@@ -34,8 +36,11 @@ from .webhooks import EventType
 __all__ = [
     "Recorder",
     "audit_events",
+    "change_event",
     "flagged_hook",
+    "policy_summary",
     "refused_event",
+    "site_changes",
     "suspension_event",
     "suspension_hook",
     "webhook_events",
@@ -137,6 +142,59 @@ def suspension_event(suspension: Suspension, *, lifted: bool, by: str, now: floa
         detail["reason_text"] = suspension.reason
     reason = "reauthenticated" if lifted and by == "reauthentication" else None
     return AuditEvent(now, suspension.site, suspension.user, None, None, None, kind, reason, detail)
+
+
+def change_event(
+    site: str, kind: AuditKind, now: float, detail: Detail, user: str = ""
+) -> AuditEvent:
+    """The audit row of a change to a site's settings (`site_changed`, `override_set`,
+    `override_removed`, `policy_set`): `detail` says who made it (`by`: `api`, or an
+    operator's name) and what changed; `user` names the user of a user's override."""
+    return AuditEvent(now, site, user, None, None, None, kind, None, detail)
+
+
+SHOWN_TEXT = 300
+"""Characters of a changed setting's text an audit row holds; longer ones are `changed`."""
+
+
+def site_changes(before: Site, after: Site) -> dict[str, Scalar]:
+    """The settings of a site that differ in `after`, for a `site_changed` row: each with
+    its new value where that is a number, a boolean or short text, else `"changed"` (keys
+    and key sets); secrets are never among them."""
+    old, new = _settings(before), _settings(after)
+    return {n: _shown(v) for n, v in new.items() if old.get(n) != v}
+
+
+def _settings(site: Site) -> dict[str, Any]:
+    rules = {n: getattr(site.rules, n) for n in RULE_FIELDS}
+    config = msgspec.structs.asdict(site.config)
+    origins = " ".join(site.origins)
+    return {
+        "name": site.name,
+        "origins": origins,
+        "client_settings": site.client_settings,
+        **rules,
+        **config,
+    }
+
+
+def _shown(value: Any) -> Scalar:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str) and len(value) <= SHOWN_TEXT:
+        return value
+    return "changed"
+
+
+def policy_summary(policy: Policy) -> dict[str, Scalar]:
+    """A policy as a `policy_set` row tells of it: how many rules (the site's, and the orgs
+    and roles with their own) and the SHA-256 of the policy as stored, to match it later."""
+    return {
+        "rules": len(policy.rules),
+        "orgs": len(policy.orgs),
+        "roles": len(policy.roles),
+        "sha256": hashlib.sha256(encode_policy(policy)).hexdigest(),
+    }
 
 
 def suspension_hook(suspension: Suspension, *, lifted: bool) -> tuple[EventType, dict[str, Any]]:
@@ -260,6 +318,10 @@ class Recorder:
         await self._append([suspension_event(suspension, lifted=lifted, by=by, now=now)])
         if self.webhooks:
             await self._send(suspension.site, [suspension_hook(suspension, lifted=lifted)], now)
+
+    async def changed(self, event: AuditEvent) -> None:
+        """Record a change to a site's settings (`change_event`); no webhook."""
+        await self._append([event])
 
     async def _send(
         self, site_key: str, hooks: list[tuple[EventType, dict[str, Any]]], now: float

@@ -23,7 +23,8 @@ SCOPES: tuple[Scope, ...] = ("org", "role", "user")
 
 @dataclass(frozen=True, slots=True)
 class Override:
-    """Server-side rules for one org, role or user of a site; None leaves a field as is."""
+    """Server-side rules for one org, role or user of a site; None leaves a field as is, a
+    timeout of 0 turns it off."""
 
     scope: Scope
     name: str
@@ -34,8 +35,9 @@ class Override:
     absolute_timeout: float | None = None
 
     def fields(self) -> dict[str, Any]:
-        """The rule fields this override sets."""
-        return {n: getattr(self, n) for n in RULE_FIELDS if getattr(self, n) is not None}
+        """The rule fields this override sets; a timeout of 0 sets it off (None)."""
+        found = {n: getattr(self, n) for n in RULE_FIELDS if getattr(self, n) is not None}
+        return {n: None if n.endswith("_timeout") and v == 0 else v for n, v in found.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from seatguard.audit import AuditEvent
 from seatguard.channel import Channel
 from seatguard.db import Database, open_database
 from seatguard.errors import StoreUnavailable
@@ -368,6 +369,7 @@ class Notes:
         self.outcomes: list[tuple[UserKey, Outcome, Mapping[str, str] | None]] = []
         self.refusals: list[tuple[UserKey, str | None, str]] = []
         self.suspensions: list[tuple[Suspension, bool, str]] = []
+        self.changes: list[AuditEvent] = []
 
     async def record(
         self,
@@ -394,6 +396,9 @@ class Notes:
         self, suspension: Suspension, *, lifted: bool, by: str, now: float
     ) -> None:
         self.suspensions.append((suspension, lifted, by))
+
+    async def changed(self, event: AuditEvent) -> None:
+        self.changes.append(event)
 
 
 # --- the world ----------------------------------------------------------------------

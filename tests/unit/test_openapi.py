@@ -12,6 +12,7 @@ from seatguard import api
 from seatguard.identity.jwks import JWKS_URI_PATTERN, check_jwks_uri
 from seatguard.names import MAX_NAME, NAME_PATTERN
 from seatguard.openapi import document
+from seatguard.presence import MAX_TIMEOUT
 
 PREFIX = "/api/v1"
 
@@ -142,7 +143,13 @@ def test_a_user_id_in_any_path_is_any_valid_name() -> None:
 
 def test_the_bounds_the_server_enforces_are_in_the_document() -> None:
     limit = {"type": "integer", "minimum": 1, "maximum": 1000}
-    seconds = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}]}
+    timeout = {
+        "type": "number",
+        "minimum": 0,
+        "maximum": MAX_TIMEOUT,
+        "description": "Seconds; 0 is off (no timeout)",
+    }
+    seconds = {"anyOf": [timeout, {"type": "null"}]}
     override, site = schemas()["OverrideIn"]["properties"], schemas()["SiteIn"]["properties"]
     assert override["limit"] == {"anyOf": [limit, {"type": "null"}], "default": None}
     assert site["limit"] == limit
@@ -166,6 +173,48 @@ def test_the_bounds_the_server_enforces_are_in_the_document() -> None:
     }
     assert audit["user"]["schema"] == {"anyOf": [NAME, {"const": ""}]}
     assert not any(p["required"] for p in audit.values())
+
+
+def _leaves(schema: Any, where: str, seen: frozenset[str] = frozenset()) -> Any:
+    """(where, schema) of every number and string a request may hold under `schema`,
+    through references, properties, items, values and choices."""
+    if not isinstance(schema, dict):
+        return
+    ref = schema.get("$ref")
+    if ref is not None and ref not in seen:
+        name = ref.rsplit("/", 1)[1]
+        yield from _leaves(schemas()[name], f"{where}({name})", seen | {ref})
+    if schema.get("type") in ("integer", "number", "string"):
+        yield where, schema
+    for key in ("properties", "patternProperties"):
+        for name, sub in schema.get(key, {}).items():
+            yield from _leaves(sub, f"{where}.{name}", seen)
+    for key in ("items", "additionalProperties", "not", "contentSchema"):
+        yield from _leaves(schema.get(key), f"{where}[]", seen)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, []):
+            yield from _leaves(sub, where, seen)
+
+
+def test_every_number_and_string_a_request_holds_has_its_bounds_in_the_document() -> None:
+    """Numbers have a lowest and a highest value, strings a length, a pattern or a set of
+    values: what the server refuses, a client can tell from the document."""
+    unbounded = []
+    for (path, method), op in operations().items():
+        content = op.get("requestBody", {}).get("content", {}).values()
+        found = [
+            *(x for c in content for x in _leaves(c["schema"], "body")),
+            *(x for p in op["parameters"] for x in _leaves(p["schema"], p["name"])),
+        ]
+        for where, schema in found:
+            if schema["type"] == "string":
+                bounded = {"maxLength", "pattern", "enum", "const"} & set(schema)
+            else:
+                low = {"minimum", "exclusiveMinimum", "enum", "const"} & set(schema)
+                bounded = low and {"maximum", "exclusiveMaximum", "enum", "const"} & set(schema)
+            if not bounded:
+                unbounded.append(f"{method} {path} {where}: {schema}")
+    assert unbounded == []
 
 
 def test_revoking_a_group_takes_exactly_one_of_org_role_or_all() -> None:

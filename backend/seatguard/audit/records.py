@@ -27,7 +27,7 @@ DETAIL_BYTES = 2048
 
 
 class AuditKind(StrEnum):
-    """What happened to a browser session (or, with no session, to its user)."""
+    """What happened to a browser session (or, with no session, to its user or its site)."""
 
     created = "created"
     admitted = "admitted"
@@ -42,6 +42,12 @@ class AuditKind(StrEnum):
     unsuspended = "unsuspended"  # suspension itself; its lift (no session)
     refused = "refused"
     ended = "ended"
+    # Changes to the site's settings (no session; `user` is empty but for a user's
+    # override), with who made them in `detail["by"]`.
+    site_changed = "site_changed"  # its rules, token settings or key URLs
+    override_set = "override_set"  # an org's, role's or user's override, set or replaced
+    override_removed = "override_removed"
+    policy_set = "policy_set"  # the policy replaced
 
 
 Scalar: TypeAlias = str | int | float | bool | None

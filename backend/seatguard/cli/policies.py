@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
 
+from ..audit import AuditKind
 from ..db import Database
 from ..errors import InvalidPolicy
+from ..recorder import change_event, policy_summary
 from ..signals.policies import Policy, encode_policy, parse_policy
-from .options import db_option, with_db
+from .options import audit_writer, by_option, db_option, db_settings, with_db
 
 __all__ = ["policies"]
 
@@ -51,9 +54,11 @@ def policies_show(key: str, db: str) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSON file holding the policy.",
 )
+@by_option("Who sets it")
 @db_option
-def policies_set(key: str, path: Path, db: str) -> None:
-    """Replace the policy of the site KEY with the one in a JSON file; print it as stored."""
+def policies_set(key: str, path: Path, by: str, db: str) -> None:
+    """Replace the policy of the site KEY with the one in a JSON file; print it as stored
+    (and write it to the audit trail)."""
     try:
         raw = json.loads(path.read_bytes())
     except (ValueError, RecursionError) as exc:
@@ -63,9 +68,13 @@ def policies_set(key: str, path: Path, db: str) -> None:
     except InvalidPolicy as exc:
         raise click.UsageError(f"{path}: {exc}") from None
 
+    audit = audit_writer(db_settings(db))
+
     async def store(database: Database) -> None:
         await _known(database, key)
         await database.set_policy(key, policy)
+        detail = {"by": by, **policy_summary(policy)}
+        await audit(database, change_event(key, AuditKind.policy_set, time.time(), detail))
 
     with_db(db, store)
     _echo(policy)

@@ -11,11 +11,13 @@ from typing import Any, TypeVar
 
 import click
 
+from ..audit import AuditKind
 from ..db import Database
 from ..errors import ConfigError
 from ..keys import secrets_key
 from ..outbound import check_literal
-from ..presence import RULE_FIELDS, Rules
+from ..presence import MAX_TIMEOUT, RULE_FIELDS, Rules
+from ..recorder import change_event, site_changes
 from ..sealing import SecretBox
 from ..seat.keyset import DEFAULT_TTL, MAX_TTL, MIN_TTL
 from ..site_secrets import (
@@ -39,7 +41,15 @@ from ..sites import (
     normalize_origin,
 )
 from ..types import MODES, POLICIES
-from .options import DEFAULTS, db_option, db_settings, secret_box, with_db
+from .options import (
+    DEFAULTS,
+    audit_writer,
+    by_option,
+    db_option,
+    db_settings,
+    secret_box,
+    with_db,
+)
 
 __all__ = ["site"]
 
@@ -65,8 +75,16 @@ def _site_options(f: F) -> F:
             default=None,
             help="Let load() options set mode, limit and policy (demo and testing only).",
         ),
-        click.option("--idle-timeout", type=float, help="Seconds without user input (0: off)."),
-        click.option("--absolute-timeout", type=float, help="Longest session, seconds (0: off)."),
+        click.option(
+            "--idle-timeout",
+            type=click.FloatRange(0, MAX_TIMEOUT),
+            help="Seconds without user input (0: off, as null is in the API).",
+        ),
+        click.option(
+            "--absolute-timeout",
+            type=click.FloatRange(0, MAX_TIMEOUT),
+            help="Longest session, seconds (0: off, as null is in the API).",
+        ),
         click.option(
             "--require-identity/--no-require-identity",
             default=None,
@@ -292,11 +310,13 @@ def site_create(db: str, **options: Any) -> None:
 @site.command("update")
 @click.argument("key")
 @_site_options
+@by_option("Who changes it")
 @db_option
-def site_update(key: str, db: str, **options: Any) -> None:
-    """Change a site's settings (only the options given). A first --webhook-url makes the
-    webhook secret, printed this once."""
+def site_update(key: str, by: str, db: str, **options: Any) -> None:
+    """Change a site's settings (only the options given), written to the audit trail. A
+    first --webhook-url makes the webhook secret, printed this once."""
     box = _box(db, needed=bool(options["webhook_url"]))
+    audit = audit_writer(db_settings(db))
 
     async def update(database: Database) -> tuple[Site, dict[str, str]]:
         found = await database.site(key)
@@ -304,6 +324,9 @@ def site_update(key: str, db: str, **options: Any) -> None:
             raise click.ClickException(f"no site with key {key!r}")
         updated = _check(_apply(found, options))
         await database.update_site(updated)
+        if changes := site_changes(found, updated):
+            detail = {"by": by, **changes}
+            await audit(database, change_event(key, AuditKind.site_changed, time.time(), detail))
         shown = {}
         if updated.config.webhook_url and found.secrets.webhook.current is None:
             assert box is not None  # needed, so loaded

@@ -113,6 +113,6 @@ def convert_at(raw: Any, kind: type[S], path: str) -> S:
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        message, _, where = explain(exc).partition(" - at `$")
+        message, _, where = explain(exc, kind).partition(" - at `$")
         where = where.removesuffix("`")
         raise InvalidPolicy(f"{join(path, where) or '(policy)'}: {message}") from None

@@ -16,12 +16,14 @@ from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..audit import AuditKind
 from ..errors import InvalidPolicy
-from ..inputs import read_json_value
+from ..inputs import author, read_json_value
 from ..names import Name
 from ..node import Node
 from ..problems import ApiError
 from ..protocol import explain
+from ..recorder import change_event, policy_summary
 from ..sites import Site
 from .catalog import ChecksIn
 from .evaluations import DryRunOut, RiskOut
@@ -81,6 +83,11 @@ async def put_policy(request: Request, node: Node, site: Site) -> Response:
     policy = _parsed(await read_json_value(request, MAX_POLICY_BODY, required=True))
     await node.db.set_policy(site.key, policy)
     node.policies.forget(site.key)
+    if node.recorder is not None:
+        detail = {**author(request), **policy_summary(policy)}
+        await node.recorder.changed(
+            change_event(site.key, AuditKind.policy_set, node.clock(), detail)
+        )
     return _policy_json(policy)
 
 
@@ -90,7 +97,7 @@ async def evaluate_policy(request: Request, node: Node, site: Site) -> Response:
     try:
         body = msgspec.convert(raw, EvaluationIn)
     except msgspec.ValidationError as exc:
-        raise ApiError(422, "Invalid request", explain(exc)) from None
+        raise ApiError(422, "Invalid request", explain(exc, EvaluationIn)) from None
     if isinstance(body.policy, UnsetType):
         policy = await node.db.policy(site.key) or Policy()
     else:
