@@ -31,6 +31,7 @@ from .errors import ConfigError, StoreUnavailable
 from .headers import CHALLENGE
 from .identity.jwks import JWKS_URI_PATTERN, MAX_URI
 from .inputs import author, read_json, read_params
+from .isotime import IsoTime, iso
 from .names import Name
 from .node import Node
 from .outbound import check_literal
@@ -101,6 +102,9 @@ class SessionOut(msgspec.Struct):
     started: float
     last_seen: float
     last_active: float
+    started_iso: IsoTime
+    last_seen_iso: IsoTime
+    last_active_iso: IsoTime
     # The sharing checks of the session now, against the user's other sessions and history
     # (docs/signals.md); `geo` "off" without a GeoIP database.
     checks: Checks
@@ -118,6 +122,7 @@ class SuspensionOut(msgspec.Struct):
     since: float  # seconds since the epoch
     reason: str
     by: str  # `api`, an operator's name (CLI), `policy`
+    since_iso: IsoTime
 
 
 REASON_PATTERN = r"^[^\x00-\x1f\x7f]*$"
@@ -219,6 +224,7 @@ class AuditOut(msgspec.Struct):
     detail: dict[str, Any]
     prev: str
     hash: str
+    at_iso: IsoTime
 
 
 class AuditPageOut(msgspec.Struct):
@@ -281,6 +287,7 @@ class SecretRotatedOut(msgspec.Struct):
     kind: str  # secret_key, identity or webhook
     secret: str  # the new secret, shown this once
     previous_valid_until: float | None  # when the replaced one stops working; null: now
+    previous_valid_until_iso: IsoTime | None
 
 
 class UserPath(msgspec.Struct):
@@ -326,6 +333,9 @@ class DeliveryOut(msgspec.Struct):
     created_at: float
     updated_at: float
     payload: dict[str, Any]  # the event as posted
+    next_attempt_at_iso: IsoTime | None
+    created_at_iso: IsoTime
+    updated_at_iso: IsoTime
 
 
 class DeliveriesPageOut(msgspec.Struct):
@@ -431,6 +441,9 @@ def _session_out(up: UserPresence, s: Session, checks: Checks) -> SessionOut:
         last_seen=s.last_seen,
         last_active=s.last_active,
         checks=checks,
+        started_iso=iso(s.created_at),
+        last_seen_iso=iso(s.last_seen),
+        last_active_iso=iso(s.last_active),
     )
 
 
@@ -475,7 +488,7 @@ def _suspension_out(s: Suspension) -> SuspensionOut: ...
 @overload
 def _suspension_out(s: None) -> None: ...
 def _suspension_out(s: Suspension | None) -> SuspensionOut | None:
-    return None if s is None else SuspensionOut(s.user, s.since, s.reason, s.by)
+    return None if s is None else SuspensionOut(s.user, s.since, s.reason, s.by, iso(s.since))
 
 
 async def suspend_user(request: Request, node: Node, site: Site) -> Response:
@@ -648,6 +661,7 @@ async def audit_records(request: Request, node: Node, site: Site) -> Response:
             detail=dict(r.event.detail),
             prev=r.prev,
             hash=r.hash,
+            at_iso=iso(r.event.at),
         )
         for r in found
     ]
@@ -668,6 +682,9 @@ def _delivery_out(d: Delivery) -> DeliveryOut:
         created_at=d.created_at,
         updated_at=d.updated_at,
         payload=msgspec.json.decode(d.payload),
+        next_attempt_at_iso=iso(d.next_attempt_at),
+        created_at_iso=iso(d.created_at),
+        updated_at_iso=iso(d.updated_at),
     )
 
 
@@ -781,7 +798,7 @@ async def rotate_secret(request: Request, node: Node, site: Site) -> Response:
         ) from None
     node.forget_site(site.key)
     until = now + body.overlap if body.overlap else None
-    response = _json(SecretRotatedOut(body.kind, secret, until))
+    response = _json(SecretRotatedOut(body.kind, secret, until, iso(until)))
     response.headers["Cache-Control"] = "no-store"
     return response
 

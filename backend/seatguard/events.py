@@ -22,8 +22,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
-from typing import Annotated, Literal, get_args
+from typing import Literal, get_args
 
 import msgspec
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -34,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 from .audit import AuditKind, AuditRecord
 from .db import AuditLog
 from .inputs import read_params
+from .isotime import IsoTime, iso
 from .node import Node
 from .problems import ApiError, problem
 from .settings import Settings
@@ -97,7 +97,7 @@ class SessionEvent(msgspec.Struct):
     user: str
     session: str | None
     device: str | None
-    time: Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]  # UTC, ms
+    time: IsoTime  # UTC, ms
     at: float  # the same, in seconds since the epoch
     reason: str | None  # blocked: limit, evicted, taken_over, challenge; ended: why; ...
     decision: int | None  # the store's sequence number of the decision, rising per user
@@ -119,7 +119,7 @@ def session_event(record: AuditRecord) -> SessionEvent | None:
         user=e.user,
         session=e.session,
         device=e.device,
-        time=datetime.fromtimestamp(e.at, UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+        time=iso(e.at),
         at=e.at,
         reason=e.reason,
         decision=decision if type(decision) is int else None,

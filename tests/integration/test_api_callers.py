@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.helpers import Server, seatguard
 from tests.integration.api_client import api
+from tests.integration.client import Browser, Tab
 
 pytestmark = pytest.mark.anyio
 
@@ -201,3 +203,29 @@ async def test_a_change_made_with_the_replaced_secret_key_says_so(
     async with api(server, {"secret": new}) as client:
         found = await _changes(client)
     assert [r["detail"] for r in found] == [{"by": "api", "key": "replaced", "limit": 7}]
+
+
+def _iso_of(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+async def test_every_timestamp_has_its_iso_8601_sibling(
+    server: Server, fresh_site: dict[str, Any]
+) -> None:
+    u = "u-" + secrets.token_hex(4)
+    await Tab.open(server.ws, str(fresh_site["key"]), Browser(u))
+    async with api(server, fresh_site) as client:
+        session = (await client.get(f"/users/{u}/sessions")).json()["sessions"][0]
+        suspension = (await client.post(f"/users/{u}/suspension", json={})).json()
+        records = (await client.get("/audit", params={"user": u})).json()["records"]
+        rotated = (await client.post("/site/secret", json={"overlap": 60})).json()
+    stamped = [
+        *((session, n) for n in ("started", "last_seen", "last_active")),
+        (suspension, "since"),
+        *((r, "at") for r in records),
+        (rotated, "previous_valid_until"),
+    ]
+    for answer, name in stamped:
+        assert answer[f"{name}_iso"] == _iso_of(answer[name]), (name, answer)
+        assert answer[f"{name}_iso"].endswith("Z")
+    assert records

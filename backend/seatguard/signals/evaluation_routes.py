@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..inputs import read_params
+from ..isotime import IsoTime, iso
 from ..names import Name
 from ..node import Node
 from ..sites import Site
@@ -59,6 +60,7 @@ class StoredEvaluationOut(msgspec.Struct):
     dry_run: list[DryRunOut]  # dry-run rules that matched before the verdict's rule
     device: str
     ip: str  # as seen, or its network if the operator keeps addresses truncated
+    at_iso: IsoTime
 
 
 class EvaluationsOut(msgspec.Struct):
@@ -85,6 +87,7 @@ def _out(r: EvaluationRecord) -> StoredEvaluationOut:
         dry_run=r.dry_run,
         device=r.device,
         ip=r.ip,
+        at_iso=iso(r.at),
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable
 
 import msgspec
 
+from ..isotime import IsoTime, iso
 from ..types import DeviceKey, DeviceType, SessionId, Timestamp
 from .checks import (
     Activity,
@@ -134,6 +135,8 @@ class DeviceOut(msgspec.Struct):
     trusted: bool  # exempt from the device checks
     active: bool  # a session of it is connected now
     sessions: list[SessionId]  # its current sessions
+    first_seen_iso: IsoTime
+    last_seen_iso: IsoTime
 
 
 class DevicesOut(msgspec.Struct):
@@ -170,6 +173,8 @@ def _device_out(device: str, seen: DeviceSeen, active: bool, sessions: list[str]
         trusted=seen.trusted,
         active=active,
         sessions=sorted(sessions),
+        first_seen_iso=iso(seen.first),
+        last_seen_iso=iso(seen.last),
     )
 
 
