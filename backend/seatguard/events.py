@@ -82,7 +82,8 @@ _TYPES: dict[str, EventType] = {
     AuditKind.unsuspended: "unsuspended",  # the user's suspension lifted (no session)
 }
 """The audit kinds that are events, and the event type of each. `created` (always followed
-by `admitted` or `blocked`) and `refused` (a hello turned away: no session changed) are not."""
+by `admitted` or `blocked`), `refused` (a hello turned away: no session changed) and the
+changes to a site's settings (`site_changed`, `override_set`...) are not."""
 
 
 LAST_ID_PATTERN = "^[0-9]{1,19}$"

@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from seatguard.db import SqliteDatabase
+from seatguard.isotime import iso
 from seatguard.signals.evaluations import DryRunOut, EvaluationRecord, RiskOut
 from tests.helpers import Server
 from tests.integration.api_client import api
@@ -43,10 +44,10 @@ async def seed(server: Server, records: list[EvaluationRecord]) -> None:
 
 
 def out(r: EvaluationRecord) -> dict[str, Any]:
-    """A record as the API answers it: without its site and user."""
+    """A record as the API answers it: without its site and user, with `at_iso`."""
     body: dict[str, Any] = msgspec.to_builtins(r)
     del body["site"], body["user"]
-    return body
+    return {**body, "at_iso": iso(r.at)}
 
 
 def path(user: str) -> str:

@@ -68,6 +68,11 @@ def test_every_audit_kind_is_decided() -> None:
     assert {k for k in AuditKind if session_event(record(1, k)) is None} == {
         AuditKind.created,
         AuditKind.refused,
+        # Changes to the site's settings: no session changed.
+        AuditKind.site_changed,
+        AuditKind.override_set,
+        AuditKind.override_removed,
+        AuditKind.policy_set,
     }
 
 
