@@ -256,4 +256,4 @@ def test_secret_rotation_is_documented_with_its_bounds() -> None:
     }
     assert sorted(fields["kind"]["enum"]) == ["identity", "secret_key", "webhook"]
     out = document()["components"]["schemas"]["SecretRotatedOut"]["properties"]
-    assert set(out) == {"kind", "secret", "previous_valid_until"}
+    assert set(out) == {"kind", "secret", "previous_valid_until", "previous_valid_until_iso"}
