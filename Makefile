@@ -7,6 +7,8 @@ SDK := backend/seatguard/static/seatguard.js
 SDK_LANGS := $(foreach lang,fr es de,backend/seatguard/static/lang/$(lang).json)
 # The device module (fingerprint and device key) the SDK loads beside it; the same build.
 SDK_DEVICE := backend/seatguard/static/device.js
+# Swagger UI for the interactive API docs (/api/docs), copied from swagger-ui-dist; the same build.
+API_DOCS := backend/seatguard/static/apidocs/swagger-ui-bundle.js
 
 .PHONY: demo test check sdk system-deps clean
 
@@ -22,19 +24,19 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-$(SDK) $(SDK_LANGS) $(SDK_DEVICE) &: node_modules/.installed $(wildcard js-sdk/src/*.js) js-sdk/build.mjs
+$(SDK) $(SDK_LANGS) $(SDK_DEVICE) $(API_DOCS) &: node_modules/.installed $(wildcard js-sdk/src/*.js) js-sdk/build.mjs
 	npm run --silent build
 
-sdk: $(SDK) $(SDK_LANGS) $(SDK_DEVICE)
+sdk: $(SDK) $(SDK_LANGS) $(SDK_DEVICE) $(API_DOCS)
 
 # Debian's chromium (for Playwright) and redis-server, installed only where missing.
 system-deps:
 	scripts/install-system-deps
 
-demo: $(VENV)/.installed $(SDK) $(SDK_LANGS)
+demo: $(VENV)/.installed $(SDK) $(SDK_LANGS) $(API_DOCS)
 	$(VENV)/bin/seatguard demo --host 127.0.0.1 --port $(PORT) --db .seatguard/demo.db
 
-test: $(VENV)/.installed $(SDK) $(SDK_LANGS) system-deps
+test: $(VENV)/.installed $(SDK) $(SDK_LANGS) $(API_DOCS) system-deps
 	npm test
 	$(PY) -m pytest --cov
 
@@ -44,4 +46,4 @@ check: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) node_modules .seatguard $(SDK) $(SDK_DEVICE) backend/seatguard/static/lang
+	rm -rf $(VENV) node_modules .seatguard $(SDK) $(SDK_DEVICE) backend/seatguard/static/lang backend/seatguard/static/apidocs

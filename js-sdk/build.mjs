@@ -4,7 +4,7 @@
 // the English texts, which alone are built in.
 import { build } from 'esbuild';
 import { minify } from 'terser';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -89,3 +89,11 @@ writeFileSync(deviceFile, deviceCode);
 const deviceGzip = gzipSync(deviceCode, { level: 9 }).length;
 console.log(`${relative(root, deviceFile)}: ${deviceCode.length} bytes, ${deviceGzip} bytes gzipped`);
 if (deviceGzip > DEVICE_GZIP_BUDGET) fail(`device.js is over its ${DEVICE_GZIP_BUDGET}-byte gzip budget`);
+
+// The interactive API docs (`/api/docs`): Swagger UI's bundle and stylesheet, from the
+// `swagger-ui-dist` package, served by the server itself (no third-party script at runtime).
+const apiDocsDir = join(root, 'backend/seatguard/static/apidocs');
+const swaggerDir = join(root, 'node_modules/swagger-ui-dist');
+mkdirSync(apiDocsDir, { recursive: true });
+for (const file of ['swagger-ui-bundle.js', 'swagger-ui.css']) copyFileSync(join(swaggerDir, file), join(apiDocsDir, file));
+console.log(`${relative(root, apiDocsDir)}: swagger-ui-bundle.js, swagger-ui.css (swagger-ui-dist)`);

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from . import __version__, api
+from . import __version__, api, apidocs
 from . import oidc as oidc_routes
 from . import openapi as openapi_doc
 from .assets import Assets
@@ -314,6 +314,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
         Route("/sdk/v1/device.js", sdk_device),
         Route("/sdk/v1/lang/{lang}.json", sdk_language),
         Route("/api/v1/openapi.json", openapi_doc.endpoint),
+        *apidocs.routes(),
         *api.routes(),
         *oidc_routes.routes(),
         *seat_routes.routes(),

@@ -60,6 +60,7 @@ def test_the_wheel_holds_every_file_and_the_build_is_quiet(tmp_path: Path) -> No
         "seatguard/static/seatguard.js",
         "seatguard/static/device.js",
         "seatguard/static/lang/fr.json",
+        "seatguard/static/apidocs/swagger-ui-bundle.js",
         "seatguard/store/lua/apply.lua",
         "seatguard/db/sqlite.py",
         "seatguard/py.typed",
