@@ -114,7 +114,14 @@ async def test_redis_down_and_back_exceeds_no_limit_and_loses_no_audit_row(
     site = pair.create_site("--name", "Open", "--origin", "*")
     closed = pair.create_site("--name", "Closed", "--origin", "*")
     seatguard(
-        "site", "update", closed["key"], "--store-failure", "closed", "--db", pair.database_url
+        "site",
+        "update",
+        closed["key"],
+        "--store-failure",
+        "closed",
+        "--db",
+        pair.database_url,
+        env=pair.env,  # the change is audited: signed with the cluster's audit key
     )
     users = [user() for _ in range(5)]
     tabs: list[tuple[str, Tab, Frame]] = []
@@ -203,7 +210,14 @@ async def test_a_redis_restart_keeps_every_seat_where_it_was(
     opened = trio.create_site("--name", "Open", "--origin", "*")
     closed = trio.create_site("--name", "Closed", "--origin", "*")
     seatguard(
-        "site", "update", closed["key"], "--store-failure", "closed", "--db", trio.database_url
+        "site",
+        "update",
+        closed["key"],
+        "--store-failure",
+        "closed",
+        "--db",
+        trio.database_url,
+        env=trio.env,  # the change is audited: signed with the cluster's audit key
     )
     people: list[tuple[dict[str, Any], str, Tab, Tab]] = []
     for i in range(9):
