@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import math
 from typing import Protocol
 
 import msgspec
@@ -318,8 +319,18 @@ class Channel:
         await self.node.refused(key, hello.session, self.ip, reason, device)
 
     async def _take_over(self) -> None:
-        outcome = await self.node.take_over(self)
-        if outcome.refused is not None:
+        outcome, wait = await self.node.take_over(self)
+        if outcome.refused is Refusal.takeover_cooldown:
+            retry = math.ceil(wait)
+            await self.push(
+                Denied(
+                    action="takeover",
+                    reason=outcome.refused.value,
+                    message=f"the account was just taken over; try again in {retry} s",
+                    retry=retry,
+                )
+            )
+        elif outcome.refused is not None:
             await self.push(
                 Denied(
                     action="takeover",

@@ -508,18 +508,22 @@ class Node:
             ending = presence.Ending(a.session, presence.EndReason.logout, a.device)
             await self._tell(key, Outcome(ended=(ending,)), tab.seq + 1, False)
 
-    async def take_over(self, tab: Tab) -> Outcome:
-        """A blocked browser takes a seat where the policy allows it."""
+    async def take_over(self, tab: Tab) -> tuple[Outcome, float]:
+        """A blocked browser takes a seat where the policy allows it, and not within the
+        take-over cooldown; with the outcome, the seconds left of that cooldown."""
         key, a = tab.key, tab.arrival
         assert key is not None and a is not None
+        cooldown = self.timing.takeover_cooldown
+
+        def op(up: UserPresence, now: float) -> tuple[Outcome, tuple[Outcome, float]]:
+            outcome = presence.take_over(up, session=a.session, now=now, cooldown=cooldown)
+            return outcome, (outcome, presence.takeover_wait(up, cooldown, now))
+
         try:
-            outcome, _ = await self._change(
-                key,
-                lambda up, now: (o := presence.take_over(up, session=a.session, now=now), o),
-            )
+            result, _ = await self._change(key, op)
         except StoreUnavailable:
-            return Outcome(refused=Refusal.unavailable)
-        return outcome
+            return Outcome(refused=Refusal.unavailable), 0.0
+        return result
 
     # --- operators ----------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ __all__ = [
     "revoke",
     "suspend",
     "take_over",
+    "takeover_wait",
     "touch",
     "unsuspend",
 ]
@@ -88,7 +89,7 @@ class EndReason(enum.StrEnum):
     """Why a browser session ended."""
 
     closed = "closed"  # its last tab said goodbye for good
-    gone = "gone"  # its tabs left and did not come back within the reload grace
+    gone = "gone"  # its tabs left and did not come back within their grace
     silent = "silent"  # its tabs stopped sending heartbeats
     logout = "logout"  # the user signed out on this browser
     idle = "idle"  # no user input within the idle timeout
@@ -104,6 +105,7 @@ class Refusal(enum.StrEnum):
     suspended = "suspended"  # the user is suspended: no session joins until it is lifted
     expired = "expired"  # the session id expired and cannot re-attach
     takeover_not_allowed = "takeover_not_allowed"
+    takeover_cooldown = "takeover_cooldown"  # the account's seat changed hands too recently
     unknown_session = "unknown_session"
     unavailable = "unavailable"  # the shared presence store cannot be reached
 
@@ -155,6 +157,8 @@ class Timing:
     session_timeout: float = 60.0  # a tab silent this long is gone
     reload_grace: float = 5.0  # a browser session with no tab keeps its seat this long
     unload_grace: float = 1.5  # the same after a goodbye with no hint of a next page
+    drop_grace: float = 30.0  # the same after a socket closed without goodbye (network drop)
+    takeover_cooldown: float = 30.0  # after a take-over, the next one waits this long (0: none)
     tombstone_ttl: float = 86400.0  # a revoked or expired session id stays refused this long
 
 
@@ -207,6 +211,7 @@ class Session:
     homes: dict[TabId, str] = field(default_factory=dict)  # tab -> node holding its socket
     detached_at: Timestamp | None = None  # when the last tab left
     unloaded: bool = False  # the last tab left with no hint of a next page (unload grace)
+    dropped: bool = False  # the last tab's socket closed without goodbye (drop grace)
     reason: BlockReason = BlockReason.limit  # why it waits, while it waits
     hint: str | None = None  # the fingerprint hint it came with (`deviceproof.device_hint`)
     device_proof: DeviceProof = "none"  # whether its own device id came from a proven key
@@ -233,6 +238,8 @@ class UserPresence:
     restoring_until: Timestamp | None = None
     # While the user is suspended: since when (see `suspend`); None otherwise.
     suspended: Timestamp | None = None
+    # When a browser last took a seat from another ("use here"); None if never.
+    taken_over_at: Timestamp | None = None
 
     def unit(self, session: Session) -> str:
         """The key a seat counts for this session under the current mode."""
@@ -363,7 +370,7 @@ def join(
         s.homes.pop(arrival.tab, None)
     s.last_seen = now
     s.detached_at = None
-    s.unloaded = False
+    s.unloaded = s.dropped = False
     if held is not None and up.restoring(now):
         _claim(up, up.unit(s), held)
     _fill(up, now)
@@ -402,6 +409,7 @@ def leave(
         return _remove(up, [(session, EndReason.closed)], now)
     s.detached_at = now
     s.unloaded = how is Leave.unload
+    s.dropped = how is Leave.drop
     return Outcome()
 
 
@@ -431,7 +439,7 @@ def release_node(
 
     For a node that died (keep nothing) or one that lost its link to the shared store
     while tabs left (keep the tabs it still holds). Their sessions keep their seats for the
-    reload grace, so browsers that reconnect elsewhere re-attach.
+    drop grace, so browsers that reconnect elsewhere re-attach.
     """
     kept = set(keep)
     gone = [
@@ -460,8 +468,7 @@ def next_deadline(up: UserPresence, timing: Timing) -> Timestamp | None:
         if s.tabs:
             times.append(min(s.tabs.values()) + timing.session_timeout)
         elif s.detached_at is not None:
-            grace = timing.unload_grace if s.unloaded else timing.reload_grace
-            times.append(s.detached_at + grace)
+            times.append(s.detached_at + _grace(s, timing))
         else:
             times.append(s.last_seen)
     return min(times, default=None)
@@ -488,8 +495,15 @@ def adopt(up: UserPresence, rules: Rules, *, now: Timestamp) -> Outcome:
     return _diff(up, before)
 
 
-def take_over(up: UserPresence, *, session: SessionId, now: Timestamp) -> Outcome:
-    """A blocked browser takes a seat ("use here"); the policy's victim is blocked instead."""
+def take_over(
+    up: UserPresence, *, session: SessionId, now: Timestamp, cooldown: float = 0.0
+) -> Outcome:
+    """A blocked browser takes a seat ("use here"); the policy's victim is blocked instead.
+
+    Taking a seat from another browser is refused for `cooldown` seconds after the last
+    time it happened to this user, so that two people cannot trade one seat back and forth
+    (`takeover_wait` says how long is left); taking a free seat is not.
+    """
     s = up.sessions.get(session)
     if s is None:
         return Outcome(refused=Refusal.unknown_session)
@@ -500,10 +514,20 @@ def take_over(up: UserPresence, *, session: SessionId, now: Timestamp) -> Outcom
     before = up.states()
     if len(up.seats) < up.rules.limit:
         up.seats[up.unit(s)] = now
+    elif takeover_wait(up, cooldown, now) > 0:
+        return Outcome(refused=Refusal.takeover_cooldown)
     else:
         _evict(up, _choose_victim(up, up.rules.policy), BlockReason.taken_over, now)
         up.seats[up.unit(s)] = now
+        up.taken_over_at = now
     return _diff(up, before)
+
+
+def takeover_wait(up: UserPresence, cooldown: float, now: Timestamp) -> float:
+    """Seconds until a browser of this user may take a seat from another again (0: now)."""
+    if up.taken_over_at is None:
+        return 0.0
+    return max(0.0, up.taken_over_at + cooldown - now)
 
 
 def revoke(
@@ -605,7 +629,7 @@ def expire(up: UserPresence, timing: Timing, now: Timestamp) -> Outcome:
         if s.detached_at is None:
             # Every tab fell silent: the browser is gone, and has been for longer than a grace.
             ending.append((s.id, EndReason.silent))
-        elif now - s.detached_at >= (timing.unload_grace if s.unloaded else timing.reload_grace):
+        elif now - s.detached_at >= _grace(s, timing):
             ending.append((s.id, EndReason.gone))
     for sid, reason in ending:
         if reason in (EndReason.idle, EndReason.absolute):
@@ -613,6 +637,15 @@ def expire(up: UserPresence, timing: Timing, now: Timestamp) -> Outcome:
     up.tombstones = {k: v for k, v in up.tombstones.items() if v[1] > now}
     outcome = _remove(up, ending, now)
     return Outcome(outcome.transitions, tuple(dropped), outcome.ended)
+
+
+def _grace(s: Session, timing: Timing) -> float:
+    """How long a session whose tabs all left keeps its seat, by how the last one left: a
+    dropped socket (a network that may come back) longer than a reload, a goodbye with no
+    next page shorter."""
+    if s.unloaded:
+        return timing.unload_grace
+    return timing.drop_grace if s.dropped else timing.reload_grace
 
 
 def _remove(

@@ -214,6 +214,7 @@ class Denied(msgspec.Struct, tag_field="t", tag="denied"):
     action: str
     reason: str
     message: str
+    retry: int | None = None  # seconds after which asking again may succeed (a cooldown)
 
 
 class Revoked(msgspec.Struct, tag_field="t", tag="revoked"):

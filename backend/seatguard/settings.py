@@ -15,12 +15,15 @@ from .presence import Timing
 from .proxies import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from .signals.checks import Thresholds
 
-__all__ = ["ENV_PREFIX", "EVALUATION_IPS", "HEALTH_DETAILS", "Settings"]
+__all__ = ["ENV_PREFIX", "EVALUATION_IPS", "HEALTH_DETAILS", "MAX_DROP_GRACE", "Settings"]
 
 ENV_PREFIX = "SEATGUARD_"
 HEALTH_DETAILS = ("public", "local", "off")
 """Who sees the details of `/healthz` (node, tabs, admission times, collector): anyone, only
 clients on the loopback interface, or nobody; the status is for everyone."""
+MAX_DROP_GRACE = 600.0
+"""The longest a dropped socket's browser may keep its seat: longer, and a browser gone for
+good (a laptop closed mid-page) keeps others waiting for nothing."""
 EVALUATION_IPS = ("full", "truncated")
 """How the address of a session is kept in its policy evaluations: as seen, or only its
 network (IPv4 /24, IPv6 /48: `signals.evaluations.truncated_ip`)."""
@@ -41,6 +44,9 @@ class Settings:
     session_timeout: float = 75.0  # a tab silent this long is dropped and its seat freed
     reload_grace: float = 5.0  # a browser whose tabs all left keeps its seat this long
     unload_grace: float = 1.5  # the same after a goodbye with no hint of a next page
+    drop_grace: float = 30.0  # the same after its socket closed without goodbye (up to 600)
+    takeover_cooldown: float = 30.0  # a "use here" waits this long after the last (0: none)
+    idle_warning: float = 60.0  # tabs warn this long before an idle timeout ends them (0: no)
     hello_timeout: float = 10.0  # a new socket must say hello within this many seconds
     handshake_timeout: float = 10.0  # a new connection must send its request head within this
     max_head_bytes: int = 32768  # larger request heads are refused (431)
@@ -91,6 +97,10 @@ class Settings:
             or not 0 < self.handshake_timeout < math.inf
         ):
             raise ConfigError("timings must be positive")
+        if not 0 <= self.drop_grace <= MAX_DROP_GRACE:
+            raise ConfigError(f"the drop grace must be between 0 and {MAX_DROP_GRACE:g} seconds")
+        if not (0 <= self.takeover_cooldown < math.inf and 0 <= self.idle_warning < math.inf):
+            raise ConfigError("the take-over cooldown and idle warning must be 0 or positive")
         if self.session_timeout <= self.heartbeat_interval:
             raise ConfigError(
                 f"session timeout ({self.session_timeout}s) must be longer than the "
@@ -182,6 +192,8 @@ class Settings:
             session_timeout=self.session_timeout,
             reload_grace=self.reload_grace,
             unload_grace=self.unload_grace,
+            drop_grace=self.drop_grace,
+            takeover_cooldown=self.takeover_cooldown,
         )
 
     @property

@@ -67,7 +67,11 @@ __all__ = [
 T = TypeVar("T")
 
 SETTINGS = Settings(
-    heartbeat_interval=10.0, session_timeout=30.0, reload_grace=5.0, node_lease=10.0
+    heartbeat_interval=10.0,
+    session_timeout=30.0,
+    reload_grace=5.0,
+    drop_grace=15.0,
+    node_lease=10.0,
 )
 """Short timings: heartbeats reach the store within (30 - 10) / 2 = 10 s."""
 

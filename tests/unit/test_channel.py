@@ -33,7 +33,7 @@ from seatguard.protocol import (
     encode,
 )
 
-from .inprocess import HubStore, World, open_world
+from .inprocess import SETTINGS, HubStore, World, open_world
 
 pytestmark = pytest.mark.anyio
 
@@ -129,16 +129,25 @@ async def test_goodbye_for_good_frees_the_seat_for_the_next_in_line(world: World
     assert set(up.sessions) == {S2} and set(up.seats) == {S2}
 
 
-async def test_a_dropped_socket_keeps_its_seat_for_the_reload_grace(world: World) -> None:
+async def test_a_dropped_socket_keeps_its_seat_for_the_drop_grace(world: World) -> None:
+    # The measure: after some 5.7 s of refused connections the waiting browser took
+    # the seat. A drop of 10 s now keeps it (drop grace 15 s, reload grace 5 s), and the
+    # returning browser is admitted; a drop past the grace frees it.
     node = await world.node()
     first, second = world.socket(node), world.socket(node)
     await first.hello(ALICE, S1)
     await second.hello(ALICE, S2)
     second.new()
     await first.channel.closed()  # no goodbye: a network drop
-    await world.elapse(4.0, [node])  # within the 5 s grace
+    await world.elapse(10.0, [node], beating=[second.channel])
     assert second.new() == []
-    await world.elapse(1.0, [node])
+    back = world.socket(node)
+    await back.hello(ALICE, S1)
+    assert welcome(back.new()).state == "admitted"
+    await back.channel.closed()  # dropped again, for good this time
+    await world.elapse(SETTINGS.drop_grace - 1, [node], beating=[second.channel])
+    assert second.new() == []
+    await world.elapse(1.0, [node], beating=[second.channel])
     assert second.new() == [Unblock()]
     assert set((await world.hub.snapshot(world.key(ALICE))).seats) == {S2}
 
@@ -156,6 +165,34 @@ async def test_take_over_seats_the_asking_browser_and_blocks_the_holder() -> Non
         assert second.new() == [Unblock()]
         assert first.new() == [Block(reason="taken_over", takeover=True)]
         assert set((await world.hub.snapshot(world.key(ALICE))).seats) == {S2}
+
+
+async def test_take_over_back_within_the_cooldown_is_denied_with_the_time_left() -> None:
+    # S2 takes the seat at T0; S1 presses "use here" 10.2 s later: the cooldown (30 s by
+    # default) has 19.8 s left, said as 20. Pressed again once it is over, it works.
+    async with open_world(Rules(limit=1, policy="challenge")) as world:
+        node = await world.node()
+        first, second = world.socket(node), world.socket(node)
+        await first.hello(ALICE, S1)
+        await second.hello(ALICE, S2)
+        await second.send(TakeOver())
+        first.new(), second.new()
+        world.clock.now += 10.2
+        await first.send(TakeOver())
+        assert first.new() == [
+            Denied(
+                action="takeover",
+                reason="takeover_cooldown",
+                message="the account was just taken over; try again in 20 s",
+                retry=20,
+            )
+        ]
+        assert first.closed is None and first.channel.state is ChannelState.joined
+        beating = [first.channel, second.channel]
+        await world.elapse(SETTINGS.takeover_cooldown - 10.2, [node], beating=beating)
+        assert first.new() == [] and second.new() == []
+        await first.send(TakeOver())
+        assert first.new() == [Unblock()]
 
 
 async def test_take_over_where_the_policy_forbids_it_is_denied_and_the_socket_stays(

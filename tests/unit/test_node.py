@@ -18,7 +18,7 @@ from seatguard.node import Node
 from seatguard.presence import EndReason, Leave, Refusal, Rules, SeatState
 from seatguard.protocol import Block, CloseCode, Ended, Error, Expired, Revoked, Unblock, Welcome
 
-from .inprocess import FakeTab, HubStore, Notes, World, open_world
+from .inprocess import SETTINGS, FakeTab, HubStore, Notes, World, open_world
 
 pytestmark = pytest.mark.anyio
 
@@ -200,13 +200,13 @@ async def test_take_over_where_allowed_and_where_not() -> None:
         # A newcomer evicts the holder under evict-oldest; the holder takes the seat back.
         newcomer = await joined(world, node, S2)
         assert holder.new() == [Block(reason="evicted", takeover=True)]
-        outcome = await node.take_over(holder)
+        outcome, _ = await node.take_over(holder)
         assert outcome.refused is None
         assert holder.new() == [Unblock()]
         assert newcomer.new() == [Block(reason="taken_over", takeover=True)]
         await world.set_rules(Rules(limit=1, policy="block-new"))
         await node.refresh_rules(world.site.key)
-        assert (await node.take_over(newcomer)).refused is Refusal.takeover_not_allowed
+        assert (await node.take_over(newcomer))[0].refused is Refusal.takeover_not_allowed
 
 
 async def test_logout_ends_the_browser_and_seats_the_next(world: World) -> None:
@@ -291,7 +291,7 @@ async def test_take_over_and_logout_while_the_store_is_down() -> None:
         holder = await joined(world, node, S1)
         waiting = await joined(world, node, S2)
         store_of(node).down = True
-        assert (await node.take_over(waiting)).refused is Refusal.unavailable
+        assert (await node.take_over(waiting))[0].refused is Refusal.unavailable
         await node.logout(holder)  # told at once
         assert holder.frames == [Ended(reason="logout")]
         assert holder.ended is CloseCode.logged_out
@@ -341,7 +341,7 @@ async def test_take_over_revocation_and_logout_reach_the_other_node() -> None:
         a, b = await world.node("A"), await world.node("B")
         holder = await joined(world, a, S1)
         asking = await joined(world, b, S2)
-        assert (await b.take_over(asking)).refused is None
+        assert (await b.take_over(asking))[0].refused is None
         assert asking.new() == [Unblock()]
         await world.hub.deliver()
         assert holder.new() == [Block(reason="taken_over", takeover=True)]
@@ -399,7 +399,10 @@ async def test_a_dead_node_is_reaped_and_its_seat_freed_after_the_grace(world: W
     await store_of(b).close()  # B stops: no release, no more notices heard
     await a.reap("B", [world.key(ALICE)])
     assert waiting.new() == []
-    await world.elapse(5, [a])
+    # Its browsers' sockets dropped: they keep their seats for the drop grace.
+    await world.elapse(SETTINGS.drop_grace - 1, [a])
+    assert waiting.new() == []
+    await world.elapse(1, [a])
     assert waiting.new() == [Unblock()]
 
 
@@ -411,8 +414,8 @@ async def test_a_closing_node_releases_its_tabs(world: World) -> None:
     await store_of(a).close()
     up = await world.hub.snapshot(world.key(ALICE))
     assert up.sessions[S1].tabs == {} and up.sessions[S1].detached_at == T0
-    # The seat is freed at B's next sync of alice at the latest (10 s after its join).
-    await world.elapse(10, [b], beating=[waiting])
+    # The seat is freed after the drop grace, at B's next sync of alice or deadline.
+    await world.elapse(SETTINGS.drop_grace, [b], beating=[waiting])
     assert waiting.new() == [Unblock()]
 
 
@@ -422,7 +425,7 @@ async def test_a_seat_released_by_a_closing_node_is_freed_after_the_grace(world:
     waiting = await joined(world, b, S2)
     await a.close()
     await store_of(a).close()
-    await world.elapse(5, [b], beating=[waiting])
+    await world.elapse(SETTINGS.drop_grace, [b], beating=[waiting])
     assert waiting.new() == [Unblock()]
 
 
@@ -450,7 +453,8 @@ async def test_a_browser_that_left_while_the_store_was_down_is_released_when_it_
     world.clock.now = T0 + 1
     await store_of(a).back()
     await a.tick()  # the sync, at once: the lost tabs are released
-    await world.elapse(5, [a, b], beating=[waiting])  # their reload grace
+    # Released as dropped sockets (whether they left for good is not known): the drop grace.
+    await world.elapse(SETTINGS.drop_grace, [a, b], beating=[waiting])
     up = await world.hub.snapshot(world.key(ALICE))
     assert set(up.sessions) == {S3}
     assert waiting.new() == [Unblock()]

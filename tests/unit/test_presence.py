@@ -8,6 +8,7 @@ from seatguard.presence import (
     Arrival,
     EndReason,
     Leave,
+    Outcome,
     Refusal,
     Rules,
     SeatState,
@@ -18,15 +19,17 @@ from seatguard.presence import (
     join,
     leave,
     logout,
+    next_deadline,
     revoke,
     take_over,
+    takeover_wait,
     touch,
 )
 from seatguard.protocol import BlockReason
 from seatguard.types import Policy
 
 A, B = SeatState.admitted, SeatState.blocked
-TIMING = Timing(session_timeout=30.0, reload_grace=5.0)
+TIMING = Timing(session_timeout=30.0, reload_grace=5.0, drop_grace=12.0)
 
 
 def heartbeat(up: UserPresence, *, session: str, tab: str, active: bool, now: float) -> bool:
@@ -158,15 +161,35 @@ def test_a_goodbye_without_hint_keeps_the_seat_only_for_the_unload_grace() -> No
     assert [(t.session, t.state) for t in outcome.transitions] == [("s2", A)]
 
 
-def test_seat_frees_when_the_grace_runs_out() -> None:
+@pytest.mark.parametrize(("how", "grace"), [(Leave.navigate, 5.0), (Leave.drop, 12.0)])
+def test_seat_frees_when_the_grace_runs_out(how: Leave, grace: float) -> None:
+    # A socket closed without goodbye (a network drop) keeps the seat for the drop grace,
+    # longer than a page that said it is leaving for another.
+    up = UserPresence()
+    open_tab(up, "s1", 0)
+    open_tab(up, "s2", 1)
+    leave(up, session="s1", tab="s1-tab", how=how, now=10)
+    assert next_deadline(up, TIMING) == 10 + grace
+    assert expire(up, TIMING, now=10 + grace - 0.1).ended == ()
+    outcome = expire(up, TIMING, now=10 + grace)
+    assert [(e.session, e.reason) for e in outcome.ended] == [("s1", EndReason.gone)]
+    assert [(t.session, t.state) for t in outcome.transitions] == [("s2", A)]
+
+
+def test_a_dropped_socket_back_within_the_drop_grace_keeps_its_seat_and_resets_it() -> None:
+    # Timeline: s1's socket drops at t=10 and is back at 20 (past the 5 s reload grace,
+    # within the 12 s drop grace); it then says goodbye with a reload at 21: the reload
+    # grace applies again, not the drop grace of the earlier drop.
     up = UserPresence()
     open_tab(up, "s1", 0)
     open_tab(up, "s2", 1)
     leave(up, session="s1", tab="s1-tab", how=Leave.drop, now=10)
-    assert expire(up, TIMING, now=14.9).ended == ()
-    outcome = expire(up, TIMING, now=15)
+    assert expire(up, TIMING, now=20).ended == ()
+    assert open_tab(up, "s1", 20) is A
+    assert not up.sessions["s1"].dropped
+    leave(up, session="s1", tab="s1-tab", how=Leave.reload, now=21)
+    outcome = expire(up, TIMING, now=26)
     assert [(e.session, e.reason) for e in outcome.ended] == [("s1", EndReason.gone)]
-    assert [(t.session, t.state) for t in outcome.transitions] == [("s2", A)]
 
 
 def test_silent_tabs_are_dropped_and_their_seat_freed() -> None:
@@ -334,6 +357,26 @@ def test_use_here_is_refused_where_the_policy_does_not_allow_it(policy: Policy) 
     open_tab(up, "s1", 0)
     open_tab(up, "s2", 1)
     assert take_over(up, session="s2", now=2).refused is Refusal.takeover_not_allowed
+
+
+def test_take_overs_back_and_forth_wait_for_the_cooldown() -> None:
+    # Timeline: s2 takes the seat from s1 at t=2; s1 asks it back at 10 and 21.9 (refused:
+    # 20 s cooldown, 12 then 0.1 s left), and gets it at 22; s2 waits until 42.
+    up = UserPresence(Rules(policy="challenge"))
+    open_tab(up, "s1", 0)
+    open_tab(up, "s2", 1)
+    assert take_over(up, session="s2", now=2, cooldown=20).refused is None
+    assert up.taken_over_at == 2
+    assert take_over(up, session="s1", now=10, cooldown=20).refused is Refusal.takeover_cooldown
+    assert takeover_wait(up, 20, now=10) == 12
+    refused = take_over(up, session="s1", now=21.9, cooldown=20)
+    assert refused == Outcome(refused=Refusal.takeover_cooldown)
+    assert up.state("s2") is A and up.state("s1") is B
+    outcome = take_over(up, session="s1", now=22, cooldown=20)
+    assert {(t.session, t.state) for t in outcome.transitions} == {("s1", A), ("s2", B)}
+    assert take_over(up, session="s2", now=41, cooldown=20).refused is Refusal.takeover_cooldown
+    assert take_over(up, session="s2", now=42, cooldown=20).refused is None
+    assert takeover_wait(up, 0, now=42) == 0
 
 
 def test_take_over_of_an_admitted_session_changes_nothing() -> None:

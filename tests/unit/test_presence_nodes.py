@@ -28,7 +28,9 @@ from seatguard.presence import (
 from seatguard.protocol import BlockReason
 
 A, B = SeatState.admitted, SeatState.blocked
-TIMING = Timing(session_timeout=30.0, reload_grace=5.0, unload_grace=1.5, tombstone_ttl=100)
+TIMING = Timing(
+    session_timeout=30.0, reload_grace=5.0, unload_grace=1.5, drop_grace=8.0, tombstone_ttl=100
+)
 
 
 def arrive(up: UserPresence, session: str, now: float, node: str = "", tab: str = "t") -> None:
@@ -77,15 +79,16 @@ def test_silence_is_judged_on_the_touched_times() -> None:
 
 def test_releasing_a_dead_node_detaches_its_tabs_and_keeps_seats_for_the_grace() -> None:
     # Timeline: s1 holds the seat through node n1, s2 waits on n2. n1 dies and is released
-    # at 10: s1 keeps its seat for the reload grace (5 s), then s2 gets it at 15.
+    # at 10: its sockets dropped, s1 keeps its seat for the drop grace (8 s), then s2 gets
+    # it at 18.
     up = UserPresence()
     arrive(up, "s1", 0, node="n1")
     arrive(up, "s2", 1, node="n2")
     outcome = release_node(up, "n1", now=10)
     assert outcome.dropped_tabs == (("s1", "t"),)
     assert outcome.transitions == () and up.state("s1") is A
-    assert expire(up, TIMING, now=14.9).transitions == ()
-    outcome = expire(up, TIMING, now=15)
+    assert expire(up, TIMING, now=17.9).transitions == ()
+    outcome = expire(up, TIMING, now=18)
     assert [e.session for e in outcome.ended] == ["s1"]
     assert [(t.session, t.state) for t in outcome.transitions] == [("s2", A)]
 

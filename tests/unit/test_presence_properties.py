@@ -9,7 +9,10 @@ sockets, heartbeats, expiry, take-overs, revocations, logouts, rule changes and 
 - seats freed by a departure go to the waiting units that came first;
 - a revoked session is never admitted again;
 - while the user is suspended, no session exists and every join is refused;
-- every session waits with a reason, and every seat belongs to a unit with a session.
+- every session waits with a reason, and every seat belongs to a unit with a session;
+- a session whose tabs all left ends no sooner than the grace of how the last one left
+  (a dropped socket's is the longest);
+- a take-over takes no seat from another browser within the cooldown of the last one.
 
 `SEATGUARD_PROPERTY_EXAMPLES` sets how many sequences run (default 300, 40 steps each).
 """
@@ -24,12 +27,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from seatguard.presence import (
     Arrival,
+    EndReason,
     Leave,
     Outcome,
     Refusal,
     Rules,
     SeatState,
     Seen,
+    Session,
     Timing,
     UserPresence,
     adopt,
@@ -47,7 +52,14 @@ from seatguard.presence import (
 from seatguard.protocol import BlockReason
 
 EXAMPLES = int(os.environ.get("SEATGUARD_PROPERTY_EXAMPLES", "300"))
-TIMING = Timing(session_timeout=30.0, reload_grace=5.0, unload_grace=1.5, tombstone_ttl=3600.0)
+TIMING = Timing(
+    session_timeout=30.0,
+    reload_grace=5.0,
+    unload_grace=1.5,
+    drop_grace=12.0,
+    tombstone_ttl=3600.0,
+)
+COOLDOWN = 20.0
 
 SESSIONS = [f"s{i}" for i in range(6)]
 DEVICES = ["d0", "d1", "d2"]
@@ -75,6 +87,7 @@ class PresenceMachine(RuleBasedStateMachine):
         self.revoked: set[str] = set()  # in the database: refused at every hello
         self.tombstoned: set[str] = set()  # in the store: refused by the core itself
         self.suspended: float | None = None  # in the database: refused at every hello
+        self.taken_at: float | None = None  # the last take-over that took a seat from another
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -123,11 +136,27 @@ class PresenceMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
-        self.step(expire(self.up, TIMING, self.now), frees=True)
+        left = {
+            s.id: (s.detached_at, grace_of(s))
+            for s in self.up.sessions.values()
+            if s.detached_at is not None
+        }
+        outcome = expire(self.up, TIMING, self.now)
+        for ending in outcome.ended:
+            if ending.reason is EndReason.gone:
+                detached_at, grace = left[ending.session]
+                assert self.now - detached_at >= grace, (ending, detached_at, grace)
+        self.step(outcome, frees=True)
 
     @rule(session=st.sampled_from(SESSIONS))
     def use_here(self, session: str) -> None:
-        self.step(take_over(self.up, session=session, now=self.now), frees=False)
+        outcome = take_over(self.up, session=session, now=self.now, cooldown=COOLDOWN)
+        if any(t.reason is BlockReason.taken_over for t in outcome.transitions):
+            assert self.taken_at is None or self.now - self.taken_at >= COOLDOWN
+            self.taken_at = self.now
+        elif outcome.refused is Refusal.takeover_cooldown:
+            assert self.taken_at is not None and self.now - self.taken_at < COOLDOWN
+        self.step(outcome, frees=False)
 
     @rule(session=st.sampled_from(SESSIONS))
     def sign_out(self, session: str) -> None:
@@ -253,6 +282,13 @@ class PresenceMachine(RuleBasedStateMachine):
         for s in up.sessions.values():
             assert isinstance(s.reason, BlockReason)
             assert s.id not in self.revoked or up.state(s.id) is SeatState.blocked
+
+
+def grace_of(s: Session) -> float:
+    """The grace a session whose tabs all left keeps its seat for, by how the last left."""
+    if s.unloaded:
+        return TIMING.unload_grace
+    return TIMING.drop_grace if s.dropped else TIMING.reload_grace
 
 
 PresenceMachine.TestCase.settings = settings(

@@ -58,13 +58,31 @@ def _server_options(f: F) -> F:
             "--reload-grace",
             type=float,
             help="Seconds a browser whose tabs all left keeps its seat, so a reload or a "
-            f"network drop re-attaches [default {DEFAULTS.reload_grace}].",
+            f"navigation re-attaches [default {DEFAULTS.reload_grace}].",
+        ),
+        click.option(
+            "--drop-grace",
+            type=float,
+            help="Seconds a browser keeps its seat after its last tab's socket closed without "
+            f"goodbye (a network drop), at most 600 [default {DEFAULTS.drop_grace}].",
         ),
         click.option(
             "--unload-grace",
             type=float,
             help="Seconds a browser keeps its seat after its last tab left with no hint of a "
             f"next page (a closed tab or a reload) [default {DEFAULTS.unload_grace}].",
+        ),
+        click.option(
+            "--takeover-cooldown",
+            type=float,
+            help='Seconds after a browser took a seat from another ("use here") before one '
+            f"of the same user may do it again; 0: no wait [default {DEFAULTS.takeover_cooldown}].",
+        ),
+        click.option(
+            "--idle-warning",
+            type=float,
+            help="Seconds before an idle timeout ends a session that its tabs warn the user; "
+            f"0: no warning [default {DEFAULTS.idle_warning}].",
         ),
         click.option(
             "--sweep-interval",

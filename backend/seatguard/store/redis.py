@@ -255,7 +255,7 @@ class RedisStore:
     def _ttl_ms(self, up: UserPresence, now: float) -> int:
         """Long enough that a user with live tabs (synced often) never expires."""
         t = self._timing
-        ttl = 2 * t.session_timeout + max(t.reload_grace, t.unload_grace) + 60.0
+        ttl = 2 * t.session_timeout + max(t.reload_grace, t.unload_grace, t.drop_grace) + 60.0
         for _, until in up.tombstones.values():
             ttl = max(ttl, until - now)
         return int(ttl * 1000)
