@@ -33,6 +33,7 @@ from .errors import (
     close_code,
 )
 from .node import Node
+from .notices import holder_frames
 from .presence import Arrival, Leave, Refusal, Rules, SeatState
 from .protocol import (
     PROTOCOL_VERSION,
@@ -304,6 +305,9 @@ class Channel:
                 policy=joined.rules.policy,
                 takeover=joined.rules.takeover,
                 activity=_activity_ms(joined.rules.idle_timeout, hb),
+                holders=holder_frames(joined.holders),
+                idle=_ms(joined.rules.idle_timeout),
+                warn=_warning_ms(joined.rules.idle_timeout, self.node.settings.idle_warning),
             )
         )
         self._move(ChannelState.joined)
@@ -418,6 +422,18 @@ def _activity_ms(idle_timeout: float | None, hb_ms: int) -> int | None:
         return None
     ms = max(250, round(idle_timeout * 250))
     return ms if ms < hb_ms else None
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
+def _warning_ms(idle_timeout: float | None, warning: float) -> int | None:
+    """How long before the idle timeout the page warns: the setting, at most half the
+    timeout (a warning that opens the session is no warning); None: no warning."""
+    if idle_timeout is None or warning <= 0:
+        return None
+    return round(min(warning, idle_timeout / 2) * 1000)
 
 
 def _kind(frame: object) -> str:

@@ -27,7 +27,15 @@ import ua_parser
 
 from .types import DeviceType
 
-__all__ = ["NO_HINTS", "Hints", "browser_of", "device_type", "hints_from_headers", "os_family"]
+__all__ = [
+    "NO_HINTS",
+    "Hints",
+    "browser_family",
+    "browser_of",
+    "device_type",
+    "hints_from_headers",
+    "os_family",
+]
 
 MAX_USER_AGENT = 512
 """Characters of a user agent that are read (real ones are shorter; the rest is noise)."""
@@ -86,6 +94,10 @@ def browser_of(user_agent: str) -> str:
     recognises: "Firefox 121 on Windows", "Mobile Safari 17 on iOS"; "Unknown browser" when
     it tells none (ua-parser's families, the browser's major version)."""
     return _browser(_head(user_agent))
+def browser_family(user_agent: str) -> str:
+    """The browser a user agent string claims (ua-parser's family: "Chrome", "Firefox",
+    "Mobile Safari", "Edge", ...; "Other" when it tells none)."""
+    return _browser_family(_head(user_agent))
 
 
 def _head(user_agent: str) -> str:
@@ -119,6 +131,12 @@ def _browser(user_agent: str) -> str:
 
 def _printable(name: str) -> str:
     return "".join(c for c in name if c.isprintable()).strip()[:_MAX_NAME]
+
+
+@lru_cache(maxsize=2048)
+def _browser_family(user_agent: str) -> str:
+    result = ua_parser.parse_user_agent(user_agent)
+    return result.family if result else "Other"
 
 
 @lru_cache(maxsize=2048)

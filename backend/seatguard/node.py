@@ -57,6 +57,7 @@ from .notices import (
 )
 from .presence import (
     Arrival,
+    Holder,
     Leave,
     Outcome,
     Refusal,
@@ -170,6 +171,7 @@ class Joined:
     refused: Refusal | None = None
     conflict: bool = False  # admitted over the limit (monitor policy)
     seq: int = 0  # the snapshot seq the state is of
+    holders: tuple[Holder, ...] = ()  # blocked: where the seats are held
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +322,8 @@ class Node:
             nodes = up.nodes()
             outcome, result = op(up, now)
             nodes |= up.nodes()
+            if any(t.state is SeatState.blocked for t in outcome.transitions):
+                outcome = replace(outcome, holders=presence.holders(up))
             if history is not None and _is_sighting(outcome):
                 seen = sightings(up)
             return outcome, result, up.rules, up.seq, now, nodes, next_deadline(up, timing)
@@ -408,38 +412,48 @@ class Node:
         if guard is not None:
             judging = _Judging(guard, arrival.session, arrival.signed_in_at)
 
-        def op(up: UserPresence, now: float) -> tuple[Outcome, _Seat | None]:
+        def op(up: UserPresence, now: float) -> tuple[Outcome, _Joining]:
             before = up.states()
             outcome = presence.join(up, arrival, rules=rules, now=now)
             if outcome.refused:
-                return outcome, None
+                return outcome, (None, ())
             if judging is not None:
                 outcome = judging.apply(up, now, outcome, before)
                 if arrival.session not in up.sessions:  # the policy revoked or suspended
                     ended = up.suspended is not None
-                    return replace(outcome, refused=_ENDED_BY_POLICY[ended]), None
-            return outcome, _seat_of(up, arrival.session)
+                    return replace(outcome, refused=_ENDED_BY_POLICY[ended]), (None, ())
+            seat = _seat_of(up, arrival.session)
+            blocked = seat[0] is SeatState.blocked
+            return outcome, (seat, presence.holders(up) if blocked else ())
 
-        def seated(seat: _Seat | None, seq: int) -> None:
+        def seated(joining: _Joining, seq: int) -> None:
+            seat = joining[0]
             if seq > tab.seq:  # news newer than the join may have reached the tab first
                 tab.seq = seq
                 tab.told, tab.since = (None, None) if seat is None else (seat[:2], seat[2])
 
         try:
             try:
-                seat, done = await self._change(key, op, skip=tab, applied=seated, judging=judging)
+                joining, done = await self._change(
+                    key, op, skip=tab, applied=seated, judging=judging
+                )
             except StoreUnavailable:
                 if not fail_open:
                     raise
                 log.warning("presence store unavailable: deciding %s on this node", key)
                 self._degraded.add(key)
-                seat, done = await self._change(key, op, skip=tab, applied=seated, judging=judging)
+                joining, done = await self._change(
+                    key, op, skip=tab, applied=seated, judging=judging
+                )
             if done.outcome.refused is Refusal.suspended and await self._stale_mark(key):
-                seat, done = await self._change(key, op, skip=tab, applied=seated, judging=judging)
+                joining, done = await self._change(
+                    key, op, skip=tab, applied=seated, judging=judging
+                )
         except BaseException:
             self._forget(tab)
             self._ended_early.pop(tab, None)
             raise
+        seat, holders = joining
         early = self._ended_early.pop(tab, None)
         if early is not None and early[0] > done.seq:
             # Joined just before a suspension or a revocation (or a timeout) reached the
@@ -459,6 +473,7 @@ class Node:
             done.rules,
             conflict=arrival.session in done.outcome.conflicts,
             seq=done.seq,
+            holders=holders,
         )
 
     def heartbeat(self, tab: Tab, active: bool) -> bool:
@@ -733,9 +748,7 @@ class Node:
         arrivals = {(a.session, a.tab): (a, t.rules, _held(t)) for t, a in _arrivals(tabs)}
         window = self._restore_window
 
-        def op(
-            up: UserPresence, now: float
-        ) -> tuple[Outcome, tuple[dict[SessionId, _Seat], dict[SessionId, Refusal]]]:
+        def op(up: UserPresence, now: float) -> tuple[Outcome, _Synced]:
             missing = presence.touch(up, seen, now)
             if missing:
                 presence.restore(up, until=now + window, now=now)
@@ -753,11 +766,12 @@ class Node:
             for arrival, _, _ in arrivals.values():
                 if arrival.session in up.sessions:
                     states[arrival.session] = _seat_of(up, arrival.session)
-            return outcome, (states, refused)
+            blocked = any(state is SeatState.blocked for state, _, _ in states.values())
+            return outcome, (states, refused, presence.holders(up) if blocked else ())
 
-        (states, refused), done = await self._change(key, op)
+        (states, refused, holders), done = await self._change(key, op)
         self._lost.discard(key)
-        await self._reconcile(key, states, refused, done.seq, done.rules.takeover)
+        await self._reconcile(key, states, refused, done.seq, done.rules.takeover, holders)
 
     async def _reconcile(
         self,
@@ -766,6 +780,7 @@ class Node:
         refused: dict[SessionId, Refusal],
         seq: int,
         takeover: bool,
+        holders: tuple[Holder, ...],
     ) -> None:
         """Tell this node's tabs of a user what the store says, as of `seq`."""
         for session, tabs in list(self._tabs.get(key, {}).items()):
@@ -779,7 +794,7 @@ class Node:
                         else:
                             await tab.end(CloseCode.expired, "this browser session has expired")
                 elif session in states:
-                    await self._tell_state(tab, states[session], takeover, seq)
+                    await self._tell_state(tab, states[session], takeover, seq, holders)
 
     async def tick(self) -> None:
         """Run what is due: syncs of heartbeats, expiry checks, then new seat tokens.
@@ -954,7 +969,8 @@ class Node:
         for t in outcome.transitions:
             for tab in list(sessions.get(t.session, {}).values()):
                 if tab is not skip:
-                    await self._tell_state(tab, (t.state, t.reason, t.since), takeover, seq)
+                    seat = (t.state, t.reason, t.since)
+                    await self._tell_state(tab, seat, takeover, seq, outcome.holders)
         for session in outcome.conflicts:
             for tab in list(sessions.get(session, {}).values()):
                 if tab is not skip:
@@ -966,7 +982,9 @@ class Node:
                 elif tab.seq == 0 and (refusal := _REFUSED_AFTER.get(ending.reason)):
                     self._ended_early[tab] = (seq, refusal)  # its join decides (`join`)
 
-    async def _tell_state(self, tab: Tab, seat: _Seat, takeover: bool, seq: int) -> None:
+    async def _tell_state(
+        self, tab: Tab, seat: _Seat, takeover: bool, seq: int, holders: tuple[Holder, ...] = ()
+    ) -> None:
         if seq <= tab.seq:
             return  # it already knows something newer
         tab.seq = seq
@@ -976,7 +994,7 @@ class Node:
         if tab.told == told:
             return
         tab.told = told
-        await tab.push(state_frame(state, reason, takeover))
+        await tab.push(state_frame(state, reason, takeover, holders))
         if state is SeatState.admitted:
             await self.give_seat(tab)
         else:
@@ -1059,6 +1077,10 @@ def _told_before(tab: Tab, seq: int) -> bool:
 
 _Seat = tuple[SeatState, BlockReason | None, float | None]
 """A session's seat state, why it waits, and since when its unit holds the seat."""
+_Joining = tuple[_Seat | None, tuple[Holder, ...]]
+"""A joining tab's seat (None: refused), and where the seats are held if it waits."""
+_Synced = tuple[dict[SessionId, _Seat], dict[SessionId, Refusal], tuple[Holder, ...]]
+"""A sync's seats of this node's sessions, the sessions refused, and where seats are held."""
 
 
 def _seat_of(up: UserPresence, session: SessionId) -> _Seat:

@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from .presence import EndReason, Outcome, SeatState
+from .devices import browser_family, os_family
+from .presence import EndReason, Holder, Outcome, SeatState
 from .protocol import (
     Block,
     BlockReason,
@@ -28,6 +29,7 @@ from .protocol import (
     Suspended,
     Unblock,
 )
+from .protocol import Holder as HolderFrame
 from .types import UserKey
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "UnknownFormat",
     "decode_notice",
     "encode_notice",
+    "holder_frames",
     "state_frame",
 ]
 
@@ -138,8 +141,37 @@ def _other_format(payload: bytes) -> UnknownFormat | None:
     return UnknownFormat(numbered.v, key)
 
 
-def state_frame(state: SeatState, reason: BlockReason | None, takeover: bool) -> ServerFrame:
-    """The frame that tells a tab its session's seat state."""
+def state_frame(
+    state: SeatState,
+    reason: BlockReason | None,
+    takeover: bool,
+    holders: tuple[Holder, ...] = (),
+) -> ServerFrame:
+    """The frame that tells a tab its session's seat state (blocked: where seats are held)."""
     if state is SeatState.admitted:
         return Unblock()
-    return Block(reason=(reason or BlockReason.limit).value, takeover=takeover)
+    return Block(
+        reason=(reason or BlockReason.limit).value,
+        takeover=takeover,
+        holders=holder_frames(holders),
+    )
+
+
+_OS_NAMES = {"Mac OS X": "macOS"}
+"""Operating systems whose ua-parser family is not the name people know."""
+
+
+def holder_frames(holders: tuple[Holder, ...]) -> tuple[HolderFrame, ...]:
+    """Holders as a blocked tab is told of them: browser and OS families, not the agent."""
+    frames = []
+    for h in holders:
+        system = os_family(h.user_agent)
+        frames.append(
+            HolderFrame(
+                device_type=h.device_type,
+                browser=browser_family(h.user_agent)[:64],
+                os=_OS_NAMES.get(system, system)[:64],
+                since=int(h.since),
+            )
+        )
+    return tuple(frames)

@@ -33,11 +33,13 @@ from .types import (
 
 __all__ = [
     "MAX_TIMEOUT",
+    "MAX_HOLDERS",
     "RULE_FIELDS",
     "TAKEOVER_POLICIES",
     "Arrival",
     "EndReason",
     "Ending",
+    "Holder",
     "Leave",
     "Outcome",
     "Refusal",
@@ -52,6 +54,7 @@ __all__ = [
     "diff",
     "expire",
     "hold",
+    "holders",
     "join",
     "leave",
     "logout",
@@ -292,6 +295,17 @@ class Ending:
 
 
 @dataclass(frozen=True, slots=True)
+class Holder:
+    """A browser holding one of the user's seats, as far as a blocked one is told of it:
+    what kind of device, its user agent (the frame says only its browser and OS) and since
+    when it holds the seat; never its address or ids."""
+
+    device_type: DeviceType
+    user_agent: str
+    since: Timestamp
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What an operation changed, for the shell to announce and record."""
 
@@ -301,6 +315,7 @@ class Outcome:
     conflicts: tuple[SessionId, ...] = ()  # admitted over the limit (monitor policy)
     created: SessionId | None = None  # a new browser session
     refused: Refusal | None = None  # the operation was not carried out
+    holders: tuple[Holder, ...] = ()  # where the seats are held, for sessions it blocked
 
     def state_of(self, session_id: SessionId) -> Transition | None:
         return next((t for t in self.transitions if t.session == session_id), None)
@@ -313,7 +328,26 @@ class Outcome:
             self.conflicts + other.conflicts,
             self.created or other.created,
             self.refused or other.refused,
+            other.holders or self.holders,
         )
+
+
+MAX_HOLDERS = 3
+"""The most holders a blocked browser is told of."""
+
+
+def holders(up: UserPresence) -> tuple[Holder, ...]:
+    """Where the user's seats are held: for each seated unit, its session seen last, oldest
+    seat first, at most `MAX_HOLDERS` (a policy's held sessions hold none)."""
+    latest: dict[str, Session] = {}
+    for s in up.sessions.values():
+        unit = up.unit(s)
+        if unit not in up.seats or s.held is not None:
+            continue
+        if unit not in latest or s.last_seen > latest[unit].last_seen:
+            latest[unit] = s
+    order = sorted(latest, key=lambda u: up.seats[u])[:MAX_HOLDERS]
+    return tuple(Holder(latest[u].device_type, latest[u].user_agent, up.seats[u]) for u in order)
 
 
 def join(

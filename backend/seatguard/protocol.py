@@ -37,6 +37,7 @@ __all__ = [
     "Expired",
     "Heartbeat",
     "Hello",
+    "Holder",
     "Logout",
     "Revoked",
     "Seat",
@@ -182,6 +183,20 @@ class Challenge(msgspec.Struct, tag_field="t", tag="challenge"):
     nonce: str
 
 
+class Holder(msgspec.Struct):
+    """Where one of the account's seats is held, as a blocked browser is told: the kind of
+    device, its browser and OS family (from its user agent) and since when (seconds since
+    the epoch). Never an address or an id of the other browser."""
+
+    device_type: Literal["computer", "tablet", "mobile"]
+    browser: Annotated[str, msgspec.Meta(max_length=64)]
+    os: Annotated[str, msgspec.Meta(max_length=64)]
+    since: int
+
+
+Holders = Annotated[tuple[Holder, ...], msgspec.Meta(max_length=3)]
+
+
 class Welcome(msgspec.Struct, tag_field="t", tag="welcome"):
     v: int
     session: str
@@ -193,15 +208,19 @@ class Welcome(msgspec.Struct, tag_field="t", tag="welcome"):
     policy: str
     takeover: bool  # whether "use here" is allowed under these rules
     activity: int | None = None  # ms: report user input at least this often (short idle)
+    holders: Holders = ()  # blocked: where the seats are held
+    idle: int | None = None  # ms: the idle timeout, when there is one
+    warn: int | None = None  # ms: how long before the idle timeout the page warns
 
 
 class Ack(msgspec.Struct, tag_field="t", tag="ack"):
     ref: int
 
 
-class Block(msgspec.Struct, tag_field="t", tag="block"):
+class Block(msgspec.Struct, tag_field="t", tag="block", omit_defaults=True):
     reason: str
     takeover: bool
+    holders: Holders = ()  # where the seats are held
 
 
 class Conflict(msgspec.Struct, tag_field="t", tag="conflict"):

@@ -24,6 +24,7 @@ from seatguard.protocol import (
     Ended,
     Error,
     Heartbeat,
+    Holder,
     Logout,
     Revoked,
     ServerFrame,
@@ -39,6 +40,8 @@ pytestmark = pytest.mark.anyio
 
 ALICE = "alice"
 S1, S2, S3 = "session-one", "session-two", "session-three"
+# How a blocked tab is told of a browser of the world's sockets holding a seat since T0.
+FIREFOX = Holder(device_type="computer", browser="Firefox", os="Linux", since=1_700_000_000)
 
 
 @pytest.fixture
@@ -163,7 +166,7 @@ async def test_take_over_seats_the_asking_browser_and_blocks_the_holder() -> Non
         assert (w.state, w.reason, w.takeover) == ("blocked", "challenge", True)
         await second.send(TakeOver())
         assert second.new() == [Unblock()]
-        assert first.new() == [Block(reason="taken_over", takeover=True)]
+        assert first.new() == [Block(reason="taken_over", takeover=True, holders=(FIREFOX,))]
         assert set((await world.hub.snapshot(world.key(ALICE))).seats) == {S2}
 
 
@@ -193,6 +196,59 @@ async def test_take_over_back_within_the_cooldown_is_denied_with_the_time_left()
         assert first.new() == [] and second.new() == []
         await first.send(TakeOver())
         assert first.new() == [Unblock()]
+
+
+CHROME_ON_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+async def test_a_blocked_browser_is_told_where_the_seat_is_held_and_nothing_more(
+    world: World,
+) -> None:
+    # The holder's device type, browser and OS family and since when: not its address,
+    # session, device id or user agent.
+    node = await world.node()
+    first = world.socket(node, ip="203.0.113.7", user_agent=CHROME_ON_WINDOWS)
+    await first.hello(ALICE, S1)
+    world.clock.now += 60
+    second = world.socket(node)
+    await second.hello(ALICE, S2)
+    (frame,) = second.new()
+    assert isinstance(frame, Welcome) and frame.state == "blocked"
+    assert frame.holders == (
+        Holder(device_type="computer", browser="Chrome", os="Windows", since=1_700_000_000),
+    )
+    raw = encode(frame)
+    for secret in (b"203.0.113", S1.encode(), b"dev-", b"Mozilla", b"Win64"):
+        assert secret not in raw
+
+
+async def test_holders_of_a_hostile_user_agent_are_plain_families(world: World) -> None:
+    # A holder whose agent is 10 KB of markup: the blocked browser reads "Other", nothing
+    # of the agent itself, and the frame stays small.
+    node = await world.node()
+    first = world.socket(node, user_agent="<img src=x onerror=alert(1)>" * 400)
+    await first.hello(ALICE, S1)
+    second = world.socket(node)
+    await second.hello(ALICE, S2)
+    (frame,) = second.new()
+    assert isinstance(frame, Welcome)
+    assert [(h.browser, h.os) for h in frame.holders] == [("Other", "Other")]
+    assert len(encode(frame)) < 400
+
+
+async def test_the_welcome_says_the_idle_timeout_and_when_to_warn() -> None:
+    # Idle timeout 10 min: the page warns 60 s before (SEATGUARD_IDLE_WARNING's default);
+    # 60 s: at most half of it, 30 s; no idle timeout: neither.
+    for idle, warn in ((600.0, 60_000), (60.0, 30_000), (None, None)):
+        async with open_world(Rules(limit=1, idle_timeout=idle)) as world:
+            node = await world.node()
+            tab = world.socket(node)
+            await tab.hello(ALICE, S1)
+            w = welcome(tab.new())
+            assert (w.idle, w.warn) == (None if idle is None else idle * 1000, warn)
 
 
 async def test_take_over_where_the_policy_forbids_it_is_denied_and_the_socket_stays(
@@ -333,7 +389,7 @@ async def test_while_the_store_is_down_a_site_failing_open_decides_on_the_node()
         assert welcome(second.new()).state == "blocked"
         await second.send(TakeOver())  # decided by the node alone, as the hellos were
         assert second.new() == [Unblock()]
-        assert first.new() == [Block(reason="taken_over", takeover=True)]
+        assert first.new() == [Block(reason="taken_over", takeover=True, holders=(FIREFOX,))]
         assert (await world.hub.snapshot(world.key(ALICE))).is_empty()
 
 

@@ -16,7 +16,17 @@ import pytest
 from seatguard.errors import StoreUnavailable
 from seatguard.node import Node
 from seatguard.presence import EndReason, Leave, Refusal, Rules, SeatState
-from seatguard.protocol import Block, CloseCode, Ended, Error, Expired, Revoked, Unblock, Welcome
+from seatguard.protocol import (
+    Block,
+    CloseCode,
+    Ended,
+    Error,
+    Expired,
+    Holder,
+    Revoked,
+    Unblock,
+    Welcome,
+)
 
 from .inprocess import SETTINGS, FakeTab, HubStore, Notes, World, open_world
 
@@ -25,6 +35,8 @@ pytestmark = pytest.mark.anyio
 ALICE = "alice"
 S1, S2, S3 = "session-one", "session-two", "session-three"
 T0 = 1_700_000_000.0
+# How a blocked tab is told of a browser holding a seat since T0 (these tabs send no agent).
+AGENTLESS = Holder(device_type="computer", browser="Other", os="Other", since=int(T0))
 
 
 @pytest.fixture
@@ -183,7 +195,7 @@ async def test_a_lower_limit_blocks_the_browser_seated_last() -> None:
         last = await joined(world, node, S2)
         await world.set_rules(Rules(limit=1))
         await node.refresh_rules(world.site.key)
-        assert last.frames == [Block(reason="limit", takeover=False)]
+        assert last.frames == [Block(reason="limit", takeover=False, holders=(AGENTLESS,))]
         assert first.frames == []
         assert last.rules.limit == 1 and first.rules.limit == 1
         up = await world.hub.snapshot(world.key(ALICE))
@@ -199,11 +211,11 @@ async def test_take_over_where_allowed_and_where_not() -> None:
         holder = await joined(world, node, S1)
         # A newcomer evicts the holder under evict-oldest; the holder takes the seat back.
         newcomer = await joined(world, node, S2)
-        assert holder.new() == [Block(reason="evicted", takeover=True)]
+        assert holder.new() == [Block(reason="evicted", takeover=True, holders=(AGENTLESS,))]
         outcome, _ = await node.take_over(holder)
         assert outcome.refused is None
         assert holder.new() == [Unblock()]
-        assert newcomer.new() == [Block(reason="taken_over", takeover=True)]
+        assert newcomer.new() == [Block(reason="taken_over", takeover=True, holders=(AGENTLESS,))]
         await world.set_rules(Rules(limit=1, policy="block-new"))
         await node.refresh_rules(world.site.key)
         assert (await node.take_over(newcomer))[0].refused is Refusal.takeover_not_allowed
@@ -266,7 +278,7 @@ async def test_news_the_node_missed_while_down_is_told_when_the_store_is_back(
     await joined(world, b, S2)  # admitted by the shared store
     await store_of(a).back()
     await a.tick()
-    assert here.frames == [Block(reason="limit", takeover=False)]
+    assert here.frames == [Block(reason="limit", takeover=False, holders=(AGENTLESS,))]
     up = await world.hub.snapshot(world.key(ALICE))
     assert up.states() == {S2: SeatState.admitted, S1: SeatState.blocked}
 
@@ -344,7 +356,7 @@ async def test_take_over_revocation_and_logout_reach_the_other_node() -> None:
         assert (await b.take_over(asking))[0].refused is None
         assert asking.new() == [Unblock()]
         await world.hub.deliver()
-        assert holder.new() == [Block(reason="taken_over", takeover=True)]
+        assert holder.new() == [Block(reason="taken_over", takeover=True, holders=(AGENTLESS,))]
         # S2 has a second tab on A; its browser signs out from B.
         other_tab = await joined(world, a, S2, "tab-0002")
         await b.logout(asking)
@@ -368,7 +380,7 @@ async def test_rules_changed_on_one_node_apply_to_the_tabs_of_every_node() -> No
         await world.set_rules(Rules(limit=1, policy="challenge"))
         await a.rules_changed(world.site.key)
         await world.hub.deliver()
-        assert last.frames == [Block(reason="limit", takeover=True)]
+        assert last.frames == [Block(reason="limit", takeover=True, holders=(AGENTLESS,))]
         assert last.rules.policy == "challenge" and first.rules.policy == "challenge"
         assert first.frames == []
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from seatguard.presence import (
+    MAX_HOLDERS,
     Arrival,
     EndReason,
+    Holder,
     Leave,
     Outcome,
     Refusal,
@@ -16,6 +18,8 @@ from seatguard.presence import (
     Timing,
     UserPresence,
     expire,
+    hold,
+    holders,
     join,
     leave,
     logout,
@@ -479,3 +483,40 @@ def test_switching_to_counting_browsers_keeps_the_limit() -> None:
         assert open_tab(up, session, i, device="laptop", rules=rules) is A
     open_tab(up, "s1", 5, tab="again", device="laptop", rules=Rules())
     assert len(up.seats) == 1
+
+
+def test_holders_are_the_seated_units_oldest_seat_first_at_most_three() -> None:
+    # Device-limit, limit 4: d1 has two browsers (s1b seen last), d2 one, d3 one, d4 one;
+    # s5 waits. A blocked browser is told of three holders, by seat age, each unit once.
+    up = UserPresence(Rules(mode="device-limit", limit=4))
+    for i, (session, device) in enumerate(
+        [("s1", "d1"), ("s2", "d2"), ("s1b", "d1"), ("s3", "d3"), ("s4", "d4"), ("s5", "d5")]
+    ):
+        join(
+            up,
+            Arrival(
+                session,
+                f"{session}-tab",
+                device,
+                "mobile" if device == "d2" else "computer",
+                user_agent=f"agent of {session}",
+            ),
+            rules=up.rules,
+            now=float(i),
+        )
+    assert up.state("s5") is B
+    assert holders(up) == (
+        Holder("computer", "agent of s1b", 0.0),
+        Holder("mobile", "agent of s2", 1.0),
+        Holder("computer", "agent of s3", 3.0),
+    )
+    assert MAX_HOLDERS == 3
+
+
+def test_a_session_the_policy_holds_is_no_holder() -> None:
+    up = UserPresence(Rules(limit=2))
+    open_tab(up, "s1", 0)
+    open_tab(up, "s2", 1)
+    hold(up, session="s1", reason=BlockReason.policy, rule="r", now=2)
+    assert [h.since for h in holders(up)] == [1.0]
+    assert holders(UserPresence()) == ()

@@ -22,6 +22,7 @@ from seatguard.protocol import (
     CloseCode,
     Conflict,
     Error,
+    Holder,
     Revoked,
     Seat,
     ServerFrame,
@@ -37,6 +38,13 @@ pytestmark = pytest.mark.anyio
 ALICE = "alice"
 S1, S2 = "session-one", "session-two"
 T0 = 1_700_000_000.0
+
+
+def firefox(since: float) -> Holder:
+    """How a blocked tab is told of a browser of the world's sockets holding a seat."""
+    return Holder(device_type="computer", browser="Firefox", os="Linux", since=int(since))
+
+
 TTL = 30
 
 
@@ -130,7 +138,7 @@ async def test_a_tab_that_loses_its_seat_gets_no_more_tokens() -> None:
         world.clock.now = T0 + 5
         second = await seated_socket(world, node, S2)
         assert [type(f) for f in second.new()] == [Welcome, Seat]
-        assert first.new() == [Block(reason="evicted", takeover=True)]
+        assert first.new() == [Block(reason="evicted", takeover=True, holders=(firefox(T0 + 5),))]
         # The first tab's next token was due at 20 s: it never comes.
         await world.elapse(40, [node], beating=[first.channel, second.channel])
         assert seats(first.new()) == []
@@ -146,7 +154,7 @@ async def test_a_taken_over_tab_loses_its_refresh_and_the_taker_gets_a_token() -
         await second.send(TakeOver())
         unblock, seat = second.new()
         assert unblock == Unblock() and claims_of(world, seat)["sid"] == S2  # type: ignore[arg-type]
-        assert first.new() == [Block(reason="taken_over", takeover=True)]
+        assert first.new() == [Block(reason="taken_over", takeover=True, holders=(firefox(T0),))]
         await world.elapse(TTL, [node], beating=[first.channel, second.channel])
         assert seats(first.new()) == []
 
