@@ -9,8 +9,9 @@ import { watchActivity } from './activity.js';
 import { listeners } from './listeners.js';
 import { watchLifecycle } from './lifecycle.js';
 import { createOverlay } from './overlay.js';
+import { createNotice } from './notice.js';
 import { EN, format, packUrl, pickLanguage, sdkUrl } from './texts.js';
-import { realTimers } from './timer.js';
+import { realTimers, timer } from './timer.js';
 import { warn } from './warn.js';
 
 const live = (state) => LIVE_STATES.includes(state);
@@ -18,8 +19,11 @@ const live = (state) => LIVE_STATES.includes(state);
 // The rules of `source` (the load() options, or a welcome frame).
 const rulesOf = (source) => ({ mode: source.mode, limit: source.limit, policy: source.policy });
 
-// Stands in for the overlay when the site draws its own (`overlay: false`).
+// Stands in for the overlay and the notice when the site draws its own (`overlay: false`).
 const NO_OVERLAY = { show() {}, hide() {} };
+
+// "14:02": the local time of `seconds` since the epoch.
+const clock = (seconds) => new Date(seconds * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 
 // The final ends of a socket closed with a code that allows no reconnect; the reason they
 // give is their name, but `logout` for ended. The frames that lead there are named alike.
@@ -70,12 +74,18 @@ export function createClient(options, world = {}) {
   let loggingOut;
   // The last `error` frame: the reason and message of the close that follows it.
   let lastError;
-  // The overlay texts, and what the overlay shows: [kind, reason] for draw().
+  // The overlay texts, and what the overlay shows: [kind, reason, more] for draw().
   let texts;
   let drawn;
   // The seat token from the last `seat` frame and when it expires (ms); null once blocked or ended.
   let seat = null;
   let until = 0;
+  // From the last `welcome`: the idle timeout and how long before it to warn (ms); the last
+  // user input here, and the timer of the countdown.
+  let idle;
+  let warnBefore;
+  let input = timers.now();
+  const countdown = timer(timers);
 
   const ids = openSession(
     guardStorage(() => storage.local || win.localStorage),
@@ -126,14 +136,16 @@ export function createClient(options, world = {}) {
   // ("Continue here" for challenge) where allowed, "Sign in again" for verify, the site's
   // upgrade link, "Sign out here" (a link to the site's sign-out page, if any) and its help
   // link. Ended otherwise: "Sign in again" (a link to the site's sign-in page, else a reload)
-  // and the help link. The links of load() options not given are left out.
-  const draw = (kind, reason) => {
-    drawn = [kind, reason];
+  // and the help link. The links of load() options not given are left out. `more` ([text key,
+  // values]) is a line after the text: where the account is in use, when to try again.
+  const draw = (kind, reason, more) => {
+    drawn = [kind, reason, more];
     const n = Number(client.rules.limit) || 1;
     const one = client.rules.mode === 'device-limit' ? 'device' : 'browser';
     const values = { n, unit: texts[one + (n === 1 ? '' : 's')], one: texts[one] };
     const key = reason === 'taken_over' ? 'takenOver' : reason;
     const text = (part) => format(texts[key + part] || texts[kind + part], values);
+    const line = more ? ' ' + format(texts[more[0]], { ...more[1], device: texts[more[1].device] }) : '';
     const signIn = ['sign_in', 'signIn', options.signInUrl];
     const actions =
       kind === 'block'
@@ -147,9 +159,27 @@ export function createClient(options, world = {}) {
     actions.push(['help', 'help', options.helpUrl, 1]);
     overlay.show(
       text('Title'),
-      text('Text'),
+      text('Text') + line,
       actions.filter((action) => action && (action[2] || !action[3])).map(([name, label, href]) => [name, texts[label], href]),
     );
+  };
+
+  // The idle countdown, from `idle - warnBefore` after the last input until the server ends the
+  // session; any input hides it and starts over (onInput below).
+  const watchIdle = () => {
+    const left = input + idle - timers.now();
+    if (!warnBefore || client.state !== 'admitted') return;
+    if (left > warnBefore) return countdown._start(left - warnBefore, watchIdle);
+    statusLine.show(format(texts.idleWarning, { s: Math.max(0, Math.ceil(left / 1000)) }));
+    countdown._start(1000, watchIdle);
+  };
+  const onInput = () => {
+    input = timers.now();
+    conn._input();
+    if (warnBefore && client.state === 'admitted') {
+      statusLine.hide();
+      watchIdle();
+    }
   };
 
   // One of the overlay's actions was clicked (`event`, the click): an `action` event and a
@@ -188,20 +218,27 @@ export function createClient(options, world = {}) {
     held = !asked;
   };
 
-  // Blocked for the `reason` of a welcome or block frame, with its `takeover`.
-  const block = ({ reason, takeover }) => {
+  // Blocked for the `reason` of a welcome or block frame, with its `takeover`, and where
+  // the seats are held (`holders`: the first one is said).
+  const block = ({ reason, takeover, holders }) => {
     hold(null);
     move('blocked');
+    statusLine.hide();
     takeover = !!takeover;
     if (why?.reason === reason && why.takeover === takeover) return;
     why = { reason, takeover };
-    if (!page('block', { ...why })) overlay.hide();
-    else draw('block', reason);
+    if (!page('block', { ...why, holders: holders || [] })) overlay.hide();
+    else {
+      const h = holders?.[0];
+      const more = h && ['heldText', { device: h.device_type, browser: h.browser, os: h.os, since: clock(h.since) }];
+      draw('block', reason, more);
+    }
     emit('block', { ...why });
   };
 
   const admit = () => {
     move('admitted');
+    watchIdle();
     settle(true);
     if (!why) return;
     why = null;
@@ -220,6 +257,8 @@ export function createClient(options, world = {}) {
     why = null;
     settle(false);
     overlay.hide();
+    statusLine.hide();
+    countdown._stop();
     // Notices for ended (unless this tab called logout() itself), revoked, expired, suspended;
     // a configuration error is warned about in the console.
     const notice = kind !== 'error' && !(kind === 'ended' && loggingOut === true);
@@ -300,12 +339,15 @@ export function createClient(options, world = {}) {
       overlay.hide();
       ids._release();
       settle(false);
+      statusLine.hide();
+      countdown._stop();
       move('destroyed');
       handlers = {};
     },
   };
 
   const overlay = options.overlay === false || !doc ? NO_OVERLAY : createOverlay(doc, act, options.backdrop === 'opaque');
+  const statusLine = options.overlay === false || !doc ? NO_OVERLAY : createNotice(doc);
 
   // The texts: English with the site's `texts` on top at once; for another language, unless
   // the site gave every text, its pack from the server is fetched now and goes between the
@@ -327,7 +369,7 @@ export function createClient(options, world = {}) {
   // The page listeners, removed on destroy and on a final end: user activity, and the page
   // lifecycle (lifecycle.js): leaving, back from the back/forward cache, awake again.
   const events = listeners();
-  const active = watchActivity(events._on, win, timers.now, () => conn._input());
+  const active = watchActivity(events._on, win, timers.now, onInput);
   watchLifecycle(events._on, win, doc, timers.now, {
     _pagehide(next) {
       if (!live(client.state)) return;
@@ -363,6 +405,9 @@ export function createClient(options, world = {}) {
       if (t === 'welcome') {
         client.rules = rulesOf(frame);
         lastError = null;
+        idle = frame.idle;
+        warnBefore = frame.warn;
+        statusLine.hide();
         // A logout asked for before this welcome goes out as soon as the server listens.
         if (loggingOut) conn._send(logout());
         else if (frame.state === 'blocked') {
@@ -377,11 +422,17 @@ export function createClient(options, world = {}) {
       else if (t === 'conflict') emit(t);
       else if (t === 'denied') {
         if (frame.action === 'takeover') settle(false);
+        // Too soon after the last take-over: the overlay says when to try again.
+        if (frame.retry && overlay.shown) draw(drawn[0], drawn[1], ['cooldownText', { s: frame.retry }]);
         emit(t, { action: frame.action, reason: frame.reason, message: frame.message });
       } else if (FINAL.includes(t)) finish(t, { reason: frame.reason });
       else if (t === 'error') lastError = frame;
     },
-    _retry: () => move('reconnecting'),
+    // The socket is down and this browser held its seat: "reconnecting" until the next welcome.
+    _retry() {
+      if (client.state === 'admitted') statusLine.show(texts.reconnecting);
+      move('reconnecting');
+    },
     // The socket closed with a code that allows no reconnect: 4009 ends, 4010 revokes, 4011
     // expires, 4015 suspends; anything else fails with the reason and message of the server's `error` frame.
     _closed(code) {

@@ -7,8 +7,11 @@
  * blockText, evicted evictedTitle/evictedText, taken_over takenOverTitle/takenOverText,
  * challenge blockTitle and challengeText, policy (the site's policy refuses this browser for
  * now) blockTitle and policyText, verify (it asks the user to sign in again) blockTitle and
- * verifyText. useHere labels the take-over button, continueHere
- * for challenge; signOut, signIn, upgrade and help the other actions. Expiry: idleText or absoluteText by reason, else expiredText (always under
+ * verifyText; heldText says where the seat is held ({device}: computer, tablet or mobile;
+ * {browser}, {os}, {since}: a time), cooldownText when "use here" must wait ({s} seconds).
+ * useHere labels the take-over button, continueHere for challenge; signOut, signIn, upgrade
+ * and help the other actions. reconnecting and idleWarning ({s} seconds left) are the notice
+ * at the foot of the page. Expiry: idleText or absoluteText by reason, else expiredText (always under
  * expiredTitle).
  */
 export const EN = {
@@ -21,6 +24,11 @@ export const EN = {
   challengeText: 'Continue here to use it on this {one}; the other {one} will be paused.',
   policyText: 'The site does not allow it on this {one} for now.',
   verifyText: 'Sign in again to use it on this {one}.',
+  heldText: 'In use on a {device} ({browser} on {os}) since {since}.',
+  computer: 'computer',
+  tablet: 'tablet',
+  mobile: 'phone',
+  cooldownText: 'Try again in {s} s.',
   useHere: 'Use here',
   continueHere: 'Continue here',
   signOut: 'Sign out here',
@@ -41,6 +49,8 @@ export const EN = {
   expiredText: 'Your session has expired. Sign in again to continue.',
   idleText: 'Your session ended after a period of inactivity.',
   absoluteText: 'Your session reached its maximum length. Sign in again to continue.',
+  reconnecting: 'Reconnecting…',
+  idleWarning: 'Inactive: signing out in {s} s.',
 };
 
 // The languages with a pack (packs.js, served at /sdk/v1/lang/{lang}.json), besides English.

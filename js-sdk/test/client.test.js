@@ -58,7 +58,7 @@ test('cancellable DOM events seatguard:block and seatguard:unblock are dispatche
   win.document.addEventListener('seatguard:unblock', (e) => seen.push([e.type, e.cancelable]));
   socket().welcome({ state: 'blocked', reason: 'limit' });
   socket().push({ t: 'unblock' });
-  assert.deepEqual(seen, [['seatguard:block', { reason: 'limit', takeover: false }, true], ['seatguard:unblock', true]]);
+  assert.deepEqual(seen, [['seatguard:block', { reason: 'limit', takeover: false, holders: [] }, true], ['seatguard:unblock', true]]);
 });
 
 test('a new reason or takeover rule while blocked is a new block event; the same one is not', () => {

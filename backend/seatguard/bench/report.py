@@ -11,7 +11,7 @@ from typing import Any
 __all__ = ["SDK_GZIP_GOAL", "Figure", "figures", "sdk_gzip_bytes", "table", "write"]
 
 # Bytes of the gzipped SDK at most: also the budget js-sdk/build.mjs fails the build above.
-SDK_GZIP_GOAL = 6_900
+SDK_GZIP_GOAL = 7_450
 
 
 @dataclass(frozen=True)
