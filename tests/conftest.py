@@ -26,6 +26,8 @@ def server_env() -> Iterator[dict[str, str]]:
         "SEATGUARD_HEARTBEAT_INTERVAL": str(scaled(0.5)),
         "SEATGUARD_SESSION_TIMEOUT": str(scaled(1.5)),
         "SEATGUARD_RELOAD_GRACE": str(scaled(1.0)),
+        # Longer than the reload grace, as by default, so tests tell a drop from a reload.
+        "SEATGUARD_DROP_GRACE": str(scaled(2.0)),
         "SEATGUARD_HELLO_TIMEOUT": str(scaled(1.0)),
         "SEATGUARD_SWEEP_INTERVAL": "0.1",
         "SEATGUARD_LOG_LEVEL": "warning",

@@ -46,12 +46,14 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -> Iterator[Server]:
     # A long reload grace, so a seat that frees at once (sign-out, a closed tab's unload
-    # grace) is told apart from one that merely waited for the grace to run out.
+    # grace) is told apart from one that merely waited for the grace to run out; a drop
+    # grace longer still, as by default, that outlasts a network drop of 10 s.
     env = {
         **server_env,
         "SEATGUARD_SESSION_TIMEOUT": str(scaled(3.0)),
         "SEATGUARD_RELOAD_GRACE": str(scaled(5.0)),
         "SEATGUARD_UNLOAD_GRACE": str(scaled(1.0)),
+        "SEATGUARD_DROP_GRACE": str(scaled(20.0)),
     }
     s = start_server(tmp_path_factory.mktemp("demo"), "demo", env)
     yield s

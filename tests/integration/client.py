@@ -27,6 +27,18 @@ def ident() -> str:
     return secrets.token_urlsafe(12)
 
 
+def holders_since(frame: Frame) -> list[int]:
+    """Take the holders out of a `block` or blocked `welcome` frame, checked to be test
+    clients' browsers (no user agent: a computer, browser and OS `Other`); return since
+    when each holds its seat."""
+    holders: list[Frame] = frame.pop("holders")
+    unknown = {"device_type": "computer", "browser": "Other", "os": "Other"}
+    assert [{k: v for k, v in h.items() if k != "since"} for h in holders] == [unknown] * len(
+        holders
+    ), holders
+    return [h["since"] for h in holders]
+
+
 def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from tests.helpers import RedisServer, scaled
 from tests.integration.api_client import api
-from tests.integration.client import Browser, Frame, Tab
+from tests.integration.client import Browser, Frame, Tab, holders_since
 from tests.integration.cluster import Cluster, start_cluster
 
 pytestmark = pytest.mark.anyio
@@ -127,13 +128,22 @@ async def test_block_unblock_takeover_and_revocation_cross_nodes(
     u, key = user(), site["key"]
     n1, n2, n3 = cluster.nodes
     a, wa = await Tab.open(n1.ws, key, Browser(u), policy="evict-oldest")
+    start = int(time.time())
     b, wb = await Tab.open(n2.ws, key, Browser(u), policy="evict-oldest")
     assert (wa["state"], wb["state"]) == ("admitted", "admitted")
-    # B (node 2) evicted A (node 1): node 1 hears of it through Redis.
-    assert await a.recv() == {"t": "block", "reason": "evicted", "takeover": True}
+    # B (node 2) evicted A (node 1): node 1 hears of it, and where the seat went, through
+    # Redis.
+    block = await a.recv()
+    [since] = holders_since(block)
+    assert block == {"t": "block", "reason": "evicted", "takeover": True}
+    assert start <= since <= time.time()
+    start = int(time.time())
     await a.send({"t": "takeover"})
     assert await a.recv() == {"t": "unblock"}
-    assert await b.recv() == {"t": "block", "reason": "taken_over", "takeover": True}
+    block = await b.recv()
+    [since] = holders_since(block)
+    assert block == {"t": "block", "reason": "taken_over", "takeover": True}
+    assert start <= since <= time.time()
     # B says goodbye on node 2... after A is revoked from node 3's API.
     async with api(n3, site) as client:
         response = await client.delete(f"/users/{u}/sessions/{a.browser.session}")
@@ -176,7 +186,9 @@ async def test_an_operator_lowering_a_limit_on_one_node_blocks_browsers_on_other
         b, wb = await Tab.open(n2.ws, key, Browser(u))
         assert (wa["state"], wb["state"]) == ("admitted", "admitted")
         assert (await client.put(f"/overrides/user/{u}", json={"limit": 1})).status_code == 200
-        assert await b.recv(within=5) == {"t": "block", "reason": "limit", "takeover": False}
+        block = await b.recv(within=5)
+        assert len(holders_since(block)) == 1  # A
+        assert block == {"t": "block", "reason": "limit", "takeover": False}
         await a.expect_nothing(0.3)
 
 

@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import Server, scaled
 from tests.integration.api_client import api, identity_token
-from tests.integration.client import Browser, Tab, frames_of, ident
+from tests.integration.client import Browser, Tab, frames_of, holders_since, ident
 
 pytestmark = pytest.mark.anyio
 
@@ -32,13 +32,22 @@ async def test_evict_oldest_moves_the_block_to_the_older_browser(
 ) -> None:
     u, key = user(), str(full_site["key"])
     old, w1 = await Tab.open(server.ws, key, Browser(u), policy="evict-oldest")
+    start = int(time.time())
     new, w2 = await Tab.open(server.ws, key, Browser(u), policy="evict-oldest")
     assert (w1["state"], w2["state"]) == ("admitted", "admitted")
-    assert await old.recv() == {"t": "block", "reason": "evicted", "takeover": True}
-    # "Use here" takes the seat back; the newer browser is told why.
+    # The older browser is told where the seat went: the newer one, seated just now.
+    block = await old.recv()
+    [since] = holders_since(block)
+    assert block == {"t": "block", "reason": "evicted", "takeover": True}
+    assert start <= since <= time.time()
+    # "Use here" takes the seat back; the newer browser is told why, and by whom.
+    start = int(time.time())
     await old.send({"t": "takeover"})
     assert await old.recv() == {"t": "unblock"}
-    assert await new.recv() == {"t": "block", "reason": "taken_over", "takeover": True}
+    block = await new.recv()
+    [since] = holders_since(block)
+    assert block == {"t": "block", "reason": "taken_over", "takeover": True}
+    assert start <= since <= time.time()
 
 
 async def test_challenge_offers_continue_here(server: Server, full_site: dict[str, Any]) -> None:
@@ -308,7 +317,9 @@ async def test_rules_changed_by_an_operator_reach_live_sessions_at_once(server: 
         second, w2 = await Tab.open(server.ws, key, Browser(u))
         assert (w1["state"], w2["state"]) == ("admitted", "admitted")
         assert (await client.put(f"/overrides/user/{u}", json={"limit": 1})).status_code == 200
-        assert await second.recv() == {"t": "block", "reason": "limit", "takeover": False}
+        block = await second.recv()
+        assert len(holders_since(block)) == 1  # the first browser
+        assert block == {"t": "block", "reason": "limit", "takeover": False}
         await first.expect_nothing(0.3)
         assert (await client.put(f"/overrides/user/{u}", json={"limit": 2})).status_code == 200
         assert await second.recv() == {"t": "unblock"}

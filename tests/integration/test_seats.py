@@ -175,8 +175,21 @@ async def test_seat_frees_when_the_grace_runs_out(server: Server, site: str) -> 
     u = user()
     a, _ = await Tab.open(server.ws, site, Browser(u))
     b, _ = await Tab.open(server.ws, site, Browser(u))
-    await a.drop()
+    assert await a.bye("reload") == 1000
     await b.expect_nothing(0.5)
+    assert await b.frames_for(1.5) == [{"t": "unblock"}]  # the reload grace (1 s)
+
+
+async def test_a_dropped_socket_keeps_its_seat_past_the_reload_grace(
+    server: Server, site: str
+) -> None:
+    # A socket closed without goodbye (a network drop) keeps the seat for the drop grace
+    # (2 s), past the reload grace (1 s): the browser may come back when the network does.
+    u = user()
+    a, _ = await Tab.open(server.ws, site, Browser(u))
+    b, _ = await Tab.open(server.ws, site, Browser(u))
+    await a.drop()
+    await b.expect_nothing(1.5)
     assert await b.frames_for(1.5) == [{"t": "unblock"}]
 
 
