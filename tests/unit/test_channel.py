@@ -7,6 +7,7 @@ Frames are asserted as the socket received them, decoded with the protocol modul
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -34,7 +35,7 @@ from seatguard.protocol import (
     encode,
 )
 
-from .inprocess import SETTINGS, HubStore, World, open_world
+from .inprocess import SETTINGS, HubStore, World, make_node, open_world
 
 pytestmark = pytest.mark.anyio
 
@@ -249,6 +250,20 @@ async def test_the_welcome_says_the_idle_timeout_and_when_to_warn() -> None:
             await tab.hello(ALICE, S1)
             w = welcome(tab.new())
             assert (w.idle, w.warn) == (None if idle is None else idle * 1000, warn)
+
+
+async def test_an_idle_warning_longer_than_half_the_timeout_is_capped_and_0_warns_never() -> None:
+    # SEATGUARD_IDLE_WARNING 600 s with an idle timeout of 100 s: the warning would open the
+    # session, so it is 50 s; 0: no warning, though there is an idle timeout.
+    for setting, warn in ((600.0, 50_000), (0.0, None)):
+        async with open_world(Rules(limit=1, idle_timeout=100.0)) as world:
+            node = await make_node(
+                world, settings=dataclasses.replace(SETTINGS, idle_warning=setting)
+            )
+            tab = world.socket(node)
+            await tab.hello(ALICE, S1)
+            w = welcome(tab.new())
+            assert (w.idle, w.warn) == (100_000, warn)
 
 
 async def test_take_over_where_the_policy_forbids_it_is_denied_and_the_socket_stays(

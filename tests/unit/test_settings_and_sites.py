@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from click.testing import CliRunner
 
+from seatguard.cli.main import main
 from seatguard.errors import ConfigError
 from seatguard.presence import Rules
 from seatguard.protocol import Hello
@@ -72,11 +75,53 @@ def test_settings_read_the_environment_and_flags_win() -> None:
         ({"SEATGUARD_EVALUATION_RETENTION": "30d"}, "SEATGUARD_EVALUATION_RETENTION"),
         ({"SEATGUARD_EVALUATION_IPS": "partial"}, "evaluation IPs must be one of full, truncated"),
         ({"SEATGUARD_EVALUATION_IPS": "Truncated"}, "evaluation IPs must be one of full"),
+        ({"SEATGUARD_DROP_GRACE": "-1"}, "drop grace must be between 0 and 600 seconds"),
+        ({"SEATGUARD_DROP_GRACE": "600.5"}, "drop grace must be between 0 and 600 seconds"),
+        ({"SEATGUARD_DROP_GRACE": "inf"}, "drop grace must be between 0 and 600 seconds"),
+        ({"SEATGUARD_DROP_GRACE": "nan"}, "drop grace must be between 0 and 600 seconds"),
+        ({"SEATGUARD_DROP_GRACE": "30s"}, "SEATGUARD_DROP_GRACE: cannot read '30s'"),
+        ({"SEATGUARD_TAKEOVER_COOLDOWN": "-0.5"}, "take-over cooldown and idle warning must"),
+        ({"SEATGUARD_TAKEOVER_COOLDOWN": "inf"}, "take-over cooldown and idle warning must"),
+        ({"SEATGUARD_TAKEOVER_COOLDOWN": "nan"}, "take-over cooldown and idle warning must"),
+        ({"SEATGUARD_TAKEOVER_COOLDOWN": "soon"}, "SEATGUARD_TAKEOVER_COOLDOWN: cannot read"),
+        ({"SEATGUARD_IDLE_WARNING": "-60"}, "take-over cooldown and idle warning must"),
+        ({"SEATGUARD_IDLE_WARNING": "inf"}, "take-over cooldown and idle warning must"),
+        ({"SEATGUARD_IDLE_WARNING": "nan"}, "take-over cooldown and idle warning must"),
+        ({"SEATGUARD_IDLE_WARNING": "1m"}, "SEATGUARD_IDLE_WARNING: cannot read '1m'"),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_the_drop_grace_cooldown_and_idle_warning_take_their_bounds_and_0() -> None:
+    env = {"SEATGUARD_DROP_GRACE": "600", "SEATGUARD_TAKEOVER_COOLDOWN": "0"}
+    s = Settings.from_env({**env, "SEATGUARD_IDLE_WARNING": "0"})
+    assert (s.drop_grace, s.takeover_cooldown, s.idle_warning) == (600.0, 0.0, 0.0)
+    assert (s.timing.drop_grace, s.timing.takeover_cooldown) == (600.0, 0.0)
+    assert Settings.from_env({"SEATGUARD_DROP_GRACE": "0"}).drop_grace == 0.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--drop-grace", "601"], "the drop grace must be between 0 and 600 seconds"),
+        (["--drop-grace", "-1"], "the drop grace must be between 0 and 600 seconds"),
+        (["--takeover-cooldown", "-5"], "take-over cooldown and idle warning must be 0 or"),
+        (["--idle-warning", "-1"], "take-over cooldown and idle warning must be 0 or"),
+        (["--idle-warning", "nan"], "take-over cooldown and idle warning must be 0 or"),
+        (["--idle-warning", "soon"], "'soon' is not a valid float"),
+        (["--takeover-cooldown", "1e999"], "take-over cooldown and idle warning must be 0 or"),
+    ],
+)
+def test_bad_drop_grace_cooldown_and_idle_warning_flags_stop_serve_with_exit_2(
+    flags: list[str], message: str, tmp_path: Path
+) -> None:
+    done = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "s.db"), *flags])
+    assert done.exit_code == 2, done.output
+    assert message in done.output
+    assert "Traceback" not in done.output and not (tmp_path / "s.db").exists()
 
 
 @pytest.mark.parametrize(
