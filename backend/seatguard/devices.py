@@ -94,6 +94,8 @@ def browser_of(user_agent: str) -> str:
     recognises: "Firefox 121 on Windows", "Mobile Safari 17 on iOS"; "Unknown browser" when
     it tells none (ua-parser's families, the browser's major version)."""
     return _browser(_head(user_agent))
+
+
 def browser_family(user_agent: str) -> str:
     """The browser a user agent string claims (ua-parser's family: "Chrome", "Firefox",
     "Mobile Safari", "Edge", ...; "Other" when it tells none)."""

@@ -32,8 +32,8 @@ from .types import (
 )
 
 __all__ = [
-    "MAX_TIMEOUT",
     "MAX_HOLDERS",
+    "MAX_TIMEOUT",
     "RULE_FIELDS",
     "TAKEOVER_POLICIES",
     "Arrival",
