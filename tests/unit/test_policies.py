@@ -344,6 +344,14 @@ GOOD = {"check": "is_new_ip"}
         ),
         ({"rules": [rule("r", {"all": []}, "block")]}, "rules[0].when.all: Expected `array` of"),
         (
+            {"rules": [rule("r", GOOD, "block"), rule("r", GOOD, "monitor")]},
+            "rules[1].name: rule name 'r' is used twice in this list",
+        ),
+        (
+            {"roles": {"admin": [rule("x", GOOD, "block"), rule("x", GOOD, "allow")]}},
+            "roles[\"admin\"][1].name: rule name 'x' is used twice in this list",
+        ),
+        (
             {"rules": [rule("r", {"any": [GOOD] * (MAX_ITEMS + 1)}, "block")]},
             "rules[0].when.any: Expected `array` of length <= 16",
         ),
@@ -543,7 +551,7 @@ def test_dry_run_rules_never_change_the_verdict(
         st.lists(
             st.builds(rule, st.just("d"), conditions, st.sampled_from(VERDICTS), st.just(True)),
             max_size=3,
-        )
+        ).map(lambda rs: [{**r, "name": f"d{i}"} for i, r in enumerate(rs)])  # names unique
     )
     at = data.draw(st.integers(0, len(rules)))
     more = parse_policy({"rules": rules[:at] + extra + rules[at:]})

@@ -21,8 +21,9 @@ is `{name, when, verdict, dry_run}`; `when` is a condition in a small JSON langu
 verdict; none: `allow`. A dry-run rule that matches before it (one that would have given
 the verdict, were it live) is reported in `dry_run_matches` and changes nothing.
 
-`parse_policy` turns decoded JSON into a `Policy`, or raises `InvalidPolicy` with the path of
-the first thing wrong (`rules[2].when.all[0].check: unknown check 'foo'`). Sizes are
+Rule names are unique within a list (evaluations, audit rows and holds name the rule that
+matched). `parse_policy` turns decoded JSON into a `Policy`, or raises `InvalidPolicy` with the
+path of the first thing wrong (`rules[2].when.all[0].check: unknown check 'foo'`). Sizes are
 bounded: `MAX_RULES` rules a list, `MAX_OVERRIDES` orgs and roles, conditions `MAX_DEPTH`
 deep with `MAX_ITEMS` in an `all` or `any`, `MAX_LIST` values after `in`.
 """
@@ -308,9 +309,13 @@ def _quote(name: str) -> str:
 
 def _rules(raw: list[Any], path: str) -> tuple[Rule, ...]:
     found = []
+    names: set[str] = set()
     for i, item in enumerate(raw):
         where = f"{path}[{i}]"
         r = convert_at(item, _RuleIn, where)
+        if r.name in names:  # evaluations, audit rows and holds name the rule that matched
+            raise InvalidPolicy(f"{where}.name: rule name {r.name!r} is used twice in this list")
+        names.add(r.name)
         when = condition(r.when, f"{where}.when")
         found.append(Rule(r.name, when, r.verdict, r.dry_run))
     return tuple(found)

@@ -117,7 +117,10 @@ def components() -> dict[str, Any]:
         "Policy": _object(
             [],
             {
-                "rules": {**rules, "description": "The site's rules, in order"},
+                "rules": {
+                    **rules,
+                    "description": "The site's rules, in order; names are unique within a list",
+                },
                 "orgs": {**overrides, "description": "Rules replacing the site's for an org"},
                 "roles": {
                     **overrides,
