@@ -42,7 +42,7 @@ from seatguard.node import Node
 from seatguard.rules import Override
 from seatguard.signals.evaluation_routes import evaluations_of
 from seatguard.signals.policies import Policy as SitePolicy
-from seatguard.sites import normalize_origin
+from seatguard.sites import Site, normalize_origin
 from seatguard.types import MODES, POLICIES, Policy
 
 from .playback import Playback
@@ -225,9 +225,8 @@ async def sessions(request: Request) -> Response:
     )
 
 
-async def checks(request: Request) -> Response:
-    """The user's sessions with their sharing checks, for the watch page's checks panel:
-    what the REST API answers for them (`GET /api/v1/users/{user}/sessions`)."""
+async def _users_site(request: Request) -> tuple[Node, Site, str] | Response:
+    """The node, the demo site and the `user` the query names, or the error answer."""
     user = _user(request)
     if user is None:
         return _error(400, "a valid user id is required")
@@ -235,21 +234,26 @@ async def checks(request: Request) -> Response:
     site = await node.site(DEMO_SITE_KEY)
     if site is None:
         return _error(503, "the demo site is missing from the database")
-    out = msgspec.json.encode(await sessions_of(node, site, user))
+    return node, site, user
+
+
+async def checks(request: Request) -> Response:
+    """The user's sessions with their sharing checks, for the watch page's checks panel:
+    what the REST API answers for them (`GET /api/v1/users/{user}/sessions`)."""
+    found = await _users_site(request)
+    if isinstance(found, Response):
+        return found
+    out = msgspec.json.encode(await sessions_of(*found))
     return Response(out, media_type="application/json", headers=NO_STORE)
 
 
 async def verdicts(request: Request) -> Response:
     """The user's newest policy evaluations, for the watch page's "Recent verdicts": what
     the REST API answers for them (`GET /api/v1/users/{user}/evaluations?limit=10`)."""
-    user = _user(request)
-    if user is None:
-        return _error(400, "a valid user id is required")
-    node: Node = request.app.state.node
-    site = await node.site(DEMO_SITE_KEY)
-    if site is None:
-        return _error(503, "the demo site is missing from the database")
-    out = msgspec.json.encode(await evaluations_of(node, site, user, RECENT_VERDICTS))
+    found = await _users_site(request)
+    if isinstance(found, Response):
+        return found
+    out = msgspec.json.encode(await evaluations_of(*found, RECENT_VERDICTS))
     return Response(out, media_type="application/json", headers=NO_STORE)
 
 

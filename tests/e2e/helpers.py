@@ -3,9 +3,10 @@ seat state."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Response, expect
 
 from tests.helpers import Server, scaled
 
@@ -39,3 +40,45 @@ def play(page: Page, state: str) -> str:
     page.click("#play")
     expect(page.locator(PLAYBACK)).to_have_attribute("data-state", state)
     return str(page.locator(PLAYBACK).text_content())
+
+
+def user() -> str:
+    """A new user id, so that no test meets another's sessions."""
+    return "e2e-" + secrets.token_hex(4)
+
+
+def opened(page: Page, url: str, state: str) -> Page:
+    """`page` at `url`, once its seat state is `state`."""
+    page.goto(url)
+    wait_state(page, state)
+    return page
+
+
+def watched(page: Page) -> tuple[list[str], list[str]]:
+    """The requests of `page` that failed (4xx, 5xx) and its console errors, as they come."""
+    failed: list[str] = []
+    errors: list[str] = []
+
+    def answered(r: Response) -> None:
+        if r.status >= 400:
+            failed.append(f"{r.status} {r.url}")
+
+    def said(m: ConsoleMessage) -> None:
+        if m.type == "error":
+            errors.append(m.text)
+
+    page.on("response", answered)
+    page.on("console", said)
+    return failed, errors
+
+
+def play_past_the_overlay(page: Page) -> None:
+    """Do what a sharer would: take the overlay out of the DOM and every `inert` off, then
+    press Play at once (the SDK draws the overlay again, but the click is in first)."""
+    page.evaluate(
+        """() => {
+          document.getElementById('seatguard-overlay').remove();
+          for (const el of document.querySelectorAll('[inert]')) el.inert = false;
+          document.getElementById('play').click();
+        }"""
+    )

@@ -5,13 +5,12 @@ error, under its Content-Security-Policy."""
 from __future__ import annotations
 
 import re
-import secrets
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, Response, expect
+from playwright.sync_api import expect
 
-from tests.e2e.helpers import Device, wait_state, watch_url
+from tests.e2e.helpers import Device, user, wait_state, watch_url, watched
 from tests.helpers import Server, scaled
 
 pytestmark = pytest.mark.e2e
@@ -19,26 +18,8 @@ pytestmark = pytest.mark.e2e
 PANEL = "#sg-browsers li"
 
 
-def watched(page: Page) -> tuple[list[str], list[str]]:
-    """The requests of `page` that failed (4xx, 5xx) and its console errors, as they come."""
-    failed: list[str] = []
-    errors: list[str] = []
-
-    def answered(r: Response) -> None:
-        if r.status >= 400:
-            failed.append(f"{r.status} {r.url}")
-
-    def said(m: ConsoleMessage) -> None:
-        if m.type == "error":
-            errors.append(m.text)
-
-    page.on("response", answered)
-    page.on("console", said)
-    return failed, errors
-
-
 def test_the_panel_names_each_browser_and_marks_this_one(demo: Server, device: Device) -> None:
-    url = watch_url(demo, "e2e-" + secrets.token_hex(4), mode="concurrence", limit=2)
+    url = watch_url(demo, user(), mode="concurrence", limit=2)
     laptop = device().new_page()
     failed, errors = watched(laptop)
     laptop.goto(url)

@@ -7,7 +7,6 @@ node; every block, unblock, takeover and revocation crosses between them through
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import Device, wait_state, watch_url
+from tests.e2e.helpers import Device, user, wait_state, watch_url
 from tests.helpers import RedisServer, Server, scaled, seatguard
 from tests.integration.cluster import Cluster, start_cluster
 
@@ -50,10 +49,6 @@ def demo_site(demo_pair: Cluster) -> dict[str, Any]:
     )  # fmt: skip
     found: dict[str, Any] = json.loads(out)
     return found
-
-
-def user() -> str:
-    return "e2e-" + secrets.token_hex(4)
 
 
 def on(node: Server, device: Device, url_of: str, state: str) -> Any:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import Device, seat_state, wait_state, watch_url
+from tests.e2e.helpers import Device, seat_state, user, wait_state, watch_url
 from tests.helpers import Server, scaled
 
 pytestmark = pytest.mark.e2e
 
 OVERLAY = "#seatguard-overlay"
-
-
-def user() -> str:
-    return "e2e-" + secrets.token_hex(4)
 
 
 def open_watch(ctx_page: Page, url: str, state: str) -> Page:

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-import secrets
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.e2e.helpers import Device, seat_state, wait_state, watch_url
+from tests.e2e.helpers import Device, opened, seat_state, user, wait_state, watch_url
 from tests.helpers import Server, scaled, seatguard
 
 pytestmark = pytest.mark.e2e
 
 OVERLAY = "#seatguard-overlay"
 USE_HERE = f"{OVERLAY} .seatguard-takeover"
-
-
-def user() -> str:
-    return "e2e-" + secrets.token_hex(4)
-
-
-def opened(page: Page, url: str, state: str) -> Page:
-    page.goto(url)
-    wait_state(page, state)
-    return page
 
 
 def test_evict_oldest_moves_the_overlay_to_the_older_browser_and_use_here_takes_it_back(

@@ -5,27 +5,16 @@ it, and the opaque backdrop."""
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import Device, wait_state, watch_url
+from tests.e2e.helpers import Device, opened, user, wait_state, watch_url
 from tests.helpers import Server, scaled
 
 pytestmark = pytest.mark.e2e
 
 OVERLAY = "#seatguard-overlay"
-
-
-def user() -> str:
-    return "oa-" + secrets.token_hex(4)
-
-
-def opened(page: Page, url: str, state: str) -> Page:
-    page.goto(url)
-    wait_state(page, state)
-    return page
 
 
 def counted(page: Page) -> None:

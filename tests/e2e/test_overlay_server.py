@@ -5,14 +5,13 @@ a dropped socket keeps its seat."""
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.e2e.helpers import Device, seat_state, wait_state, watch_url
+from tests.e2e.helpers import Device, opened, seat_state, user, wait_state, watch_url
 from tests.helpers import Server, scaled, start_server
 
 pytestmark = pytest.mark.e2e
@@ -38,16 +37,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -
     s = start_server(tmp_path_factory.mktemp("demo"), "demo", env)
     yield s
     s.stop()
-
-
-def user() -> str:
-    return "e2e-" + secrets.token_hex(4)
-
-
-def opened(page: Page, url: str, state: str) -> Page:
-    page.goto(url)
-    wait_state(page, state)
-    return page
 
 
 def test_a_blocked_browser_is_told_where_the_account_is_in_use(

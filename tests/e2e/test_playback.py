@@ -7,7 +7,6 @@ an older one also with the server (`demo_site.playback.CHECK_AFTER`).
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
@@ -15,22 +14,21 @@ import jwt
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from tests.e2e.helpers import PLAYBACK, Device, play, wait_state, watch_url
+from tests.e2e.helpers import (
+    PLAYBACK,
+    Device,
+    opened,
+    play,
+    play_past_the_overlay,
+    user,
+    wait_state,
+    watch_url,
+)
 from tests.helpers import Server, scaled
 
 pytestmark = pytest.mark.e2e
 
 OVERLAY = "#seatguard-overlay"
-
-
-def user() -> str:
-    return "play-" + secrets.token_hex(4)
-
-
-def opened(page: Page, url: str, state: str) -> Page:
-    page.goto(url)
-    wait_state(page, state)
-    return page
 
 
 def holding_token(page: Page) -> str:
@@ -69,15 +67,7 @@ def test_a_blocked_browser_that_removes_the_overlay_still_cannot_play(
     opened(device().new_page(), url, "admitted")
     second = opened(device().new_page(), url, "blocked")
     expect(second.locator(OVERLAY)).to_be_visible()
-    # Take the overlay out of the DOM and every `inert` off, then press Play at once
-    # (the SDK draws the overlay again, but the click is in first).
-    second.evaluate(
-        """() => {
-          document.getElementById('seatguard-overlay').remove();
-          for (const el of document.querySelectorAll('[inert]')) el.inert = false;
-          document.getElementById('play').click();
-        }"""
-    )
+    play_past_the_overlay(second)
     expect(second.locator(PLAYBACK)).to_have_attribute("data-state", "refused")
     assert "holds no seat" in str(second.locator(PLAYBACK).text_content())
     assert second.evaluate("window.client.token") is None

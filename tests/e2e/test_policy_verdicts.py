@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.e2e.helpers import PLAYBACK, Device, play, wait_state, watch_url
+from tests.e2e.helpers import PLAYBACK, Device, play, play_past_the_overlay, wait_state, watch_url
 from tests.geodb import address, write_city_db
 from tests.helpers import Server, scaled, start_server
 
@@ -83,13 +83,7 @@ def test_a_second_computer_elsewhere_is_challenged_and_a_phone_is_not(
         "Sign in again to use it on this"
     )
     # Past the overlay (taken out, `inert` off), the player is still refused: no seat token.
-    second.evaluate(
-        """() => {
-          document.getElementById('seatguard-overlay').remove();
-          for (const el of document.querySelectorAll('[inert]')) el.inert = false;
-          document.getElementById('play').click();
-        }"""
-    )
+    play_past_the_overlay(second)
     expect(second.locator(PLAYBACK)).to_have_attribute("data-state", "refused")
     expect(second.locator(PLAYBACK)).to_contain_text("holds no seat")
 
