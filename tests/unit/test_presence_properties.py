@@ -12,7 +12,8 @@ sockets, heartbeats, expiry, take-overs, revocations, logouts, rule changes and 
 - every session waits with a reason, and every seat belongs to a unit with a session;
 - a session whose tabs all left ends no sooner than the grace of how the last one left
   (a dropped socket's is the longest);
-- a take-over takes no seat from another browser within the cooldown of the last one.
+- a take-over takes no seat from another browser within the cooldown of the last one (the
+  cooldown is the store's, so a store loss forgets it, as it forgets tombstones).
 
 `SEATGUARD_PROPERTY_EXAMPLES` sets how many sequences run (default 300, 40 steps each).
 """
@@ -203,6 +204,7 @@ class PresenceMachine(RuleBasedStateMachine):
         order = data.draw(st.permutations(tabs))
         self.up = UserPresence()
         self.tombstoned = set()  # the store's tombstones are gone with it
+        self.taken_at = None  # and so is the take-over cooldown (docs/operations.md)
         self.now += 0.5
         for session, tab, device in order:
             restore(self.up, until=self.now + 10.0, now=self.now)
