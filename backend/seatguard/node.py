@@ -16,7 +16,8 @@ time something can expire (`next_deadline`), not by scanning everyone.
 
 A tab whose session holds a seat gets a seat token (`give_seat`), and a new one at two
 thirds of its lifetime, from the same tick (`_renew`); a tab told it is blocked, or gone,
-gets none.
+gets none. The tokens asked for in one turn of the event loop are signed together
+(`SeatTokens.issue_soon`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ from .protocol import BlockReason, CloseCode, Conflict, Seat, ServerFrame
 from .ratelog import RateLog
 from .rules import Claims
 from .sealing import SecretBox
-from .seat import SeatTokens
+from .seat import SeatTokens, Wanted
 from .serial import KeyedLock
 from .settings import Settings
 from .signals.checks import SessionView
@@ -818,11 +819,9 @@ class Node:
                 await run(key, self.sync(key), self._flush)
         for key in self._watch.pop_due(now):
             await run(key, self._expire(key), self._watch)
-        for tab in self._renew.pop_due(now):
-            await self.give_seat(tab)
-            done += 1
-            if done % _TICK_SLICE == 0:
-                await asyncio.sleep(0)
+        due = self._renew.pop_due(now)
+        for i in range(0, len(due), _TICK_SLICE):  # signed together (`issue_soon`)
+            await asyncio.gather(*(self.give_seat(tab) for tab in due[i : i + _TICK_SLICE]))
 
     async def _expire(self, key: UserKey) -> None:
         timing = self.timing
@@ -1021,14 +1020,8 @@ class Node:
                 self._renew.set(tab, None)
                 return
             ttl = site.config.seat_token_ttl
-            seat = tokens.issue(
-                site=key[0],
-                user=key[1],
-                session=a.session,
-                device=a.device,
-                org=a.org,
-                role=a.role,
-                ttl=ttl,
+            seat = await tokens.issue_soon(
+                Wanted(key[0], key[1], a.session, a.device, a.org, a.role, ttl)
             )
         except Exception:
             log.exception("could not make a seat token for %s; trying again in a second", key)

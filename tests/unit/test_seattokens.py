@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 from pathlib import Path
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from seatguard.cli import main
 from seatguard.errors import ConfigError
-from seatguard.seat import SeatKeyRing, SeatKeySet, SeatTokens, load_seat_keys
+from seatguard.seat import SeatKeyRing, SeatKeySet, SeatTokens, Wanted, load_seat_keys
 from seatguard.seat.keyset import (
     PUBLISHED_AFTER_RETIREMENT,
     SWITCH_DELAY,
@@ -21,7 +22,7 @@ from seatguard.seat.keyset import (
     thumbprint,
 )
 from seatguard.seat.source import write
-from seatguard.seat.tokens import TokenIds
+from seatguard.seat.tokens import SeatToken, TokenIds
 from seatguard.settings import Settings
 from seatguard.sites import SiteConfig
 from tests.unit.fakes import Clock
@@ -221,6 +222,44 @@ def test_a_token_says_who_holds_the_seat_with_an_explicit_type() -> None:
     assert seat.expires_at == int(T0) + 60
     again = issuer.issue(site="pk_site", user="alice", session="s1", device="d1")
     assert jwt.decode(again.token, options={"verify_signature": False})["jti"] != jti
+
+
+@pytest.mark.anyio
+async def test_tokens_asked_for_in_one_turn_are_signed_together() -> None:
+    """`issue_soon` signs in one callback every token asked for in the same turn; one that
+    cannot be made fails alone, and one whose asker went away is not signed at all."""
+    clock = Clock(T0)
+    issuer = tokens(one_key(T0), clock)
+    signed: list[str] = []
+    issue = issuer.issue
+
+    def counting(**kwargs: Any) -> Any:
+        signed.append(kwargs["session"])
+        return issue(**kwargs)
+
+    issuer.issue = counting  # type: ignore[method-assign]
+    gone = asyncio.ensure_future(issuer.issue_soon(Wanted("pk_site", "carol", "s9", "d9")))
+    asked = [
+        issuer.issue_soon(Wanted("pk_site", "alice", "s1", "d1", org="acme", ttl=60)),
+        issuer.issue_soon(Wanted("pk_site", "bob", "s2", "d2", ttl=29)),  # out of bounds
+        issuer.issue_soon(Wanted("pk_site", "alice", "s3", "d3")),
+    ]
+    await asyncio.sleep(0)  # `gone` has asked
+    gone.cancel()
+    first, refused, third = await asyncio.gather(*asked, return_exceptions=True)
+    assert signed == ["s1", "s2", "s3"]  # one turn, in the order asked; never `s9`
+    assert isinstance(refused, ConfigError) and "30 to 900" in str(refused)
+    assert isinstance(first, SeatToken) and isinstance(third, SeatToken)
+    claims = jwt.decode(first.token, options={"verify_signature": False})
+    assert (claims["sub"], claims["sid"], claims["org"], claims["exp"]) == (
+        "alice",
+        "s1",
+        "acme",
+        int(T0) + 60,
+    )
+    # The next turn's asks form a batch of their own.
+    assert isinstance(await issuer.issue_soon(Wanted("pk_site", "dan", "s4", "d4")), SeatToken)
+    assert signed == ["s1", "s2", "s3", "s4"]
 
 
 def test_token_ids_are_unique_within_a_node_and_across_nodes() -> None:

@@ -8,7 +8,7 @@ the live answer for a token). Site backends verify tokens offline with `seatguar
 
 from .keyset import DEFAULT_TTL, MAX_TTL, MIN_TTL, SeatKey, SeatKeySet
 from .source import SeatKeyRing, load_seat_keys
-from .tokens import HEADER, TOKEN_TYPE, SeatToken, SeatTokens
+from .tokens import HEADER, TOKEN_TYPE, SeatToken, SeatTokens, Wanted
 
 __all__ = [
     "DEFAULT_TTL",
@@ -21,5 +21,6 @@ __all__ = [
     "SeatKeySet",
     "SeatToken",
     "SeatTokens",
+    "Wanted",
     "load_seat_keys",
 ]
