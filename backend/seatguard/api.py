@@ -366,8 +366,16 @@ def _json(value: object, status: int = 200) -> Response:
 Handler = Callable[[Request, Node, Site], Awaitable[Response]]
 
 
-def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: check the bearer secret key, map errors to problem details."""
+def _authenticated(
+    handler: Handler, *, cached: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: check the bearer secret key, map errors to problem details.
+
+    `cached`: the key's site may come from the node's site cache (`SiteCache.by_secret`),
+    up to `site_cache_ttl` seconds old, instead of a database read per request. Only for a
+    handler that reads nothing of the site but its key (the seat check, which gateways
+    call with every request): the others change the site, or show it, from what they read.
+    """
 
     async def endpoint(request: Request) -> Response:
         node: Node = request.app.state.node
@@ -378,7 +386,10 @@ def _authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]
         if not secret.strip():
             return _unauthorized("the Bearer token is empty", "invalid_request")
         digest = node.box.digest(secret.strip())  # secret keys are stored as keyed hashes
-        site = await node.db.site_by_secret_hash(digest)
+        if cached:
+            site = await node.sites.by_secret(digest)
+        else:
+            site = await node.db.site_by_secret_hash(digest)
         current = None if site is None else authenticate(site, digest, node.clock())
         if site is None or current is None:
             return _unauthorized(_unknown(secret.strip()), "invalid_token")
@@ -808,14 +819,15 @@ def _defaults(site: Site) -> dict[str, Any]:
     return {"mode": r.mode, "limit": r.limit, "policy": r.policy}
 
 
-def _route(path: str, handlers: Mapping[str, Handler]) -> Route:
-    """One route per path, so that a wrong method is answered 405 naming every allowed one."""
+def _route(path: str, handlers: Mapping[str, Handler], *, cached: bool = False) -> Route:
+    """One route per path, so that a wrong method is answered 405 naming every allowed one
+    (`cached`: see `_authenticated`)."""
 
     async def dispatch(request: Request, node: Node, site: Site) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
         return await handlers[method](request, node, site)
 
-    return Route("/api/v1" + path, _authenticated(dispatch), methods=list(handlers))
+    return Route("/api/v1" + path, _authenticated(dispatch, cached=cached), methods=list(handlers))
 
 
 def routes() -> list[BaseRoute]:
@@ -833,7 +845,7 @@ def routes() -> list[BaseRoute]:
             {"GET": get_suspension, "POST": suspend_user, "DELETE": lift_suspension},
         ),
         _route("/revoke", {"POST": revoke_where}),
-        _route("/seats/check", {"POST": check_seat}),
+        _route("/seats/check", {"POST": check_seat}, cached=True),
         _route("/site", {"GET": get_site, "PATCH": patch_site}),
         _route("/site/secret", {"POST": rotate_secret}),
         _route("/overrides", {"GET": list_overrides}),

@@ -41,6 +41,7 @@ from .recorder import Recorder
 from .sealing import SecretBox
 from .seat import SeatTokens, load_seat_keys
 from .seat import routes as seat_routes
+from .seat.check import VerifiedSeats
 from .settings import Settings
 from .signals.evaluations import EvaluationWriter
 from .signals.geo import open_geoip
@@ -213,6 +214,7 @@ def create_app(settings: Settings, *, demo_secret: str | None = None) -> Starlet
         seat_keys = load_seat_keys(settings, create=True, now=time.time())
         seat_tokens = SeatTokens(seat_keys, settings.issuer, clock=time.time)
         app.state.seat_tokens = seat_tokens
+        app.state.verified_seats = VerifiedSeats()
         db = await open_database(settings.database, box)
         store: PresenceStore = (
             RedisStore(

@@ -32,13 +32,33 @@ _WHOLE_SITE = 5_000  # a site with more overrides than this is queried per hello
 
 
 class SiteCache:
-    """Sites' settings, each read at most once per `ttl` seconds."""
+    """Sites' settings, each read at most once per `ttl` seconds; and the site of each
+    secret key that called the API (`by_secret`), for as long."""
 
     def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
         self._db = db
         self._clock = clock
         self._ttl = ttl
         self._sites: dict[str, tuple[Site | None, float]] = {}
+        self._secrets: dict[str, tuple[Site, float]] = {}
+
+    async def by_secret(self, digest: str) -> Site | None:
+        """The site whose secret keys (current or in their overlap) include the one whose
+        keyed hash is `digest`, None if there is none. Only found sites are kept: unknown
+        keys, which anybody can send, are read from the database each time and fill
+        nothing."""
+        now = self._clock()
+        cached = self._secrets.get(digest)
+        if cached is not None and now - cached[1] < self._ttl:
+            return cached[0]
+        site = await self._db.site_by_secret_hash(digest)
+        if len(self._secrets) > 10_000:
+            self._secrets.clear()
+        if site is None:
+            self._secrets.pop(digest, None)
+        else:
+            self._secrets[digest] = (site, now)
+        return site
 
     async def get(self, key: str) -> Site | None:
         """The site with this public key, None if there is none."""
@@ -55,6 +75,8 @@ class SiteCache:
     def forget(self, key: str) -> None:
         """Read the site from the database next time (its secrets or settings changed)."""
         self._sites.pop(key, None)
+        for digest in [d for d, (site, _) in self._secrets.items() if site.key == key]:
+            del self._secrets[digest]
 
 
 class PolicyCache:

@@ -312,6 +312,7 @@ async def test_another_sites_secret_key_learns_nothing_of_the_session(
     browser = await seated(server, mine)
     token = token_for(server, mine, browser, org="acme", role="admin")
     async with api(server, theirs) as them, api(server, mine) as us:
+        assert (await check(us, token))["active"] is True  # verified, and kept, for us
         seen = await check(them, token)
         assert seen == {
             "active": False,
@@ -322,6 +323,22 @@ async def test_another_sites_secret_key_learns_nothing_of_the_session(
         assert r.status_code == 200
         assert await check(them, token) == seen
         assert (await check(us, token))["reason"] == "revoked"
+
+
+async def test_a_replaced_secret_key_stops_checking_seats_at_once(server: Server) -> None:
+    """The seat check takes its caller's site from the node's cache: the node that
+    replaced a secret key with no overlap refuses the old one at the very next call."""
+    site = server.create_site("--name", "Rotating", "--origin", "*")
+    token = token_for(server, site, await seated(server, site))
+    async with api(server, site) as old:
+        assert (await check(old, token))["active"] is True  # the old key is now cached
+        r = await old.post("/site/secret", json={"kind": "secret_key", "overlap": 0})
+        assert r.status_code == 200, r.text
+        new = r.json()["secret"]
+        r = await old.post(CHECK, json={"token": token})
+        assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+        r = await old.post(CHECK, json={"token": token}, headers={"Authorization": f"Bearer {new}"})
+        assert r.status_code == 200 and r.json()["active"] is True
 
 
 # --- what the session behind a good token does -----------------------------------------

@@ -7,8 +7,8 @@ import pytest
 
 from seatguard.errors import InvalidSeatToken, SeatTokenExpired
 from seatguard.presence import Arrival, Rules, Timing, UserPresence, expire, join, logout, revoke
-from seatguard.seat import SeatKeyRing, SeatKeySet, SeatTokens
-from seatguard.seat.check import LEEWAY, own_claims, verdict
+from seatguard.seat import SeatKeyRing, SeatKeySet, SeatTokens, check
+from seatguard.seat.check import LEEWAY, VerifiedSeats, own_claims, verdict
 from seatguard.seat.keyset import PUBLISHED_AFTER_RETIREMENT, new_key
 from seatguard.verify import SeatClaims
 from tests.unit.fakes import Clock
@@ -91,3 +91,85 @@ def test_revoked_signed_out_and_timed_out_sessions_have_no_seat() -> None:
     assert verdict(up, claims_of("s1", "s1-dev")) == ("revoked", "the session was revoked")
     assert reason(up, claims_of("s2", "s2-dev")) == "ended"
     assert reason(up, claims_of("s3", "s3-dev")) == "ended"
+
+
+# --- tokens verified once (VerifiedSeats) ------------------------------------------------
+
+
+@pytest.fixture
+def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature the check verifies (`own_claims`), in order."""
+    seen: list[str] = []
+    real = check.own_claims
+
+    def counted(tokens: SeatTokens, token: str, *, audience: str, now: float) -> SeatClaims:
+        seen.append(token)
+        return real(tokens, token, audience=audience, now=now)
+
+    monkeypatch.setattr(check, "own_claims", counted)
+    return seen
+
+
+def test_a_token_is_verified_once_and_its_expiry_checked_at_every_use(
+    verifications: list[str],
+) -> None:
+    tokens = tokens_at(Clock(T0))
+    token = tokens.issue(site=SITE, user="alice", session="s1", device="d1").token
+    kept = VerifiedSeats()
+    for now in (T0, T0 + 10, T0 + 120 + LEEWAY - 1):
+        assert kept.claims(tokens, token, audience=SITE, now=now).session == "s1"
+    assert verifications == [token]
+    with pytest.raises(SeatTokenExpired):  # the same boundary as `own_claims`
+        kept.claims(tokens, token, audience=SITE, now=T0 + 120 + LEEWAY)
+    with pytest.raises(SeatTokenExpired):  # and again, verified anew
+        kept.claims(tokens, token, audience=SITE, now=T0 + 120 + LEEWAY)
+    assert verifications == [token, token]
+
+
+def test_a_kept_token_is_still_another_sites_and_refused_as_such(verifications: list[str]) -> None:
+    tokens = tokens_at(Clock(T0))
+    token = tokens.issue(site=SITE, user="alice", session="s1", device="d1").token
+    kept = VerifiedSeats()
+    kept.claims(tokens, token, audience=SITE, now=T0)
+    for _ in range(2):
+        with pytest.raises(InvalidSeatToken, match="audience mismatch") as refused:
+            kept.claims(tokens, token, audience="pk_other", now=T0 + 3600)  # expired too
+        assert not isinstance(refused.value, SeatTokenExpired)
+
+
+def test_a_kept_token_whose_key_is_no_longer_published_is_refused() -> None:
+    clock = Clock(T0)
+    old = tokens_at(clock)
+    token = old.issue(site=SITE, user="alice", session="s1", device="d1", ttl=900).token
+    ring = SeatKeyRing(old.keys.current().rotated(T0, switch_delay=0))
+    rotated = SeatTokens(ring, ISSUER, clock=clock)
+    kept = VerifiedSeats()
+    assert kept.claims(rotated, token, audience=SITE, now=T0 + 60).session == "s1"
+    pruned = T0 + PUBLISHED_AFTER_RETIREMENT  # the token itself would still be unexpired
+    with pytest.raises(InvalidSeatToken, match="is unknown"):
+        kept.claims(rotated, token, audience=SITE, now=pruned)
+
+
+def test_refused_tokens_are_never_kept(verifications: list[str]) -> None:
+    tokens = tokens_at(Clock(T0))
+    good = tokens.issue(site=SITE, user="alice", session="s1", device="d1").token
+    head, body, signature = good.split(".")
+    forged = f"{head}.{body}.{signature[:-4]}AAAA"
+    theirs = tokens_at(Clock(T0)).issue(site=SITE, user="alice", session="s1", device="d1").token
+    kept = VerifiedSeats()
+    for bad in (forged, theirs, forged, theirs):
+        with pytest.raises(InvalidSeatToken):
+            kept.claims(tokens, bad, audience=SITE, now=T0)
+    assert verifications == [forged, theirs, forged, theirs]
+
+
+def test_at_most_size_tokens_are_kept_the_oldest_dropped_first(verifications: list[str]) -> None:
+    tokens = tokens_at(Clock(T0))
+    first, second, third = (
+        tokens.issue(site=SITE, user="alice", session=s, device="d").token
+        for s in ("s1", "s2", "s3")
+    )
+    kept = VerifiedSeats(size=2)
+    for token in (first, second, third, second, third, first):
+        kept.claims(tokens, token, audience=SITE, now=T0)
+    assert verifications == [first, second, third, first]

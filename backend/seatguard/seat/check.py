@@ -37,6 +37,7 @@ __all__ = [
     "SeatActiveOut",
     "SeatCheckIn",
     "SeatInactiveOut",
+    "VerifiedSeats",
     "check_seat",
     "own_claims",
     "verdict",
@@ -103,6 +104,44 @@ def own_claims(tokens: SeatTokens, token: str, *, audience: str, now: float) -> 
     )
 
 
+class VerifiedSeats:
+    """The claims of the seat tokens this node verified, by site and token, until they
+    expire: a gateway checks the same token with every request of a tab until the tab's
+    next token, and its signature (the ES256 verification, the larger part of a check's own
+    work) is verified once.
+
+    What a token's bytes say cannot change, so a kept token is as valid as when it was
+    verified but for time: each use checks that the key that signed it is still published
+    and its `iat` and expiry against `now`, as `own_claims` does; a token that fails is
+    dropped, and refused as `own_claims` would refuse it. Only verified tokens are kept,
+    at most `size`, the oldest verified dropped first: only this server can make one, so
+    nobody can fill it with forgeries."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._kept: dict[tuple[str, str], tuple[SeatClaims, str]] = {}
+
+    def claims(self, tokens: SeatTokens, token: str, *, audience: str, now: float) -> SeatClaims:
+        """`own_claims(tokens, token, audience=audience, now=now)`, verified once."""
+        kept = self._kept.get((audience, token))
+        if kept is not None:
+            claims, kid = kept
+            published = tokens.keys.current().published(now)
+            if claims.issued_at <= now + LEEWAY and any(k.kid == kid for k in published):
+                if claims.expires_at > now - LEEWAY:
+                    return claims
+                del self._kept[(audience, token)]
+                raise SeatTokenExpired("seat token expired")
+            del self._kept[(audience, token)]
+        claims = own_claims(tokens, token, audience=audience, now=now)
+        signer = token_kid(token)
+        assert signer is not None  # verified against the key it names
+        if len(self._kept) >= self._size:
+            del self._kept[next(iter(self._kept))]
+        self._kept[(audience, token)] = (claims, signer)
+        return claims
+
+
 def verdict(up: UserPresence, claims: SeatClaims) -> tuple[InactiveReason, str] | None:
     """None when the session of `claims` holds a seat in the user's snapshot `up`, else
     why not."""
@@ -129,8 +168,9 @@ async def check_seat(request: Request, node: Node, site: Site) -> Response:
     """Whether the session behind the token holds a seat now (see the module doc)."""
     body = await read_json(request, SeatCheckIn)
     tokens: SeatTokens = request.app.state.seat_tokens
+    verified: VerifiedSeats = request.app.state.verified_seats
     try:
-        claims = own_claims(tokens, body.token, audience=site.key, now=node.clock())
+        claims = verified.claims(tokens, body.token, audience=site.key, now=node.clock())
     except SeatTokenExpired:
         return _inactive("expired", "the seat token expired")
     except InvalidSeatToken as exc:
