@@ -24,59 +24,80 @@ __all__ = [
     "RevocationChecks",
     "SiteCache",
     "SuspensionCache",
+    "Timed",
 ]
 
+K = TypeVar("K")
 V = TypeVar("V")
 
 _WHOLE_SITE = 5_000  # a site with more overrides than this is queried per hello instead
+_MOST_KEPT = 10_000  # a cache holding more than this many entries starts again empty
+
+
+class Timed(Generic[K, V]):
+    """Values read at most once per `ttl` seconds each: the caches below keep theirs here.
+    Past `_MOST_KEPT` entries every one is dropped (a node serving that many sites reads
+    them again, rather than growing without bound)."""
+
+    def __init__(self, clock: Callable[[], float], ttl: float) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self.kept: dict[K, tuple[V, float]] = {}
+
+    async def get(
+        self, key: K, read: Callable[[], Awaitable[V]], keep: Callable[[V], bool] | None = None
+    ) -> V:
+        """The value of `key`: kept if read less than `ttl` seconds ago, else `read()`,
+        then kept unless `keep` says otherwise."""
+        now = self._clock()
+        cached = self.kept.get(key)
+        if cached is not None and now - cached[1] < self._ttl:
+            return cached[0]
+        value = await read()
+        if keep is not None and not keep(value):
+            self.kept.pop(key, None)
+            return value
+        if len(self.kept) > _MOST_KEPT:
+            self.kept.clear()
+        self.kept[key] = (value, now)
+        return value
+
+    def forget(self, key: K) -> None:
+        self.kept.pop(key, None)
 
 
 class SiteCache:
     """Sites' settings, each read at most once per `ttl` seconds; and the site of each
-    secret key that called the API (`by_secret`), for as long."""
+    secret key that called the seat check (`by_secret`), for as long."""
 
     def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
         self._db = db
-        self._clock = clock
-        self._ttl = ttl
-        self._sites: dict[str, tuple[Site | None, float]] = {}
-        self._secrets: dict[str, tuple[Site, float]] = {}
+        self._sites: Timed[str, Site | None] = Timed(clock, ttl)
+        self._secrets: Timed[str, Site | None] = Timed(clock, ttl)
 
     async def by_secret(self, digest: str) -> Site | None:
         """The site whose secret keys (current or in their overlap) include the one whose
         keyed hash is `digest`, None if there is none. Only found sites are kept: unknown
         keys, which anybody can send, are read from the database each time and fill
         nothing."""
-        now = self._clock()
-        cached = self._secrets.get(digest)
-        if cached is not None and now - cached[1] < self._ttl:
-            return cached[0]
-        site = await self._db.site_by_secret_hash(digest)
-        if len(self._secrets) > 10_000:
-            self._secrets.clear()
-        if site is None:
-            self._secrets.pop(digest, None)
-        else:
-            self._secrets[digest] = (site, now)
-        return site
+        return await self._secrets.get(
+            digest, lambda: self._db.site_by_secret_hash(digest), keep=_found
+        )
 
     async def get(self, key: str) -> Site | None:
         """The site with this public key, None if there is none."""
-        now = self._clock()
-        cached = self._sites.get(key)
-        if cached is not None and now - cached[1] < self._ttl:
-            return cached[0]
-        site = await self._db.site(key)
-        if len(self._sites) > 10_000:
-            self._sites.clear()
-        self._sites[key] = (site, now)
-        return site
+        return await self._sites.get(key, lambda: self._db.site(key))
 
     def forget(self, key: str) -> None:
         """Read the site from the database next time (its secrets or settings changed)."""
-        self._sites.pop(key, None)
-        for digest in [d for d, (site, _) in self._secrets.items() if site.key == key]:
-            del self._secrets[digest]
+        self._sites.forget(key)
+        kept = self._secrets.kept
+        for digest in [d for d, (site, _) in kept.items() if site is not None and site.key == key]:
+            del kept[digest]
+
+
+def _found(site: Site | None) -> bool:
+    return site is not None
 
 
 class PolicyCache:
@@ -85,25 +106,19 @@ class PolicyCache:
 
     def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
         self._db = db
-        self._clock = clock
-        self._ttl = ttl
-        self._sites: dict[str, tuple[Policy, float]] = {}
+        self._sites: Timed[str, Policy] = Timed(clock, ttl)
 
     async def get(self, site: str) -> Policy:
         """The site's policy; the empty one (allow everything) if it has none."""
-        now = self._clock()
-        cached = self._sites.get(site)
-        if cached is not None and now - cached[1] < self._ttl:
-            return cached[0]
-        policy = await self._db.policy(site) or Policy()
-        if len(self._sites) > 10_000:
-            self._sites.clear()
-        self._sites[site] = (policy, now)
-        return policy
+
+        async def read() -> Policy:
+            return await self._db.policy(site) or Policy()
+
+        return await self._sites.get(site, read)
 
     def forget(self, site: str) -> None:
         """Read the site's policy from the database next time (it was just set)."""
-        self._sites.pop(site, None)
+        self._sites.forget(site)
 
 
 class OverrideCache:
@@ -111,23 +126,18 @@ class OverrideCache:
 
     def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
         self._db = db
-        self._clock = clock
-        self._ttl = ttl
-        self._sites: dict[str, tuple[dict[tuple[Scope, str], Override] | None, float]] = {}
+        self._sites: Timed[str, dict[tuple[Scope, str], Override] | None] = Timed(clock, ttl)
 
     async def get(
         self, site: str, wanted: Mapping[Scope, str | None]
     ) -> dict[tuple[Scope, str], Override]:
         """The overrides of `site` for the given org, role and user."""
-        now = self._clock()
-        cached = self._sites.get(site)
-        if cached is None or now - cached[1] >= self._ttl:
+
+        async def read() -> dict[tuple[Scope, str], Override] | None:
             every = await self._db.overrides(site)
-            cached = (every if len(every) <= _WHOLE_SITE else None, now)
-            if len(self._sites) > 10_000:
-                self._sites.clear()
-            self._sites[site] = cached
-        kept = cached[0]
+            return every if len(every) <= _WHOLE_SITE else None
+
+        kept = await self._sites.get(site, read)
         if kept is None:  # too many to keep: ask for just these
             return await self._db.overrides(site, wanted)
         return {
@@ -138,7 +148,7 @@ class OverrideCache:
 
     def forget(self, site: str) -> None:
         """Overrides of `site` changed here: read them again on the next hello."""
-        self._sites.pop(site, None)
+        self._sites.forget(site)
 
 
 class Batched(Generic[V]):
@@ -232,24 +242,20 @@ class SuspensionCache:
 
     def __init__(self, db: Database, clock: Callable[[], float], ttl: float) -> None:
         self._db = db
-        self._clock = clock
-        self._ttl = ttl
-        self._sites: dict[str, tuple[frozenset[str] | None, float]] = {}
+        self._sites: Timed[str, frozenset[str] | None] = Timed(clock, ttl)
 
     async def get(self, site: str, user: str) -> Suspension | None:
         """The user's suspension, None if the user is not suspended."""
-        now = self._clock()
-        cached = self._sites.get(site)
-        if cached is None or now - cached[1] >= self._ttl:
+
+        async def read() -> frozenset[str] | None:
             found = await self._db.suspensions(site, _WHOLE_SITE + 1)
-            users = frozenset(s.user for s in found) if len(found) <= _WHOLE_SITE else None
-            if len(self._sites) > 10_000:
-                self._sites.clear()
-            cached = self._sites[site] = (users, now)
-        if cached[0] is not None and user not in cached[0]:
+            return frozenset(s.user for s in found) if len(found) <= _WHOLE_SITE else None
+
+        users = await self._sites.get(site, read)
+        if users is not None and user not in users:
             return None
         return await self._db.suspension(site, user)
 
     def forget(self, site: str) -> None:
         """A suspension of `site` changed here: read them again on the next hello."""
-        self._sites.pop(site, None)
+        self._sites.forget(site)

@@ -3,12 +3,13 @@ and the site of each secret key that calls the seat check (`by_secret`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 import pytest
 
 from seatguard.db import Database, open_database
-from seatguard.lookups import SiteCache
+from seatguard.lookups import _MOST_KEPT, SiteCache, Timed
 from seatguard.presence import Rules
 from seatguard.sealing import SecretBox
 from seatguard.sites import Site, new_site
@@ -68,7 +69,7 @@ async def test_unknown_keys_are_read_every_time_and_kept_nowhere(db: Database) -
     for digest in guesses + guesses:
         assert await cache.by_secret(digest) is None
     assert counted.reads == guesses + guesses
-    assert not cache._secrets
+    assert not cache._secrets.kept
 
 
 async def test_forgetting_a_site_forgets_its_secret_keys_and_no_other(db: Database) -> None:
@@ -82,3 +83,26 @@ async def test_forgetting_a_site_forgets_its_secret_keys_and_no_other(db: Databa
     await cache.by_secret(my_digest)
     await cache.by_secret(their_digest)
     assert counted.reads == [my_digest, their_digest, my_digest]
+
+
+async def test_a_cache_past_its_bound_starts_again_empty() -> None:
+    """Every cache of `lookups` keeps its entries in a `Timed`: never more than its bound,
+    however many sites a node serves (or keys it is sent)."""
+    clock = Clock(T0)
+    timed: Timed[int, int] = Timed(clock, ttl=2.0)
+    reads: list[int] = []
+
+    async def read(n: int) -> int:
+        reads.append(n)
+        return n * 2
+
+    for n in range(_MOST_KEPT + 1):
+        assert await timed.get(n, functools.partial(read, n)) == n * 2
+    assert len(timed.kept) == _MOST_KEPT + 1
+    await timed.get(-1, lambda: read(-1))
+    assert list(timed.kept) == [-1]  # the bound passed: all dropped, the new one kept
+    reads.clear()
+    await timed.get(-1, lambda: read(-1))
+    clock.now += 2.0
+    await timed.get(-1, lambda: read(-1))
+    assert reads == [-1]  # kept, then read again once `ttl` passed
