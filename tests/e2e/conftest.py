@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
-from tests.e2e.helpers import Device
-from tests.helpers import Server, scaled, start_server
+from tests.e2e.helpers import Device, demo_with
+from tests.helpers import Server, scaled
 
 CHROMIUM = os.environ.get("SEATGUARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -48,16 +48,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -
     # A long reload grace, so a seat that frees at once (sign-out, a closed tab's unload
     # grace) is told apart from one that merely waited for the grace to run out; a drop
     # grace longer still, as by default, that outlasts a network drop of 10 s.
-    env = {
-        **server_env,
-        "SEATGUARD_SESSION_TIMEOUT": str(scaled(3.0)),
-        "SEATGUARD_RELOAD_GRACE": str(scaled(5.0)),
-        "SEATGUARD_UNLOAD_GRACE": str(scaled(1.0)),
-        "SEATGUARD_DROP_GRACE": str(scaled(20.0)),
-    }
-    s = start_server(tmp_path_factory.mktemp("demo"), "demo", env)
-    yield s
-    s.stop()
+    yield from demo_with(
+        tmp_path_factory,
+        server_env,
+        session_timeout=3.0,
+        reload_grace=5.0,
+        unload_grace=1.0,
+        drop_grace=20.0,
+    )
 
 
 @pytest.fixture

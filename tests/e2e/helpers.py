@@ -4,17 +4,29 @@ seat state."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Response, expect
 
-from tests.helpers import Server, scaled
+from tests.helpers import Server, scaled, start_server
 
 Device = Callable[..., BrowserContext]
 """Opens a browser context (a separate browser profile); the `device` fixture gives one."""
 
 PLAYBACK = "#playback"
 """What the player says: `data-state` idle, playing or refused."""
+
+
+def demo_with(
+    tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str], **timings: float
+) -> Iterator[Server]:
+    """The demo site on a free port, for a module fixture to `yield from`, with these
+    timings in seconds, scaled: `session_timeout=30.0` is `SEATGUARD_SESSION_TIMEOUT`."""
+    env = {**server_env, **{f"SEATGUARD_{k.upper()}": str(scaled(v)) for k, v in timings.items()}}
+    s = start_server(tmp_path_factory.mktemp("demo"), "demo", env)
+    yield s
+    s.stop()
 
 
 def watch_url(demo: Server, user: str, **plan: object) -> str:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import Device, opened, seat_state, user, wait_state, watch_url
-from tests.helpers import Server, scaled, start_server
+from tests.e2e.helpers import Device, demo_with, opened, seat_state, user, wait_state, watch_url
+from tests.helpers import Server, scaled
 
 pytestmark = pytest.mark.e2e
 
@@ -28,15 +28,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -
     # (the server's socket merely falls silent, as with Chromium's offline mode) is seen
     # only after the session timeout, as in production; one that closes the socket, after
     # the drop grace (tests/integration/test_seats.py).
-    env = {
-        **server_env,
-        "SEATGUARD_SESSION_TIMEOUT": str(scaled(30.0)),
-        "SEATGUARD_RELOAD_GRACE": str(scaled(5.0)),
-        "SEATGUARD_DROP_GRACE": str(scaled(20.0)),
-    }
-    s = start_server(tmp_path_factory.mktemp("demo"), "demo", env)
-    yield s
-    s.stop()
+    yield from demo_with(
+        tmp_path_factory, server_env, session_timeout=30.0, reload_grace=5.0, drop_grace=20.0
+    )
 
 
 def test_a_blocked_browser_is_told_where_the_account_is_in_use(

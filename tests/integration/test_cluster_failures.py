@@ -49,6 +49,24 @@ def user() -> str:
     return "user-" + secrets.token_hex(4)
 
 
+def open_and_closed(cluster: Cluster) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two new sites of `cluster`: one that fails open while the store is down (the
+    default), one that fails closed."""
+    opened = cluster.create_site("--name", "Open", "--origin", "*")
+    closed = cluster.create_site("--name", "Closed", "--origin", "*")
+    seatguard(
+        "site",
+        "update",
+        closed["key"],
+        "--store-failure",
+        "closed",
+        "--db",
+        cluster.database_url,
+        env=cluster.env,  # the change is audited: signed with the cluster's audit key
+    )
+    return opened, closed
+
+
 async def eventually(check: Callable[[], bool], within: float = 10) -> None:
     """Poll `check` every 0.1 s until it holds."""
     with anyio.fail_after(scaled(within)):
@@ -111,18 +129,7 @@ async def test_redis_down_and_back_exceeds_no_limit_and_loses_no_audit_row(
     # failing open, is admitted by node 1 alone; a site failing closed refuses newcomers
     # (1013). Redis comes back empty: the nodes join their tabs again and each user ends
     # with exactly one seat, as every tab is told. Every welcome has its audit row.
-    site = pair.create_site("--name", "Open", "--origin", "*")
-    closed = pair.create_site("--name", "Closed", "--origin", "*")
-    seatguard(
-        "site",
-        "update",
-        closed["key"],
-        "--store-failure",
-        "closed",
-        "--db",
-        pair.database_url,
-        env=pair.env,  # the change is audited: signed with the cluster's audit key
-    )
+    site, closed = open_and_closed(pair)
     users = [user() for _ in range(5)]
     tabs: list[tuple[str, Tab, Frame]] = []
     for u in users:
@@ -207,18 +214,7 @@ async def test_a_redis_restart_keeps_every_seat_where_it_was(
     # the tabs it holds again, in whatever order the nodes come back: each holder keeps its
     # seat and each waiter keeps waiting; nobody is told anything, and no two sessions of a
     # user are admitted at once at any moment (which a tab would hear as an unblock).
-    opened = trio.create_site("--name", "Open", "--origin", "*")
-    closed = trio.create_site("--name", "Closed", "--origin", "*")
-    seatguard(
-        "site",
-        "update",
-        closed["key"],
-        "--store-failure",
-        "closed",
-        "--db",
-        trio.database_url,
-        env=trio.env,  # the change is audited: signed with the cluster's audit key
-    )
+    opened, closed = open_and_closed(trio)
     people: list[tuple[dict[str, Any], str, Tab, Tab]] = []
     for i in range(9):
         site, u = (opened if i < 3 else closed), user()
