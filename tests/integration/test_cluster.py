@@ -39,7 +39,10 @@ def cluster(
         # counted as dead or Redis as down, and tabs were released or refused (1013). The
         # races' tabs send no heartbeat: with the short session timeout of the other tests,
         # the first tabs welcomed were let go as silent before the last 200th hello was
-        # answered on a loaded machine (92 of 199 still waiting, in one run).
+        # answered on a loaded machine (92 of 199 still waiting, in one run). The Redis
+        # timeout is longer than the failure tests' too: in one clean-clone run under
+        # coverage on a slower machine, one of 200 rounds answered a hello with something
+        # other than a welcome, as a node that finds Redis too slow does (1013).
         yield from start_cluster(
             tmp_path_factory.mktemp("cluster"),
             redis,
@@ -49,7 +52,7 @@ def cluster(
             SEATGUARD_HELLO_TIMEOUT=str(scaled(30)),
             SEATGUARD_SESSION_TIMEOUT=str(scaled(30)),
             SEATGUARD_NODE_LEASE=str(scaled(10)),
-            SEATGUARD_REDIS_TIMEOUT=str(scaled(2)),
+            SEATGUARD_REDIS_TIMEOUT=str(scaled(5)),
         )
     finally:
         redis.stop()
@@ -86,7 +89,7 @@ async def hello_all_at_once(
 
     with anyio.fail_after(scaled(60)):
         welcomes = await asyncio.gather(*(hello(tab) for tab in tabs))
-    assert all(w["t"] == "welcome" for w in welcomes), welcomes
+    assert all(w["t"] == "welcome" for w in welcomes), [w for w in welcomes if w["t"] != "welcome"]
     return welcomes
 
 
