@@ -39,10 +39,7 @@ def cluster(
         # counted as dead or Redis as down, and tabs were released or refused (1013). The
         # races' tabs send no heartbeat: with the short session timeout of the other tests,
         # the first tabs welcomed were let go as silent before the last 200th hello was
-        # answered on a loaded machine (92 of 199 still waiting, in one run). The Redis
-        # timeout is longer than the failure tests' too: in one clean-clone run under
-        # coverage on a slower machine, one of 200 rounds answered a hello with something
-        # other than a welcome, as a node that finds Redis too slow does (1013).
+        # answered on a loaded machine (92 of 199 still waiting, in one run).
         yield from start_cluster(
             tmp_path_factory.mktemp("cluster"),
             redis,
@@ -52,7 +49,7 @@ def cluster(
             SEATGUARD_HELLO_TIMEOUT=str(scaled(30)),
             SEATGUARD_SESSION_TIMEOUT=str(scaled(30)),
             SEATGUARD_NODE_LEASE=str(scaled(10)),
-            SEATGUARD_REDIS_TIMEOUT=str(scaled(5)),
+            SEATGUARD_REDIS_TIMEOUT=str(scaled(2)),
         )
     finally:
         redis.stop()
