@@ -40,6 +40,13 @@ async def seated(demo: Server) -> tuple[Tab, str]:
     return tab, str((await tab.seat())["token"])
 
 
+async def heartbeats(tab: Tab) -> None:
+    """Heartbeat `tab` until cancelled."""
+    while True:
+        await tab.heartbeat()
+        await anyio.sleep(0.2)
+
+
 async def test_no_token_two_tokens_and_a_made_up_one_are_refused(demo: Server) -> None:
     r = await play(demo)
     assert r.status_code == 401 and r.json()["reason"] == "no_token"
@@ -76,8 +83,14 @@ async def test_a_rotated_demo_secret_is_said_plainly(demo: Server) -> None:
     # Last in the module: the demo's own secret key stops working.
     tab, token = await seated(demo)  # kept open: its session holds its seat throughout
     iat = jwt.decode(token, options={"verify_signature": False})["iat"]
-    seatguard("site", "rotate-secret", DEMO_SITE_KEY, "--overlap", "0", "--db", str(demo.db))
-    await anyio.sleep(max(0.0, iat + 1.05 - time.time()))
+    # The CLI's process can take longer than the short session timeout to start (under
+    # coverage on a slow machine): the tab keeps heartbeating meanwhile.
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(heartbeats, tab)
+        rotate = ("site", "rotate-secret", DEMO_SITE_KEY, "--overlap", "0", "--db", str(demo.db))
+        await anyio.to_thread.run_sync(seatguard, *rotate)
+        await anyio.sleep(max(0.0, iat + 1.05 - time.time()))
+        tg.cancel_scope.cancel()
     # Rotated by another process (the CLI), the old key keeps asking the seat check for
     # at most the node's site cache lifetime (SEATGUARD_SITE_CACHE_TTL, 2 s; docs/api.md).
     deadline = time.monotonic() + 2.0 + scaled(3)
