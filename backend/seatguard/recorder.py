@@ -320,7 +320,8 @@ class Recorder:
             await self._send(suspension.site, [suspension_hook(suspension, lifted=lifted)], now)
 
     async def changed(self, event: AuditEvent) -> None:
-        """Record a change to a site's settings (`change_event`); no webhook."""
+        """Record a change to a site's settings (`change_event`) or to a device's trust; no
+        webhook."""
         await self._append([event])
 
     async def _send(

@@ -219,3 +219,35 @@ async def test_without_a_geoip_database_the_geo_checks_say_they_are_off(server: 
     assert checks["geo"] == "off"
     assert checks["ip_country"] is None and checks["impossible_travel"] is None
     assert checks["concurrent_sessions"] is False and checks["is_new_device"] is True
+
+
+async def test_trust_changes_are_audited_once_with_who_made_them(geo_server: Server) -> None:
+    site = geo_server.create_site("--name", "Audited", "--origin", "*")
+    other = geo_server.create_site("--name", "Elsewhere", "--origin", "*")
+    u = user()
+    await Tab.open(geo_server.ws, str(site["key"]), Browser.keyed(u), source=address("paris"))
+
+    async def trust_rows(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        kinds = ("device_trusted", "device_untrusted")
+        records = (await client.get("/audit", params={"limit": 1000})).json()["records"]
+        return [r for r in records if r["kind"] in kinds]
+
+    async with api(geo_server, site) as mine, api(geo_server, other) as theirs:
+        (device,) = (await device_ids(mine, u)).values()
+        await devices_when(mine, u, 1)
+        url = f"/users/{u}/devices/{device}/trust"
+        assert (await theirs.put(url)).status_code == 404  # another tenant's: no row anywhere
+        async with anyio.create_task_group() as tg:  # sent twice at once: one change, one row
+            for _ in range(2):
+                tg.start_soon(mine.put, url)
+        assert (await mine.put(url)).status_code == 200  # already trusted: no row
+        assert (await mine.delete(url)).status_code == 200
+        assert (await mine.delete(url)).status_code == 200  # already untrusted: no row
+        assert (await mine.put(f"/users/{u}/devices/unknown-device/trust")).status_code == 404
+        found = await trust_rows(mine)
+        assert await trust_rows(theirs) == []
+    by = {"by": "api", "key": "current"}
+    assert [(r["kind"], r["user"], r["device"], r["session"], r["detail"]) for r in found] == [
+        ("device_trusted", u, device, None, by),
+        ("device_untrusted", u, device, None, by),
+    ]

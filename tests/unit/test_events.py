@@ -73,6 +73,8 @@ def test_every_audit_kind_is_decided() -> None:
         AuditKind.override_set,
         AuditKind.override_removed,
         AuditKind.policy_set,
+        AuditKind.device_trusted,  # a device's trust: no session changed
+        AuditKind.device_untrusted,
     }
 
 

@@ -48,6 +48,8 @@ class AuditKind(StrEnum):
     override_set = "override_set"  # an org's, role's or user's override, set or replaced
     override_removed = "override_removed"
     policy_set = "policy_set"  # the policy replaced
+    device_trusted = "device_trusted"  # a device of the user marked trusted (no session)
+    device_untrusted = "device_untrusted"  # no longer trusted
 
 
 Scalar: TypeAlias = str | int | float | bool | None
