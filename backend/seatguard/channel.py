@@ -260,19 +260,19 @@ class Channel:
             raise verdict.error
         self.page, self.token, self.rules = verdict.page, verdict.token, verdict.rules
         self.seen = self.node.clock()
-        account = verdict.account
+        account, hints = verdict.account, self._hints(hello)
         self.arrival = Arrival(
             session=hello.session,
             tab=hello.tab,
             device=device,
-            device_type=device_type(self.user_agent, self._hints(hello)),
+            device_type=device_type(self.user_agent, hints),
             org=account.org,
             role=account.role,
             sid=account.sid,
             ip=self.ip,
             user_agent=self.user_agent,
             node=self.node.store.node_id,
-            hint=device_hint(hello.fp, self.ip, platform_of(self.user_agent)),
+            hint=device_hint(hello.fp, self.ip, platform_of(self.user_agent, hints)),
             device_proof=proof,
             signed_in_at=verdict.identity.issued_at if verdict.identity is not None else None,
         )

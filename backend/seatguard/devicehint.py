@@ -3,8 +3,9 @@
 A page computes its `fp` from a few traits of the machine and can send any value it likes.
 `merged_device` lets it join the device of another session of the user only when what the
 server itself observes agrees: the same network prefix (/24 for IPv4, /48 for IPv6) and the
-same platform (device type and operating system from the User-Agent). Otherwise each proven
-device key, or each fallback id, is a device of its own. See docs/device-identity.md.
+same platform (device type, from the User-Agent and its client hints, and operating system).
+Otherwise each proven device key, or each fallback id, is a device of its own. See
+docs/device-identity.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Literal
 
-from .devices import device_type, os_family
+from .devices import NO_HINTS, Hints, device_type, os_family
 from .proxies import ip_address
 
 __all__ = ["DeviceProof", "device_hint", "merged_device", "network_of", "platform_of"]
@@ -34,9 +35,10 @@ def network_of(ip: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def platform_of(user_agent: str) -> str:
-    """The platform a user agent claims: device type and operating system family."""
-    return f"{device_type(user_agent)}/{os_family(user_agent)}"
+def platform_of(user_agent: str, hints: Hints = NO_HINTS) -> str:
+    """The platform a browser claims: its device type (from the user agent and `hints`, as
+    the session's `device_type`) and its operating system family."""
+    return f"{device_type(user_agent, hints)}/{os_family(user_agent)}"
 
 
 def device_hint(fp: str | None, ip: str, platform: str) -> str | None:

@@ -57,9 +57,11 @@ async def open_tab(
     source: str = "127.0.0.1",
     headers: dict[str, str] | None = None,
     user_agent: str | None = None,
+    browser: Browser | None = None,
     **hello: Any,
 ) -> tuple[Tab, Frame]:
-    """A tab connecting from the loopback address `source` with extra upgrade `headers`."""
+    """A tab connecting from the loopback address `source` with extra upgrade `headers`, of
+    `browser` (default: a new user's)."""
     ws = await connect(
         server.ws,
         additional_headers=headers or {},
@@ -71,7 +73,7 @@ async def open_tab(
     )
     Tab.opened.append(ws)
     await Tab.challenged(ws)
-    browser = Browser("u-" + ident())
+    browser = browser or Browser("u-" + ident())
     tab = Tab(ws, browser, ident())
     await tab.send(
         {
@@ -165,6 +167,26 @@ async def test_device_type_from_client_hints_and_touch_points(
         tab, welcome = await open_tab(wide, site, headers=headers, user_agent=agent, **hello)
         assert welcome["t"] == "welcome"
         assert (await session_of(wide, site, tab))["device_type"] == kind, (agent, headers, hello)
+
+
+async def test_an_fp_joins_a_device_only_on_the_platform_the_hints_tell(
+    servers: dict[str, Server], sites: dict[str, dict[str, Any]]
+) -> None:
+    """Browsers sending one `fp` from one network: two with the desktop Safari string join
+    one device; an iPad sending the same string with its touch points stays its own."""
+    wide, site = servers["wide"], sites["wide"]
+    u = "u-" + ident()
+    tabs = [
+        (await open_tab(wide, site, browser=Browser(u), user_agent=MAC_SAFARI, fp="fp-same",
+                        touch=touch))[0]
+        for touch in (0, 0, 5)
+    ]  # fmt: skip
+    async with api(wide, site) as client:
+        listed = (await client.get(f"/users/{u}/sessions")).json()["sessions"]
+    device = {s["id"]: (s["device"], s["device_type"]) for s in listed}
+    mac, again, ipad = (device[t.browser.session] for t in tabs)
+    assert mac == again and mac[1] == "computer"
+    assert ipad[1] == "tablet" and ipad[0] != mac[0]
 
 
 @pytest.mark.parametrize("touch", [-1, 257, 1.5, "5", True, None])

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seatguard.devicehint import device_hint, merged_device, network_of, platform_of
+from seatguard.devices import Hints
 from seatguard.presence import Arrival, Rules, UserPresence, join
 
 WINDOWS_CHROME = (
@@ -17,6 +18,10 @@ WINDOWS_FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/201
 MAC_CHROME = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/130.0.0.0 Safari/537.36"
+)
+MAC_SAFARI = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Safari/605.1.15"
 )
 LINUX_FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0"
 IPHONE = (
@@ -55,6 +60,18 @@ def test_two_browsers_of_one_computer_share_a_platform() -> None:
     assert platform_of(MAC_CHROME) != platform_of(WINDOWS_CHROME)
     assert platform_of(IPHONE) == "mobile/iOS"
     assert platform_of(ANDROID) != platform_of(LINUX_FIREFOX)
+
+
+def test_the_platform_reads_the_client_hints_as_the_device_type_does() -> None:
+    # An iPad presents the desktop Safari string; its touch points tell it from a Mac.
+    assert platform_of(MAC_SAFARI, Hints(touch=5)) == "tablet/Mac OS X"
+    assert platform_of(MAC_SAFARI, Hints(touch=0)) == platform_of(MAC_SAFARI) == "computer/Mac OS X"
+    # Chrome's reduced Android string is the same for a phone and a tablet; the hints are not.
+    phone = platform_of(ANDROID, Hints(mobile=True, platform="Android"))
+    assert phone != platform_of(ANDROID, Hints(mobile=False, platform="Android"))
+    ipad = device_hint("fp-aaaa", "192.0.2.10", platform_of(MAC_SAFARI, Hints(touch=5)))
+    mac = device_hint("fp-aaaa", "192.0.2.10", platform_of(MAC_SAFARI))
+    assert merged_device("mac", mac, [("ipad", ipad)]) == "mac"
 
 
 def test_an_fp_merges_only_with_the_same_network_and_platform() -> None:
