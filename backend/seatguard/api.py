@@ -807,7 +807,7 @@ async def rotate_secret(request: Request, node: Node, site: Site) -> Response:
         raise ApiError(
             409, "Conflict", "another rotation of this secret came first; nothing was changed"
         ) from None
-    node.forget_site(site.key)
+    await node.rules_changed(site.key)  # every node forgets the site (and the old key) now
     until = now + body.overlap if body.overlap else None
     response = _json(SecretRotatedOut(body.kind, secret, until, iso(until)))
     response.headers["Cache-Control"] = "no-store"

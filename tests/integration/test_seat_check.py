@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 import pytest
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from seatguard.seat import SeatKey, SeatKeyRing, SeatKeySet, SeatTokens, load_seat_keys
 from seatguard.settings import Settings
-from tests.helpers import RedisServer, Server
+from tests.helpers import RedisServer, Server, scaled
 from tests.integration.api_client import api
 from tests.integration.client import Browser, Tab, ident
 from tests.integration.cluster import Cluster, start_cluster
@@ -437,6 +438,56 @@ def pair(
             yield cluster, redis
     finally:
         redis.stop()
+
+
+@pytest.fixture
+def caching_pair(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, server_env: dict[str, str]
+) -> Iterator[Cluster]:
+    """Two nodes that would keep a site's settings for ten minutes if nobody told them."""
+    redis = RedisServer(tmp_path_factory.mktemp("redis"))
+    redis.start()
+    env = {"SEATGUARD_PUBLIC_URL": PUBLIC_URL, "SEATGUARD_SITE_CACHE_TTL": "600"}
+    try:
+        yield from start_cluster(
+            tmp_path_factory.mktemp("caching"), redis, postgres_url, server_env, 2, **env
+        )
+    finally:
+        redis.stop()
+
+
+async def test_a_secret_key_replaced_on_one_node_stops_checking_seats_on_the_other(
+    caching_pair: Cluster,
+) -> None:
+    """The other node hears of the rotation through the store's notices: the old key stops
+    there at once, not when its site cache would have expired (here, ten minutes)."""
+    cluster = caching_pair
+    site = cluster.create_site("--name", "Rotated", "--origin", "*")
+    ring = SeatKeyRing(SeatKeySet.parse(cluster.env["SEATGUARD_SEAT_KEYS"], "the cluster's keys"))
+    browser = Browser("user-" + ident())
+    _, welcome = await Tab.open(cluster.nodes[0].ws, site["key"], browser)
+    assert welcome["state"] == "admitted"
+    token = (
+        SeatTokens(ring, PUBLIC_URL)
+        .issue(site=site["key"], user=browser.user, session=browser.session, device=browser.device)
+        .token
+    )
+    async with api(cluster.nodes[1], site) as old1, api(cluster.nodes[0], site) as old0:
+        assert (await check(old1, token))["active"] is True  # node 1 now caches the old key
+        r = await old0.post("/site/secret", json={"kind": "secret_key", "overlap": 0})
+        assert r.status_code == 200, r.text
+        new = r.json()["secret"]
+        with anyio.fail_after(scaled(5)):  # the notice's way through Redis
+            while True:
+                r = await old1.post(CHECK, json={"token": token})
+                if r.status_code != 200:
+                    break
+                await anyio.sleep(0.05)
+        assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+        r = await old1.post(
+            CHECK, json={"token": token}, headers={"Authorization": f"Bearer {new}"}
+        )
+        assert r.status_code == 200 and r.json()["active"] is True
 
 
 async def test_any_node_answers_from_the_shared_store_and_503_without_it(
