@@ -807,7 +807,10 @@ async def rotate_secret(request: Request, node: Node, site: Site) -> Response:
         raise ApiError(
             409, "Conflict", "another rotation of this secret came first; nothing was changed"
         ) from None
-    await node.rules_changed(site.key)  # every node forgets the site (and the old key) now
+    node.forget_site(site.key)
+    # The other nodes read the site again (and stop taking the replaced key) now, not when
+    # their cache expires. Only the notice: the new secret is answered whatever happens next.
+    await node.store.broadcast_rules(site.key)
     until = now + body.overlap if body.overlap else None
     response = _json(SecretRotatedOut(body.kind, secret, until, iso(until)))
     response.headers["Cache-Control"] = "no-store"

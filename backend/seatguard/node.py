@@ -696,9 +696,8 @@ class Node:
         return await self.store.read(key)
 
     async def rules_changed(self, site_key: SiteKey) -> None:
-        """An operator changed a site's rules, overrides or secrets: read the site again
-        and apply its rules to live sessions here, and tell the other nodes (through the
-        presence store's notices) to do the same with theirs."""
+        """An operator changed a site's rules or overrides: apply them to live sessions
+        here, and tell the other nodes to do the same with theirs."""
         await self.refresh_rules(site_key)
         await self.store.broadcast_rules(site_key)
 
