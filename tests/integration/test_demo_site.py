@@ -34,8 +34,11 @@ async def client(demo: Server) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def demo_site(demo: Server) -> dict[str, Any]:
-    """The demo site with a secret key of the caller's own: the demo's cannot be read back."""
+@pytest.fixture(scope="module")
+def rest_site(demo: Server) -> dict[str, Any]:
+    """The demo site with a secret key of the module's own (the demo's cannot be read back),
+    made once before any test opens a tab: the CLI's process can take longer to run than
+    the tests' short session timeout, and a tab left without heartbeats meanwhile ends."""
     made = seatguard("site", "rotate-secret", DEMO_SITE_KEY, "--overlap", "0", "--db", str(demo.db))
     found: dict[str, Any] = json.loads(made)
     return found
@@ -107,8 +110,8 @@ async def test_only_the_demos_own_pages_revoke(
     assert code == 4010
 
 
-async def idle_override(demo: Server, user: str) -> float | None:
-    async with api(demo, demo_site(demo)) as rest:
+async def idle_override(demo: Server, site: dict[str, Any], user: str) -> float | None:
+    async with api(demo, site) as rest:
         for o in (await rest.get("/overrides")).json():
             if (o["scope"], o["name"]) == ("user", user):
                 return float(o["idle_timeout"])
@@ -129,15 +132,15 @@ SUBRESOURCE = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
     ids=["img", "script", "iframe", "fetch"],
 )
 async def test_another_sites_page_cannot_change_a_plan(
-    demo: Server, client: httpx.AsyncClient, headers: dict[str, str]
+    demo: Server, client: httpx.AsyncClient, rest_site: dict[str, Any], headers: dict[str, str]
 ) -> None:
     user = "demo-" + ident()
     await client.get("/watch", params={"user": user, "idle": "600"})
-    assert await idle_override(demo, user) == 600
+    assert await idle_override(demo, rest_site, user) == 600
     for idle in ("1", ""):  # neither set it to one second nor remove it
         r = await client.get("/watch", params={"user": user, "idle": idle}, headers=headers)
         assert r.status_code == 403
-        assert await idle_override(demo, user) == 600
+        assert await idle_override(demo, rest_site, user) == 600
 
 
 @pytest.mark.parametrize(
@@ -155,12 +158,12 @@ async def test_another_sites_page_cannot_change_a_plan(
     ids=["deep-link", "typed", "own-form", "no-metadata"],
 )
 async def test_a_deep_link_still_opens_its_plan(
-    demo: Server, client: httpx.AsyncClient, headers: dict[str, str]
+    demo: Server, client: httpx.AsyncClient, rest_site: dict[str, Any], headers: dict[str, str]
 ) -> None:
     user = "demo-" + ident()
     r = await client.get("/watch", params={"user": user, "idle": "30"}, headers=headers)
     assert r.status_code == 200
-    assert await idle_override(demo, user) == 30
+    assert await idle_override(demo, rest_site, user) == 30
 
 
 @pytest.mark.parametrize("user", ["tab\there", "u" * 257, "c1\x85inside"], ids=repr)
@@ -234,13 +237,13 @@ async def test_a_policy_form_that_names_no_preset_is_refused(
 
 @pytest.mark.usefixtures("no_policy")
 async def test_a_preset_is_the_sites_policy_as_the_rest_api_reads_it(
-    demo: Server, client: httpx.AsyncClient
+    demo: Server, client: httpx.AsyncClient, rest_site: dict[str, Any]
 ) -> None:
     r = await client.post(
         "/demo/policy", data={"preset": "challenge-elsewhere"}, headers={"Origin": demo.http}
     )
     assert r.status_code == 200
-    async with api(demo, demo_site(demo)) as rest:
+    async with api(demo, rest_site) as rest:
         stored = (await rest.get("/policies")).json()
     assert stored == r.json()["policy"]
     assert [(x["name"], x["when"], x["verdict"]) for x in stored["rules"]] == [
@@ -250,7 +253,7 @@ async def test_a_preset_is_the_sites_policy_as_the_rest_api_reads_it(
 
 @pytest.mark.usefixtures("no_policy")
 async def test_the_checks_panel_says_what_the_rest_api_says_with_the_rule_that_holds(
-    demo: Server, client: httpx.AsyncClient
+    demo: Server, client: httpx.AsyncClient, rest_site: dict[str, Any]
 ) -> None:
     r = await client.post(
         "/demo/policy", data={"preset": "challenge-elsewhere"}, headers={"Origin": demo.http}
@@ -269,7 +272,7 @@ async def test_the_checks_panel_says_what_the_rest_api_says_with_the_rule_that_h
     r = await client.get("/demo/checks", params={"user": user})
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     panel = {s["id"]: s for s in r.json()["sessions"]}
-    async with api(demo, demo_site(demo)) as rest:
+    async with api(demo, rest_site) as rest:
         listed = (await rest.get(f"/users/{user}/sessions")).json()
     assert {s["id"]: (s["checks"], s["rule"]) for s in listed["sessions"]} == {
         i: (s["checks"], s["rule"]) for i, s in panel.items()
@@ -290,7 +293,7 @@ async def test_the_checks_panel_says_what_the_rest_api_says_with_the_rule_that_h
             if any(e["verdict"] == "challenge" for e in shown):
                 break
             await anyio.sleep(0.05)
-    async with api(demo, demo_site(demo)) as rest:
+    async with api(demo, rest_site) as rest:
         stored = (await rest.get(f"/users/{user}/evaluations", params={"limit": 10})).json()
     assert shown == stored["evaluations"]
     challenged = [e for e in shown if e["session"] == second.browser.session]
