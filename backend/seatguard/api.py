@@ -807,10 +807,7 @@ async def rotate_secret(request: Request, node: Node, site: Site) -> Response:
         raise ApiError(
             409, "Conflict", "another rotation of this secret came first; nothing was changed"
         ) from None
-    node.forget_site(site.key)
-    # The other nodes read the site again (and stop taking the replaced key) now, not when
-    # their cache expires. Only the notice: the new secret is answered whatever happens next.
-    await node.store.broadcast_rules(site.key)
+    await node.secrets_changed(site.key)
     until = now + body.overlap if body.overlap else None
     response = _json(SecretRotatedOut(body.kind, secret, until, iso(until)))
     response.headers["Cache-Control"] = "no-store"

@@ -701,6 +701,13 @@ class Node:
         await self.refresh_rules(site_key)
         await self.store.broadcast_rules(site_key)
 
+    async def secrets_changed(self, site_key: SiteKey) -> None:
+        """A site's secret was rotated: read the site again here, and tell the other nodes
+        to (the notice of `rules_changed`), so that none takes the replaced key longer. Only
+        the notice, which never raises on a lost link: the new secret must be answered."""
+        self.forget_site(site_key)
+        await self.store.broadcast_rules(site_key)
+
     async def refresh_rules(self, site_key: SiteKey) -> None:
         """Resolve the rules of this node's live tabs of a site again and adopt them: a
         lower limit blocks the sessions seated last; new timeouts apply from now on; seat

@@ -421,19 +421,19 @@ async def test_a_user_nobody_seated_has_no_active_token(
 PUBLIC_URL = "https://seats.example"  # the issuer every node of the cluster signs with
 
 
-@pytest.fixture
-def pair(
+def two_nodes(
     tmp_path_factory: pytest.TempPathFactory,
     postgres_url: str,
     server_env: dict[str, str],
+    **env: str,
 ) -> Iterator[tuple[Cluster, RedisServer]]:
-    """Two nodes on a Redis of their own, which the test may stop."""
+    """Two nodes signing as PUBLIC_URL, on a Redis of their own, which the test may stop."""
     redis = RedisServer(tmp_path_factory.mktemp("redis"))
     redis.start()
     tmp = tmp_path_factory.mktemp("pair")
     try:
         for cluster in start_cluster(
-            tmp, redis, postgres_url, server_env, 2, SEATGUARD_PUBLIC_URL=PUBLIC_URL
+            tmp, redis, postgres_url, server_env, 2, SEATGUARD_PUBLIC_URL=PUBLIC_URL, **env
         ):
             yield cluster, redis
     finally:
@@ -441,37 +441,40 @@ def pair(
 
 
 @pytest.fixture
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, server_env: dict[str, str]
+) -> Iterator[tuple[Cluster, RedisServer]]:
+    yield from two_nodes(tmp_path_factory, postgres_url, server_env)
+
+
+@pytest.fixture
 def caching_pair(
     tmp_path_factory: pytest.TempPathFactory, postgres_url: str, server_env: dict[str, str]
-) -> Iterator[Cluster]:
+) -> Iterator[tuple[Cluster, RedisServer]]:
     """Two nodes that would keep a site's settings for ten minutes if nobody told them."""
-    redis = RedisServer(tmp_path_factory.mktemp("redis"))
-    redis.start()
-    env = {"SEATGUARD_PUBLIC_URL": PUBLIC_URL, "SEATGUARD_SITE_CACHE_TTL": "600"}
-    try:
-        yield from start_cluster(
-            tmp_path_factory.mktemp("caching"), redis, postgres_url, server_env, 2, **env
-        )
-    finally:
-        redis.stop()
+    yield from two_nodes(tmp_path_factory, postgres_url, server_env, SEATGUARD_SITE_CACHE_TTL="600")
+
+
+def cluster_token(cluster: Cluster, site: dict[str, Any], browser: Browser) -> str:
+    """A seat token for `browser`, signed with the cluster's keys as its nodes sign."""
+    ring = SeatKeyRing(SeatKeySet.parse(cluster.env["SEATGUARD_SEAT_KEYS"], "the cluster's keys"))
+    issued = SeatTokens(ring, PUBLIC_URL).issue(
+        site=site["key"], user=browser.user, session=browser.session, device=browser.device
+    )
+    return issued.token
 
 
 async def test_a_secret_key_replaced_on_one_node_stops_checking_seats_on_the_other(
-    caching_pair: Cluster,
+    caching_pair: tuple[Cluster, RedisServer],
 ) -> None:
     """The other node hears of the rotation through the store's notices: the old key stops
     there at once, not when its site cache would have expired (here, ten minutes)."""
-    cluster = caching_pair
+    cluster, _ = caching_pair
     site = cluster.create_site("--name", "Rotated", "--origin", "*")
-    ring = SeatKeyRing(SeatKeySet.parse(cluster.env["SEATGUARD_SEAT_KEYS"], "the cluster's keys"))
     browser = Browser("user-" + ident())
     _, welcome = await Tab.open(cluster.nodes[0].ws, site["key"], browser)
     assert welcome["state"] == "admitted"
-    token = (
-        SeatTokens(ring, PUBLIC_URL)
-        .issue(site=site["key"], user=browser.user, session=browser.session, device=browser.device)
-        .token
-    )
+    token = cluster_token(cluster, site, browser)
     async with api(cluster.nodes[1], site) as old1, api(cluster.nodes[0], site) as old0:
         assert (await check(old1, token))["active"] is True  # node 1 now caches the old key
         r = await old0.post("/site/secret", json={"kind": "secret_key", "overlap": 0})
@@ -495,20 +498,14 @@ async def test_any_node_answers_from_the_shared_store_and_503_without_it(
 ) -> None:
     cluster, redis = pair
     site = cluster.create_site("--name", "Pair", "--origin", "*")
-    ring = SeatKeyRing(SeatKeySet.parse(cluster.env["SEATGUARD_SEAT_KEYS"], "the cluster's keys"))
-    tokens = SeatTokens(ring, PUBLIC_URL)
     # Seated through node 0, checked on node 1, which holds no tab of the user.
     browser = Browser("user-" + ident())
     _, welcome = await Tab.open(cluster.nodes[0].ws, site["key"], browser)
     assert welcome["state"] == "admitted"
-    token = tokens.issue(
-        site=site["key"], user=browser.user, session=browser.session, device=browser.device
-    ).token
+    token = cluster_token(cluster, site, browser)
     other = Browser("user-" + ident())
     _, welcome = await Tab.open(cluster.nodes[0].ws, site["key"], other)
-    other_token = tokens.issue(
-        site=site["key"], user=other.user, session=other.session, device=other.device
-    ).token
+    other_token = cluster_token(cluster, site, other)
     async with api(cluster.nodes[1], site) as node1, api(cluster.nodes[0], site) as node0:
         assert (await check(node1, token))["active"] is True
         r = await node0.delete(f"/users/{browser.user}/sessions/{browser.session}")
