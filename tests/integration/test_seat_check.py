@@ -471,9 +471,7 @@ async def test_a_secret_key_replaced_on_one_node_stops_checking_seats_on_the_oth
     there at once, not when its site cache would have expired (here, ten minutes)."""
     cluster, _ = caching_pair
     site = cluster.create_site("--name", "Rotated", "--origin", "*")
-    browser = Browser("user-" + ident())
-    _, welcome = await Tab.open(cluster.nodes[0].ws, site["key"], browser)
-    assert welcome["state"] == "admitted"
+    browser = await seated(cluster.nodes[0], site)
     token = cluster_token(cluster, site, browser)
     async with api(cluster.nodes[1], site) as old1, api(cluster.nodes[0], site) as old0:
         assert (await check(old1, token))["active"] is True  # node 1 now caches the old key
@@ -499,12 +497,10 @@ async def test_any_node_answers_from_the_shared_store_and_503_without_it(
     cluster, redis = pair
     site = cluster.create_site("--name", "Pair", "--origin", "*")
     # Seated through node 0, checked on node 1, which holds no tab of the user.
-    browser = Browser("user-" + ident())
-    _, welcome = await Tab.open(cluster.nodes[0].ws, site["key"], browser)
-    assert welcome["state"] == "admitted"
+    browser = await seated(cluster.nodes[0], site)
     token = cluster_token(cluster, site, browser)
     other = Browser("user-" + ident())
-    _, welcome = await Tab.open(cluster.nodes[0].ws, site["key"], other)
+    await Tab.open(cluster.nodes[0].ws, site["key"], other)
     other_token = cluster_token(cluster, site, other)
     async with api(cluster.nodes[1], site) as node1, api(cluster.nodes[0], site) as node0:
         assert (await check(node1, token))["active"] is True
